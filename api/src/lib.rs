@@ -1,1 +1,2 @@
-//! placeholder
+//! pinhouse-api (placeholder while the crates are built up)
+pub mod control;
