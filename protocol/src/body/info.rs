@@ -105,8 +105,11 @@ impl DeviceInfo {
 
     /// Appends the body in the C++ ≥ 1.3 key order (`mcu`, `fw-type`, `build`, `blynk`, `h-beat`,
     /// `buff-in`, `dev`, `cpu`, `con`, `tmpl`), skipping `None` fields. Values must not contain NUL.
+    /// If the last value is empty a terminating NUL is added, so that it is not mistaken for the
+    /// tolerated trailing NUL.
     pub fn encode_body(&self, dst: &mut BytesMut) {
         let mut first = true;
+        let mut last_empty = false;
         let mut put = |dst: &mut BytesMut, key: &[u8], value: &[u8]| {
             if !first {
                 dst.put_u8(0);
@@ -115,6 +118,7 @@ impl DeviceInfo {
             dst.put_slice(key);
             dst.put_u8(0);
             dst.put_slice(value);
+            last_empty = value.is_empty();
         };
         let texts: [(&[u8], &Option<String>); 4] = [
             (b"mcu", &self.firmware),
@@ -145,6 +149,9 @@ impl DeviceInfo {
             if let Some(v) = v {
                 put(dst, k, v.as_bytes());
             }
+        }
+        if last_empty {
+            dst.put_u8(0);
         }
     }
 
