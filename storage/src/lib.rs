@@ -1,1 +1,49 @@
-//! placeholder
+//! `pinhouse-storage` — the telemetry store of pinhouse.
+//!
+//! Role: accept batches of [`Point`]s, make them durable in a write-ahead log (checksummed
+//! segments, group commit, replay on open), hold them in Arrow memtables, flush them to
+//! day-partitioned Parquet files sorted by `(org_id, device_id, pin, ts)` listed in an atomic
+//! catalog, keep the last value of every pin in memory, and hand queries a consistent
+//! [`Snapshot`] of memtables ∪ files.
+//!
+//! Layout of a data directory:
+//!
+//! ```text
+//! <data_dir>/LOCK                                   exclusive lock of the open store
+//! <data_dir>/wal/00000000000000000001.wal           WAL segments (format: docs/wal.md)
+//! <data_dir>/parquet/date=2026-11-25/<id>.parquet   Parquet files, one folder per UTC day
+//! <data_dir>/catalog.json                           files, flushed WAL position, last values
+//! ```
+//!
+//! Durability: a write is acknowledged only after the WAL group holding it is fsynced (per
+//! [`FsyncPolicy`]); after a crash, replay restores every acknowledged value exactly once (WAL
+//! records already covered by catalog files are skipped; Parquet files missing from the catalog
+//! are removed and re-flushed from the WAL).
+//!
+//! Threads, not async: one committer thread owns the WAL, one flusher thread writes Parquet.
+//! This crate must not depend on tokio, datafusion, ingest, query, api.
+
+mod catalog;
+mod committer;
+mod config;
+mod engine;
+mod error;
+mod flush;
+mod fsutil;
+mod last_value;
+mod memtable;
+mod parquet_writer;
+mod partition;
+mod point;
+mod schema;
+mod snapshot;
+mod wal;
+
+pub use config::{FsyncPolicy, StorageConfig};
+pub use engine::{RecoveryReport, Storage};
+pub use error::{Result, StorageError};
+pub use last_value::LastValue;
+pub use point::{Point, Value};
+pub use schema::{TS_TIMEZONE, columns, schema, ts_type};
+pub use snapshot::{FileMeta, Snapshot};
+pub use wal::replay::TornTail;

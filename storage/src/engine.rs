@@ -1,0 +1,434 @@
+//! [`Storage`]: opening (recovery), the write path, reads, and shutdown.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use parking_lot::{Mutex, RwLock};
+
+use crate::catalog::{self, Catalog};
+use crate::committer::{Committer, WriteRequest};
+use crate::config::{FsyncPolicy, StorageConfig};
+use crate::error::{Result, StorageError};
+use crate::flush::{FlushMsg, Flusher};
+use crate::fsutil;
+use crate::last_value::{LastValue, LastValueCache};
+use crate::memtable::{Frozen, Memtable};
+use crate::point::Point;
+use crate::snapshot::{FileMeta, Snapshot};
+use crate::wal::{self, ClosedSegments, WalWriter, record, replay::TornTail};
+
+/// Folder of the WAL inside the data directory.
+pub(crate) const WAL_DIR: &str = "wal";
+const LOCK_FILE: &str = "LOCK";
+/// How long `open` waits for the directory lock before giving up with `Locked`.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// What [`Storage::open`] found and repaired.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    /// WAL segments found.
+    pub wal_segments: usize,
+    /// WAL records replayed into the memtable.
+    pub wal_records: u64,
+    /// Points replayed into the memtable.
+    pub wal_points: u64,
+    /// WAL records skipped because Parquet already holds them.
+    pub wal_records_skipped: u64,
+    /// Torn or corrupt WAL tails that were cut off.
+    pub torn_tails: Vec<TornTail>,
+    /// Temporary or uncommitted Parquet files removed.
+    pub orphan_files_removed: usize,
+    /// Parquet files in the catalog.
+    pub parquet_files: usize,
+    /// Series in the last-value cache after recovery.
+    pub series: usize,
+    /// Time spent opening.
+    pub elapsed: Duration,
+}
+
+/// Memtables and the published file list, behind one lock so a snapshot is a consistent cut.
+pub(crate) struct MemState {
+    pub active: Memtable,
+    /// Oldest first.
+    pub frozen: VecDeque<Arc<Frozen>>,
+    pub files: Arc<Vec<FileMeta>>,
+}
+
+/// State shared by the handle, the committer and the flusher.
+pub(crate) struct Shared {
+    mem: Mutex<MemState>,
+    last: LastValueCache,
+    max_rows: usize,
+    flusher_tx: Sender<FlushMsg>,
+}
+
+impl Shared {
+    /// Applies acknowledged WAL records (in sequence order) to the memtable and last values.
+    pub(crate) fn apply(&self, records: &[(u64, WriteRequest)]) {
+        let now = Instant::now();
+        let mut frozen_any = false;
+        {
+            let mut mem = self.mem.lock();
+            for (seq, req) in records {
+                mem.active.append(*seq, &req.points, now);
+                if mem.active.rows() >= self.max_rows {
+                    frozen_any |= freeze_locked(&mut mem);
+                }
+            }
+        }
+        for (_, req) in records {
+            self.last.apply(&req.points);
+        }
+        if frozen_any {
+            let _ = self.flusher_tx.send(FlushMsg::Wake);
+        }
+    }
+
+    /// Freezes the active memtable (if it holds anything).
+    pub(crate) fn freeze_active(&self) -> bool {
+        freeze_locked(&mut self.mem.lock())
+    }
+
+    /// Freezes the active memtable when its first row is older than `max_age`.
+    pub(crate) fn freeze_if_older_than(&self, max_age: Duration) -> bool {
+        let mut mem = self.mem.lock();
+        if mem.active.rows() > 0 && mem.active.age(Instant::now()) >= max_age {
+            return freeze_locked(&mut mem);
+        }
+        false
+    }
+
+    pub(crate) fn oldest_frozen(&self) -> Option<Arc<Frozen>> {
+        self.mem.lock().frozen.front().cloned()
+    }
+
+    /// Makes a flushed memtable's files visible and its rows invisible in one step.
+    pub(crate) fn publish_flushed(&self, frozen: &Arc<Frozen>, new_files: Vec<FileMeta>) {
+        let mut mem = self.mem.lock();
+        let front = mem.frozen.pop_front();
+        debug_assert!(front.is_some_and(|f| Arc::ptr_eq(&f, frozen)), "flushed out of order");
+        let mut files = Vec::with_capacity(mem.files.len() + new_files.len());
+        files.extend(mem.files.iter().cloned());
+        files.extend(new_files);
+        mem.files = Arc::new(files);
+    }
+}
+
+fn freeze_locked(mem: &mut MemState) -> bool {
+    match mem.active.freeze() {
+        Some(f) => {
+            mem.frozen.push_back(Arc::new(f));
+            true
+        }
+        None => false,
+    }
+}
+
+/// The telemetry store. A cheap handle: clone it freely; all clones share one store.
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("data_dir", &self.inner.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    data_dir: PathBuf,
+    config: StorageConfig,
+    shared: Arc<Shared>,
+    /// `None` once closed: dropping the only sender lets the committer drain and stop.
+    write_tx: RwLock<Option<Sender<WriteRequest>>>,
+    committer: Mutex<Option<JoinHandle<Result<()>>>>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    lock_file: Mutex<Option<File>>,
+    recovery: RecoveryReport,
+}
+
+impl Storage {
+    /// Opens (or creates) the store in `config.data_dir`: takes the directory lock, loads the
+    /// catalog, removes files left by an interrupted flush, replays the WAL (cutting off a torn
+    /// tail), and starts the committer and flusher threads.
+    pub fn open(config: StorageConfig) -> Result<Storage> {
+        let started = Instant::now();
+        if config.memtable_max_rows == 0 {
+            return Err(StorageError::InvalidInput("memtable_max_rows must be > 0".into()));
+        }
+        let data_dir = std::path::absolute(&config.data_dir).map_err(StorageError::io_path(&config.data_dir))?;
+        let wal_dir = data_dir.join(WAL_DIR);
+        fsutil::create_dir_all_synced(&wal_dir)?;
+        fsutil::create_dir_all_synced(&data_dir.join(catalog::PARQUET_DIR))?;
+        let lock_file = lock_data_dir(&data_dir)?;
+
+        let catalog = Catalog::load(&data_dir)?;
+        let orphan_files_removed = catalog.remove_orphans()?;
+        let flushed_seq = catalog.flushed_wal_seq();
+        let last = LastValueCache::default();
+        last.apply_entries(catalog.last_values());
+
+        let mut active = Memtable::new();
+        let mut frozen = VecDeque::new();
+        let replay_now = Instant::now();
+        let outcome = wal::replay(&wal_dir, flushed_seq, |seq, points| {
+            active.append(seq, &points, replay_now);
+            last.apply(&points);
+            if active.rows() >= config.memtable_max_rows {
+                if let Some(f) = active.freeze() {
+                    frozen.push_back(Arc::new(f));
+                }
+            }
+            Ok(())
+        })?;
+
+        let segments = Arc::new(ClosedSegments::default());
+        let wal_segments = outcome.segments.len();
+        for seg in outcome.segments {
+            segments.push(seg);
+        }
+        segments.delete_covered(flushed_seq);
+        let wal = WalWriter::create(
+            &wal_dir,
+            outcome.max_segment_id + 1,
+            outcome.last_seq.max(flushed_seq) + 1,
+            config.wal_segment_bytes,
+            config.fsync != FsyncPolicy::Never,
+            segments.clone(),
+        )?;
+
+        let files = Arc::new(catalog.file_metas());
+        let recovery = RecoveryReport {
+            wal_segments,
+            wal_records: outcome.records,
+            wal_points: outcome.points,
+            wal_records_skipped: outcome.skipped_records,
+            torn_tails: outcome.torn,
+            orphan_files_removed,
+            parquet_files: files.len(),
+            series: last.len(),
+            elapsed: started.elapsed(),
+        };
+        let (flusher_tx, flusher_rx) = crossbeam_channel::unbounded();
+        let (write_tx, write_rx) = crossbeam_channel::unbounded();
+        let has_frozen = !frozen.is_empty();
+        let shared = Arc::new(Shared {
+            mem: Mutex::new(MemState { active, frozen, files }),
+            last,
+            max_rows: config.memtable_max_rows,
+            flusher_tx,
+        });
+
+        let committer = Committer::new(shared.clone(), wal, config.fsync, write_rx);
+        let committer = std::thread::Builder::new()
+            .name("pinhouse-wal".into())
+            .spawn(move || committer.run())
+            .map_err(StorageError::Io)?;
+        let flusher = Flusher::new(shared.clone(), catalog, segments, flusher_rx, config.memtable_max_age);
+        let flusher = std::thread::Builder::new()
+            .name("pinhouse-flush".into())
+            .spawn(move || flusher.run())
+            .map_err(StorageError::Io)?;
+        if has_frozen {
+            let _ = shared.flusher_tx.send(FlushMsg::Wake);
+        }
+        tracing::info!(
+            data_dir = %data_dir.display(),
+            wal_records = recovery.wal_records,
+            wal_points = recovery.wal_points,
+            torn_tails = recovery.torn_tails.len(),
+            parquet_files = recovery.parquet_files,
+            series = recovery.series,
+            elapsed_ms = recovery.elapsed.as_millis() as u64,
+            "storage opened"
+        );
+        Ok(Storage {
+            inner: Arc::new(Inner {
+                data_dir,
+                config,
+                shared,
+                write_tx: RwLock::new(Some(write_tx)),
+                committer: Mutex::new(Some(committer)),
+                flusher: Mutex::new(Some(flusher)),
+                lock_file: Mutex::new(Some(lock_file)),
+                recovery,
+            }),
+        })
+    }
+
+    /// Blocks until the batch is durable per the fsync policy (Always: fsynced; Interval: written and the
+    /// caller waits for the next interval sync; Never: written to the OS), then it is in the memtable and last values.
+    pub fn write(&self, points: Vec<Point>) -> Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.write_with(
+            points,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.recv().unwrap_or(Err(StorageError::Closed))
+    }
+
+    /// Non-blocking form for async callers: `done` is called once from the committer thread with the same result.
+    ///
+    /// (An empty batch, an oversized batch, or a write after `close` completes at once, on the
+    /// calling thread.)
+    pub fn write_with(&self, points: Vec<Point>, done: Box<dyn FnOnce(Result<()>) + Send + 'static>) {
+        let guard = self.inner.write_tx.read();
+        let Some(tx) = guard.as_ref() else {
+            drop(guard);
+            return done(Err(StorageError::Closed));
+        };
+        if points.is_empty() {
+            drop(guard);
+            return done(Ok(()));
+        }
+        let body = record::encode_body(&points);
+        if body.len() > record::MAX_BODY_LEN {
+            drop(guard);
+            return done(Err(StorageError::InvalidInput(format!(
+                "batch of {} points encodes to {} bytes, more than the WAL record limit of {}",
+                points.len(),
+                body.len(),
+                record::MAX_BODY_LEN
+            ))));
+        }
+        if let Err(crossbeam_channel::SendError(req)) = tx.send(WriteRequest { body, points, done }) {
+            drop(guard);
+            (req.done)(Err(StorageError::Closed));
+        }
+    }
+
+    /// The newest value of one pin.
+    pub fn last_value(&self, org_id: u32, device_id: u32, pin: u16) -> Option<LastValue> {
+        self.inner.shared.last.get(org_id, device_id, pin)
+    }
+
+    /// The newest value of every pin of a device, sorted by pin.
+    pub fn last_values(&self, org_id: u32, device_id: u32) -> Vec<(u16, LastValue)> {
+        self.inner.shared.last.device(org_id, device_id)
+    }
+
+    /// A consistent cut: memtable batches (active and frozen) and catalog files, with every
+    /// acknowledged row in exactly one of them.
+    pub fn snapshot(&self) -> Snapshot {
+        let mem = self.inner.shared.mem.lock();
+        let mut batches = Vec::new();
+        for f in &mem.frozen {
+            batches.extend(f.batches.iter().cloned());
+        }
+        mem.active.snapshot_into(&mut batches);
+        let files = mem.files.as_ref().clone();
+        Snapshot { batches, files }
+    }
+
+    /// Freezes the memtable and writes it (and any earlier frozen memtable) to Parquet and the
+    /// catalog now; returns when done. Writes still waiting for an interval fsync are not
+    /// included.
+    pub fn flush(&self) -> Result<()> {
+        if self.inner.write_tx.read().is_none() {
+            return Err(StorageError::Closed);
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.inner
+            .shared
+            .flusher_tx
+            .send(FlushMsg::Flush(tx))
+            .map_err(|_| StorageError::Closed)?;
+        rx.recv().unwrap_or(Err(StorageError::Closed))
+    }
+
+    /// Writes and fsyncs every queued write, stops the background threads and releases the
+    /// directory lock. Later writes fail with [`StorageError::Closed`]. Unflushed memtable rows
+    /// stay in the WAL and are replayed by the next `open`. Idempotent.
+    pub fn close(&self) -> Result<()> {
+        self.inner.close()
+    }
+
+    /// The absolute data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StorageConfig {
+        &self.inner.config
+    }
+
+    /// What `open` recovered and repaired.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+}
+
+impl Inner {
+    fn close(&self) -> Result<()> {
+        // Dropping the only sender: the committer drains what is queued, syncs and returns.
+        drop(self.write_tx.write().take());
+        let mut result = Ok(());
+        if let Some(h) = self.committer.lock().take() {
+            result = join(h).unwrap_or(Ok(()));
+        }
+        if let Some(h) = self.flusher.lock().take() {
+            let _ = self.shared.flusher_tx.send(FlushMsg::Shutdown);
+            let _ = join(h);
+        }
+        drop(self.lock_file.lock().take());
+        result
+    }
+}
+
+/// Joins a background thread, unless called from that very thread (a completion callback that
+/// drops or closes the last handle), where it would deadlock. `None` when it panicked or was
+/// not joined.
+fn join<T>(h: JoinHandle<T>) -> Option<T> {
+    if h.thread().id() == std::thread::current().id() {
+        return None;
+    }
+    match h.join() {
+        Ok(v) => Some(v),
+        Err(_) => {
+            tracing::error!("a storage background thread panicked");
+            None
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, "error while closing storage");
+        }
+    }
+}
+
+fn lock_data_dir(data_dir: &Path) -> Result<File> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(StorageError::io_path(&path))?;
+    // A lock just released can linger for a moment: a process that forks (to spawn a child)
+    // shares the lock until the child's exec closes the descriptor. Retry briefly.
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StorageError::Locked(data_dir.to_owned())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(StorageError::IoPath { path, source: e }),
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The flusher thread: freezes old memtables, writes frozen memtables to Parquet, commits them to
+//! the catalog, publishes them to snapshots and deletes the WAL segments they cover.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::catalog::{Catalog, FileEntry};
+use crate::engine::Shared;
+use crate::error::Result;
+use crate::memtable::Frozen;
+use crate::parquet_writer;
+use crate::partition;
+use crate::wal::ClosedSegments;
+
+/// Messages to the flusher.
+pub(crate) enum FlushMsg {
+    /// A memtable was frozen.
+    Wake,
+    /// Freeze the active memtable and flush everything now; reply when done.
+    Flush(Sender<Result<()>>),
+    /// Stop (after the flush in progress, if any).
+    Shutdown,
+}
+
+pub(crate) struct Flusher {
+    shared: Arc<Shared>,
+    catalog: Catalog,
+    segments: Arc<ClosedSegments>,
+    rx: Receiver<FlushMsg>,
+    max_age: Duration,
+}
+
+impl Flusher {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        catalog: Catalog,
+        segments: Arc<ClosedSegments>,
+        rx: Receiver<FlushMsg>,
+        max_age: Duration,
+    ) -> Flusher {
+        Flusher {
+            shared,
+            catalog,
+            segments,
+            rx,
+            max_age,
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        let tick = (self.max_age / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        loop {
+            match self.rx.recv_timeout(tick) {
+                Ok(FlushMsg::Wake) | Err(RecvTimeoutError::Timeout) => {
+                    self.shared.freeze_if_older_than(self.max_age);
+                    // Errors are logged in `drain`; a failed flush is retried on the next tick.
+                    let _ = self.drain();
+                }
+                Ok(FlushMsg::Flush(reply)) => {
+                    self.shared.freeze_active();
+                    let _ = reply.send(self.drain());
+                }
+                Ok(FlushMsg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+
+    /// Flushes frozen memtables oldest first until none is left or one fails.
+    fn drain(&mut self) -> Result<()> {
+        while let Some(frozen) = self.shared.oldest_frozen() {
+            if let Err(e) = self.flush_one(&frozen) {
+                tracing::error!(error = %e, rows = frozen.rows, "flush to Parquet failed; will retry");
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_one(&mut self, frozen: &Arc<Frozen>) -> Result<()> {
+        let started = Instant::now();
+        let sorted = parquet_writer::sort_rows(&frozen.batches)?;
+        let last_values = parquet_writer::last_values_of_sorted(&sorted);
+        let props = parquet_writer::writer_properties()?;
+        let mut next_id = self.catalog.next_file_id();
+        let mut entries = Vec::new();
+        for (day, batch) in parquet_writer::split_by_day(&sorted)? {
+            let id = next_id;
+            next_id += 1;
+            let rel = Catalog::file_rel_path(&partition::partition_name(day), id);
+            let bytes = parquet_writer::write_parquet_file(&self.catalog.abs_path(&rel), &batch, props.clone())?;
+            let stats = parquet_writer::batch_stats(&batch);
+            entries.push(FileEntry {
+                id,
+                path: rel,
+                min_ts_us: stats.min_ts_us,
+                max_ts_us: stats.max_ts_us,
+                min_device_id: stats.min_device_id,
+                max_device_id: stats.max_device_id,
+                org_ids: stats.org_ids,
+                rows: stats.rows,
+                bytes,
+                wal_seq_min: frozen.min_seq,
+                wal_seq_max: frozen.max_seq,
+            });
+        }
+        let files = entries.len();
+        let bytes: u64 = entries.iter().map(|e| e.bytes).sum();
+        let metas: Vec<_> = entries.iter().map(|e| self.catalog.file_meta(e)).collect();
+        self.catalog.commit(entries, last_values, frozen.max_seq, next_id)?;
+        self.shared.publish_flushed(frozen, metas);
+        let deleted = self.segments.delete_covered(self.catalog.flushed_wal_seq());
+        tracing::info!(
+            rows = frozen.rows,
+            files,
+            bytes,
+            wal_seq = frozen.max_seq,
+            wal_segments_deleted = deleted,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "memtable flushed to Parquet"
+        );
+        Ok(())
+    }
+}
