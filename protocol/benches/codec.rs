@@ -42,11 +42,10 @@ fn decode_and_parse_all(codec: &Codec, buf: &mut BytesMut) -> usize {
             body,
             ..
         } = &frame
+            && let Ok(Hardware::VirtualWrite { pin, values }) = Hardware::parse(body)
         {
-            if let Ok(Hardware::VirtualWrite { pin, values }) = Hardware::parse(body) {
-                black_box((pin, values));
-                n += 1;
-            }
+            black_box((pin, values));
+            n += 1;
         }
     }
     n

@@ -273,8 +273,9 @@ impl Client {
     }
 
     /// Interprets one frame from the server. Pings are answered into `dst`. Commands a Blynk device
-    /// does not accept give [`ProtocolError::UnexpectedCommand`]; a malformed `REDIRECT` gives
-    /// its body error.
+    /// does not accept give [`ProtocolError::UnexpectedCommand`], and so does `HW_LOGIN` (the
+    /// direct-connect mode where an app logs in to the device is not implemented); a malformed
+    /// `REDIRECT` gives its body error.
     pub fn handle(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<Event> {
         let (command, msg_id, body) = match frame {
             Frame::Response { msg_id, status } => return Ok(self.on_response(msg_id, status)),

@@ -72,6 +72,14 @@ impl Frame {
         }
     }
 
+    /// The body (empty for a response).
+    pub fn body(&self) -> &[u8] {
+        match self {
+            Frame::Response { .. } => &[],
+            Frame::Message { body, .. } => body,
+        }
+    }
+
     /// Number of bytes [`Frame::encode`] writes.
     pub fn encoded_len(&self) -> usize {
         match self {
@@ -295,6 +303,11 @@ mod tests {
         assert_eq!(f.msg_id(), 7);
         assert_eq!(f.command(), command::PING);
         assert_eq!(f.encoded_len(), 5);
+        assert!(f.body().is_empty());
+        assert_eq!(
+            Frame::message(command::HARDWARE, 1, &b"vw"[..]).body(),
+            b"vw"
+        );
         let r = Frame::Response {
             msg_id: 2,
             status: 9,

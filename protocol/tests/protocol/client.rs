@@ -175,3 +175,44 @@ fn ids_wrap_over_a_long_session() {
     assert_eq!(client.login(&mut out), 1);
     assert_eq!(client.ping(&mut out), 2);
 }
+
+mod prop {
+    use super::*;
+    use pinhouse_protocol::body::Group;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_client_frame_decodes_with_consecutive_ids(
+            ops in vec((0..8u8, any::<u8>(), vec(any::<u8>(), 0..12)), 1..40),
+        ) {
+            let mut client = Client::new(TOKEN);
+            let mut wire = BytesMut::new();
+            let mut ids = vec![client.login(&mut wire)];
+            for (op, pin, data) in &ops {
+                let id = match op {
+                    0 => client.virtual_write(*pin, &[data], &mut wire),
+                    1 => client.ping(&mut wire),
+                    2 => client.sync_all(&mut wire),
+                    3 => client.sync_virtual(data, &mut wire),
+                    4 => client.group(Group::BeginAt { unix_ms: u64::from(*pin) }, &mut wire),
+                    5 => client.info(&DeviceInfo { heartbeat_secs: Some(u32::from(*pin)), ..Default::default() }, &mut wire),
+                    6 => client.hardware(&Hardware::AnalogWrite { pin: *pin, value: data }, &mut wire),
+                    _ => client.internal(&Internal::Debug { text: data }, &mut wire),
+                };
+                ids.push(id);
+            }
+            let expected: Vec<u16> = (1..=ids.len() as u16).collect();
+            prop_assert_eq!(&ids, &expected);
+            let codec = Codec::default();
+            let mut got = Vec::new();
+            while let Some(Frame::Message { command, msg_id, body }) = codec.decode(&mut wire).unwrap() {
+                prop_assert!(Body::parse(command, &body).is_ok(), "command {} body {:?}", command, body);
+                got.push(msg_id);
+            }
+            prop_assert!(wire.is_empty());
+            prop_assert_eq!(got, expected);
+        }
+    }
+}
