@@ -1,0 +1,154 @@
+//! Devices: a name, a template of the same organization, and the auth token the Blynk library
+//! logs in with (128 random bits as 32 lowercase hex characters).
+
+use serde::{Deserialize, Serialize};
+
+use super::ControlPlane;
+use super::auth::Principal;
+use super::error::{ControlError, Result};
+use super::secrets;
+use super::time::{now_ms, rfc3339};
+
+/// Longest token looked up at all; longer input is rejected without touching the database.
+const MAX_TOKEN_LEN: usize = 128;
+
+/// A device as the API and the device side see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceRecord {
+    pub id: u32,
+    pub org_id: u32,
+    pub name: String,
+    pub template_id: String,
+    /// Auth token of the device.
+    pub token: String,
+    /// RFC 3339 (`2026-11-25T18:01:38.123Z`).
+    pub created_at: String,
+}
+
+/// Body of `POST /api/v1/devices`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewDevice {
+    pub name: String,
+    pub template_id: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct DeviceRow {
+    id: u32,
+    org_id: u32,
+    name: String,
+    template_id: String,
+    token: String,
+    created_at: i64,
+}
+
+impl From<DeviceRow> for DeviceRecord {
+    fn from(row: DeviceRow) -> Self {
+        Self {
+            id: row.id,
+            org_id: row.org_id,
+            name: row.name,
+            template_id: row.template_id,
+            token: row.token,
+            created_at: rfc3339(row.created_at),
+        }
+    }
+}
+
+impl ControlPlane {
+    /// Creates a device owned by the caller, in the caller's organization, with a fresh token.
+    /// The template must belong to the same organization.
+    pub async fn create_device(
+        &self,
+        principal: &Principal,
+        new: &NewDevice,
+    ) -> Result<DeviceRecord> {
+        let name = new.name.trim();
+        if name.is_empty() {
+            return Err(ControlError::validation("device name must not be empty"));
+        }
+        let template_id = new.template_id.trim();
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM templates WHERE id = ? AND org_id = ?)",
+        )
+        .bind(template_id)
+        .bind(principal.org_id)
+        .fetch_one(&self.pool)
+        .await?;
+        if !exists {
+            return Err(unknown_template(template_id));
+        }
+        let mut attempt = 0;
+        let row: DeviceRow = loop {
+            attempt += 1;
+            let inserted = sqlx::query_as("INSERT INTO devices (org_id, template_id, name, token, owner_user_id, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?) RETURNING id, org_id, name, template_id, token, created_at")
+            .bind(principal.org_id)
+            .bind(template_id)
+            .bind(name)
+            .bind(secrets::device_token())
+            .bind(principal.user_id)
+            .bind(now_ms())
+            .fetch_one(&self.pool)
+            .await;
+            match inserted {
+                Ok(row) => break row,
+                // A token collision (2^128 tokens): draw again.
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() && attempt < 5 => {}
+                // The template was deleted since the check above.
+                Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
+                    return Err(unknown_template(template_id));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        tracing::info!(
+            device_id = row.id,
+            org_id = row.org_id,
+            template_id = %row.template_id,
+            user_id = principal.user_id,
+            "device created"
+        );
+        Ok(row.into())
+    }
+
+    /// The devices of `org_id`, by id.
+    pub async fn devices(&self, org_id: u32) -> Result<Vec<DeviceRecord>> {
+        let rows: Vec<DeviceRow> = sqlx::query_as("SELECT id, org_id, name, template_id, token, created_at FROM devices WHERE org_id = ? ORDER BY id")
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(DeviceRecord::from).collect())
+    }
+
+    /// The device `device_id` if it belongs to `org_id`.
+    pub async fn device(&self, org_id: u32, device_id: u32) -> Result<Option<DeviceRecord>> {
+        let row: Option<DeviceRow> = sqlx::query_as("SELECT id, org_id, name, template_id, token, created_at FROM devices WHERE id = ? AND org_id = ?")
+        .bind(device_id)
+        .bind(org_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(DeviceRecord::from))
+    }
+
+    /// The device that owns an auth token (exact match through the unique index), for device
+    /// login and the device HTTP API.
+    pub async fn device_by_token(&self, token: &str) -> Result<Option<DeviceRecord>> {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Ok(None);
+        }
+        let row: Option<DeviceRow> = sqlx::query_as(
+            "SELECT id, org_id, name, template_id, token, created_at FROM devices WHERE token = ?",
+        )
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(DeviceRecord::from))
+    }
+}
+
+fn unknown_template(template_id: &str) -> ControlError {
+    ControlError::validation(format!(
+        "unknown template_id {template_id:?}: no such template in your organization"
+    ))
+}

@@ -1,0 +1,142 @@
+//! Organizations (tenants), a tree through `parent_id`, and the first-start bootstrap that
+//! creates the root organization with its admin.
+
+use serde::Serialize;
+
+use super::ControlPlane;
+use super::auth::Role;
+use super::error::{ControlError, Result};
+use super::secrets;
+use super::time::{now_ms, rfc3339};
+use super::users::validate_email;
+
+/// E-mail of the first admin when `PINHOUSE_ADMIN_EMAIL` is not given.
+pub const DEFAULT_ADMIN_EMAIL: &str = "admin@pinhouse.local";
+
+/// Name of the root organization created at first start.
+pub const DEFAULT_ORG_NAME: &str = "pinhouse";
+
+/// An organization as the API shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Organization {
+    pub id: u32,
+    pub parent_id: Option<u32>,
+    pub name: String,
+    /// Unix ms in the database, RFC 3339 in JSON.
+    #[serde(serialize_with = "serialize_ms")]
+    pub created_at: i64,
+}
+
+fn serialize_ms<S: serde::Serializer>(ms: &i64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*ms))
+}
+
+impl ControlPlane {
+    /// Creates an organization, under `parent_id` if given.
+    pub async fn create_organization(
+        &self,
+        name: &str,
+        parent_id: Option<u32>,
+    ) -> Result<Organization> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(ControlError::validation(
+                "organization name must not be empty",
+            ));
+        }
+        let org: Organization = sqlx::query_as(
+            "INSERT INTO organizations (parent_id, name, created_at) VALUES (?, ?, ?) RETURNING *",
+        )
+        .bind(parent_id)
+        .bind(name)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                ControlError::not_found("parent organization not found")
+            }
+            _ => ControlError::from(e),
+        })?;
+        tracing::info!(org_id = org.id, ?parent_id, "organization created");
+        Ok(org)
+    }
+
+    /// The organization `org_id`.
+    pub async fn organization(&self, org_id: u32) -> Result<Option<Organization>> {
+        Ok(sqlx::query_as("SELECT * FROM organizations WHERE id = ?")
+            .bind(org_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// On an empty database, creates the root organization and its admin user from
+    /// `admin_email` (default [`DEFAULT_ADMIN_EMAIL`]) and `admin_password`. Without a password
+    /// (or with an empty one) it generates one and returns it — the only time it is ever shown,
+    /// so the caller should log it once. Does nothing and returns `None` when an organization
+    /// exists already (a later change of the variables does not touch existing accounts).
+    pub async fn bootstrap(
+        &self,
+        admin_email: Option<&str>,
+        admin_password: Option<&str>,
+    ) -> Result<Option<String>> {
+        let initialized: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations)")
+            .fetch_one(&self.pool)
+            .await?;
+        if initialized {
+            tracing::debug!("control plane already initialized, bootstrap skipped");
+            return Ok(None);
+        }
+        let email = admin_email
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .unwrap_or(DEFAULT_ADMIN_EMAIL)
+            .to_owned();
+        validate_email(&email)?;
+        let (password, generated) = match admin_password.filter(|p| !p.is_empty()) {
+            Some(p) => (p.to_owned(), None),
+            None => {
+                let p = secrets::generated_password();
+                (p.clone(), Some(p))
+            }
+        };
+        let hash = tokio::task::spawn_blocking(move || secrets::hash_password(&password))
+            .await
+            .map_err(|e| ControlError::internal(format!("password hash task: {e}")))??;
+
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        // Conditional insert: of two servers starting at once on one database, one wins.
+        let org_id: Option<u32> = sqlx::query_scalar(
+            "INSERT INTO organizations (name, created_at)
+             SELECT ?, ? WHERE NOT EXISTS (SELECT 1 FROM organizations) RETURNING id",
+        )
+        .bind(DEFAULT_ORG_NAME)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(org_id) = org_id else {
+            return Ok(None);
+        };
+        let user_id: u32 = sqlx::query_scalar(
+            "INSERT INTO users (org_id, email, name, password_hash, role, created_at)
+             VALUES (?, ?, 'Administrator', ?, ?, ?) RETURNING id",
+        )
+        .bind(org_id)
+        .bind(&email)
+        .bind(hash)
+        .bind(Role::Admin.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(
+            org_id,
+            user_id,
+            email,
+            generated_password = generated.is_some(),
+            "control plane initialized: first organization and admin created"
+        );
+        Ok(generated)
+    }
+}

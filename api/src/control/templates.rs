@@ -1,0 +1,398 @@
+//! Templates (Blynk "products"): a template id like `TMPLa1B2c3D4`, a name, and datastreams —
+//! the typed virtual pins V0–V255 that devices of the template write.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::ControlPlane;
+use super::error::{ControlError, Result};
+use super::secrets;
+use super::time::{now_ms, rfc3339};
+
+/// Datastream types a template may declare.
+pub const DATASTREAM_KINDS: [&str; 5] = ["integer", "double", "string", "enum", "location"];
+
+/// Highest virtual pin (V255).
+pub const MAX_PIN: i64 = 255;
+
+/// Most decimals a datastream may display.
+pub const MAX_DECIMALS: i64 = 10;
+
+/// A typed virtual pin of a template.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Datastream {
+    pub pin: u16,
+    pub name: String,
+    /// One of [`DATASTREAM_KINDS`]; `"type"` in JSON.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub units: Option<String>,
+    pub decimals: Option<u8>,
+}
+
+/// A template as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Template {
+    /// `TMPL` + 8 alphanumerics.
+    pub id: String,
+    pub org_id: u32,
+    pub name: String,
+    pub description: String,
+    pub datastreams: Vec<Datastream>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// Body of `POST /api/v1/templates`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewTemplate {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub datastreams: Vec<NewDatastream>,
+}
+
+/// A datastream in [`NewTemplate`]; numbers are wide here so that out-of-range values get a
+/// clear validation message rather than a deserialization error.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewDatastream {
+    pub pin: i64,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub units: Option<String>,
+    pub decimals: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TemplateRow {
+    id: String,
+    org_id: u32,
+    name: String,
+    description: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TemplateRow {
+    fn into_template(self, datastreams: Vec<Datastream>) -> Template {
+        Template {
+            id: self.id,
+            org_id: self.org_id,
+            name: self.name,
+            description: self.description,
+            datastreams,
+            created_at: rfc3339(self.created_at),
+            updated_at: rfc3339(self.updated_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DatastreamRow {
+    template_id: String,
+    #[sqlx(flatten)]
+    datastream: Datastream,
+}
+
+impl NewTemplate {
+    /// Checks the template and returns its normalized datastreams, sorted by pin:
+    /// non-empty names, pins 0–255 and unique, known types, min ≤ max, decimals 0–10.
+    pub fn validate(&self) -> Result<(String, Vec<Datastream>)> {
+        let name = self.name.trim();
+        if name.is_empty() {
+            return Err(ControlError::validation("template name must not be empty"));
+        }
+        let mut pins = HashSet::new();
+        let mut datastreams = Vec::with_capacity(self.datastreams.len());
+        for (i, ds) in self.datastreams.iter().enumerate() {
+            let at = format!("datastreams[{i}]");
+            let pin = u16::try_from(ds.pin)
+                .ok()
+                .filter(|p| i64::from(*p) <= MAX_PIN)
+                .ok_or_else(|| {
+                    ControlError::validation(format!(
+                        "{at}.pin: {} is out of range, pins are 0–{MAX_PIN}",
+                        ds.pin
+                    ))
+                })?;
+            if !pins.insert(pin) {
+                return Err(ControlError::validation(format!(
+                    "{at}.pin: pin {pin} is used by more than one datastream"
+                )));
+            }
+            let ds_name = ds.name.trim();
+            if ds_name.is_empty() {
+                return Err(ControlError::validation(format!(
+                    "{at}.name must not be empty"
+                )));
+            }
+            let kind = ds.kind.trim().to_ascii_lowercase();
+            if !DATASTREAM_KINDS.contains(&kind.as_str()) {
+                return Err(ControlError::validation(format!(
+                    "{at}.type: unknown type {:?}, expected one of {}",
+                    ds.kind,
+                    DATASTREAM_KINDS.join(", ")
+                )));
+            }
+            if let (Some(min), Some(max)) = (ds.min, ds.max)
+                && min > max
+            {
+                return Err(ControlError::validation(format!(
+                    "{at}: min ({min}) must not be greater than max ({max})"
+                )));
+            }
+            let decimals = match ds.decimals {
+                None => None,
+                Some(d) => Some(
+                    u8::try_from(d)
+                        .ok()
+                        .filter(|d| i64::from(*d) <= MAX_DECIMALS)
+                        .ok_or_else(|| {
+                            ControlError::validation(format!(
+                                "{at}.decimals: {d} is out of range 0–{MAX_DECIMALS}"
+                            ))
+                        })?,
+                ),
+            };
+            let units = ds
+                .units
+                .as_deref()
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned);
+            datastreams.push(Datastream {
+                pin,
+                name: ds_name.to_owned(),
+                kind,
+                min: ds.min,
+                max: ds.max,
+                units,
+                decimals,
+            });
+        }
+        datastreams.sort_by_key(|ds| ds.pin);
+        Ok((name.to_owned(), datastreams))
+    }
+}
+
+impl ControlPlane {
+    /// Creates a template in `org_id` with a fresh template id.
+    pub async fn create_template(&self, org_id: u32, new: &NewTemplate) -> Result<Template> {
+        let (name, datastreams) = new.validate()?;
+        let description = new.description.trim();
+        let now = now_ms();
+        let mut attempt = 0;
+        let row = loop {
+            attempt += 1;
+            let mut tx = self.pool.begin().await?;
+            let inserted: std::result::Result<TemplateRow, sqlx::Error> = sqlx::query_as(
+                "INSERT INTO templates (id, org_id, name, description, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+            )
+            .bind(secrets::template_id())
+            .bind(org_id)
+            .bind(&name)
+            .bind(description)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await;
+            let row = match inserted {
+                Ok(row) => row,
+                // A template id collision (62^8 ids): draw again.
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() && attempt < 5 => {
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for ds in &datastreams {
+                sqlx::query(
+                    "INSERT INTO datastreams (template_id, pin, name, kind, min, max, units, decimals)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&row.id)
+                .bind(ds.pin)
+                .bind(&ds.name)
+                .bind(&ds.kind)
+                .bind(ds.min)
+                .bind(ds.max)
+                .bind(&ds.units)
+                .bind(ds.decimals)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            break row;
+        };
+        tracing::info!(
+            template_id = %row.id,
+            org_id,
+            datastreams = datastreams.len(),
+            "template created"
+        );
+        Ok(row.into_template(datastreams))
+    }
+
+    /// The templates of `org_id`, oldest first.
+    pub async fn templates(&self, org_id: u32) -> Result<Vec<Template>> {
+        let rows: Vec<TemplateRow> =
+            sqlx::query_as("SELECT * FROM templates WHERE org_id = ? ORDER BY created_at, id")
+                .bind(org_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let ds_rows: Vec<DatastreamRow> = sqlx::query_as(
+            "SELECT d.template_id, d.pin, d.name, d.kind, d.min, d.max, d.units, d.decimals
+             FROM datastreams d JOIN templates t ON t.id = d.template_id
+             WHERE t.org_id = ? ORDER BY d.template_id, d.pin",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_template: BTreeMap<String, Vec<Datastream>> = BTreeMap::new();
+        for row in ds_rows {
+            by_template
+                .entry(row.template_id)
+                .or_default()
+                .push(row.datastream);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let datastreams = by_template.remove(&row.id).unwrap_or_default();
+                row.into_template(datastreams)
+            })
+            .collect())
+    }
+
+    /// The template `template_id` if it belongs to `org_id`.
+    pub async fn template(&self, org_id: u32, template_id: &str) -> Result<Option<Template>> {
+        let row: Option<TemplateRow> =
+            sqlx::query_as("SELECT * FROM templates WHERE id = ? AND org_id = ?")
+                .bind(template_id)
+                .bind(org_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            Some(row) => {
+                let datastreams = self.datastreams(&row.id).await?;
+                Ok(Some(row.into_template(datastreams)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The datastreams of a template, by pin (empty for an unknown template). Not scoped by
+    /// organization: for the device side, which knows the template through the device.
+    pub async fn datastreams(&self, template_id: &str) -> Result<Vec<Datastream>> {
+        Ok(sqlx::query_as(
+            "SELECT pin, name, kind, min, max, units, decimals
+             FROM datastreams WHERE template_id = ? ORDER BY pin",
+        )
+        .bind(template_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds(pin: i64, kind: &str) -> NewDatastream {
+        NewDatastream {
+            pin,
+            name: format!("pin {pin}"),
+            kind: kind.to_owned(),
+            min: None,
+            max: None,
+            units: None,
+            decimals: None,
+        }
+    }
+
+    fn template(datastreams: Vec<NewDatastream>) -> NewTemplate {
+        NewTemplate {
+            name: "Weather".to_owned(),
+            description: String::new(),
+            datastreams,
+        }
+    }
+
+    fn error_of(t: NewTemplate) -> String {
+        match t.validate() {
+            Err(ControlError::Validation(m)) => m,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_and_normalizes() {
+        let mut temp = ds(7, " Double ");
+        temp.min = Some(-40.0);
+        temp.max = Some(85.0);
+        temp.units = Some("°C".to_owned());
+        temp.decimals = Some(1);
+        let mut blank_units = ds(0, "integer");
+        blank_units.units = Some("  ".to_owned());
+        let (name, streams) = template(vec![temp, blank_units, ds(255, "location")])
+            .validate()
+            .unwrap();
+        assert_eq!(name, "Weather");
+        assert_eq!(
+            streams.iter().map(|d| d.pin).collect::<Vec<_>>(),
+            [0, 7, 255]
+        );
+        assert_eq!(streams[1].kind, "double");
+        assert_eq!(streams[1].decimals, Some(1));
+        assert_eq!(streams[0].units, None);
+    }
+
+    #[test]
+    fn rejects_bad_templates() {
+        let mut t = template(vec![]);
+        t.name = "  ".to_owned();
+        assert!(error_of(t).contains("name"));
+        assert!(error_of(template(vec![ds(256, "integer")])).contains("out of range"));
+        assert!(error_of(template(vec![ds(-1, "integer")])).contains("out of range"));
+        assert!(
+            error_of(template(vec![ds(1, "integer"), ds(1, "double")])).contains("more than one")
+        );
+        assert!(error_of(template(vec![ds(1, "float")])).contains("unknown type"));
+        let mut unnamed = ds(1, "string");
+        unnamed.name = String::new();
+        assert!(error_of(template(vec![unnamed])).contains("name must not be empty"));
+        let mut inverted = ds(1, "integer");
+        inverted.min = Some(10.0);
+        inverted.max = Some(0.0);
+        assert!(error_of(template(vec![inverted])).contains("min"));
+        let mut decimals = ds(1, "double");
+        decimals.decimals = Some(11);
+        assert!(error_of(template(vec![decimals])).contains("decimals"));
+    }
+
+    #[test]
+    fn datastream_json_uses_type() {
+        let ds = Datastream {
+            pin: 3,
+            name: "Temp".to_owned(),
+            kind: "double".to_owned(),
+            min: Some(0.0),
+            max: None,
+            units: None,
+            decimals: Some(2),
+        };
+        let json = serde_json::to_value(&ds).unwrap();
+        assert_eq!(json["type"], "double");
+        assert_eq!(json["pin"], 3);
+        assert!(json.get("kind").is_none());
+    }
+}
