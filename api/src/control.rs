@@ -34,7 +34,7 @@ pub use orgs::{DEFAULT_ADMIN_EMAIL, DEFAULT_ORG_NAME, Organization};
 pub use routes::{method_not_allowed, not_found, routes};
 pub use secrets::DEVICE_TOKEN_LEN;
 pub use templates::{DATASTREAM_KINDS, Datastream, NewDatastream, NewTemplate, Template};
-pub use users::UserView;
+pub use users::{MIN_PASSWORD_LEN, NewUser, UserView};
 
 /// Handle on the control plane; cheap to clone (a connection pool inside).
 #[derive(Clone)]

@@ -5,7 +5,7 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ControlPlane;
 use super::error::{ControlError, Result};
@@ -17,7 +17,7 @@ use super::users::{UserRow, UserView};
 pub const SESSION_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// Role of a user within its organization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything in the organization, including users.

@@ -70,6 +70,40 @@ impl ControlPlane {
             .await?)
     }
 
+    /// `root` and every organization below it, by id.
+    pub async fn organization_subtree(&self, root: u32) -> Result<Vec<Organization>> {
+        Ok(sqlx::query_as(
+            "WITH RECURSIVE subtree(id) AS (
+                 SELECT id FROM organizations WHERE id = ?
+                 UNION ALL
+                 SELECT o.id FROM organizations o JOIN subtree s ON o.parent_id = s.id
+             )
+             SELECT o.* FROM organizations o JOIN subtree s ON s.id = o.id ORDER BY o.id",
+        )
+        .bind(root)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Whether `org_id` is `root` or lies below it.
+    pub async fn org_is_within(&self, root: u32, org_id: u32) -> Result<bool> {
+        if root == org_id {
+            return Ok(true);
+        }
+        Ok(sqlx::query_scalar(
+            "WITH RECURSIVE ancestors(id) AS (
+                 SELECT parent_id FROM organizations WHERE id = ?
+                 UNION ALL
+                 SELECT o.parent_id FROM organizations o JOIN ancestors a ON o.id = a.id
+             )
+             SELECT EXISTS (SELECT 1 FROM ancestors WHERE id = ?)",
+        )
+        .bind(org_id)
+        .bind(root)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// On an empty database, creates the root organization and its admin user from
     /// `admin_email` (default [`DEFAULT_ADMIN_EMAIL`]) and `admin_password`. Without a password
     /// (or with an empty one) it generates one and returns it — the only time it is ever shown,

@@ -9,6 +9,10 @@
 //! | GET | `/api/v1/templates/{id}` | bearer | 200 template / 404 |
 //! | GET, POST | `/api/v1/devices` | bearer | 200 list / 201 device |
 //! | GET | `/api/v1/devices/{id}` | bearer | 200 device / 404 |
+//! | GET, POST | `/api/v1/organizations` `{"name","parent_id"?}` | bearer (POST: admin) | 200 list (admin: own org and below; others: own) / 201 |
+//! | GET | `/api/v1/organizations/{id}` | bearer | 200 / 404 |
+//! | GET, POST | `/api/v1/users` `{"email","password","role","name"?,"org_id"?}` | admin | 200 users of own org / 201 |
+//! | GET | `/api/v1/users/{id}` | admin (own org and below) | 200 / 404 |
 //!
 //! Everything is scoped to the caller's organization; ids of other organizations answer 404.
 
@@ -20,12 +24,13 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::ControlPlane;
-use super::auth::{LoginResponse, Principal, bearer_from_headers};
+use super::auth::{LoginResponse, Principal, Role, bearer_from_headers};
 use super::devices::{DeviceRecord, NewDevice};
 use super::error::{ControlError, Result};
 use super::extract::{ApiJson, ApiPath};
+use super::orgs::Organization;
 use super::templates::{NewTemplate, Template};
-use super::users::UserView;
+use super::users::{NewUser, UserView};
 
 /// All control-plane routes, generic over the application state.
 pub fn routes<S>() -> Router<S>
@@ -44,6 +49,13 @@ where
         .route("/api/v1/templates/{id}", get(get_template))
         .route("/api/v1/devices", get(list_devices).post(create_device))
         .route("/api/v1/devices/{id}", get(get_device))
+        .route(
+            "/api/v1/organizations",
+            get(list_organizations).post(create_organization),
+        )
+        .route("/api/v1/organizations/{id}", get(get_organization))
+        .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/users/{id}", get(get_user))
         .method_not_allowed_fallback(method_not_allowed)
 }
 
@@ -151,6 +163,118 @@ async fn get_device(
         .await?
         .map(Json)
         .ok_or_else(not_found)
+}
+
+fn require_admin(principal: &Principal, action: &str) -> Result<()> {
+    if principal.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(ControlError::forbidden(format!(
+            "only admin users can {action}"
+        )))
+    }
+}
+
+/// `org_id` if the caller may see it: admins their organization and everything below it,
+/// other roles their own organization only.
+async fn visible_org(control: &ControlPlane, principal: &Principal, org_id: u32) -> Result<bool> {
+    if principal.role == Role::Admin {
+        control.org_is_within(principal.org_id, org_id).await
+    } else {
+        Ok(org_id == principal.org_id)
+    }
+}
+
+async fn list_organizations(
+    State(control): State<ControlPlane>,
+    principal: Principal,
+) -> Result<Json<Vec<Organization>>> {
+    if principal.role == Role::Admin {
+        Ok(Json(control.organization_subtree(principal.org_id).await?))
+    } else {
+        let own = control.organization(principal.org_id).await?;
+        Ok(Json(own.into_iter().collect()))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct NewOrganization {
+    name: String,
+    #[serde(default)]
+    parent_id: Option<u32>,
+}
+
+async fn create_organization(
+    State(control): State<ControlPlane>,
+    principal: Principal,
+    ApiJson(body): ApiJson<NewOrganization>,
+) -> Result<Response> {
+    require_admin(&principal, "create organizations")?;
+    let parent_id = body.parent_id.unwrap_or(principal.org_id);
+    if !control.org_is_within(principal.org_id, parent_id).await? {
+        return Err(ControlError::not_found(format!(
+            "organization {parent_id} not found"
+        )));
+    }
+    let org = control
+        .create_organization(&body.name, Some(parent_id))
+        .await?;
+    Ok(created(format!("/api/v1/organizations/{}", org.id), org))
+}
+
+async fn get_organization(
+    State(control): State<ControlPlane>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Organization>> {
+    let not_found = || ControlError::not_found(format!("organization {id:?} not found"));
+    let org_id: u32 = id.parse().map_err(|_| not_found())?;
+    if !visible_org(&control, &principal, org_id).await? {
+        return Err(not_found());
+    }
+    control
+        .organization(org_id)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+}
+
+async fn list_users(
+    State(control): State<ControlPlane>,
+    principal: Principal,
+) -> Result<Json<Vec<UserView>>> {
+    require_admin(&principal, "list users")?;
+    Ok(Json(control.users(principal.org_id).await?))
+}
+
+async fn create_user(
+    State(control): State<ControlPlane>,
+    principal: Principal,
+    ApiJson(body): ApiJson<NewUser>,
+) -> Result<Response> {
+    require_admin(&principal, "create users")?;
+    let org_id = body.org_id.unwrap_or(principal.org_id);
+    if !control.org_is_within(principal.org_id, org_id).await? {
+        return Err(ControlError::not_found(format!(
+            "organization {org_id} not found"
+        )));
+    }
+    let user = control.create_user(org_id, &body).await?;
+    Ok(created(format!("/api/v1/users/{}", user.id), user))
+}
+
+async fn get_user(
+    State(control): State<ControlPlane>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<UserView>> {
+    require_admin(&principal, "read users")?;
+    let not_found = || ControlError::not_found(format!("user {id:?} not found"));
+    let user_id: u32 = id.parse().map_err(|_| not_found())?;
+    match control.user_by_id(user_id).await? {
+        Some(user) if control.org_is_within(principal.org_id, user.org_id).await? => Ok(Json(user)),
+        _ => Err(not_found()),
+    }
 }
 
 /// 201 with a `Location` header and the JSON body.

@@ -1,6 +1,6 @@
 //! Users of an organization: creation with an argon2id password hash, lookup.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ControlPlane;
 use super::auth::Role;
@@ -69,33 +69,46 @@ pub(crate) fn validate_email(email: &str) -> Result<()> {
     }
 }
 
+/// Shortest password accepted for users created through the API.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// Body of `POST /api/v1/users`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewUser {
+    pub email: String,
+    pub password: String,
+    pub role: Role,
+    #[serde(default)]
+    pub name: String,
+    /// Organization of the new user: the caller's own (default) or one below it.
+    #[serde(default)]
+    pub org_id: Option<u32>,
+}
+
 impl ControlPlane {
     /// Creates a user in `org_id`. E-mails are unique across the installation, compared without
-    /// case; a duplicate answers 409.
-    pub async fn create_user(
-        &self,
-        org_id: u32,
-        email: &str,
-        password: &str,
-        role: Role,
-    ) -> Result<UserView> {
-        let email = email.trim();
+    /// case; a duplicate answers 409. Passwords need [`MIN_PASSWORD_LEN`] characters.
+    pub async fn create_user(&self, org_id: u32, new: &NewUser) -> Result<UserView> {
+        let email = new.email.trim();
         validate_email(email)?;
-        if password.is_empty() {
-            return Err(ControlError::validation("password must not be empty"));
+        if new.password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(ControlError::validation(format!(
+                "password must have at least {MIN_PASSWORD_LEN} characters"
+            )));
         }
-        let password = password.to_owned();
+        let password = new.password.clone();
         let hash = tokio::task::spawn_blocking(move || secrets::hash_password(&password))
             .await
             .map_err(|e| ControlError::internal(format!("password hash task: {e}")))??;
         let row: UserRow = sqlx::query_as(
-            "INSERT INTO users (org_id, email, password_hash, role, created_at)
-             VALUES (?, ?, ?, ?, ?) RETURNING *",
+            "INSERT INTO users (org_id, email, name, password_hash, role, created_at)
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
         )
         .bind(org_id)
         .bind(email)
+        .bind(new.name.trim())
         .bind(hash)
-        .bind(role.as_str())
+        .bind(new.role.as_str())
         .bind(now_ms())
         .fetch_one(&self.pool)
         .await
@@ -111,10 +124,28 @@ impl ControlPlane {
         tracing::info!(
             user_id = row.id,
             org_id,
-            role = role.as_str(),
+            role = new.role.as_str(),
             "user created"
         );
         row.view()
+    }
+
+    /// The users of `org_id`, by id.
+    pub async fn users(&self, org_id: u32) -> Result<Vec<UserView>> {
+        let rows: Vec<UserRow> = sqlx::query_as("SELECT * FROM users WHERE org_id = ? ORDER BY id")
+            .bind(org_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(UserRow::view).collect()
+    }
+
+    /// The user `user_id`, whatever its organization (callers check visibility).
+    pub async fn user_by_id(&self, user_id: u32) -> Result<Option<UserView>> {
+        let row: Option<UserRow> = sqlx::query_as("SELECT * FROM users WHERE id = ?")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(UserRow::view).transpose()
     }
 
     pub(crate) async fn user_row_by_email(&self, email: &str) -> Result<Option<UserRow>> {
