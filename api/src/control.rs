@@ -9,6 +9,7 @@
 //!
 //! Depends on no other pinhouse crate.
 
+mod api_tokens;
 mod auth;
 mod db;
 mod devices;
@@ -26,6 +27,7 @@ mod tests;
 
 use sqlx::sqlite::SqlitePool;
 
+pub use api_tokens::{ApiTokenView, CreatedApiToken, MAX_API_TOKEN_DAYS, NewApiToken};
 pub use auth::{LoginResponse, Principal, Role, SESSION_TTL_MS};
 pub use devices::{DeviceRecord, NewDevice};
 pub use error::{ApiError, ControlError, Result};

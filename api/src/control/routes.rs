@@ -5,6 +5,8 @@
 //! | POST | `/api/v1/auth/login` `{"email","password"}` | – | 200 `{"token","expires_at","user"}` |
 //! | POST | `/api/v1/auth/logout` | bearer | 204, the token stops working |
 //! | GET | `/api/v1/auth/me` | bearer | 200 user |
+//! | GET, POST | `/api/v1/auth/tokens` `{"name","expires_in_days"?}` | bearer | 200 own API tokens / 201 with `"token"` (shown once) |
+//! | DELETE | `/api/v1/auth/tokens/{id}` | bearer | 204 / 404 |
 //! | GET, POST | `/api/v1/templates` | bearer (POST: admin, staff) | 200 list / 201 template |
 //! | GET | `/api/v1/templates/{id}` | bearer | 200 template / 404 |
 //! | GET, POST | `/api/v1/devices` | bearer | 200 list / 201 device |
@@ -19,11 +21,12 @@
 use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::ControlPlane;
+use super::api_tokens::{ApiTokenView, NewApiToken};
 use super::auth::{LoginResponse, Principal, Role, bearer_from_headers};
 use super::devices::{DeviceRecord, NewDevice};
 use super::error::{ControlError, Result};
@@ -42,6 +45,11 @@ where
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/me", get(me))
+        .route(
+            "/api/v1/auth/tokens",
+            get(list_api_tokens).post(create_api_token),
+        )
+        .route("/api/v1/auth/tokens/{id}", delete(revoke_api_token))
         .route(
             "/api/v1/templates",
             get(list_templates).post(create_template),
@@ -98,6 +106,39 @@ async fn logout(
 
 async fn me(State(control): State<ControlPlane>, principal: Principal) -> Result<Json<UserView>> {
     Ok(Json(control.user(&principal).await?))
+}
+
+async fn list_api_tokens(
+    State(control): State<ControlPlane>,
+    principal: Principal,
+) -> Result<Json<Vec<ApiTokenView>>> {
+    Ok(Json(control.api_tokens(&principal).await?))
+}
+
+async fn create_api_token(
+    State(control): State<ControlPlane>,
+    principal: Principal,
+    ApiJson(body): ApiJson<NewApiToken>,
+) -> Result<Response> {
+    let created_token = control.create_api_token(&principal, &body).await?;
+    Ok(created(
+        format!("/api/v1/auth/tokens/{}", created_token.info.id),
+        created_token,
+    ))
+}
+
+async fn revoke_api_token(
+    State(control): State<ControlPlane>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode> {
+    let not_found = || ControlError::not_found(format!("API token {id:?} not found"));
+    let token_id: u32 = id.parse().map_err(|_| not_found())?;
+    if control.revoke_api_token(&principal, token_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found())
+    }
 }
 
 async fn list_templates(

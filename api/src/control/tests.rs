@@ -753,3 +753,76 @@ async fn admins_manage_organizations_and_users() {
     assert_eq!(orgs.as_array().unwrap().len(), 1);
     assert_eq!(orgs[0]["id"], branch);
 }
+
+#[tokio::test]
+async fn api_tokens_create_use_revoke() {
+    let server = TestServer::start().await;
+    let session = server.login(EMAIL, PASSWORD).await;
+    let reply = server
+        .post(
+            "/api/v1/auth/tokens",
+            &session,
+            json!({"name": "bench", "expires_in_days": 7}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let api_token = reply.body["token"].as_str().unwrap().to_owned();
+    let id = reply.body["id"].as_u64().unwrap();
+    assert!(reply.body["expires_at"].is_string());
+    let reply = server
+        .post("/api/v1/auth/tokens", &session, json!({"name": "forever"}))
+        .await;
+    assert_eq!(reply.status, 201);
+    assert!(reply.body["expires_at"].is_null());
+    assert_error(
+        &server
+            .post(
+                "/api/v1/auth/tokens",
+                &session,
+                json!({"name": "x", "expires_in_days": 0}),
+            )
+            .await,
+        400,
+        "validation_failed",
+    );
+
+    // The API token works like a session, and the list hides secrets and sessions.
+    assert_eq!(
+        server.get("/api/v1/templates", &api_token).await.status,
+        200
+    );
+    let list = server.get("/api/v1/auth/tokens", &api_token).await.body;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert!(list[0].get("token").is_none());
+    assert_eq!(list[0]["name"], "bench");
+
+    let reply = server
+        .call(
+            "DELETE",
+            &format!("/api/v1/auth/tokens/{id}"),
+            Some(&session),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 204);
+    assert_error(
+        &server.get("/api/v1/templates", &api_token).await,
+        401,
+        "unauthorized",
+    );
+    let reply = server
+        .call(
+            "DELETE",
+            &format!("/api/v1/auth/tokens/{id}"),
+            Some(&session),
+            None,
+        )
+        .await;
+    assert_error(&reply, 404, "not_found");
+
+    sqlx::query("UPDATE api_tokens SET expires_at = 1 WHERE kind = 'session'")
+        .execute(server.control.pool())
+        .await
+        .unwrap();
+    assert_eq!(server.control.purge_expired_tokens().await.unwrap(), 1);
+}
