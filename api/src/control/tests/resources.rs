@@ -1,0 +1,282 @@
+//! Templates and devices: validation, creation, reads, organization isolation.
+
+use serde_json::json;
+
+use super::*;
+
+#[tokio::test]
+async fn templates_create_list_get() {
+    let server = TestServer::start().await;
+    let token = server.login(EMAIL, PASSWORD).await;
+    let id = server.template(&token).await;
+    assert!(id.starts_with("TMPL") && id.len() == 12, "{id}");
+
+    let reply = server.get(&format!("/api/v1/templates/{id}"), &token).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body["name"], "Weather");
+    let ds = &reply.body["datastreams"];
+    assert_eq!(ds[0]["type"], "double");
+    assert_eq!(ds[0]["min"], -40.0);
+    assert_eq!(ds[0]["units"], "°C");
+    assert_eq!(ds[1]["pin"], 1);
+
+    let reply = server.get("/api/v1/templates", &token).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.as_array().unwrap().len(), 1);
+    assert_eq!(reply.body[0]["datastreams"].as_array().unwrap().len(), 2);
+
+    let datastreams = server.control.datastreams(&id).await.unwrap();
+    assert_eq!(datastreams.len(), 2);
+    assert_eq!(datastreams[0].kind, "double");
+    assert_eq!(datastreams[0].decimals, Some(1));
+
+    assert_error(
+        &server.get("/api/v1/templates/TMPLnope1234", &token).await,
+        404,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn template_validation_errors() {
+    let server = TestServer::start().await;
+    let token = server.login(EMAIL, PASSWORD).await;
+    let cases = [
+        json!({"name": "", "datastreams": []}),
+        json!({"name": "T", "datastreams": [{"pin": 256, "name": "x", "type": "integer"}]}),
+        json!({"name": "T", "datastreams": [
+            {"pin": 3, "name": "a", "type": "integer"},
+            {"pin": 3, "name": "b", "type": "integer"}]}),
+        json!({"name": "T", "datastreams": [{"pin": 1, "name": "x", "type": "float"}]}),
+        json!({"name": "T", "datastreams": [{"pin": 1, "name": "x", "type": "integer", "min": 5, "max": 1}]}),
+    ];
+    for body in cases {
+        let reply = server.post("/api/v1/templates", &token, body.clone()).await;
+        assert_error(&reply, 400, "validation_failed");
+    }
+    // Missing field, wrong field type: 400 bad_request, from the JSON extractor.
+    let reply = server
+        .post("/api/v1/templates", &token, json!({"datastreams": []}))
+        .await;
+    assert_error(&reply, 400, "bad_request");
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("name")
+    );
+    let reply = server
+        .post(
+            "/api/v1/templates",
+            &token,
+            json!({"name": "T", "datastreams": [{"pin": "V1"}]}),
+        )
+        .await;
+    assert_error(&reply, 400, "bad_request");
+    assert!(server.control.templates(1).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn devices_create_list_get() {
+    let server = TestServer::start().await;
+    let token = server.login(EMAIL, PASSWORD).await;
+    let template_id = server.template(&token).await;
+    let reply = server
+        .post(
+            "/api/v1/devices",
+            &token,
+            json!({"name": "Balcony", "template_id": template_id}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let device = reply.body;
+    let id = device["id"].as_u64().unwrap();
+    assert!(u32::try_from(id).is_ok());
+    let location = format!("location: /api/v1/devices/{id}");
+    assert!(
+        reply.headers.lines().any(|l| l == location),
+        "{}",
+        reply.headers
+    );
+    let device_token = device["token"].as_str().unwrap();
+    assert_eq!(device_token.len(), 32);
+    assert!(
+        device_token
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    );
+    assert_eq!(device["template_id"], template_id.as_str());
+    assert_eq!(device["org_id"], 1);
+    assert_eq!(device["name"], "Balcony");
+    assert!(device["created_at"].as_str().unwrap().ends_with('Z'));
+
+    let reply = server.get(&format!("/api/v1/devices/{id}"), &token).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, device);
+    let reply = server.get("/api/v1/devices", &token).await;
+    assert_eq!(reply.body.as_array().unwrap().len(), 1);
+
+    let record = server
+        .control
+        .device_by_token(device_token)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(u64::from(record.id), id);
+    assert!(
+        server
+            .control
+            .device_by_token(&"0".repeat(32))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(server.control.device_by_token("").await.unwrap().is_none());
+    assert!(
+        server
+            .control
+            .device(record.org_id, record.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    for path in [
+        "/api/v1/devices/999",
+        "/api/v1/devices/abc",
+        "/api/v1/devices/-1",
+    ] {
+        assert_error(&server.get(path, &token).await, 404, "not_found");
+    }
+}
+
+#[tokio::test]
+async fn device_with_unknown_template() {
+    let server = TestServer::start().await;
+    let token = server.login(EMAIL, PASSWORD).await;
+    for template_id in ["TMPLunknown1", ""] {
+        let reply = server
+            .post(
+                "/api/v1/devices",
+                &token,
+                json!({"name": "D", "template_id": template_id}),
+            )
+            .await;
+        assert_error(&reply, 400, "validation_failed");
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("template")
+        );
+    }
+    let template_id = server.template(&token).await;
+    let reply = server
+        .post(
+            "/api/v1/devices",
+            &token,
+            json!({"name": " ", "template_id": template_id}),
+        )
+        .await;
+    assert_error(&reply, 400, "validation_failed");
+}
+
+#[tokio::test]
+async fn organizations_are_isolated() {
+    let server = TestServer::start().await;
+    let token_a = server.login(EMAIL, PASSWORD).await;
+    let template_a = server.template(&token_a).await;
+    let reply = server
+        .post(
+            "/api/v1/devices",
+            &token_a,
+            json!({"name": "A", "template_id": template_a}),
+        )
+        .await;
+    let device_a = reply.body["id"].as_u64().unwrap();
+    let device_a_token = reply.body["token"].as_str().unwrap().to_owned();
+
+    let org_b = server
+        .control
+        .create_organization("Other", None)
+        .await
+        .unwrap();
+    server
+        .control
+        .create_user(
+            org_b.id,
+            &new_user("b@example.com", "password-b", Role::Staff),
+        )
+        .await
+        .unwrap();
+    let token_b = server.login("b@example.com", "password-b").await;
+
+    assert_eq!(
+        server.get("/api/v1/devices", &token_b).await.body,
+        json!([])
+    );
+    assert_eq!(
+        server.get("/api/v1/templates", &token_b).await.body,
+        json!([])
+    );
+    assert_error(
+        &server
+            .get(&format!("/api/v1/devices/{device_a}"), &token_b)
+            .await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &server
+            .get(&format!("/api/v1/templates/{template_a}"), &token_b)
+            .await,
+        404,
+        "not_found",
+    );
+    // Org B cannot attach a device to org A's template.
+    let reply = server
+        .post(
+            "/api/v1/devices",
+            &token_b,
+            json!({"name": "B", "template_id": template_a}),
+        )
+        .await;
+    assert_error(&reply, 400, "validation_failed");
+    // Its own template and device work and stay invisible to org A.
+    let template_b = server.template(&token_b).await;
+    let reply = server
+        .post(
+            "/api/v1/devices",
+            &token_b,
+            json!({"name": "B", "template_id": template_b}),
+        )
+        .await;
+    assert_eq!(reply.status, 201);
+    assert_eq!(reply.body["org_id"], org_b.id);
+    assert_eq!(
+        server
+            .get("/api/v1/devices", &token_a)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        server
+            .control
+            .device(org_b.id, u32::try_from(device_a).unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The device side still finds A's device by token, with its organization.
+    let record = server
+        .control
+        .device_by_token(&device_a_token)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.org_id, 1);
+}
