@@ -11,7 +11,15 @@ const WRITERS: usize = 4;
 
 fn batch(device: u32, seq: &mut i64) -> Vec<Point> {
     let pts = (0..BATCH)
-        .map(|i| Point::number(1, device * 100 + (i % 100) as u32, (i / 100) as u16, *seq, (*seq % 1000) as f64 * 0.1))
+        .map(|i| {
+            Point::number(
+                1,
+                device * 100 + (i % 100) as u32,
+                (i / 100) as u16,
+                *seq,
+                (*seq % 1000) as f64 * 0.1,
+            )
+        })
         .collect();
     *seq += 1;
     pts
@@ -20,14 +28,19 @@ fn batch(device: u32, seq: &mut i64) -> Vec<Point> {
 fn policies() -> [(&'static str, FsyncPolicy); 3] {
     [
         ("always", FsyncPolicy::Always),
-        ("interval_10ms", FsyncPolicy::Interval(Duration::from_millis(10))),
+        (
+            "interval_10ms",
+            FsyncPolicy::Interval(Duration::from_millis(10)),
+        ),
         ("never", FsyncPolicy::Never),
     ]
 }
 
 fn open(policy: FsyncPolicy) -> (tempfile::TempDir, Storage) {
-    let dir = tempfile::tempdir_in(std::env::var_os("PINHOUSE_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()))
-        .unwrap();
+    let dir = tempfile::tempdir_in(
+        std::env::var_os("PINHOUSE_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
+    )
+    .unwrap();
     let mut config = StorageConfig::new(dir.path());
     config.fsync = policy;
     let storage = Storage::open(config).unwrap();
@@ -41,7 +54,9 @@ fn single_writer(c: &mut Criterion) {
     for (name, policy) in policies() {
         let (_dir, storage) = open(policy);
         let mut seq = 0;
-        g.bench_function(name, |b| b.iter(|| storage.write(batch(0, &mut seq)).unwrap()));
+        g.bench_function(name, |b| {
+            b.iter(|| storage.write(batch(0, &mut seq)).unwrap())
+        });
         storage.close().unwrap();
     }
     g.finish();

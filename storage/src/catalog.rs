@@ -107,13 +107,27 @@ impl Catalog {
                         .map_err(|_| StorageError::corrupt(&path, format!("bad number {n:?}")))?,
                 ),
                 (None, Some(t)) => Value::Text(t),
-                _ => return Err(StorageError::corrupt(&path, "last value needs exactly one of number/text")),
+                _ => {
+                    return Err(StorageError::corrupt(
+                        &path,
+                        "last value needs exactly one of number/text",
+                    ));
+                }
             };
-            last.insert((e.org_id, e.device_id, e.pin), LastValue { ts_us: e.ts_us, value });
+            last.insert(
+                (e.org_id, e.device_id, e.pin),
+                LastValue {
+                    ts_us: e.ts_us,
+                    value,
+                },
+            );
         }
         for f in &doc.files {
             if f.path.starts_with('/') || f.path.split('/').any(|c| c == "..") {
-                return Err(StorageError::corrupt(&path, format!("file path {:?} escapes the data directory", f.path)));
+                return Err(StorageError::corrupt(
+                    &path,
+                    format!("file path {:?} escapes the data directory", f.path),
+                ));
             }
         }
         Ok(Catalog {
@@ -195,7 +209,14 @@ impl Catalog {
                     Value::Number(n) => (Some(format!("{n:?}")), None),
                     Value::Text(t) => (None, Some(t.clone())),
                 };
-                LastEntry { org_id, device_id, pin, ts_us: lv.ts_us, number, text }
+                LastEntry {
+                    org_id,
+                    device_id,
+                    pin,
+                    ts_us: lv.ts_us,
+                    number,
+                    text,
+                }
             })
             .collect();
         entries.sort_unstable_by_key(|e| (e.org_id, e.device_id, e.pin));
@@ -206,8 +227,9 @@ impl Catalog {
             files: all_files,
             last_values: entries,
         };
-        let json = serde_json::to_vec_pretty(&doc)
-            .map_err(|e| StorageError::InvalidInput(format!("catalog serialisation failed: {e}")))?;
+        let json = serde_json::to_vec_pretty(&doc).map_err(|e| {
+            StorageError::InvalidInput(format!("catalog serialisation failed: {e}"))
+        })?;
         fsutil::write_atomic(&self.data_dir.join(CATALOG_FILE), &json)?;
         self.files = doc.files;
         self.last = last;
@@ -238,8 +260,12 @@ impl Catalog {
             }
             for entry in std::fs::read_dir(&part).map_err(StorageError::io_path(&part))? {
                 let path = entry.map_err(StorageError::io_path(&part))?.path();
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                let orphan = name.ends_with(".parquet.tmp") || (name.ends_with(".parquet") && !known.contains(&path));
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                let orphan = name.ends_with(".parquet.tmp")
+                    || (name.ends_with(".parquet") && !known.contains(&path));
                 if orphan {
                     tracing::warn!(path = %path.display(), "removing Parquet file left by an interrupted flush");
                     std::fs::remove_file(&path).map_err(StorageError::io_path(&path))?;
@@ -281,17 +307,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Catalog::load(dir.path()).unwrap();
         assert_eq!((c.flushed_wal_seq(), c.next_file_id()), (0, 1));
-        let lv = |ts, v: Value| LastValue { ts_us: ts, value: v };
+        let lv = |ts, v: Value| LastValue {
+            ts_us: ts,
+            value: v,
+        };
         c.commit(
             vec![entry(1)],
-            vec![((1, 2, 3), lv(10, Value::Number(0.1))), ((1, 2, 4), lv(10, Value::Number(f64::INFINITY)))],
+            vec![
+                ((1, 2, 3), lv(10, Value::Number(0.1))),
+                ((1, 2, 4), lv(10, Value::Number(f64::INFINITY))),
+            ],
             9,
             2,
         )
         .unwrap();
         c.commit(
             vec![entry(2)],
-            vec![((1, 2, 3), lv(5, Value::Number(1.0))), ((1, 2, 4), lv(11, Value::Text("t".into())))],
+            vec![
+                ((1, 2, 3), lv(5, Value::Number(1.0))),
+                ((1, 2, 4), lv(11, Value::Text("t".into()))),
+            ],
             12,
             3,
         )
@@ -301,17 +336,30 @@ mod tests {
         assert_eq!(r.files(), c.files());
         let mut last: Vec<_> = r.last_values().map(|(k, v)| (k, v.clone())).collect();
         last.sort_by_key(|(k, _)| *k);
-        assert_eq!(last, vec![((1, 2, 3), lv(10, Value::Number(0.1))), ((1, 2, 4), lv(11, Value::Text("t".into())))]);
+        assert_eq!(
+            last,
+            vec![
+                ((1, 2, 3), lv(10, Value::Number(0.1))),
+                ((1, 2, 4), lv(11, Value::Text("t".into())))
+            ]
+        );
         let metas = r.file_metas();
         assert!(metas[0].path.starts_with(dir.path()));
-        assert!(metas[0].path.ends_with("parquet/date=1970-01-01/00000000000000000001.parquet"));
+        assert!(
+            metas[0]
+                .path
+                .ends_with("parquet/date=1970-01-01/00000000000000000001.parquet")
+        );
     }
 
     #[test]
     fn corrupt_catalog_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(CATALOG_FILE), b"{not json").unwrap();
-        assert!(matches!(Catalog::load(dir.path()), Err(StorageError::Corrupt { .. })));
+        assert!(matches!(
+            Catalog::load(dir.path()),
+            Err(StorageError::Corrupt { .. })
+        ));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use crate::config::FsyncPolicy;
 use crate::engine::Shared;
 use crate::error::{Result, StorageError};
+use crate::metrics::Metrics;
 use crate::point::Point;
 use crate::wal::WalWriter;
 
@@ -41,7 +42,12 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub(crate) fn new(shared: Arc<Shared>, wal: WalWriter, policy: FsyncPolicy, rx: Receiver<WriteRequest>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        wal: WalWriter,
+        policy: FsyncPolicy,
+        rx: Receiver<WriteRequest>,
+    ) -> Self {
         Committer {
             shared,
             wal,
@@ -122,6 +128,7 @@ impl Committer {
     fn write_group(&mut self, group: &mut Vec<WriteRequest>) {
         if let Some(reason) = &self.poisoned {
             let err = StorageError::Poisoned(reason.clone());
+            Metrics::add(&self.shared.metrics.write_errors, group.len() as u64);
             for req in group.drain(..) {
                 complete(req.done, Err(err.duplicate()));
             }
@@ -130,12 +137,20 @@ impl Committer {
         let bodies: Vec<&[u8]> = group.iter().map(|r| r.body.as_slice()).collect();
         match self.wal.append_group(&bodies) {
             Ok(first_seq) => {
+                let m = &self.shared.metrics;
+                Metrics::add(&m.wal_groups, 1);
+                Metrics::add(&m.wal_records, group.len() as u64);
+                Metrics::add(
+                    &m.wal_bytes,
+                    group.iter().map(|r| r.body.len() as u64 + 16).sum(),
+                );
                 for (i, req) in group.drain(..).enumerate() {
                     self.pending.push((first_seq + i as u64, req));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, writes = group.len(), "WAL write failed");
+                Metrics::add(&self.shared.metrics.write_errors, group.len() as u64);
                 if let StorageError::Poisoned(reason) = &e {
                     self.poisoned = Some(reason.clone());
                 }
@@ -148,16 +163,21 @@ impl Committer {
 
     fn sync_and_ack(&mut self) {
         if self.poisoned.is_none() {
-            if let Err(e) = self.wal.sync() {
-                // After a failed fsync the kernel may have dropped the dirty pages: the WAL can no
-                // longer be trusted, and nothing after this point may be acknowledged.
-                tracing::error!(error = %e, "WAL fsync failed; write path poisoned");
-                self.poisoned = Some(format!("WAL fsync failed: {e}"));
+            match self.wal.sync() {
+                Ok(true) => Metrics::add(&self.shared.metrics.wal_fsyncs, 1),
+                Ok(false) => {}
+                Err(e) => {
+                    // After a failed fsync the kernel may have dropped the dirty pages: the WAL can no
+                    // longer be trusted, and nothing after this point may be acknowledged.
+                    tracing::error!(error = %e, "WAL fsync failed; write path poisoned");
+                    self.poisoned = Some(format!("WAL fsync failed: {e}"));
+                }
             }
             self.last_sync = Instant::now();
         }
         if let Some(reason) = &self.poisoned {
             let err = StorageError::Poisoned(reason.clone());
+            Metrics::add(&self.shared.metrics.write_errors, self.pending.len() as u64);
             for (_, req) in self.pending.drain(..) {
                 complete(req.done, Err(err.duplicate()));
             }

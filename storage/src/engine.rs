@@ -18,6 +18,7 @@ use crate::flush::{FlushMsg, Flusher};
 use crate::fsutil;
 use crate::last_value::{LastValue, LastValueCache};
 use crate::memtable::{Frozen, Memtable};
+use crate::metrics::{Metrics, StorageStats};
 use crate::point::Point;
 use crate::snapshot::{FileMeta, Snapshot};
 use crate::wal::{self, ClosedSegments, WalWriter, record, replay::TornTail};
@@ -65,6 +66,7 @@ pub(crate) struct Shared {
     last: LastValueCache,
     max_rows: usize,
     flusher_tx: Sender<FlushMsg>,
+    pub(crate) metrics: Metrics,
 }
 
 impl Shared {
@@ -111,7 +113,10 @@ impl Shared {
     pub(crate) fn publish_flushed(&self, frozen: &Arc<Frozen>, new_files: Vec<FileMeta>) {
         let mut mem = self.mem.lock();
         let front = mem.frozen.pop_front();
-        debug_assert!(front.is_some_and(|f| Arc::ptr_eq(&f, frozen)), "flushed out of order");
+        debug_assert!(
+            front.is_some_and(|f| Arc::ptr_eq(&f, frozen)),
+            "flushed out of order"
+        );
         let mut files = Vec::with_capacity(mem.files.len() + new_files.len());
         files.extend(mem.files.iter().cloned());
         files.extend(new_files);
@@ -162,9 +167,12 @@ impl Storage {
     pub fn open(config: StorageConfig) -> Result<Storage> {
         let started = Instant::now();
         if config.memtable_max_rows == 0 {
-            return Err(StorageError::InvalidInput("memtable_max_rows must be > 0".into()));
+            return Err(StorageError::InvalidInput(
+                "memtable_max_rows must be > 0".into(),
+            ));
         }
-        let data_dir = std::path::absolute(&config.data_dir).map_err(StorageError::io_path(&config.data_dir))?;
+        let data_dir = std::path::absolute(&config.data_dir)
+            .map_err(StorageError::io_path(&config.data_dir))?;
         let wal_dir = data_dir.join(WAL_DIR);
         fsutil::create_dir_all_synced(&wal_dir)?;
         fsutil::create_dir_all_synced(&data_dir.join(catalog::PARQUET_DIR))?;
@@ -182,10 +190,10 @@ impl Storage {
         let outcome = wal::replay(&wal_dir, flushed_seq, |seq, points| {
             active.append(seq, &points, replay_now);
             last.apply(&points);
-            if active.rows() >= config.memtable_max_rows {
-                if let Some(f) = active.freeze() {
-                    frozen.push_back(Arc::new(f));
-                }
+            if active.rows() >= config.memtable_max_rows
+                && let Some(f) = active.freeze()
+            {
+                frozen.push_back(Arc::new(f));
             }
             Ok(())
         })?;
@@ -221,10 +229,15 @@ impl Storage {
         let (write_tx, write_rx) = crossbeam_channel::unbounded();
         let has_frozen = !frozen.is_empty();
         let shared = Arc::new(Shared {
-            mem: Mutex::new(MemState { active, frozen, files }),
+            mem: Mutex::new(MemState {
+                active,
+                frozen,
+                files,
+            }),
             last,
             max_rows: config.memtable_max_rows,
             flusher_tx,
+            metrics: Metrics::default(),
         });
 
         let committer = Committer::new(shared.clone(), wal, config.fsync, write_rx);
@@ -232,7 +245,13 @@ impl Storage {
             .name("pinhouse-wal".into())
             .spawn(move || committer.run())
             .map_err(StorageError::Io)?;
-        let flusher = Flusher::new(shared.clone(), catalog, segments, flusher_rx, config.memtable_max_age);
+        let flusher = Flusher::new(
+            shared.clone(),
+            catalog,
+            segments,
+            flusher_rx,
+            config.memtable_max_age,
+        );
         let flusher = std::thread::Builder::new()
             .name("pinhouse-flush".into())
             .spawn(move || flusher.run())
@@ -281,7 +300,25 @@ impl Storage {
     ///
     /// (An empty batch, an oversized batch, or a write after `close` completes at once, on the
     /// calling thread.)
-    pub fn write_with(&self, points: Vec<Point>, done: Box<dyn FnOnce(Result<()>) + Send + 'static>) {
+    pub fn write_with(
+        &self,
+        points: Vec<Point>,
+        done: Box<dyn FnOnce(Result<()>) + Send + 'static>,
+    ) {
+        // Encode on the caller's thread, before taking the lock.
+        let body = if points.is_empty() {
+            Vec::new()
+        } else {
+            record::encode_body(&points)
+        };
+        if body.len() > record::MAX_BODY_LEN {
+            return done(Err(StorageError::InvalidInput(format!(
+                "batch of {} points encodes to {} bytes, more than the WAL record limit of {}",
+                points.len(),
+                body.len(),
+                record::MAX_BODY_LEN
+            ))));
+        }
         let guard = self.inner.write_tx.read();
         let Some(tx) = guard.as_ref() else {
             drop(guard);
@@ -291,17 +328,8 @@ impl Storage {
             drop(guard);
             return done(Ok(()));
         }
-        let body = record::encode_body(&points);
-        if body.len() > record::MAX_BODY_LEN {
-            drop(guard);
-            return done(Err(StorageError::InvalidInput(format!(
-                "batch of {} points encodes to {} bytes, more than the WAL record limit of {}",
-                points.len(),
-                body.len(),
-                record::MAX_BODY_LEN
-            ))));
-        }
-        if let Err(crossbeam_channel::SendError(req)) = tx.send(WriteRequest { body, points, done }) {
+        if let Err(crossbeam_channel::SendError(req)) = tx.send(WriteRequest { body, points, done })
+        {
             drop(guard);
             (req.done)(Err(StorageError::Closed));
         }
@@ -361,6 +389,11 @@ impl Storage {
     /// The configuration the store was opened with.
     pub fn config(&self) -> &StorageConfig {
         &self.inner.config
+    }
+
+    /// Counters since `open`.
+    pub fn stats(&self) -> StorageStats {
+        self.inner.shared.metrics.snapshot()
     }
 
     /// What `open` recovered and repaired.
@@ -427,8 +460,27 @@ fn lock_data_dir(data_dir: &Path) -> Result<File> {
             Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(std::fs::TryLockError::WouldBlock) => return Err(StorageError::Locked(data_dir.to_owned())),
-            Err(std::fs::TryLockError::Error(e)) => return Err(StorageError::IoPath { path, source: e }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StorageError::Locked(data_dir.to_owned()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StorageError::IoPath { path, source: e });
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        assert_send_sync::<Storage>();
+        assert_send_sync::<Snapshot>();
+        assert_send_sync::<StorageError>();
+        assert_send_sync::<RecoveryReport>();
     }
 }

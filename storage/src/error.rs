@@ -93,10 +93,12 @@ impl StorageError {
                 path: path.clone(),
                 reason: reason.clone(),
             },
-            StorageError::UnsupportedVersion { path, version } => StorageError::UnsupportedVersion {
-                path: path.clone(),
-                version: *version,
-            },
+            StorageError::UnsupportedVersion { path, version } => {
+                StorageError::UnsupportedVersion {
+                    path: path.clone(),
+                    version: *version,
+                }
+            }
             StorageError::InvalidInput(m) => StorageError::InvalidInput(m.clone()),
             StorageError::Poisoned(m) => StorageError::Poisoned(m.clone()),
             StorageError::Closed => StorageError::Closed,
@@ -117,6 +119,9 @@ mod tests {
             StorageError::Io(d) => assert_eq!(d.kind(), std::io::ErrorKind::StorageFull),
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(StorageError::Closed.duplicate(), StorageError::Closed));
+        assert!(matches!(
+            StorageError::Closed.duplicate(),
+            StorageError::Closed
+        ));
     }
 }

@@ -10,6 +10,7 @@ use crate::catalog::{Catalog, FileEntry};
 use crate::engine::Shared;
 use crate::error::Result;
 use crate::memtable::Frozen;
+use crate::metrics::Metrics;
 use crate::parquet_writer;
 use crate::partition;
 use crate::wal::ClosedSegments;
@@ -71,6 +72,7 @@ impl Flusher {
     fn drain(&mut self) -> Result<()> {
         while let Some(frozen) = self.shared.oldest_frozen() {
             if let Err(e) = self.flush_one(&frozen) {
+                Metrics::add(&self.shared.metrics.flush_errors, 1);
                 tracing::error!(error = %e, rows = frozen.rows, "flush to Parquet failed; will retry");
                 return Err(e);
             }
@@ -89,7 +91,11 @@ impl Flusher {
             let id = next_id;
             next_id += 1;
             let rel = Catalog::file_rel_path(&partition::partition_name(day), id);
-            let bytes = parquet_writer::write_parquet_file(&self.catalog.abs_path(&rel), &batch, props.clone())?;
+            let bytes = parquet_writer::write_parquet_file(
+                &self.catalog.abs_path(&rel),
+                &batch,
+                props.clone(),
+            )?;
             let stats = parquet_writer::batch_stats(&batch);
             entries.push(FileEntry {
                 id,
@@ -108,9 +114,15 @@ impl Flusher {
         let files = entries.len();
         let bytes: u64 = entries.iter().map(|e| e.bytes).sum();
         let metas: Vec<_> = entries.iter().map(|e| self.catalog.file_meta(e)).collect();
-        self.catalog.commit(entries, last_values, frozen.max_seq, next_id)?;
+        self.catalog
+            .commit(entries, last_values, frozen.max_seq, next_id)?;
         self.shared.publish_flushed(frozen, metas);
         let deleted = self.segments.delete_covered(self.catalog.flushed_wal_seq());
+        let m = &self.shared.metrics;
+        Metrics::add(&m.flushes, 1);
+        Metrics::add(&m.flushed_rows, frozen.rows as u64);
+        Metrics::add(&m.parquet_files, files as u64);
+        Metrics::add(&m.parquet_bytes, bytes);
         tracing::info!(
             rows = frozen.rows,
             files,

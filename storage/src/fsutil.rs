@@ -24,7 +24,12 @@ pub(crate) fn create_dir_all_synced(dir: &Path) -> Result<()> {
     match std::fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(StorageError::IoPath { path: dir.to_owned(), source: e }),
+        Err(e) => {
+            return Err(StorageError::IoPath {
+                path: dir.to_owned(),
+                source: e,
+            });
+        }
     }
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(parent)?;

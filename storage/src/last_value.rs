@@ -66,7 +66,10 @@ impl LastValueCache {
     }
 
     /// Applies already-resolved entries (e.g. restored from the catalog).
-    pub(crate) fn apply_entries<'a>(&self, entries: impl IntoIterator<Item = ((u32, u32, u16), &'a LastValue)>) {
+    pub(crate) fn apply_entries<'a>(
+        &self,
+        entries: impl IntoIterator<Item = ((u32, u32, u16), &'a LastValue)>,
+    ) {
         let mut map = self.map.write();
         for ((org, dev, pin), lv) in entries {
             merge_into(map.entry((org, dev)).or_default(), pin, lv.ts_us, &lv.value);
@@ -101,9 +104,18 @@ mod tests {
     #[test]
     fn newest_wins_ties_go_to_later_write() {
         let c = LastValueCache::default();
-        c.apply(&[Point::number(1, 1, 5, 100, 1.0), Point::number(1, 1, 2, 50, 9.0)]);
+        c.apply(&[
+            Point::number(1, 1, 5, 100, 1.0),
+            Point::number(1, 1, 2, 50, 9.0),
+        ]);
         c.apply(&[Point::number(1, 1, 5, 90, 2.0)]);
-        assert_eq!(c.get(1, 1, 5).unwrap(), LastValue { ts_us: 100, value: Value::Number(1.0) });
+        assert_eq!(
+            c.get(1, 1, 5).unwrap(),
+            LastValue {
+                ts_us: 100,
+                value: Value::Number(1.0)
+            }
+        );
         c.apply(&[Point::from_text(1, 1, 5, 100, "x")]);
         assert_eq!(c.get(1, 1, 5).unwrap().value, Value::Text("x".into()));
         let pins: Vec<u16> = c.device(1, 1).into_iter().map(|(p, _)| p).collect();

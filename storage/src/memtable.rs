@@ -145,7 +145,8 @@ impl Memtable {
 
     /// Time since the first row arrived.
     pub(crate) fn age(&self, now: Instant) -> Duration {
-        self.since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
+        self.since
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
     }
 
     /// Appends this memtable's rows, as record batches, to `out` (a consistent copy: sealed
@@ -237,7 +238,14 @@ mod tests {
     #[test]
     fn text_and_number_columns() {
         let mut m = Memtable::new();
-        m.append(1, &[Point::from_text(1, 2, 3, 4, "on"), Point::number(1, 2, 3, 5, 2.5)], Instant::now());
+        m.append(
+            1,
+            &[
+                Point::from_text(1, 2, 3, 4, "on"),
+                Point::number(1, 2, 3, 5, 2.5),
+            ],
+            Instant::now(),
+        );
         let f = m.freeze().unwrap();
         let b = &f.batches[0];
         assert_eq!(b.column(4).null_count(), 1);

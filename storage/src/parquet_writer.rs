@@ -53,10 +53,14 @@ pub(crate) fn sort_rows(batches: &[RecordBatch]) -> Result<RecordBatch> {
 /// Splits a sorted batch into one batch per UTC day, each still sorted. Returns
 /// `(day number, batch)` in day order.
 pub(crate) fn split_by_day(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>> {
-    let ts = batch.column(COL_TS).as_primitive::<TimestampMicrosecondType>();
+    let ts = batch
+        .column(COL_TS)
+        .as_primitive::<TimestampMicrosecondType>();
     let mut days: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
     for (i, t) in ts.values().iter().enumerate() {
-        days.entry(partition::day_of(*t)).or_default().push(i as u32);
+        days.entry(partition::day_of(*t))
+            .or_default()
+            .push(i as u32);
     }
     if days.len() <= 1 {
         return Ok(days.into_keys().map(|d| (d, batch.clone())).collect());
@@ -69,9 +73,15 @@ pub(crate) fn split_by_day(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)
 /// The newest value of every series in a batch sorted by [`sort_rows`].
 pub(crate) fn last_values_of_sorted(batch: &RecordBatch) -> Vec<(SeriesKey, LastValue)> {
     let org = batch.column(COL_ORG).as_primitive::<UInt32Type>().values();
-    let dev = batch.column(COL_DEVICE).as_primitive::<UInt32Type>().values();
+    let dev = batch
+        .column(COL_DEVICE)
+        .as_primitive::<UInt32Type>()
+        .values();
     let pin = batch.column(COL_PIN).as_primitive::<UInt16Type>().values();
-    let ts = batch.column(COL_TS).as_primitive::<TimestampMicrosecondType>().values();
+    let ts = batch
+        .column(COL_TS)
+        .as_primitive::<TimestampMicrosecondType>()
+        .values();
     let value = batch.column(COL_VALUE).as_primitive::<Float64Type>();
     let text = batch.column(COL_TEXT).as_string::<i32>();
     let n = batch.num_rows();
@@ -83,9 +93,19 @@ pub(crate) fn last_values_of_sorted(batch: &RecordBatch) -> Vec<(SeriesKey, Last
             let v = if value.is_valid(i) {
                 Value::Number(value.value(i))
             } else {
-                Value::Text(if text.is_valid(i) { text.value(i).to_owned() } else { String::new() })
+                Value::Text(if text.is_valid(i) {
+                    text.value(i).to_owned()
+                } else {
+                    String::new()
+                })
             };
-            out.push((key, LastValue { ts_us: ts[i], value: v }));
+            out.push((
+                key,
+                LastValue {
+                    ts_us: ts[i],
+                    value: v,
+                },
+            ));
         }
     }
     out
@@ -105,8 +125,14 @@ pub(crate) struct BatchStats {
 /// Computes [`BatchStats`] of a non-empty batch.
 pub(crate) fn batch_stats(batch: &RecordBatch) -> BatchStats {
     let org = batch.column(COL_ORG).as_primitive::<UInt32Type>().values();
-    let dev = batch.column(COL_DEVICE).as_primitive::<UInt32Type>().values();
-    let ts = batch.column(COL_TS).as_primitive::<TimestampMicrosecondType>().values();
+    let dev = batch
+        .column(COL_DEVICE)
+        .as_primitive::<UInt32Type>()
+        .values();
+    let ts = batch
+        .column(COL_TS)
+        .as_primitive::<TimestampMicrosecondType>()
+        .values();
     let mut org_ids: Vec<u32> = org.to_vec();
     org_ids.sort_unstable();
     org_ids.dedup();
@@ -144,10 +170,14 @@ pub(crate) fn writer_properties() -> Result<WriterProperties> {
 
 /// Writes `batch` to `final_path` crash-safely: to `<final_path>.tmp`, fsync, rename, fsync the
 /// directory (created, and its parent fsynced, when missing). Returns the file size.
-pub(crate) fn write_parquet_file(final_path: &Path, batch: &RecordBatch, props: WriterProperties) -> Result<u64> {
-    let dir = final_path
-        .parent()
-        .ok_or_else(|| StorageError::InvalidInput(format!("{} has no parent", final_path.display())))?;
+pub(crate) fn write_parquet_file(
+    final_path: &Path,
+    batch: &RecordBatch,
+    props: WriterProperties,
+) -> Result<u64> {
+    let dir = final_path.parent().ok_or_else(|| {
+        StorageError::InvalidInput(format!("{} has no parent", final_path.display()))
+    })?;
     fsutil::create_dir_all_synced(dir)?;
     let mut tmp_name = final_path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
@@ -196,16 +226,41 @@ mod tests {
             Point::number(1, 2, 7, 5, 4.0),
         ];
         let sorted = sort_rows(&frozen(&pts)).unwrap();
-        let org = sorted.column(0).as_primitive::<UInt32Type>().values().to_vec();
-        let ts = sorted.column(3).as_primitive::<TimestampMicrosecondType>().values().to_vec();
+        let org = sorted
+            .column(0)
+            .as_primitive::<UInt32Type>()
+            .values()
+            .to_vec();
+        let ts = sorted
+            .column(3)
+            .as_primitive::<TimestampMicrosecondType>()
+            .values()
+            .to_vec();
         assert_eq!(org, [1, 1, 1, 1, 2]);
         assert_eq!(ts, [5, 20, 30, 30, 10]);
         let last = last_values_of_sorted(&sorted);
         assert_eq!(last.len(), 3);
-        assert_eq!(last[1], ((1, 9, 3), LastValue { ts_us: 30, value: Value::Text("later".into()) }));
+        assert_eq!(
+            last[1],
+            (
+                (1, 9, 3),
+                LastValue {
+                    ts_us: 30,
+                    value: Value::Text("later".into())
+                }
+            )
+        );
         let stats = batch_stats(&sorted);
         assert_eq!(stats.org_ids, [1, 2]);
-        assert_eq!((stats.min_ts_us, stats.max_ts_us, stats.min_device_id, stats.max_device_id), (5, 30, 1, 9));
+        assert_eq!(
+            (
+                stats.min_ts_us,
+                stats.max_ts_us,
+                stats.min_device_id,
+                stats.max_device_id
+            ),
+            (5, 30, 1, 9)
+        );
     }
 
     #[test]
@@ -225,7 +280,12 @@ mod tests {
         assert_eq!(bytes, std::fs::metadata(&path).unwrap().len());
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
         assert_eq!(reader.schema().as_ref(), schema().as_ref());
-        let sorting = reader.metadata().row_group(0).sorting_columns().cloned().unwrap();
+        let sorting = reader
+            .metadata()
+            .row_group(0)
+            .sorting_columns()
+            .cloned()
+            .unwrap();
         assert_eq!(sorting.len(), 4);
         let rows: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
         assert_eq!(rows, 1);

@@ -36,7 +36,10 @@ mod tests {
         assert_eq!(partition_name(0), "date=1970-01-01");
         assert_eq!(partition_name(day_of(-1)), "date=1969-12-31");
         // 2026-11-25T12:00:00Z
-        assert_eq!(partition_name(day_of(1_795_608_000_000_000)), "date=2026-11-25");
+        assert_eq!(
+            partition_name(day_of(1_795_608_000_000_000)),
+            "date=2026-11-25"
+        );
         // 2000-02-29 (leap day) = 11016 days
         assert_eq!(partition_name(11_016), "date=2000-02-29");
         assert_eq!(civil_from_days(11_017), (2000, 3, 1));
@@ -46,7 +49,7 @@ mod tests {
     fn day_boundaries() {
         assert_eq!(day_of(US_PER_DAY - 1), 0);
         assert_eq!(day_of(US_PER_DAY), 1);
-        assert_eq!(day_of(i64::MIN) < 0, true);
+        assert!(day_of(i64::MIN) < 0);
         // Extreme timestamps do not overflow.
         let _ = partition_name(day_of(i64::MIN));
         let _ = partition_name(day_of(i64::MAX));

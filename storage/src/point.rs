@@ -72,7 +72,18 @@ mod tests {
 
     #[test]
     fn keeps_text() {
-        for t in ["", "  ", "on", "inf", "NaN", "-infinity", "1\u{0}2", "0x10", "1,5", "1e999"] {
+        for t in [
+            "",
+            "  ",
+            "on",
+            "inf",
+            "NaN",
+            "-infinity",
+            "1\u{0}2",
+            "0x10",
+            "1,5",
+            "1e999",
+        ] {
             assert_eq!(Value::from_text(t), Value::Text(t.to_owned()), "{t:?}");
         }
     }

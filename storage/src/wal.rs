@@ -63,7 +63,11 @@ impl ClosedSegments {
             }
         }
         if deleted > 0 {
-            tracing::debug!(deleted, flushed_seq, "deleted WAL segments covered by Parquet");
+            tracing::debug!(
+                deleted,
+                flushed_seq,
+                "deleted WAL segments covered by Parquet"
+            );
         }
         deleted
     }
@@ -168,15 +172,17 @@ impl WalWriter {
         Ok(first_seq)
     }
 
-    /// fsyncs the active segment if anything was written since the last sync.
-    pub(crate) fn sync(&mut self) -> Result<()> {
-        if self.unsynced {
-            self.file
-                .sync_data()
-                .map_err(StorageError::io_path(&self.segment_path))?;
-            self.unsynced = false;
+    /// fsyncs the active segment if anything was written since the last sync; returns whether
+    /// an fsync happened.
+    pub(crate) fn sync(&mut self) -> Result<bool> {
+        if !self.unsynced {
+            return Ok(false);
         }
-        Ok(())
+        self.file
+            .sync_data()
+            .map_err(StorageError::io_path(&self.segment_path))?;
+        self.unsynced = false;
+        Ok(true)
     }
 
     fn rotate(&mut self) -> Result<()> {
@@ -192,7 +198,12 @@ impl WalWriter {
             path: std::mem::replace(&mut self.segment_path, path),
             max_seq: self.next_seq - 1,
         };
-        tracing::debug!(segment = old.id, max_seq = old.max_seq, bytes = self.segment_len, "WAL segment closed");
+        tracing::debug!(
+            segment = old.id,
+            max_seq = old.max_seq,
+            bytes = self.segment_len,
+            "WAL segment closed"
+        );
         self.closed.push(old);
         self.file = file;
         self.segment_id = new_id;

@@ -130,7 +130,10 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Vec<Point>, String> {
     let count = r.u32()? as usize;
     // Each point takes at least 24 bytes: guard the allocation against a bogus count.
     if count > body.len() / 24 + 1 {
-        return Err(format!("point count {count} does not fit in {} bytes", body.len()));
+        return Err(format!(
+            "point count {count} does not fit in {} bytes",
+            body.len()
+        ));
     }
     let mut points = Vec::with_capacity(count);
     for _ in 0..count {
@@ -143,7 +146,8 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Vec<Point>, String> {
             TAG_TEXT => {
                 let n = r.u32()? as usize;
                 let bytes = r.take(n)?;
-                let s = std::str::from_utf8(bytes).map_err(|e| format!("text is not UTF-8: {e}"))?;
+                let s =
+                    std::str::from_utf8(bytes).map_err(|e| format!("text is not UTF-8: {e}"))?;
                 Value::Text(s.to_owned())
             }
             t => return Err(format!("unknown value tag {t}")),
@@ -157,7 +161,10 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Vec<Point>, String> {
         });
     }
     if r.pos != body.len() {
-        return Err(format!("{} trailing bytes after {count} points", body.len() - r.pos));
+        return Err(format!(
+            "{} trailing bytes after {count} points",
+            body.len() - r.pos
+        ));
     }
     Ok(points)
 }
@@ -183,7 +190,10 @@ mod tests {
         let back = decode_body(&body).unwrap();
         assert_eq!(back.len(), pts.len());
         for (a, b) in pts.iter().zip(&back) {
-            assert_eq!((a.org_id, a.device_id, a.pin, a.ts_us), (b.org_id, b.device_id, b.pin, b.ts_us));
+            assert_eq!(
+                (a.org_id, a.device_id, a.pin, a.ts_us),
+                (b.org_id, b.device_id, b.pin, b.ts_us)
+            );
             match (&a.value, &b.value) {
                 (Value::Number(x), Value::Number(y)) => assert_eq!(x.to_bits(), y.to_bits()),
                 (x, y) => assert_eq!(x, y),

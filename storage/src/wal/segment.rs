@@ -69,14 +69,20 @@ pub(crate) enum HeaderCheck {
 /// other id) is an error: such a file is never silently removed.
 pub(crate) fn check_header(path: &Path, expected_id: u64, bytes: &[u8]) -> Result<HeaderCheck> {
     if bytes.len() < SEGMENT_HEADER_LEN {
-        return Ok(HeaderCheck::Torn(format!("header is {} of {SEGMENT_HEADER_LEN} bytes", bytes.len())));
+        return Ok(HeaderCheck::Torn(format!(
+            "header is {} of {SEGMENT_HEADER_LEN} bytes",
+            bytes.len()
+        )));
     }
     let h = &bytes[..SEGMENT_HEADER_LEN];
     if h.iter().all(|&b| b == 0) {
         return Ok(HeaderCheck::Torn("header is all zeroes".into()));
     }
     if h[..8] != MAGIC {
-        return Err(StorageError::corrupt(path, "not a pinhouse WAL segment (bad magic)"));
+        return Err(StorageError::corrupt(
+            path,
+            "not a pinhouse WAL segment (bad magic)",
+        ));
     }
     let stored_crc = u32::from_le_bytes([h[20], h[21], h[22], h[23]]);
     if crc32c::crc32c(&h[..20]) != stored_crc {
@@ -193,7 +199,10 @@ impl SegmentReader {
         let points = record::decode_body(&self.body).map_err(|reason| {
             StorageError::corrupt(
                 &self.path,
-                format!("record seq {} at offset {offset} has a valid checksum but {reason}", header.seq),
+                format!(
+                    "record seq {} at offset {offset} has a valid checksum but {reason}",
+                    header.seq
+                ),
             )
         })?;
         self.pos += (RECORD_HEADER_LEN + len) as u64;
@@ -228,7 +237,10 @@ mod tests {
         assert_eq!(segment_file_name(7), "00000000000000000007.wal");
         assert_eq!(parse_segment_file_name("00000000000000000007.wal"), Some(7));
         assert_eq!(parse_segment_file_name("7.wal"), None);
-        assert_eq!(parse_segment_file_name("00000000000000000007.wal.tmp"), None);
+        assert_eq!(
+            parse_segment_file_name("00000000000000000007.wal.tmp"),
+            None
+        );
         assert_eq!(parse_segment_file_name("0000000000000000000x.wal"), None);
     }
 
@@ -237,14 +249,26 @@ mod tests {
         let p = Path::new("x.wal");
         let h = encode_header(5);
         assert_eq!(check_header(p, 5, &h).unwrap(), HeaderCheck::Valid);
-        assert!(matches!(check_header(p, 5, &h[..10]).unwrap(), HeaderCheck::Torn(_)));
-        assert!(matches!(check_header(p, 5, &[0u8; 24]).unwrap(), HeaderCheck::Torn(_)));
+        assert!(matches!(
+            check_header(p, 5, &h[..10]).unwrap(),
+            HeaderCheck::Torn(_)
+        ));
+        assert!(matches!(
+            check_header(p, 5, &[0u8; 24]).unwrap(),
+            HeaderCheck::Torn(_)
+        ));
         assert!(check_header(p, 6, &h).is_err());
         let mut bad = h;
         bad[0] = b'X';
-        assert!(matches!(check_header(p, 5, &bad), Err(StorageError::Corrupt { .. })));
+        assert!(matches!(
+            check_header(p, 5, &bad),
+            Err(StorageError::Corrupt { .. })
+        ));
         let mut flipped = h;
         flipped[15] ^= 1;
-        assert!(matches!(check_header(p, 5, &flipped).unwrap(), HeaderCheck::Torn(_)));
+        assert!(matches!(
+            check_header(p, 5, &flipped).unwrap(),
+            HeaderCheck::Torn(_)
+        ));
     }
 }

@@ -23,13 +23,26 @@ fn run_writers(policy: FsyncPolicy) {
             let s = s.clone();
             scope.spawn(move || {
                 for w in 0..WRITES {
-                    let pts = (0..PER).map(|i| Point::number(1, t, 0, w * PER + i, 1.0)).collect();
+                    let pts = (0..PER)
+                        .map(|i| Point::number(1, t, 0, w * PER + i, 1.0))
+                        .collect();
                     s.write(pts).unwrap();
                 }
             });
         }
     });
     let expect = THREADS as usize * (WRITES * PER) as usize;
+    let st = s.stats();
+    eprintln!("{policy:?}: {st:?}");
+    assert_eq!(st.wal_records, THREADS as u64 * WRITES as u64);
+    assert!(st.wal_groups <= st.wal_records && st.wal_groups > 0);
+    match policy {
+        // One fsync per group at most (plus none when nothing was written).
+        FsyncPolicy::Always => assert!(st.wal_fsyncs <= st.wal_groups && st.wal_fsyncs > 0),
+        FsyncPolicy::Interval(_) => assert!(st.wal_fsyncs <= st.wal_groups),
+        FsyncPolicy::Never => assert_eq!(st.wal_fsyncs, 0),
+    }
+    assert_eq!(st.write_errors, 0);
     let rows = all_rows(&s);
     assert_eq!(rows.len(), expect, "{policy:?}");
     assert_eq!(counts(&rows).len(), expect, "no duplicates ({policy:?})");

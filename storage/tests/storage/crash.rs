@@ -36,7 +36,12 @@ fn check_first_nine(dir: &Path, batches: &[Vec<Point>]) -> Storage {
     let s = open(dir);
     let nine: Vec<Point> = batches[..9].concat();
     assert_eq!(all_rows(&s), expected(&nine));
-    assert_eq!(s.recovery().torn_tails.len(), 1, "{:?}", s.recovery().torn_tails);
+    assert_eq!(
+        s.recovery().torn_tails.len(),
+        1,
+        "{:?}",
+        s.recovery().torn_tails
+    );
     assert_eq!(s.recovery().wal_records, 9);
     s
 }
@@ -52,7 +57,11 @@ fn truncated_last_record_is_cut_off() {
     let s = check_first_nine(dir.path(), &batches);
     let torn = &s.recovery().torn_tails[0];
     assert_eq!(torn.path, seg);
-    assert_eq!(std::fs::metadata(&seg).unwrap().len(), torn.offset, "tail truncated");
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        torn.offset,
+        "tail truncated"
+    );
     // The store keeps working and the next reopen is clean.
     s.write(batches[9].clone()).unwrap();
     s.close().unwrap();
@@ -105,7 +114,10 @@ fn foreign_file_in_wal_dir_is_an_error_not_deleted() {
     let next = seg.with_file_name("00000000000000000999.wal");
     std::fs::write(&next, [b'Z'; 64]).unwrap();
     let err = Storage::open(config(dir.path())).unwrap_err();
-    assert!(matches!(err, pinhouse_storage::StorageError::Corrupt { .. }), "{err}");
+    assert!(
+        matches!(err, pinhouse_storage::StorageError::Corrupt { .. }),
+        "{err}"
+    );
     assert!(next.exists());
 }
 
@@ -119,9 +131,16 @@ const BATCH: i64 = 25;
 /// Child mode: write forever from two threads, print `ACK <device> <first_ts> <last_ts>` for every
 /// acknowledged batch, flush in the background, until killed.
 fn child_main(dir: &str) {
-    let cycle: u32 = std::env::var("PINHOUSE_CRASH_CYCLE").unwrap().parse().unwrap();
+    let cycle: u32 = std::env::var("PINHOUSE_CRASH_CYCLE")
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut c = config(Path::new(dir));
-    c.fsync = if cycle % 2 == 0 { FsyncPolicy::Always } else { FsyncPolicy::Interval(Duration::from_millis(3)) };
+    c.fsync = if cycle.is_multiple_of(2) {
+        FsyncPolicy::Always
+    } else {
+        FsyncPolicy::Interval(Duration::from_millis(3))
+    };
     c.memtable_max_rows = 400;
     c.wal_segment_bytes = 8 * 1024;
     let s = Storage::open(c).unwrap();
@@ -142,8 +161,9 @@ fn child_main(dir: &str) {
                 let device = cycle * 10 + w;
                 let mut ts = 0i64;
                 while Instant::now() < stop {
-                    let pts: Vec<Point> =
-                        (0..BATCH).map(|i| Point::number(1, device, (i % 4) as u16, ts + i, (ts + i) as f64)).collect();
+                    let pts: Vec<Point> = (0..BATCH)
+                        .map(|i| Point::number(1, device, (i % 4) as u16, ts + i, (ts + i) as f64))
+                        .collect();
                     s.write(pts).unwrap();
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "ACK {device} {ts} {}", ts + BATCH - 1).unwrap();
@@ -217,7 +237,11 @@ fn sigkill_never_loses_or_duplicates_acknowledged_writes() {
         assert!(dup.is_empty(), "cycle {cycle}: duplicated rows {dup:?}");
         let present: BTreeSet<(u32, i64)> = counts.keys().map(|k| (k.1, k.3)).collect();
         let missing: Vec<_> = acked.difference(&present).take(5).collect();
-        assert!(missing.is_empty(), "cycle {cycle}: acknowledged rows lost {missing:?} (recovery {:?})", s.recovery());
+        assert!(
+            missing.is_empty(),
+            "cycle {cycle}: acknowledged rows lost {missing:?} (recovery {:?})",
+            s.recovery()
+        );
         for r in &rows {
             assert_eq!(r.4, Some((r.3 as f64).to_bits()), "value intact");
         }

@@ -54,7 +54,9 @@ fn parquet_files_are_sorted_partitioned_and_compressed() {
     let mut pts = Vec::new();
     let mut x: u64 = 12345;
     for _ in 0..5000 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let org = (x >> 60) as u32 % 3 + 1;
         let dev = (x >> 40) as u32 % 50;
         let pin = (x >> 30) as u16 % 8;
@@ -70,7 +72,15 @@ fn parquet_files_are_sorted_partitioned_and_compressed() {
     let mut names: Vec<String> = snap
         .files
         .iter()
-        .map(|f| f.path.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned())
+        .map(|f| {
+            f.path
+                .parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     names.sort();
     assert_eq!(names, ["date=2026-11-25", "date=2026-11-26"]);
@@ -91,7 +101,10 @@ fn parquet_files_are_sorted_partitioned_and_compressed() {
                 keys.push((org.value(i), dev.value(i), pin.value(i), ts.value(i)));
             }
         }
-        assert!(keys.windows(2).all(|w| w[0] <= w[1]), "rows sorted by (org, device, pin, ts)");
+        assert!(
+            keys.windows(2).all(|w| w[0] <= w[1]),
+            "rows sorted by (org, device, pin, ts)"
+        );
         assert_eq!(keys.len() as u64, f.rows);
         let day = (keys[0].3).div_euclid(DAY);
         assert!(keys.iter().all(|k| k.3.div_euclid(DAY) == day));
@@ -171,12 +184,18 @@ fn memtable_freezes_by_size_and_by_age() {
     s.write(batch(1, 250, 0)).unwrap(); // one record over the size limit: frozen at once
     let deadline = Instant::now() + Duration::from_secs(10);
     while s.snapshot().file_rows() < 250 {
-        assert!(Instant::now() < deadline, "size-triggered flush did not happen");
+        assert!(
+            Instant::now() < deadline,
+            "size-triggered flush did not happen"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     s.write(batch(1, 10, 1000)).unwrap(); // under the size limit: flushed by age
     while s.snapshot().file_rows() < 260 {
-        assert!(Instant::now() < deadline, "age-triggered flush did not happen");
+        assert!(
+            Instant::now() < deadline,
+            "age-triggered flush did not happen"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(s.snapshot().memory_rows(), 0);

@@ -12,7 +12,10 @@ fn writes_after_close_fail_and_close_is_idempotent() {
     let clone = s.clone();
     s.close().unwrap();
     s.close().unwrap();
-    assert!(matches!(clone.write(batch(1, 3, 10)), Err(StorageError::Closed)));
+    assert!(matches!(
+        clone.write(batch(1, 3, 10)),
+        Err(StorageError::Closed)
+    ));
     assert!(matches!(clone.write(vec![]), Err(StorageError::Closed)));
     assert!(matches!(clone.flush(), Err(StorageError::Closed)));
     // Reads keep working on the closed handle.
@@ -26,7 +29,10 @@ fn writes_after_close_fail_and_close_is_idempotent() {
 fn second_open_of_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
-    assert!(matches!(Storage::open(config(dir.path())), Err(StorageError::Locked(_))));
+    assert!(matches!(
+        Storage::open(config(dir.path())),
+        Err(StorageError::Locked(_))
+    ));
     drop(s); // dropping the last handle closes
     let s = open(dir.path());
     s.write(batch(1, 1, 0)).unwrap();

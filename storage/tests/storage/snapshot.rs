@@ -19,7 +19,9 @@ fn snapshots_never_miss_or_repeat_rows_during_flushes() {
         let (s, acked, done) = (s.clone(), acked.clone(), done.clone());
         std::thread::spawn(move || {
             for k in 0..150i64 {
-                let pts: Vec<Point> = (0..40).map(|i| Point::number(1, (i % 7) as u32, 0, k * 40 + i, 0.0)).collect();
+                let pts: Vec<Point> = (0..40)
+                    .map(|i| Point::number(1, (i % 7) as u32, 0, k * 40 + i, 0.0))
+                    .collect();
                 s.write(pts).unwrap();
                 acked.fetch_add(40, Ordering::SeqCst);
                 if k % 25 == 0 {
@@ -39,14 +41,18 @@ fn snapshots_never_miss_or_repeat_rows_during_flushes() {
         // A batch is visible from the moment the committer applies it, a little before its
         // writer sees the acknowledgement: allow the one batch in flight, never a partial one.
         assert!(
-            total >= before as u64 && total <= after as u64 + 40 && total % 40 == 0,
+            total >= before as u64 && total <= after as u64 + 40 && total.is_multiple_of(40),
             "snapshot has {total} rows, acked between {before} and {after}"
         );
         saw_both |= snap.memory_rows() > 0 && !snap.files.is_empty();
         if snapshots % 10 == 0 {
             // Full check of a sample: no row twice.
             let rows = snapshot_rows(&snap);
-            assert_eq!(counts(&rows).len(), rows.len(), "duplicate rows in a snapshot");
+            assert_eq!(
+                counts(&rows).len(),
+                rows.len(),
+                "duplicate rows in a snapshot"
+            );
         }
         snapshots += 1;
     }

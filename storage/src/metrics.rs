@@ -1,0 +1,65 @@
+//! Counters of the store, declared in one place. Read them with [`Storage::stats`](crate::Storage::stats).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Live counters (relaxed atomics, shared by the threads).
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub wal_records: AtomicU64,
+    pub wal_groups: AtomicU64,
+    pub wal_fsyncs: AtomicU64,
+    pub wal_bytes: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flushed_rows: AtomicU64,
+    pub parquet_files: AtomicU64,
+    pub parquet_bytes: AtomicU64,
+    pub flush_errors: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> StorageStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StorageStats {
+            wal_records: get(&self.wal_records),
+            wal_groups: get(&self.wal_groups),
+            wal_fsyncs: get(&self.wal_fsyncs),
+            wal_bytes: get(&self.wal_bytes),
+            write_errors: get(&self.write_errors),
+            flushes: get(&self.flushes),
+            flushed_rows: get(&self.flushed_rows),
+            parquet_files: get(&self.parquet_files),
+            parquet_bytes: get(&self.parquet_bytes),
+            flush_errors: get(&self.flush_errors),
+        }
+    }
+}
+
+/// Counters since the store was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// WAL records (write batches) appended.
+    pub wal_records: u64,
+    /// Groups appended (each one `write`).
+    pub wal_groups: u64,
+    /// WAL fsyncs.
+    pub wal_fsyncs: u64,
+    /// Bytes appended to the WAL.
+    pub wal_bytes: u64,
+    /// Writes that completed with an error.
+    pub write_errors: u64,
+    /// Memtables flushed to Parquet.
+    pub flushes: u64,
+    /// Rows flushed to Parquet.
+    pub flushed_rows: u64,
+    /// Parquet files written.
+    pub parquet_files: u64,
+    /// Parquet bytes written.
+    pub parquet_bytes: u64,
+    /// Failed flush attempts (retried).
+    pub flush_errors: u64,
+}
