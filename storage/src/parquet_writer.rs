@@ -3,10 +3,9 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
-use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, UInt32Array};
-use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::{Float64Type, TimestampMicrosecondType, UInt16Type, UInt32Type};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -29,24 +28,44 @@ pub(crate) type SeriesKey = (u32, u32, u16);
 const ZSTD_LEVEL: i32 = 3;
 
 /// Concatenates `batches` and sorts the rows by `(org_id, device_id, pin, ts)`. Rows with equal
-/// keys keep their write order (the sort is made stable with a row-number tie breaker), so the
-/// last row of a series is its newest and, among equal timestamps, its latest write.
+/// keys keep their write order (the row number is the last sort key), so the last row of a
+/// series is its newest and, among equal timestamps, its latest write.
+///
+/// The keys are packed into native tuples and sorted with `sort_unstable`: several times faster
+/// than Arrow's dynamic multi-column comparator on a memtable's million rows.
 pub(crate) fn sort_rows(batches: &[RecordBatch]) -> Result<RecordBatch> {
     let batch = concat_batches(&schema(), batches)?;
     let n = batch.num_rows();
-    let row_no: Arc<dyn Array> = Arc::new(UInt32Array::from_iter_values(0..n as u32));
-    let keys: Vec<SortColumn> = [COL_ORG, COL_DEVICE, COL_PIN, COL_TS]
-        .iter()
-        .map(|&c| SortColumn {
-            values: batch.column(c).clone(),
-            options: None,
+    if n > u32::MAX as usize {
+        return Err(StorageError::InvalidInput(format!(
+            "{n} rows do not fit one flush"
+        )));
+    }
+    let org = batch.column(COL_ORG).as_primitive::<UInt32Type>().values();
+    let dev = batch
+        .column(COL_DEVICE)
+        .as_primitive::<UInt32Type>()
+        .values();
+    let pin = batch.column(COL_PIN).as_primitive::<UInt16Type>().values();
+    let ts = batch
+        .column(COL_TS)
+        .as_primitive::<TimestampMicrosecondType>()
+        .values();
+    let mut keys: Vec<(u64, u16, i64, u32)> = (0..n)
+        .map(|i| {
+            (
+                (u64::from(org[i]) << 32) | u64::from(dev[i]),
+                pin[i],
+                ts[i],
+                i as u32,
+            )
         })
-        .chain(std::iter::once(SortColumn {
-            values: row_no,
-            options: None,
-        }))
         .collect();
-    let indices = lexsort_to_indices(&keys, None)?;
+    if keys.windows(2).all(|w| w[0] <= w[1]) {
+        return Ok(batch);
+    }
+    keys.sort_unstable();
+    let indices = UInt32Array::from_iter_values(keys.into_iter().map(|k| k.3));
     Ok(take_record_batch(&batch, &indices)?)
 }
 
@@ -261,6 +280,37 @@ mod tests {
             ),
             (5, 30, 1, 9)
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sort_matches_a_reference_sort(
+            rows in proptest::collection::vec((0u32..3, 0u32..4, 0u16..3, -5i64..5), 0..200)
+        ) {
+            let pts: Vec<Point> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, &(o, d, p, t))| Point::number(o, d, p, t, i as f64))
+                .collect();
+            let sorted = sort_rows(&frozen_or_empty(&pts)).unwrap();
+            let mut expect: Vec<(u32, u32, u16, i64, usize)> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, &(o, d, p, t))| (o, d, p, t, i))
+                .collect();
+            expect.sort();
+            let val = sorted.column(4).as_primitive::<Float64Type>().values().to_vec();
+            let got: Vec<usize> = val.iter().map(|v| *v as usize).collect();
+            let want: Vec<usize> = expect.iter().map(|e| e.4).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    fn frozen_or_empty(points: &[Point]) -> Vec<RecordBatch> {
+        if points.is_empty() {
+            return vec![];
+        }
+        frozen(points)
     }
 
     #[test]
