@@ -187,7 +187,7 @@ fn sigkill_never_loses_or_duplicates_acknowledged_writes() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut acked: BTreeSet<(u32, i64)> = BTreeSet::new();
-    for cycle in 0..6u32 {
+    for cycle in 0..8u32 {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
@@ -231,6 +231,16 @@ fn sigkill_never_loses_or_duplicates_acknowledged_writes() {
         }
 
         let s = open(dir.path());
+        let r = s.recovery();
+        eprintln!(
+            "cycle {cycle}: acked {} rows so far; replayed {} records, skipped {}, torn {}, orphans {}, files {}",
+            acked.len(),
+            r.wal_records,
+            r.wal_records_skipped,
+            r.torn_tails.len(),
+            r.orphan_files_removed,
+            r.parquet_files
+        );
         let rows = all_rows(&s);
         let counts = counts(&rows);
         let dup: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).take(5).collect();
