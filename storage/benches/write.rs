@@ -37,12 +37,17 @@ fn policies() -> [(&'static str, FsyncPolicy); 3] {
 }
 
 fn open(policy: FsyncPolicy) -> (tempfile::TempDir, Storage) {
+    open_with(policy, 1_000_000)
+}
+
+fn open_with(policy: FsyncPolicy, memtable_max_rows: usize) -> (tempfile::TempDir, Storage) {
     let dir = tempfile::tempdir_in(
         std::env::var_os("PINHOUSE_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
     )
     .unwrap();
     let mut config = StorageConfig::new(dir.path());
     config.fsync = policy;
+    config.memtable_max_rows = memtable_max_rows;
     let storage = Storage::open(config).unwrap();
     (dir, storage)
 }
@@ -90,5 +95,50 @@ fn concurrent_writers(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, single_writer, concurrent_writers);
+/// Flushing a 1M-row memtable (4,000 devices × 4 pins, interleaved as they arrive): sort, zstd
+/// Parquet, fsyncs, catalog. Writing the rows is not timed.
+fn flush_memtable(c: &mut Criterion) {
+    const ROWS: usize = 1_000_000;
+    let mut g = c.benchmark_group("flush");
+    g.throughput(Throughput::Elements(ROWS as u64));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(10));
+    // Above the row count so that only the timed `flush()` writes Parquet.
+    let (_dir, storage) = open_with(FsyncPolicy::Never, 2 * ROWS);
+    let mut round = 0i64;
+    g.bench_function("1m_rows", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let base = round * 1_000_000_000;
+                round += 1;
+                for chunk in 0..(ROWS / BATCH) {
+                    let pts = (0..BATCH)
+                        .map(|i| {
+                            let n = chunk * BATCH + i;
+                            let series = (n % 16_000) as u32;
+                            let ts = base + (n / 16_000) as i64 * 10_000_000;
+                            Point::number(
+                                1,
+                                series / 4,
+                                (series % 4) as u16,
+                                ts,
+                                (n % 977) as f64 * 0.1,
+                            )
+                        })
+                        .collect();
+                    storage.write(pts).unwrap();
+                }
+                let start = Instant::now();
+                storage.flush().unwrap();
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    storage.close().unwrap();
+    g.finish();
+}
+
+criterion_group!(benches, single_writer, concurrent_writers, flush_memtable);
 criterion_main!(benches);
