@@ -1,2 +1,22 @@
-//! pinhouse-api (placeholder while the crates are built up)
+//! pinhouse-api: the `pinhouse` server.
+//!
+//! Role: the HTTP surface (Blynk device HTTP API, REST control plane, SQL
+//! endpoint), the control-plane database (organizations, users, templates,
+//! devices — sqlx, SQLite embedded by default), configuration, and the wiring
+//! of every tier (`protocol`, `storage`, `ingest`, `query`) into one process.
+//!
+//! This is the top of the dependency graph: nothing in the workspace depends on
+//! it except the end-to-end tests.
+
+pub mod blynk_http;
+pub mod cli;
+pub mod config;
 pub mod control;
+pub mod directory;
+pub mod server;
+pub mod sql;
+pub mod state;
+
+pub use config::ServerConfig;
+pub use server::{ServeError, router, serve};
+pub use state::AppState;

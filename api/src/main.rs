@@ -1,1 +1,9 @@
-fn main() {}
+//! The `pinhouse` binary: see `pinhouse --help`.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> anyhow::Result<()> {
+    pinhouse_api::cli::run(std::env::args_os())?;
+    Ok(())
+}

@@ -1,1 +1,38 @@
-fn main() {}
+//! `pinhouse-bench`: load generator for a running pinhouse server.
+//!
+//! Scenario `ingest`: creates a template and N devices through the REST API,
+//! connects N real protocol sessions over TCP, streams `vw` frames as fast as
+//! the sockets take them (several frames per write), then waits until SQL
+//! sees every value, and reports sent and committed values per second.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod ingest;
+mod rest;
+
+use clap::{Parser, Subcommand};
+
+/// Load generator for pinhouse.
+#[derive(Debug, Parser)]
+#[command(name = "pinhouse-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Simulated devices stream virtual-pin values over plain TCP.
+    Ingest(ingest::IngestArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.scenario {
+        Scenario::Ingest(args) => runtime.block_on(ingest::run(args)),
+    }
+}

@@ -1,1 +1,23 @@
-//! placeholder
+//! pinhouse-query: Apache DataFusion over the telemetry store.
+//!
+//! Role: expose the `telemetry` table (memtable snapshot ∪ Parquet files of
+//! `pinhouse-storage`) to SQL, always scoped to the caller's organizations.
+//! Tenant scoping is enforced inside the table provider's scan, never by
+//! rewriting SQL text, and statements that could escape the scope (DDL such as
+//! `CREATE EXTERNAL TABLE`, DML, `COPY`, `SET`) are refused.
+//!
+//! Depends on `pinhouse-storage` and `datafusion` only. It must not depend on
+//! tokio directly, on `pinhouse-ingest`, or on `pinhouse-api`.
+
+mod engine;
+mod error;
+mod scope;
+mod telemetry_table;
+
+pub use engine::{QueryEngine, QueryResult};
+pub use error::{QueryError, Result};
+pub use scope::OrgScope;
+pub use telemetry_table::TelemetryTable;
+
+/// Name of the telemetry table in SQL.
+pub const TELEMETRY_TABLE: &str = "telemetry";

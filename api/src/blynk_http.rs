@@ -1,0 +1,307 @@
+//! The Blynk device HTTP API (`/external/api/…`), as devices and scripts
+//! written for blynk.cloud call it.
+//!
+//! Errors are HTTP 400 with `{"error":{"message":"…"}}`, the messages being
+//! the ones Blynk documents.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use pinhouse_ingest::{PinKind, PinRef};
+use pinhouse_storage::{Point, Value};
+use serde_json::json;
+
+use crate::control::{Datastream, DeviceRecord};
+use crate::state::AppState;
+
+/// Routes of the device HTTP API.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/external/api/update", get(update))
+        .route("/external/api/update/", get(update))
+        .route("/external/api/batch/update", get(update))
+        .route("/external/api/get", get(get_values))
+        .route("/external/api/isHardwareConnected", get(is_connected))
+}
+
+/// A Blynk-style error: 400 `{"error":{"message":…}}` unless stated otherwise.
+#[derive(Debug)]
+pub struct BlynkError {
+    status: StatusCode,
+    message: String,
+}
+
+impl BlynkError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    fn internal(err: impl std::fmt::Display) -> Self {
+        tracing::error!(%err, "device HTTP API failed");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "Internal server error.".into(),
+        }
+    }
+}
+
+impl IntoResponse for BlynkError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "message": self.message } });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+const INVALID_TOKEN: &str = "Invalid token.";
+const WRONG_PIN: &str = "Wrong pin format.";
+
+/// Query pairs in order; keys without `=` get an empty value.
+fn pairs(raw: Option<String>) -> Result<Vec<(String, String)>, BlynkError> {
+    let raw = raw.unwrap_or_default();
+    serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
+        .map_err(|_| BlynkError::bad_request("Wrong request format."))
+}
+
+/// The device owning the `token` parameter.
+async fn device_for(
+    state: &AppState,
+    pairs: &[(String, String)],
+) -> Result<DeviceRecord, BlynkError> {
+    let token = pairs
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.trim())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| BlynkError::bad_request(INVALID_TOKEN))?;
+    state
+        .control
+        .device_by_token(token)
+        .await
+        .map_err(BlynkError::internal)?
+        .ok_or_else(|| BlynkError::bad_request(INVALID_TOKEN))
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Pin → values to write, from `V1=…` keys or the `pin=V1&value=…` form.
+fn writes(pairs: &[(String, String)]) -> Result<BTreeMap<u16, (PinRef, Vec<String>)>, BlynkError> {
+    let mut out: BTreeMap<u16, (PinRef, Vec<String>)> = BTreeMap::new();
+    let mut add = |pin: PinRef, value: &str| {
+        out.entry(pin.column())
+            .or_insert_with(|| (pin, Vec::new()))
+            .1
+            .push(value.to_owned());
+    };
+    let named_pin = pairs
+        .iter()
+        .find(|(k, _)| k == "pin")
+        .map(|(_, v)| v.as_str());
+    if let Some(name) = named_pin {
+        let pin = PinRef::parse(name).ok_or_else(|| BlynkError::bad_request(WRONG_PIN))?;
+        for (_, value) in pairs.iter().filter(|(k, _)| k == "value") {
+            add(pin, value);
+        }
+    }
+    for (key, value) in pairs {
+        if matches!(key.as_str(), "token" | "pin" | "value") {
+            continue;
+        }
+        let pin = PinRef::parse(key).ok_or_else(|| BlynkError::bad_request(WRONG_PIN))?;
+        add(pin, value);
+    }
+    if out.is_empty() {
+        return Err(BlynkError::bad_request("No pin for update provided."));
+    }
+    Ok(out)
+}
+
+/// Checks a value against the pin's datastream, as Blynk does.
+fn check_datastream(
+    streams: &[Datastream],
+    pin: PinRef,
+    values: &[String],
+) -> Result<(), BlynkError> {
+    if pin.kind != PinKind::Virtual {
+        return Ok(());
+    }
+    let stream = streams
+        .iter()
+        .find(|d| d.pin == u16::from(pin.number))
+        .ok_or_else(|| BlynkError::bad_request("No datastream setup for that pin."))?;
+    let numeric = matches!(stream.kind.as_str(), "integer" | "double");
+    let mismatch = || BlynkError::bad_request("Value doesn't match the Datastream data type.");
+    if numeric {
+        if values.len() != 1 {
+            return Err(mismatch());
+        }
+        let number: f64 = values[0].trim().parse().map_err(|_| mismatch())?;
+        if !number.is_finite() || (stream.kind == "integer" && number.fract() != 0.0) {
+            return Err(mismatch());
+        }
+    }
+    Ok(())
+}
+
+/// `GET /external/api/update?token=T&V1=23.5[&V2=…]` (also `batch/update`).
+async fn update(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<StatusCode, BlynkError> {
+    let pairs = pairs(raw)?;
+    let device = device_for(&state, &pairs).await?;
+    let writes = writes(&pairs)?;
+    let streams = state
+        .control
+        .datastreams(&device.template_id)
+        .await
+        .map_err(BlynkError::internal)?;
+    let ts_us = now_us();
+    let mut points = Vec::with_capacity(writes.len());
+    for (pin, values) in writes.values() {
+        check_datastream(&streams, *pin, values)?;
+        // Multi-value pins are stored NUL-joined, as the device sends them.
+        let text = values.join("\0");
+        points.push(Point::from_text(
+            device.org_id,
+            device.id,
+            pin.column(),
+            ts_us,
+            &text,
+        ));
+    }
+    state
+        .ingest
+        .write(points)
+        .await
+        .map_err(BlynkError::internal)?;
+    for (pin, values) in writes.values() {
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        state.ingest.push_write(device.id, *pin, &values);
+    }
+    Ok(StatusCode::OK)
+}
+
+/// Text of a stored value as Blynk returns it.
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::Number(n) => pinhouse_ingest::session::format_number(*n),
+        Value::Text(t) => t.clone(),
+    }
+}
+
+/// `GET /external/api/get?token=T&V1[&V2…]`: one pin → its value as plain
+/// text (a multi-value pin → JSON array); several pins → a JSON object keyed by
+/// the pin names as given.
+async fn get_values(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, BlynkError> {
+    let pairs = pairs(raw)?;
+    let device = device_for(&state, &pairs).await?;
+    let mut pins = Vec::new();
+    for (key, _) in pairs.iter().filter(|(k, _)| k != "token") {
+        let pin = PinRef::parse(key).ok_or_else(|| BlynkError::bad_request(WRONG_PIN))?;
+        pins.push((key.clone(), pin));
+    }
+    if pins.is_empty() {
+        return Err(BlynkError::bad_request(WRONG_PIN));
+    }
+    let storage = state.ingest.storage();
+    let lookup = |pin: PinRef| storage.last_value(device.org_id, device.id, pin.column());
+    if let [(_, pin)] = pins.as_slice() {
+        let last = lookup(*pin).ok_or_else(|| BlynkError::bad_request("No data."))?;
+        let text = value_text(&last.value);
+        if text.contains('\0') {
+            let parts: Vec<&str> = text.split('\0').collect();
+            return Ok(axum::Json(parts).into_response());
+        }
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
+    }
+    let mut object = serde_json::Map::new();
+    for (name, pin) in pins {
+        let value = match lookup(pin) {
+            None => serde_json::Value::Null,
+            Some(last) => match last.value {
+                Value::Number(n) => json!(n),
+                Value::Text(t) if t.contains('\0') => json!(t.split('\0').collect::<Vec<_>>()),
+                Value::Text(t) => json!(t),
+            },
+        };
+        object.insert(name, value);
+    }
+    Ok(axum::Json(object).into_response())
+}
+
+/// `GET /external/api/isHardwareConnected?token=T` → `true` / `false`.
+async fn is_connected(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, BlynkError> {
+    let pairs = pairs(raw)?;
+    let device = device_for(&state, &pairs).await?;
+    let online = state.ingest.is_online(device.id);
+    Ok(axum::Json(online).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(s: &str) -> Vec<(String, String)> {
+        pairs(Some(s.to_owned())).unwrap()
+    }
+
+    #[test]
+    fn parses_pin_writes() {
+        let w = writes(&q("token=x&V1=23.5&v2=a&V2=b&D3=1")).unwrap();
+        assert_eq!(w[&1].1, vec!["23.5"]);
+        assert_eq!(w[&2].1, vec!["a", "b"]);
+        assert_eq!(w[&(256 + 3)].1, vec!["1"]);
+        let w = writes(&q("token=x&pin=V7&value=1&value=2")).unwrap();
+        assert_eq!(w[&7].1, vec!["1", "2"]);
+    }
+
+    #[test]
+    fn rejects_bad_pins() {
+        for bad in ["token=x&V256=1", "token=x&foo=1", "token=x&pin=Q1&value=1"] {
+            let err = writes(&q(bad)).unwrap_err();
+            assert_eq!(err.message, WRONG_PIN, "{bad}");
+        }
+        assert_eq!(
+            writes(&q("token=x")).unwrap_err().message,
+            "No pin for update provided."
+        );
+    }
+
+    #[test]
+    fn datastream_types_are_checked() {
+        let ds = |kind: &str| Datastream {
+            pin: 1,
+            name: "t".into(),
+            kind: kind.into(),
+            min: None,
+            max: None,
+            units: None,
+            decimals: None,
+        };
+        let v1 = PinRef::virtual_pin(1);
+        assert!(check_datastream(&[ds("double")], v1, &["21.5000000".into()]).is_ok());
+        assert!(check_datastream(&[ds("integer")], v1, &["2.5".into()]).is_err());
+        assert!(check_datastream(&[ds("double")], v1, &["warm".into()]).is_err());
+        assert!(check_datastream(&[ds("string")], v1, &["warm".into()]).is_ok());
+        assert!(check_datastream(&[ds("string")], PinRef::virtual_pin(2), &["x".into()]).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! Shared state of the HTTP handlers.
+
+use axum::extract::FromRef;
+use pinhouse_ingest::Ingest;
+use pinhouse_query::QueryEngine;
+
+use crate::control::ControlPlane;
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Organizations, users, templates, devices.
+    pub control: ControlPlane,
+    /// Network edge: writes to storage and to connected devices.
+    pub ingest: Ingest,
+    /// SQL over telemetry.
+    pub query: QueryEngine,
+}
+
+impl FromRef<AppState> for ControlPlane {
+    fn from_ref(state: &AppState) -> Self {
+        state.control.clone()
+    }
+}

@@ -1,0 +1,69 @@
+//! The few REST calls the bench needs to set up a fleet.
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+/// An authenticated REST client.
+pub struct Rest {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Rest {
+    /// Log in as `email`.
+    pub async fn login(base: &str, email: &str, password: &str) -> Result<Self> {
+        let http = reqwest::Client::new();
+        let base = base.trim_end_matches('/').to_owned();
+        let resp = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {base}"))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("login failed: {status} {body}");
+        }
+        let token = body["token"]
+            .as_str()
+            .context("no token in login reply")?
+            .to_owned();
+        Ok(Self { base, token, http })
+    }
+
+    /// POST JSON, expecting 2xx.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("POST {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// Run SQL and return the rows.
+    pub async fn sql(&self, sql: &str) -> Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/sql", self.base))
+            .bearer_auth(&self.token)
+            .body(sql.to_owned())
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("sql: {status} {body}");
+        }
+        Ok(body)
+    }
+}

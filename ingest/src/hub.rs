@@ -1,0 +1,225 @@
+//! The ingest hub: routes values into storage and commands out to devices,
+//! and knows which devices are connected.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use pinhouse_protocol::{command, encode_fields};
+use pinhouse_storage::{Point, Storage};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::{DeviceDirectory, DeviceIdentity, IngestConfig, IngestError, PinRef, Result};
+
+/// Message id used for `hardware` writes that originate in the cloud (HTTP
+/// API, REST, automations); the legacy server used the same id.
+pub const CLOUD_WRITE_MSG_ID: u16 = 111;
+
+/// Handle of one live device session, as the hub sees it.
+#[derive(Debug)]
+pub(crate) struct SessionHandle {
+    pub(crate) id: u64,
+    /// Encoded frames to write to the device.
+    pub(crate) outbound: mpsc::Sender<Bytes>,
+    /// Largest frame (header + body) the device accepts.
+    pub(crate) max_frame: Arc<AtomicUsize>,
+}
+
+struct Inner {
+    storage: Storage,
+    directory: Arc<dyn DeviceDirectory>,
+    config: IngestConfig,
+    sessions: Mutex<HashMap<u32, Vec<SessionHandle>>>,
+    inflight: Arc<Semaphore>,
+    pub(crate) connections: Arc<Semaphore>,
+    next_session: AtomicU64,
+}
+
+/// Cheap-to-clone handle on the ingest tier.
+#[derive(Clone)]
+pub struct Ingest {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest")
+            .field("online_devices", &self.inner.sessions.lock().len())
+            .finish()
+    }
+}
+
+impl Ingest {
+    /// A hub writing to `storage` and resolving tokens through `directory`.
+    pub fn new(
+        storage: Storage,
+        directory: Arc<dyn DeviceDirectory>,
+        config: IngestConfig,
+    ) -> Self {
+        let inflight = Arc::new(Semaphore::new(config.max_inflight_batches.max(1)));
+        let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        Self {
+            inner: Arc::new(Inner {
+                storage,
+                directory,
+                config,
+                sessions: Mutex::new(HashMap::new()),
+                inflight,
+                connections,
+                next_session: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The storage engine values go to.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    /// Limits and timeouts in force.
+    pub fn config(&self) -> &IngestConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn connections(&self) -> &Arc<Semaphore> {
+        &self.inner.connections
+    }
+
+    /// Resolve an auth token.
+    pub async fn lookup(&self, token: &str) -> Result<Option<DeviceIdentity>> {
+        Ok(self.inner.directory.lookup(token).await?)
+    }
+
+    /// Write `points` and return once they are durable under the storage
+    /// fsync policy (the HTTP API answers 200 only after this).
+    pub async fn write(&self, points: Vec<Point>) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let permit = Arc::clone(&self.inner.inflight)
+            .acquire_owned()
+            .await
+            .map_err(|_| IngestError::ShuttingDown)?;
+        let (tx, rx) = oneshot::channel();
+        self.inner.storage.write_with(
+            points,
+            Box::new(move |res| {
+                drop(permit);
+                let _ = tx.send(res);
+            }),
+        );
+        rx.await.map_err(|_| IngestError::ShuttingDown)??;
+        Ok(())
+    }
+
+    /// Hand `points` to storage without waiting for durability; waits only when
+    /// too many batches are in flight (backpressure on the device socket).
+    pub(crate) async fn submit(&self, points: Vec<Point>) -> Result<()> {
+        let permit = Arc::clone(&self.inner.inflight)
+            .acquire_owned()
+            .await
+            .map_err(|_| IngestError::ShuttingDown)?;
+        let count = points.len();
+        self.inner.storage.write_with(
+            points,
+            Box::new(move |res| {
+                drop(permit);
+                if let Err(err) = res {
+                    tracing::error!(%err, points = count, "storage write failed");
+                }
+            }),
+        );
+        Ok(())
+    }
+
+    /// Whether at least one session of the device is connected.
+    pub fn is_online(&self, device_id: u32) -> bool {
+        self.inner
+            .sessions
+            .lock()
+            .get(&device_id)
+            .is_some_and(|s| !s.is_empty())
+    }
+
+    /// Number of devices with at least one live session.
+    pub fn online_devices(&self) -> usize {
+        self.inner.sessions.lock().len()
+    }
+
+    /// Send a `hardware` write (`vw`/`dw`/`aw`) to every live session of the
+    /// device. Returns how many sessions took it; sessions whose announced
+    /// buffer is too small, or whose outbound queue is full, are skipped.
+    pub fn push_write(&self, device_id: u32, pin: PinRef, values: &[&str]) -> usize {
+        let pin_text = pin.number.to_string();
+        let mut fields: Vec<&[u8]> = Vec::with_capacity(values.len() + 2);
+        fields.push(pin.write_op().as_bytes());
+        fields.push(pin_text.as_bytes());
+        fields.extend(values.iter().map(|v| v.as_bytes()));
+        let mut buf = BytesMut::new();
+        encode_fields(command::HARDWARE, CLOUD_WRITE_MSG_ID, &fields, &mut buf);
+        self.push_frame(device_id, buf.freeze())
+    }
+
+    /// Send an encoded frame to every live session of the device.
+    pub fn push_frame(&self, device_id: u32, frame: Bytes) -> usize {
+        let sessions = self.inner.sessions.lock();
+        let Some(list) = sessions.get(&device_id) else {
+            return 0;
+        };
+        let mut sent = 0;
+        for handle in list {
+            if frame.len() > handle.max_frame.load(Ordering::Relaxed) {
+                tracing::warn!(
+                    device_id,
+                    len = frame.len(),
+                    "message larger than the device buffer, not sent"
+                );
+                continue;
+            }
+            match handle.outbound.try_send(frame.clone()) {
+                Ok(()) => sent += 1,
+                Err(_) => tracing::warn!(
+                    device_id,
+                    session = handle.id,
+                    "device outbound queue full, message dropped"
+                ),
+            }
+        }
+        sent
+    }
+
+    /// Record a logged-in session; several sessions per device are allowed
+    /// (the legacy server's behaviour: messages go to all of them).
+    pub(crate) fn register(
+        &self,
+        device_id: u32,
+        outbound: mpsc::Sender<Bytes>,
+        max_frame: Arc<AtomicUsize>,
+    ) -> u64 {
+        let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .sessions
+            .lock()
+            .entry(device_id)
+            .or_default()
+            .push(SessionHandle {
+                id,
+                outbound,
+                max_frame,
+            });
+        id
+    }
+
+    /// Forget a session when its connection ends.
+    pub(crate) fn unregister(&self, device_id: u32, session_id: u64) {
+        let mut sessions = self.inner.sessions.lock();
+        if let Some(list) = sessions.get_mut(&device_id) {
+            list.retain(|h| h.id != session_id);
+            if list.is_empty() {
+                sessions.remove(&device_id);
+            }
+        }
+    }
+}

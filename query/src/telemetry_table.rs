@@ -1,0 +1,188 @@
+//! The `telemetry` table provider: memtable snapshot ∪ Parquet files, scoped to
+//! an [`OrgScope`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::catalog::TableProvider;
+use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
+use datafusion::datasource::TableType;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::union::UnionExec;
+use pinhouse_storage::Storage;
+
+use crate::OrgScope;
+
+/// Column holding the tenant id; every scan filters on it.
+const ORG_COLUMN: &str = "org_id";
+
+/// `telemetry` as DataFusion sees it. Each scan takes one consistent storage
+/// snapshot, so a query never sees a half-flushed batch twice or not at all.
+#[derive(Debug, Clone)]
+pub struct TelemetryTable {
+    storage: Storage,
+    scope: OrgScope,
+    schema: SchemaRef,
+}
+
+impl TelemetryTable {
+    /// A provider that only ever returns rows of `scope`.
+    pub fn new(storage: Storage, scope: OrgScope) -> Self {
+        Self {
+            storage,
+            scope,
+            schema: pinhouse_storage::schema(),
+        }
+    }
+
+    /// `org_id IN (scope)` as a logical expression.
+    fn scope_expr(&self) -> Expr {
+        let orgs = self
+            .scope
+            .org_ids()
+            .iter()
+            .map(|id| lit(ScalarValue::UInt32(Some(*id))))
+            .collect();
+        col(ORG_COLUMN).in_list(orgs, false)
+    }
+
+    fn physical(&self, state: &dyn Session, expr: Expr) -> DfResult<Arc<dyn PhysicalExpr>> {
+        let df_schema = DFSchema::try_from(Arc::clone(&self.schema))?;
+        state.create_physical_expr(expr, &df_schema)
+    }
+
+    /// Memtable batches restricted to the scope before they enter the plan.
+    fn scoped_batches(&self, batches: Vec<RecordBatch>) -> DfResult<Vec<RecordBatch>> {
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let idx = batch.schema().index_of(ORG_COLUMN)?;
+            let orgs = batch
+                .column(idx)
+                .as_any()
+                .downcast_ref::<UInt32Array>()
+                .ok_or_else(|| {
+                    datafusion::error::DataFusionError::Internal(
+                        "org_id column is not UInt32".into(),
+                    )
+                })?;
+            let mask: BooleanArray = orgs
+                .iter()
+                .map(|org| Some(org.is_some_and(|o| self.scope.contains(o))))
+                .collect();
+            let kept = filter_record_batch(&batch, &mask)?;
+            if kept.num_rows() > 0 {
+                out.push(kept);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl TableProvider for TelemetryTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Filters are used for pruning only; DataFusion re-applies them.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let snapshot = self.storage.snapshot();
+        let scope_expr = self.scope_expr();
+        let scope_pred = self.physical(state, scope_expr.clone())?;
+
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+
+        let batches = self.scoped_batches(snapshot.batches)?;
+        if !batches.is_empty() {
+            inputs.push(MemorySourceConfig::try_new_exec(
+                &[batches],
+                Arc::clone(&self.schema),
+                None,
+            )?);
+        }
+
+        let files: Vec<_> = snapshot
+            .files
+            .iter()
+            .filter(|f| f.org_ids.iter().any(|o| self.scope.contains(*o)))
+            .collect();
+        if !files.is_empty() {
+            // The scope predicate plus the query's own filters drive row-group
+            // pruning; correctness comes from the FilterExec below.
+            let mut pruning = vec![scope_expr];
+            pruning.extend(filters.iter().cloned());
+            let mut source = ParquetSource::new(Arc::clone(&self.schema));
+            if let Some(pred) = conjunction(pruning)
+                && let Ok(pred) = self.physical(state, pred)
+            {
+                source = source.with_predicate(pred);
+            }
+            let mut builder =
+                FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source));
+            for file in files {
+                builder = builder.with_file(PartitionedFile::new(
+                    file.path.to_string_lossy().into_owned(),
+                    file.bytes,
+                ));
+            }
+            inputs.push(DataSourceExec::from_data_source(builder.build()));
+        }
+
+        let plan: Arc<dyn ExecutionPlan> = if inputs.is_empty() {
+            Arc::new(EmptyExec::new(Arc::clone(&self.schema)))
+        } else {
+            let union = UnionExec::try_new(inputs)?;
+            // Tenant scoping: enforced here whatever the SQL says.
+            Arc::new(FilterExec::try_new(scope_pred, union)?)
+        };
+
+        match projection {
+            None => Ok(plan),
+            Some(indices) => {
+                let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = indices
+                    .iter()
+                    .map(|&i| {
+                        let field = self.schema.field(i);
+                        let column: Arc<dyn PhysicalExpr> = Arc::new(
+                            datafusion::physical_expr::expressions::Column::new(field.name(), i),
+                        );
+                        (column, field.name().clone())
+                    })
+                    .collect();
+                Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
+            }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+"""Drive the real Python Blynk client (blynklib 0.2.6) against a pinhouse server.
+
+Usage: blynk_client.py HOST PORT TOKEN MODE
+  MODE "write": log in, write V1=23.5 and V2="hello", sync V1 and print what the
+                server sends back, then disconnect.
+  MODE "badtoken": log in and expect the connection to be refused.
+Exit status 0 means every step behaved as expected.
+"""
+import sys
+import time
+
+import blynklib
+
+host, port, token, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+assert blynklib.__version__ == "0.2.6", blynklib.__version__
+
+blynk = blynklib.Blynk(token, server=host, port=port, heartbeat=10, log=lambda *a: print(*a, file=sys.stderr))
+
+if mode == "badtoken":
+    ok = blynk.connect(timeout=3)
+    print("connected" if ok else "refused")
+    sys.exit(0 if not ok else 1)
+
+synced = []
+
+
+@blynk.handle_event("write V1")
+def on_v1(pin, values):
+    synced.append(values)
+
+
+if not blynk.connect(timeout=10):
+    print("could not connect", file=sys.stderr)
+    sys.exit(2)
+blynk.virtual_write(1, 23.5)
+time.sleep(0.1)
+blynk.virtual_write(2, "hello")
+time.sleep(0.3)
+blynk.virtual_sync(1)
+deadline = time.time() + 5
+while not synced and time.time() < deadline:
+    blynk.run()
+print("synced", synced)
+blynk.disconnect()
+sys.exit(0 if synced == [["23.5"]] else 3)

@@ -1,0 +1,94 @@
+//! A minimal device speaking the Blynk protocol over a raw socket, built on
+//! the protocol crate, for cases a real client can't produce (bad frames).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::BytesMut;
+use pinhouse_protocol::{Codec, Frame, command, encode_fields, encode_message};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub struct RawDevice {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    next_id: u16,
+}
+
+impl RawDevice {
+    pub async fn connect(addr: SocketAddr) -> Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        Ok(Self {
+            stream,
+            buf: BytesMut::new(),
+            next_id: 1,
+        })
+    }
+
+    fn id(&mut self) -> u16 {
+        let id = self.next_id;
+        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+        id
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    pub async fn send(&mut self, cmd: u8, fields: &[&[u8]]) -> Result<u16> {
+        let id = self.id();
+        let mut out = BytesMut::new();
+        if fields.is_empty() {
+            encode_message(cmd, id, b"", &mut out);
+        } else {
+            encode_fields(cmd, id, fields, &mut out);
+        }
+        self.send_raw(&out).await?;
+        Ok(id)
+    }
+
+    /// Next frame from the server; Ok(None) when the server closed the socket.
+    pub async fn recv(&mut self) -> Result<Option<Frame>> {
+        let codec = Codec::default();
+        loop {
+            if let Some(frame) = codec.decode(&mut self.buf)? {
+                return Ok(Some(frame));
+            }
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf))
+                    .await
+                    .context("timed out waiting for the server")?;
+            match read {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Log in with `token`, returning the response status.
+    pub async fn login(&mut self, token: &str) -> Result<u16> {
+        let id = self.send(command::HW_LOGIN, &[token.as_bytes()]).await?;
+        match self.recv().await? {
+            Some(Frame::Response { msg_id, status }) if msg_id == id => Ok(status),
+            other => bail!("unexpected login reply {other:?}"),
+        }
+    }
+
+    /// Wait until the server closes the connection (EOF or reset).
+    pub async fn expect_closed(&mut self, within: Duration) -> Result<()> {
+        tokio::time::timeout(within, async {
+            loop {
+                match self.recv().await {
+                    Ok(None) | Err(_) => return,
+                    Ok(Some(_)) => continue,
+                }
+            }
+        })
+        .await
+        .context("server did not close the connection")
+    }
+}

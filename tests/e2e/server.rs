@@ -1,0 +1,248 @@
+//! Starting, killing and talking to a pinhouse server in a child process.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+/// Environment variable carrying the server's arguments to the child.
+pub const ARGS_ENV: &str = "PINHOUSE_E2E_ARGS";
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// A free port on 127.0.0.1 (bound, then released for the server).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running server process.
+pub struct Server {
+    child: Child,
+    pub http: SocketAddr,
+    pub hardware: SocketAddr,
+    pub client: reqwest::Client,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Start a server on fresh free ports.
+    pub async fn start(data_dir: &Path) -> Result<Server> {
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let hardware = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::start_on(data_dir, http, hardware).await
+    }
+
+    /// Start a server on the given ports (a restart reuses them).
+    pub async fn start_on(
+        data_dir: &Path,
+        http: SocketAddr,
+        hardware: SocketAddr,
+    ) -> Result<Server> {
+        let args = [
+            "serve".to_owned(),
+            "--data-dir".to_owned(),
+            data_dir.display().to_string(),
+            "--http".to_owned(),
+            http.to_string(),
+            "--hardware".to_owned(),
+            hardware.to_string(),
+        ]
+        .join("\u{1f}");
+        let log = data_dir.with_extension(format!("{}.log", http.port()));
+        let log_file = std::fs::File::create(&log)?;
+        let child = Command::new(std::env::current_exe()?)
+            .args([
+                "server_process",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ARGS_ENV, args)
+            .env("PINHOUSE_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("PINHOUSE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("RUST_LOG", "info,pinhouse_ingest=debug")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .context("spawning the server process")?;
+        let server = Server {
+            child,
+            http,
+            hardware,
+            client: reqwest::Client::new(),
+            log,
+        };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(resp) = self.client.get(self.url("/healthz")).send().await
+                && resp.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("server did not become ready; log:\n{}", self.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Log in as the bootstrap admin and return the bearer token.
+    pub async fn admin_token(&self) -> Result<String> {
+        let resp = self
+            .client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: Value = resp.json().await?;
+        if !status.is_success() {
+            bail!("login failed: {status} {body}");
+        }
+        Ok(body["token"]
+            .as_str()
+            .context("token in login reply")?
+            .to_owned())
+    }
+
+    pub async fn post_json(&self, bearer: &str, path: &str, body: &Value) -> Result<(u16, Value)> {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(bearer)
+            .json(body)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Run SQL as `bearer`, returning the JSON rows.
+    pub async fn sql(&self, bearer: &str, sql: &str) -> Result<Value> {
+        let resp = self
+            .client
+            .post(self.url("/api/v1/sql"))
+            .bearer_auth(bearer)
+            .body(sql.to_owned())
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: Value = resp.json().await?;
+        if !status.is_success() {
+            bail!("sql failed: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// `GET /external/api/get?token=T&<pin>`: (status, body text).
+    pub async fn blynk_get(&self, token: &str, pin: &str) -> Result<(u16, String)> {
+        let resp = self
+            .client
+            .get(self.url(&format!("/external/api/get?token={token}&{pin}")))
+            .send()
+            .await?;
+        Ok((resp.status().as_u16(), resp.text().await?))
+    }
+
+    /// Create a template with V1 (double) and V2 (string) and a device of it;
+    /// returns the device's auth token.
+    pub async fn create_device(&self, bearer: &str, name: &str) -> Result<(Value, String)> {
+        let (status, template) = self
+            .post_json(
+                bearer,
+                "/api/v1/templates",
+                &json!({"name": "Weather station", "datastreams": [
+                    {"pin": 1, "name": "Temperature", "type": "double", "min": -40, "max": 85, "units": "°C", "decimals": 1},
+                    {"pin": 2, "name": "Status", "type": "string"}
+                ]}),
+            )
+            .await?;
+        if status != 201 {
+            bail!("template create: {status} {template}");
+        }
+        let template_id = template["id"].as_str().context("template id")?.to_owned();
+        let (status, device) = self
+            .post_json(
+                bearer,
+                "/api/v1/devices",
+                &json!({"name": name, "template_id": template_id}),
+            )
+            .await?;
+        if status != 201 {
+            bail!("device create: {status} {device}");
+        }
+        let token = device["token"].as_str().context("device token")?.to_owned();
+        Ok((device, token))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `check` until it returns Some or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Run the blynklib driver script; returns (exit ok, stdout+stderr).
+pub fn run_blynklib(hardware: SocketAddr, token: &str, mode: &str) -> Result<(bool, String)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/blynk_client.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(hardware.ip().to_string())
+        .arg(hardware.port().to_string())
+        .arg(token)
+        .arg(mode)
+        .output()
+        .context("running python3 (is blynklib 0.2.6 installed? see .ci/run)")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}
