@@ -5,7 +5,6 @@
 //! the ones Blynk documents.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -89,13 +88,6 @@ async fn device_for(
         .ok_or_else(|| BlynkError::bad_request(INVALID_TOKEN))
 }
 
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// Pin → values to write, from `V1=…` keys or the `pin=V1&value=…` form.
 fn writes(pairs: &[(String, String)]) -> Result<BTreeMap<u16, (PinRef, Vec<String>)>, BlynkError> {
     let mut out: BTreeMap<u16, (PinRef, Vec<String>)> = BTreeMap::new();
@@ -168,7 +160,7 @@ async fn update(
         .datastreams(&device.template_id)
         .await
         .map_err(BlynkError::internal)?;
-    let ts_us = now_us();
+    let ts_us = pinhouse_ingest::now_us();
     let mut points = Vec::with_capacity(writes.len());
     for (pin, values) in writes.values() {
         check_datastream(&streams, *pin, values)?;

@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::control::routes::<AppState>())
         .merge(blynk_http::routes())
         .merge(sql::routes())
+        .fallback(crate::control::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_HTTP_BODY))
         .with_state(state)
 }

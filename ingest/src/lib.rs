@@ -10,6 +10,7 @@
 //! `pinhouse-query`, `pinhouse-api`, DataFusion or any database: "which device
 //! owns this token?" is asked through [`DeviceDirectory`].
 
+mod clock;
 mod config;
 mod directory;
 mod error;
@@ -18,6 +19,7 @@ mod pins;
 pub mod session;
 mod tcp;
 
+pub use clock::now_us;
 pub use config::IngestConfig;
 pub use directory::{DeviceDirectory, DeviceIdentity, DirectoryError};
 pub use error::{IngestError, Result};

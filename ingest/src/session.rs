@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pinhouse_protocol::body::{DeviceInfo, Group, Hardware, HardwareSync, Internal};
@@ -297,13 +297,6 @@ impl Session {
         Flow::Continue
     }
 
-    fn now_us() -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-            .unwrap_or(0)
-    }
-
     fn on_hardware(&mut self, msg_id: u16, body: &[u8]) {
         let (pin, values) = match Hardware::parse(body) {
             Ok(Hardware::VirtualWrite { pin, values }) => (PinRef::virtual_pin(pin), values),
@@ -331,7 +324,7 @@ impl Session {
             }
         };
         let Some(state) = &self.state else { return };
-        let ts_us = state.group_ts.unwrap_or_else(Self::now_us);
+        let ts_us = state.group_ts.unwrap_or_else(crate::now_us);
         let text = String::from_utf8_lossy(values);
         let identity = &state.identity;
         self.points.push(Point::from_text(
@@ -414,7 +407,7 @@ impl Session {
                 encode_response(msg_id, status::OK, &mut self.out);
             }
             Ok(Internal::Rtc) => {
-                let secs = (Self::now_us() / 1_000_000).to_string();
+                let secs = (crate::now_us() / 1_000_000).to_string();
                 encode_fields(
                     command::INTERNAL,
                     msg_id,
@@ -424,7 +417,7 @@ impl Session {
             }
             Ok(Internal::Utc { query }) => match query {
                 b"time" => {
-                    let ms = (Self::now_us() / 1000).to_string();
+                    let ms = (crate::now_us() / 1000).to_string();
                     encode_fields(
                         command::INTERNAL,
                         msg_id,
@@ -464,7 +457,7 @@ impl Session {
             return;
         };
         match Group::parse(body) {
-            Ok(Group::Begin) => state.group_ts = Some(Self::now_us()),
+            Ok(Group::Begin) => state.group_ts = Some(crate::now_us()),
             Ok(Group::BeginAt { unix_ms }) => {
                 state.group_ts = Some(
                     i64::try_from(unix_ms)
