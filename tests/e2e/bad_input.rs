@@ -48,13 +48,7 @@ async fn bad_device_input_is_refused_and_the_server_goes_on() {
     dev.send(command::HARDWARE, &[b"vw", b"1", b"5"])
         .await
         .unwrap();
-    assert_eq!(
-        dev.recv().await.unwrap(),
-        Some(Frame::Response {
-            msg_id: 1,
-            status: status::NOT_AUTHENTICATED
-        })
-    );
+    dev.expect_response(1, status::NOT_AUTHENTICATED).await;
     dev.expect_closed(Duration::from_secs(5)).await.unwrap();
 
     // A malformed hardware body gets ILLEGAL_COMMAND; the session stays up.
@@ -64,21 +58,9 @@ async fn bad_device_input_is_refused_and_the_server_goes_on() {
         .send(command::HARDWARE, &[b"vw", b"not-a-pin", b"1"])
         .await
         .unwrap();
-    assert_eq!(
-        dev.recv().await.unwrap(),
-        Some(Frame::Response {
-            msg_id: id,
-            status: status::ILLEGAL_COMMAND
-        })
-    );
+    dev.expect_response(id, status::ILLEGAL_COMMAND).await;
     let id = dev.send(command::PING, &[]).await.unwrap();
-    assert_eq!(
-        dev.recv().await.unwrap(),
-        Some(Frame::Response {
-            msg_id: id,
-            status: status::OK
-        })
-    );
+    dev.expect_response(id, status::OK).await;
 
     // After all that, a good device still works end to end.
     let id = dev
@@ -117,22 +99,11 @@ async fn device_protocol_basics() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        dev.recv().await.unwrap(),
-        Some(Frame::Response {
-            msg_id: id,
-            status: status::OK
-        })
-    );
+    dev.expect_response(id, status::OK).await;
 
     // Online while connected.
-    let online = server
-        .client
-        .get(server.url(&format!("/external/api/isHardwareConnected?token={token}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
+    let (_, online) = server
+        .get_text(&format!("/external/api/isHardwareConnected?token={token}"))
         .await
         .unwrap();
     assert_eq!(online, "true");
@@ -187,13 +158,8 @@ async fn device_protocol_basics() {
     // Silent past the heartbeat timeout (1 s × 2.3 → 3 s): the server closes.
     dev.expect_closed(Duration::from_secs(8)).await.unwrap();
     let offline = crate::server::eventually(Duration::from_secs(3), || async {
-        let text = server
-            .client
-            .get(server.url(&format!("/external/api/isHardwareConnected?token={token}")))
-            .send()
-            .await
-            .ok()?
-            .text()
+        let (_, text) = server
+            .get_text(&format!("/external/api/isHardwareConnected?token={token}"))
             .await
             .ok()?;
         (text == "false").then_some(())

@@ -69,6 +69,14 @@ impl RawDevice {
         }
     }
 
+    /// Expect the next frame to be `RESPONSE status` to message `msg_id`.
+    pub async fn expect_response(&mut self, msg_id: u16, status: u16) {
+        assert_eq!(
+            self.recv().await.unwrap(),
+            Some(Frame::Response { msg_id, status })
+        );
+    }
+
     /// Log in with `token`, returning the response status.
     pub async fn login(&mut self, token: &str) -> Result<u16> {
         let id = self.send(command::HW_LOGIN, &[token.as_bytes()]).await?;

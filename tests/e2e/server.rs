@@ -161,6 +161,12 @@ impl Server {
         Ok(body)
     }
 
+    /// `GET path`: (status, body text).
+    pub async fn get_text(&self, path: &str) -> Result<(u16, String)> {
+        let resp = self.client.get(self.url(path)).send().await?;
+        Ok((resp.status().as_u16(), resp.text().await?))
+    }
+
     /// `GET /external/api/get?token=T&<pin>`: (status, body text).
     pub async fn blynk_get(&self, token: &str, pin: &str) -> Result<(u16, String)> {
         let resp = self
