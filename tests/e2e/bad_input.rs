@@ -89,12 +89,12 @@ async fn device_protocol_basics() {
 
     let mut dev = RawDevice::connect(server.hardware).await.unwrap();
     assert_eq!(dev.login(&token).await.unwrap(), status::OK);
-    // Info message with a 1 s heartbeat → answered with OK.
+    // Info message with a 2 s heartbeat → answered with OK.
     let id = dev
         .send(
             command::INTERNAL,
             &[
-                b"ver", b"1.0", b"h-beat", b"1", b"buff-in", b"1024", b"dev", b"test",
+                b"ver", b"1.0", b"h-beat", b"2", b"buff-in", b"1024", b"dev", b"test",
             ],
         )
         .await
@@ -155,8 +155,8 @@ async fn device_protocol_basics() {
         other => panic!("unexpected {other:?}"),
     }
 
-    // Silent past the heartbeat timeout (1 s × 2.3 → 3 s): the server closes.
-    dev.expect_closed(Duration::from_secs(8)).await.unwrap();
+    // Silent past the heartbeat timeout (2 s × 2.3 → 5 s): the server closes.
+    dev.expect_closed(Duration::from_secs(12)).await.unwrap();
     let offline = crate::server::eventually(Duration::from_secs(3), || async {
         let (_, text) = server
             .get_text(&format!("/external/api/isHardwareConnected?token={token}"))

@@ -50,17 +50,21 @@ impl RawDevice {
     }
 
     /// Next frame from the server; Ok(None) when the server closed the socket.
+    /// Fails after 10 s of silence.
     pub async fn recv(&mut self) -> Result<Option<Frame>> {
+        tokio::time::timeout(Duration::from_secs(10), self.next_frame())
+            .await
+            .context("timed out waiting for the server")?
+    }
+
+    /// Next frame, waiting as long as it takes; Ok(None) on EOF or reset.
+    async fn next_frame(&mut self) -> Result<Option<Frame>> {
         let codec = Codec::default();
         loop {
             if let Some(frame) = codec.decode(&mut self.buf)? {
                 return Ok(Some(frame));
             }
-            let read =
-                tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf))
-                    .await
-                    .context("timed out waiting for the server")?;
-            match read {
+            match self.stream.read_buf(&mut self.buf).await {
                 Ok(0) => return Ok(None),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
@@ -86,15 +90,11 @@ impl RawDevice {
         }
     }
 
-    /// Wait until the server closes the connection (EOF or reset).
+    /// Wait until the server closes the connection (EOF or reset); frames
+    /// still in flight are skipped. Fails if it is still open after `within`.
     pub async fn expect_closed(&mut self, within: Duration) -> Result<()> {
         tokio::time::timeout(within, async {
-            loop {
-                match self.recv().await {
-                    Ok(None) | Err(_) => return,
-                    Ok(Some(_)) => continue,
-                }
-            }
+            while let Ok(Some(_)) = self.next_frame().await {}
         })
         .await
         .context("server did not close the connection")
