@@ -4,10 +4,15 @@
 //! connects N real protocol sessions over TCP, streams `vw` frames as fast as
 //! the sockets take them (several frames per write), then waits until SQL
 //! sees every value, and reports sent and committed values per second.
+//!
+//! Scenario `connections`: holds N idle sessions against pinhouse or an MQTT
+//! broker and reports the server's resident memory per session.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod connections;
+mod fleet;
 mod ingest;
 mod rest;
 
@@ -25,6 +30,9 @@ struct Cli {
 enum Scenario {
     /// Simulated devices stream virtual-pin values over plain TCP.
     Ingest(ingest::IngestArgs),
+    /// Hold many idle device sessions (pinhouse or an MQTT broker) and report
+    /// the server's memory per session.
+    Connections(connections::ConnectionsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.scenario {
         Scenario::Ingest(args) => runtime.block_on(ingest::run(args)),
+        Scenario::Connections(args) => runtime.block_on(connections::run(args)),
     }
 }
