@@ -7,13 +7,19 @@
 //!
 //! Scenario `connections`: holds N idle sessions against pinhouse or an MQTT
 //! broker and reports the server's resident memory per session.
+//!
+//! Scenario `line`: sends the realistic data set ([`data`]) as InfluxDB line
+//! protocol, to measure peers with the same data.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod connections;
+mod data;
 mod fleet;
 mod ingest;
+mod latency;
+mod line;
 mod rest;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +39,9 @@ enum Scenario {
     /// Hold many idle device sessions (pinhouse or an MQTT broker) and report
     /// the server's memory per session.
     Connections(connections::ConnectionsArgs),
+    /// Send the realistic data set as InfluxDB line protocol over HTTP, to
+    /// measure peers (VictoriaMetrics, InfluxDB) with the same data.
+    Line(line::LineArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +52,6 @@ fn main() -> anyhow::Result<()> {
     match cli.scenario {
         Scenario::Ingest(args) => runtime.block_on(ingest::run(args)),
         Scenario::Connections(args) => runtime.block_on(connections::run(args)),
+        Scenario::Line(args) => runtime.block_on(line::run(args)),
     }
 }
