@@ -61,7 +61,14 @@ pub struct LineArgs {
 /// Largest amount of request bodies built in memory.
 const MAX_BODY_BYTES: usize = 4 << 30;
 
-fn build_bodies(args: &LineArgs) -> Result<(Vec<Bytes>, u64)> {
+/// Request bodies and counts of what they carry.
+struct DataSet {
+    bodies: Vec<Bytes>,
+    values: u64,
+    numeric: u64,
+}
+
+fn build_bodies(args: &LineArgs) -> Result<DataSet> {
     let mut fleet = SensorFleet::new(
         args.seed,
         args.devices,
@@ -73,7 +80,7 @@ fn build_bodies(args: &LineArgs) -> Result<(Vec<Bytes>, u64)> {
     let per_request = args.lines_per_request.max(1);
     let mut bodies = Vec::new();
     let mut body = String::with_capacity(per_request * 64);
-    let (mut lines, mut values, mut total_bytes) = (0usize, 0u64, 0usize);
+    let (mut lines, mut values, mut numeric, mut total_bytes) = (0usize, 0u64, 0u64, 0usize);
     for _ in 0..args.steps {
         let (ts_us, samples) = fleet.tick();
         for (device, row) in samples.chunks(pins).enumerate() {
@@ -81,7 +88,10 @@ fn build_bodies(args: &LineArgs) -> Result<(Vec<Bytes>, u64)> {
             for (pin, sample) in row.iter().enumerate() {
                 let sep = if pin == 0 { "" } else { "," };
                 match sample {
-                    Sample::Number(x) => write!(body, "{sep}v{pin}={x}")?,
+                    Sample::Number(x) => {
+                        numeric += 1;
+                        write!(body, "{sep}v{pin}={x}")?
+                    }
                     Sample::Text(s) => write!(body, "{sep}v{pin}=\"{s}\"")?,
                 }
             }
@@ -102,13 +112,21 @@ fn build_bodies(args: &LineArgs) -> Result<(Vec<Bytes>, u64)> {
     if !body.is_empty() {
         bodies.push(Bytes::from(body));
     }
-    Ok((bodies, values))
+    Ok(DataSet {
+        bodies,
+        values,
+        numeric,
+    })
 }
 
 /// Run the scenario.
 pub async fn run(args: LineArgs) -> Result<()> {
     eprintln!("building the data set…");
-    let (bodies, values) = build_bodies(&args)?;
+    let DataSet {
+        bodies,
+        values,
+        numeric,
+    } = build_bodies(&args)?;
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let http = reqwest::Client::builder()
@@ -170,6 +188,7 @@ pub async fn run(args: LineArgs) -> Result<()> {
             "interval_secs": args.interval_secs,
             "seed": args.seed,
             "values": values,
+            "numeric_values": numeric,
             "requests": bodies.len(),
             "seconds": secs,
             "values_per_sec": rate,
