@@ -17,7 +17,8 @@
 //! * [`command`], [`status`]: the numeric codes;
 //! * [`body`]: parsers/encoders for `hardware`, `internal`, `sync`, `property`, `group`, events,
 //!   `redirect`, `bridge`;
-//! * [`client`]: a device-side session (login, info, writes, pings, sync) for tools and tests.
+//! * [`client`]: a device-side session (login, info, writes, pings, sync) for tools and tests;
+//! * [`firmware`]: the info tag embedded in firmware binaries (for OTA).
 //!
 //! The byte format as implemented here is described in `docs/protocol.md`.
 //!
@@ -40,6 +41,7 @@ pub mod client;
 pub mod codec;
 pub mod command;
 pub mod error;
+pub mod firmware;
 pub mod frame;
 pub mod status;
 
