@@ -51,7 +51,7 @@ pub struct ServeArgs {
     /// Control-plane database URL (default: SQLite file in the data dir).
     #[arg(long, env = "PINHOUSE_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// WAL fsync policy: `always`, `interval` or `never`.
+    /// WAL fsync policy: `always`, `interval` (default) or `never`.
     #[arg(long, env = "PINHOUSE_FSYNC")]
     pub fsync: Option<String>,
     /// Interval of the `interval` fsync policy, in milliseconds.
@@ -150,7 +150,10 @@ impl ServerConfig {
                 data_dir.join("control.db").display()
             )
         });
-        let fsync_name = args.fsync.or(file.fsync).unwrap_or_else(|| "always".into());
+        let fsync_name = args
+            .fsync
+            .or(file.fsync)
+            .unwrap_or_else(|| "interval".into());
         let interval = Duration::from_millis(
             args.fsync_interval_ms
                 .or(file.fsync_interval_ms)
@@ -209,7 +212,7 @@ mod tests {
         let file = dir.path().join("pinhouse.toml");
         std::fs::write(
             &file,
-            "data_dir = \"/from/file\"\nhttp = \"127.0.0.1:9000\"\nfsync = \"interval\"\n",
+            "data_dir = \"/from/file\"\nhttp = \"127.0.0.1:9000\"\nfsync = \"always\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -221,8 +224,15 @@ mod tests {
         assert_eq!(cfg.data_dir, PathBuf::from("/from/file"));
         assert_eq!(cfg.http, "127.0.0.1:9100".parse().unwrap());
         assert_eq!(cfg.hardware, DEFAULT_HARDWARE.parse().unwrap());
-        assert_eq!(cfg.fsync, FsyncPolicy::Interval(Duration::from_millis(10)));
+        assert_eq!(cfg.fsync, FsyncPolicy::Always);
         assert!(cfg.database_url.contains("/from/file/control.db"));
+    }
+
+    #[test]
+    fn fsync_defaults_to_interval_10ms() {
+        let cfg = ServerConfig::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(cfg.fsync, FsyncPolicy::Interval(Duration::from_millis(10)));
+        assert_eq!(cfg.fsync, pinhouse_storage::DEFAULT_FSYNC);
     }
 
     #[test]

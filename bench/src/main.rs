@@ -10,6 +10,9 @@
 //!
 //! Scenario `line`: sends the realistic data set ([`data`]) as InfluxDB line
 //! protocol, to measure peers with the same data.
+//!
+//! Scenario `storage`: the storage engine in-process: values/s into WAL + memtable per fsync
+//! policy, and bytes per point on disk for a realistic fleet.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -21,6 +24,7 @@ mod ingest;
 mod latency;
 mod line;
 mod rest;
+mod storage;
 
 use clap::{Parser, Subcommand};
 
@@ -42,16 +46,21 @@ enum Scenario {
     /// Send the realistic data set as InfluxDB line protocol over HTTP, to
     /// measure peers (VictoriaMetrics, InfluxDB) with the same data.
     Line(line::LineArgs),
+    /// The storage engine in-process: write throughput per fsync policy, bytes per point.
+    Storage(storage::StorageArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
     match cli.scenario {
-        Scenario::Ingest(args) => runtime.block_on(ingest::run(args)),
-        Scenario::Connections(args) => runtime.block_on(connections::run(args)),
-        Scenario::Line(args) => runtime.block_on(line::run(args)),
+        Scenario::Ingest(args) => runtime()?.block_on(ingest::run(args)),
+        Scenario::Connections(args) => runtime()?.block_on(connections::run(args)),
+        Scenario::Line(args) => runtime()?.block_on(line::run(args)),
+        Scenario::Storage(args) => storage::run(args),
     }
 }

@@ -202,6 +202,50 @@ impl Catalog {
         }
         let mut all_files = self.files.clone();
         all_files.extend(files);
+        self.store(all_files, last, flushed_wal_seq, next_file_id)
+    }
+
+    /// Durably replaces the files with ids in `removed` by `added` (already durable on disk)
+    /// and forgets the last values of the devices in `forget` — one atomic catalog update
+    /// (compaction, retention, device deletion).
+    pub(crate) fn commit_replace(
+        &mut self,
+        removed: &HashSet<u64>,
+        added: Vec<FileEntry>,
+        next_file_id: u64,
+        forget: &[(u32, u32)],
+    ) -> Result<()> {
+        let mut files: Vec<FileEntry> = self
+            .files
+            .iter()
+            .filter(|f| !removed.contains(&f.id))
+            .cloned()
+            .collect();
+        files.extend(added);
+        let mut last = self.last.clone();
+        if !forget.is_empty() {
+            last.retain(|k, _| !forget.contains(&(k.0, k.1)));
+        }
+        self.store(files, last, self.flushed_wal_seq, next_file_id)
+    }
+
+    /// The files, in commit order.
+    pub(crate) fn entries(&self) -> &[FileEntry] {
+        &self.files
+    }
+
+    /// The partition folder name of a file entry (`date=2026-11-25`).
+    pub(crate) fn partition_of(entry: &FileEntry) -> &str {
+        entry.path.split('/').nth(1).unwrap_or_default()
+    }
+
+    fn store(
+        &mut self,
+        all_files: Vec<FileEntry>,
+        last: HashMap<SeriesKey, LastValue>,
+        flushed_wal_seq: u64,
+        next_file_id: u64,
+    ) -> Result<()> {
         let mut entries: Vec<LastEntry> = last
             .iter()
             .map(|(&(org_id, device_id, pin), lv)| {
@@ -227,7 +271,7 @@ impl Catalog {
             files: all_files,
             last_values: entries,
         };
-        let json = serde_json::to_vec_pretty(&doc).map_err(|e| {
+        let json = serde_json::to_vec(&doc).map_err(|e| {
             StorageError::InvalidInput(format!("catalog serialisation failed: {e}"))
         })?;
         fsutil::write_atomic(&self.data_dir.join(CATALOG_FILE), &json)?;

@@ -164,7 +164,13 @@ impl Committer {
     fn sync_and_ack(&mut self) {
         if self.poisoned.is_none() {
             match self.wal.sync() {
-                Ok(true) => Metrics::add(&self.shared.metrics.wal_fsyncs, 1),
+                Ok(true) => {
+                    Metrics::add(&self.shared.metrics.wal_fsyncs, 1);
+                    Metrics::add(
+                        &self.shared.metrics.wal_synced_records,
+                        self.pending.len() as u64,
+                    );
+                }
                 Ok(false) => {}
                 Err(e) => {
                     // After a failed fsync the kernel may have dropped the dirty pages: the WAL can no

@@ -1,6 +1,6 @@
 //! [`Storage`]: opening (recovery), the write path, reads, and shutdown.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,19 +8,21 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::catalog::{self, Catalog};
 use crate::committer::{Committer, WriteRequest};
 use crate::config::{FsyncPolicy, StorageConfig};
+use crate::dedup;
 use crate::error::{Result, StorageError};
-use crate::flush::{FlushMsg, Flusher};
+use crate::flush::{FlushMsg, Flusher, Maintenance};
 use crate::fsutil;
 use crate::last_value::{LastValue, LastValueCache};
+use crate::maintenance::{MaintenanceReport, RetentionRules};
 use crate::memtable::{Frozen, Memtable};
 use crate::metrics::{Metrics, StorageStats};
 use crate::point::Point;
-use crate::snapshot::{FileMeta, Snapshot};
+use crate::snapshot::{FileMeta, LiveFile, Snapshot};
 use crate::wal::{self, ClosedSegments, WalWriter, record, replay::TornTail};
 
 /// Folder of the WAL inside the data directory.
@@ -57,7 +59,13 @@ pub(crate) struct MemState {
     pub active: Memtable,
     /// Oldest first.
     pub frozen: VecDeque<Arc<Frozen>>,
-    pub files: Arc<Vec<FileMeta>>,
+    pub files: Vec<Arc<LiveFile>>,
+    /// Set at shutdown (see `Shared::flusher_stopped`).
+    pub flusher_stopped: bool,
+}
+
+fn frozen_rows(mem: &MemState) -> usize {
+    mem.frozen.iter().map(|f| f.rows).sum()
 }
 
 /// State shared by the handle, the committer and the flusher.
@@ -65,26 +73,58 @@ pub(crate) struct Shared {
     mem: Mutex<MemState>,
     last: LastValueCache,
     max_rows: usize,
+    /// Backpressure: applying waits while frozen memtables hold at least this many rows.
+    frozen_budget_rows: usize,
+    /// Signalled when a frozen memtable has been flushed.
+    flushed: Condvar,
     flusher_tx: Sender<FlushMsg>,
     pub(crate) metrics: Metrics,
 }
 
 impl Shared {
-    /// Applies acknowledged WAL records (in sequence order) to the memtable and last values.
+    /// Applies acknowledged WAL records (in sequence order) to the memtable and last values,
+    /// leaving out duplicates of stored rows (see `dedup`).
     pub(crate) fn apply(&self, records: &[(u64, WriteRequest)]) {
         let now = Instant::now();
         let mut frozen_any = false;
+        let mut duplicates = 0;
         {
-            let mut mem = self.mem.lock();
+            let mut guard = self.mem.lock();
+            // Backpressure: when flushing falls behind, stop here (acknowledgements, and so
+            // writers, wait; nothing is dropped) until the flusher has caught up.
+            let mut waited = false;
+            while frozen_rows(&guard) >= self.frozen_budget_rows && !guard.flusher_stopped {
+                if !waited {
+                    waited = true;
+                    Metrics::add(&self.metrics.backpressure_waits, 1);
+                    let _ = self.flusher_tx.send(FlushMsg::Wake);
+                }
+                self.flushed
+                    .wait_for(&mut guard, Duration::from_millis(100));
+            }
+            let mem = &mut *guard;
             for (seq, req) in records {
-                mem.active.append(*seq, &req.points, now);
+                duplicates += apply_points(
+                    &mut mem.active,
+                    &mem.frozen,
+                    &self.last,
+                    *seq,
+                    &req.points,
+                    now,
+                );
                 if mem.active.rows() >= self.max_rows {
-                    frozen_any |= freeze_locked(&mut mem);
+                    frozen_any |= freeze_locked(mem);
                 }
             }
+            if frozen_any {
+                self.metrics.frozen_rows_peak.fetch_max(
+                    frozen_rows(mem) as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
         }
-        for (_, req) in records {
-            self.last.apply(&req.points);
+        if duplicates > 0 {
+            Metrics::add(&self.metrics.duplicates_dropped, duplicates as u64);
         }
         if frozen_any {
             let _ = self.flusher_tx.send(FlushMsg::Wake);
@@ -117,11 +157,64 @@ impl Shared {
             front.is_some_and(|f| Arc::ptr_eq(&f, frozen)),
             "flushed out of order"
         );
-        let mut files = Vec::with_capacity(mem.files.len() + new_files.len());
-        files.extend(mem.files.iter().cloned());
-        files.extend(new_files);
-        mem.files = Arc::new(files);
+        mem.files.extend(
+            new_files
+                .into_iter()
+                .map(|meta| Arc::new(LiveFile { meta })),
+        );
+        self.flushed.notify_all();
     }
+
+    /// The flusher thread has stopped: nothing will free memtable memory any more, so
+    /// backpressure must not wait for it.
+    pub(crate) fn flusher_stopped(&self) {
+        self.mem.lock().flusher_stopped = true;
+        self.flushed.notify_all();
+    }
+
+    /// Replaces files (compaction, retention, device deletion) in one step; returns the removed
+    /// files so that the caller deletes them once no snapshot holds them.
+    pub(crate) fn publish_replaced(
+        &self,
+        removed: &HashSet<PathBuf>,
+        added: Vec<FileMeta>,
+    ) -> Vec<Arc<LiveFile>> {
+        let mut mem = self.mem.lock();
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut mem.files)
+            .into_iter()
+            .partition(|f| removed.contains(&f.meta.path));
+        mem.files = kept;
+        mem.files
+            .extend(added.into_iter().map(|meta| Arc::new(LiveFile { meta })));
+        gone
+    }
+
+    /// Forgets the last values of a deleted device.
+    pub(crate) fn forget_device(&self, org_id: u32, device_id: u32) {
+        self.last.remove_device(org_id, device_id);
+    }
+}
+
+/// Appends the non-duplicate points of WAL record `seq` to `active` and the last values; returns
+/// how many duplicates were left out.
+fn apply_points(
+    active: &mut Memtable,
+    frozen: &VecDeque<Arc<Frozen>>,
+    last: &LastValueCache,
+    seq: u64,
+    points: &[Point],
+    now: Instant,
+) -> usize {
+    let (kept, dropped) = dedup::filter_new(points, last, || {
+        let mut batches = Vec::new();
+        for f in frozen {
+            batches.extend(f.batches.iter().cloned());
+        }
+        active.snapshot_into(&mut batches);
+        batches
+    });
+    active.append(seq, &kept, now);
+    dropped
 }
 
 fn freeze_locked(mem: &mut MemState) -> bool {
@@ -188,8 +281,7 @@ impl Storage {
         let mut frozen = VecDeque::new();
         let replay_now = Instant::now();
         let outcome = wal::replay(&wal_dir, flushed_seq, |seq, points| {
-            active.append(seq, &points, replay_now);
-            last.apply(&points);
+            apply_points(&mut active, &frozen, &last, seq, &points, replay_now);
             if active.rows() >= config.memtable_max_rows
                 && let Some(f) = active.freeze()
             {
@@ -213,7 +305,11 @@ impl Storage {
             segments.clone(),
         )?;
 
-        let files = Arc::new(catalog.file_metas());
+        let files: Vec<Arc<LiveFile>> = catalog
+            .file_metas()
+            .into_iter()
+            .map(|meta| Arc::new(LiveFile { meta }))
+            .collect();
         let recovery = RecoveryReport {
             wal_segments,
             wal_records: outcome.records,
@@ -233,9 +329,12 @@ impl Storage {
                 active,
                 frozen,
                 files,
+                flusher_stopped: false,
             }),
             last,
             max_rows: config.memtable_max_rows,
+            frozen_budget_rows: config.memtable_budget_rows.max(config.memtable_max_rows),
+            flushed: Condvar::new(),
             flusher_tx,
             metrics: Metrics::default(),
         });
@@ -245,13 +344,7 @@ impl Storage {
             .name("pinhouse-wal".into())
             .spawn(move || committer.run())
             .map_err(StorageError::Io)?;
-        let flusher = Flusher::new(
-            shared.clone(),
-            catalog,
-            segments,
-            flusher_rx,
-            config.memtable_max_age,
-        );
+        let flusher = Flusher::new(shared.clone(), catalog, segments, flusher_rx, &config);
         let flusher = std::thread::Builder::new()
             .name("pinhouse-flush".into())
             .spawn(move || flusher.run())
@@ -354,8 +447,13 @@ impl Storage {
             batches.extend(f.batches.iter().cloned());
         }
         mem.active.snapshot_into(&mut batches);
-        let files = mem.files.as_ref().clone();
-        Snapshot { batches, files }
+        let pins = mem.files.clone();
+        let files = pins.iter().map(|f| f.meta.clone()).collect();
+        Snapshot {
+            batches,
+            files,
+            _pins: pins,
+        }
     }
 
     /// Freezes the memtable and writes it (and any earlier frozen memtable) to Parquet and the
@@ -370,6 +468,44 @@ impl Storage {
             .shared
             .flusher_tx
             .send(FlushMsg::Flush(tx))
+            .map_err(|_| StorageError::Closed)?;
+        rx.recv().unwrap_or(Err(StorageError::Closed))
+    }
+
+    /// Merges, in every time partition holding several files, all files into one (sorted,
+    /// duplicates removed). Flushes the memtable first. Compaction also runs on its own after
+    /// flushes (see [`StorageConfig::compact_min_files`]).
+    pub fn compact(&self) -> Result<MaintenanceReport> {
+        self.maintain(Maintenance::Compact)
+    }
+
+    /// Drops the data of every organization older than its retention: whole partitions that
+    /// ended more than the retention before `now_us` (files shared with organizations that keep
+    /// their data are rewritten without the expired rows). Flushes the memtable first.
+    pub fn apply_retention(
+        &self,
+        rules: &RetentionRules,
+        now_us: i64,
+    ) -> Result<MaintenanceReport> {
+        self.maintain(Maintenance::Retention(rules.clone(), now_us))
+    }
+
+    /// Deletes every stored row and the last values of a device: flushes the memtable, then
+    /// rewrites the files holding its rows. Writes for the device that arrive while this runs
+    /// may survive it; stop accepting the device's writes first.
+    pub fn delete_device(&self, org_id: u32, device_id: u32) -> Result<MaintenanceReport> {
+        self.maintain(Maintenance::DeleteDevice(org_id, device_id))
+    }
+
+    fn maintain(&self, op: Maintenance) -> Result<MaintenanceReport> {
+        if self.inner.write_tx.read().is_none() {
+            return Err(StorageError::Closed);
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.inner
+            .shared
+            .flusher_tx
+            .send(FlushMsg::Maintain(op, tx))
             .map_err(|_| StorageError::Closed)?;
         rx.recv().unwrap_or(Err(StorageError::Closed))
     }

@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::catalog::{Catalog, FileEntry};
+use crate::config::StorageConfig;
+use crate::dedup;
 use crate::engine::Shared;
 use crate::error::Result;
+use crate::maintenance::{self, Graveyard, MaintenanceReport, RetentionRules};
 use crate::memtable::Frozen;
 use crate::metrics::Metrics;
 use crate::parquet_writer;
@@ -21,8 +24,20 @@ pub(crate) enum FlushMsg {
     Wake,
     /// Freeze the active memtable and flush everything now; reply when done.
     Flush(Sender<Result<()>>),
+    /// Flush, then rewrite files (compaction, retention, device deletion); reply when done.
+    Maintain(Maintenance, Sender<Result<MaintenanceReport>>),
     /// Stop (after the flush in progress, if any).
     Shutdown,
+}
+
+/// A maintenance request.
+pub(crate) enum Maintenance {
+    /// Merge the small files of every partition holding at least two.
+    Compact,
+    /// Apply retention as of `now_us`.
+    Retention(RetentionRules, i64),
+    /// Delete every row of a device.
+    DeleteDevice(u32, u32),
 }
 
 pub(crate) struct Flusher {
@@ -31,6 +46,10 @@ pub(crate) struct Flusher {
     segments: Arc<ClosedSegments>,
     rx: Receiver<FlushMsg>,
     max_age: Duration,
+    compact_min_files: usize,
+    compact_target_bytes: u64,
+    grace: Duration,
+    graveyard: Graveyard,
 }
 
 impl Flusher {
@@ -39,14 +58,18 @@ impl Flusher {
         catalog: Catalog,
         segments: Arc<ClosedSegments>,
         rx: Receiver<FlushMsg>,
-        max_age: Duration,
+        config: &StorageConfig,
     ) -> Flusher {
         Flusher {
             shared,
             catalog,
             segments,
             rx,
-            max_age,
+            max_age: config.memtable_max_age,
+            compact_min_files: config.compact_min_files,
+            compact_target_bytes: config.compact_target_bytes,
+            grace: config.obsolete_file_grace,
+            graveyard: Graveyard::default(),
         }
     }
 
@@ -57,15 +80,102 @@ impl Flusher {
                 Ok(FlushMsg::Wake) | Err(RecvTimeoutError::Timeout) => {
                     self.shared.freeze_if_older_than(self.max_age);
                     // Errors are logged in `drain`; a failed flush is retried on the next tick.
-                    let _ = self.drain();
+                    if self.drain().is_ok() {
+                        self.auto_compact();
+                    }
                 }
                 Ok(FlushMsg::Flush(reply)) => {
                     self.shared.freeze_active();
-                    let _ = reply.send(self.drain());
+                    let result = self.drain();
+                    if result.is_ok() {
+                        self.auto_compact();
+                    }
+                    let _ = reply.send(result);
+                }
+                Ok(FlushMsg::Maintain(op, reply)) => {
+                    self.shared.freeze_active();
+                    let result = self.drain().and_then(|()| self.maintain(op));
+                    let _ = reply.send(result);
                 }
                 Ok(FlushMsg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.shared.flusher_stopped();
+    }
+
+    /// Compacts partitions with enough small files (errors are logged; retried after the next
+    /// flush), and deletes replaced files nobody reads any more.
+    fn auto_compact(&mut self) {
+        if self.compact_min_files > 0 {
+            let plan = maintenance::plan_compaction(
+                self.catalog.entries(),
+                self.compact_min_files,
+                self.compact_target_bytes,
+            );
+            if !plan.is_empty()
+                && let Err(e) = self.rewrite("compaction", plan, &[])
+            {
+                tracing::error!(error = %e, "compaction failed; will retry");
+            }
+        }
+        let deleted = self.graveyard.sweep(self.grace);
+        if deleted > 0 {
+            tracing::debug!(deleted, "replaced Parquet files deleted");
+        }
+    }
+
+    fn maintain(&mut self, op: Maintenance) -> Result<MaintenanceReport> {
+        let report = match op {
+            Maintenance::Compact => {
+                let plan = maintenance::plan_compaction(self.catalog.entries(), 2, u64::MAX);
+                self.rewrite("compaction", plan, &[])?
+            }
+            Maintenance::Retention(rules, now_us) => {
+                let plan = maintenance::plan_retention(self.catalog.entries(), &rules, now_us);
+                self.rewrite("retention", plan, &[])?
+            }
+            Maintenance::DeleteDevice(org, dev) => {
+                let plan = maintenance::plan_device_deletion(self.catalog.entries(), org, dev);
+                self.shared.forget_device(org, dev);
+                self.rewrite("device deletion", plan, &[(org, dev)])?
+            }
+        };
+        self.graveyard.sweep(self.grace);
+        Ok(report)
+    }
+
+    fn rewrite(
+        &mut self,
+        what: &str,
+        plan: Vec<maintenance::Rewrite>,
+        forget: &[(u32, u32)],
+    ) -> Result<MaintenanceReport> {
+        let started = Instant::now();
+        let (report, removed, added) = maintenance::execute(&mut self.catalog, plan, forget)?;
+        if !removed.is_empty() || !added.is_empty() {
+            let gone = self.shared.publish_replaced(&removed, added);
+            self.graveyard.bury(gone);
+        }
+        if report.duplicates_removed > 0 {
+            Metrics::add(
+                &self.shared.metrics.duplicates_dropped,
+                report.duplicates_removed,
+            );
+        }
+        if report.files_removed > 0 {
+            tracing::info!(
+                what,
+                files_removed = report.files_removed,
+                files_written = report.files_written,
+                rows_before = report.rows_before,
+                rows_after = report.rows_after,
+                duplicates = report.duplicates_removed,
+                waiting_deletion = self.graveyard.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "Parquet files rewritten"
+            );
+        }
+        Ok(report)
     }
 
     /// Flushes frozen memtables oldest first until none is left or one fails.
@@ -83,6 +193,10 @@ impl Flusher {
     fn flush_one(&mut self, frozen: &Arc<Frozen>) -> Result<()> {
         let started = Instant::now();
         let sorted = parquet_writer::sort_rows(&frozen.batches)?;
+        let (sorted, duplicates) = dedup::dedup_sorted(sorted)?;
+        if duplicates > 0 {
+            Metrics::add(&self.shared.metrics.duplicates_dropped, duplicates as u64);
+        }
         let last_values = parquet_writer::last_values_of_sorted(&sorted);
         let props = parquet_writer::writer_properties()?;
         let mut next_id = self.catalog.next_file_id();

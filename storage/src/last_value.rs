@@ -52,7 +52,70 @@ pub(crate) fn merge_into(pins: &mut DevicePins, pin: u16, ts_us: i64, value: &Va
     }
 }
 
+/// What the cache can tell about a point before it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Novelty {
+    /// Newer than every stored value of its series: cannot be a duplicate (already applied to
+    /// the cache).
+    New,
+    /// Same timestamp and value as the newest stored value of its series: a duplicate.
+    Duplicate,
+    /// Older than (or as old as, with another value) the newest value of its series: it may
+    /// duplicate a stored row; the caller decides (and applies it with `apply` if it is kept).
+    Unknown,
+}
+
+/// Values are identical when their bits are (so `NaN` re-sent equals itself).
+pub(crate) fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.to_bits() == y.to_bits(),
+        (Value::Text(x), Value::Text(y)) => x == y,
+        _ => false,
+    }
+}
+
 impl LastValueCache {
+    /// Classifies each point of a batch, in order, and applies the `New` ones. Returns `None`
+    /// when every point is `New` (the common case: no allocation).
+    pub(crate) fn apply_classify(&self, points: &[Point]) -> Option<Vec<Novelty>> {
+        let mut out: Option<Vec<Novelty>> = None;
+        let mut map = self.map.write();
+        for (i, p) in points.iter().enumerate() {
+            let pins = map.entry((p.org_id, p.device_id)).or_default();
+            let novelty = match pins.binary_search_by_key(&p.pin, |(pin, _)| *pin) {
+                Ok(k) => {
+                    let cur = &mut pins[k].1;
+                    if p.ts_us > cur.ts_us {
+                        cur.ts_us = p.ts_us;
+                        cur.value.clone_from(&p.value);
+                        Novelty::New
+                    } else if p.ts_us == cur.ts_us && same_value(&cur.value, &p.value) {
+                        Novelty::Duplicate
+                    } else {
+                        Novelty::Unknown
+                    }
+                }
+                Err(k) => {
+                    pins.insert(
+                        k,
+                        (
+                            p.pin,
+                            LastValue {
+                                ts_us: p.ts_us,
+                                value: p.value.clone(),
+                            },
+                        ),
+                    );
+                    Novelty::New
+                }
+            };
+            if novelty != Novelty::New {
+                out.get_or_insert_with(|| vec![Novelty::New; points.len()])[i] = novelty;
+            }
+        }
+        out
+    }
+
     /// Applies a batch of points (one lock acquisition).
     pub(crate) fn apply(&self, points: &[Point]) {
         if points.is_empty() {
@@ -91,6 +154,11 @@ impl LastValueCache {
             .unwrap_or_default()
     }
 
+    /// Forgets every pin of a device.
+    pub(crate) fn remove_device(&self, org_id: u32, device_id: u32) {
+        self.map.write().remove(&(org_id, device_id));
+    }
+
     /// Number of `(org, device, pin)` series cached.
     pub(crate) fn len(&self) -> usize {
         self.map.read().values().map(Vec::len).sum()
@@ -123,5 +191,29 @@ mod tests {
         assert!(c.get(1, 2, 5).is_none());
         assert!(c.device(2, 1).is_empty());
         assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn classifies_new_duplicate_and_late() {
+        let c = LastValueCache::default();
+        let p = |ts, v: f64| Point::number(1, 1, 0, ts, v);
+        assert_eq!(c.apply_classify(&[p(10, 1.0), p(20, 2.0)]), None);
+        assert_eq!(
+            c.apply_classify(&[
+                p(20, 2.0),
+                p(20, 3.0),
+                p(15, 1.0),
+                p(30, f64::NAN),
+                p(30, f64::NAN)
+            ]),
+            Some(vec![
+                Novelty::Duplicate,
+                Novelty::Unknown,
+                Novelty::Unknown,
+                Novelty::New,
+                Novelty::Duplicate
+            ])
+        );
+        assert_eq!(c.get(1, 1, 0).unwrap().ts_us, 30);
     }
 }

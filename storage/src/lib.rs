@@ -26,11 +26,13 @@
 mod catalog;
 mod committer;
 mod config;
+mod dedup;
 mod engine;
 mod error;
 mod flush;
 mod fsutil;
 mod last_value;
+mod maintenance;
 mod memtable;
 mod metrics;
 mod parquet_writer;
@@ -40,10 +42,11 @@ mod schema;
 mod snapshot;
 mod wal;
 
-pub use config::{FsyncPolicy, StorageConfig};
+pub use config::{DEFAULT_FSYNC, FsyncPolicy, StorageConfig};
 pub use engine::{RecoveryReport, Storage};
 pub use error::{Result, StorageError};
 pub use last_value::LastValue;
+pub use maintenance::{MaintenanceReport, RetentionRules};
 pub use metrics::StorageStats;
 pub use point::{Point, Value};
 pub use schema::{TS_TIMEZONE, columns, schema, ts_type};

@@ -8,13 +8,17 @@ pub(crate) struct Metrics {
     pub wal_records: AtomicU64,
     pub wal_groups: AtomicU64,
     pub wal_fsyncs: AtomicU64,
+    pub wal_synced_records: AtomicU64,
     pub wal_bytes: AtomicU64,
     pub write_errors: AtomicU64,
+    pub duplicates_dropped: AtomicU64,
     pub flushes: AtomicU64,
     pub flushed_rows: AtomicU64,
     pub parquet_files: AtomicU64,
     pub parquet_bytes: AtomicU64,
     pub flush_errors: AtomicU64,
+    pub backpressure_waits: AtomicU64,
+    pub frozen_rows_peak: AtomicU64,
 }
 
 impl Metrics {
@@ -28,13 +32,17 @@ impl Metrics {
             wal_records: get(&self.wal_records),
             wal_groups: get(&self.wal_groups),
             wal_fsyncs: get(&self.wal_fsyncs),
+            wal_synced_records: get(&self.wal_synced_records),
             wal_bytes: get(&self.wal_bytes),
             write_errors: get(&self.write_errors),
+            duplicates_dropped: get(&self.duplicates_dropped),
             flushes: get(&self.flushes),
             flushed_rows: get(&self.flushed_rows),
             parquet_files: get(&self.parquet_files),
             parquet_bytes: get(&self.parquet_bytes),
             flush_errors: get(&self.flush_errors),
+            backpressure_waits: get(&self.backpressure_waits),
+            frozen_rows_peak: get(&self.frozen_rows_peak),
         }
     }
 }
@@ -48,10 +56,16 @@ pub struct StorageStats {
     pub wal_groups: u64,
     /// WAL fsyncs.
     pub wal_fsyncs: u64,
+    /// WAL records covered by a completed fsync before they were acknowledged (0 under
+    /// `FsyncPolicy::Never`, except for the final sync at close).
+    pub wal_synced_records: u64,
     /// Bytes appended to the WAL.
     pub wal_bytes: u64,
     /// Writes that completed with an error.
     pub write_errors: u64,
+    /// Points not stored because an identical point (same org, device, pin, ts and value) was
+    /// already stored (write path, flush and compaction).
+    pub duplicates_dropped: u64,
     /// Memtables flushed to Parquet.
     pub flushes: u64,
     /// Rows flushed to Parquet.
@@ -62,4 +76,8 @@ pub struct StorageStats {
     pub parquet_bytes: u64,
     /// Failed flush attempts (retried).
     pub flush_errors: u64,
+    /// Times the write path waited for the flusher (memtable budget reached).
+    pub backpressure_waits: u64,
+    /// The most rows ever held by frozen memtables at once.
+    pub frozen_rows_peak: u64,
 }

@@ -7,6 +7,11 @@ pub(crate) fn day_of(ts_us: i64) -> i64 {
     ts_us.div_euclid(US_PER_DAY)
 }
 
+/// First microsecond after the partition holding `ts_us`.
+pub(crate) fn partition_end_us(ts_us: i64) -> i64 {
+    (day_of(ts_us) + 1).saturating_mul(US_PER_DAY)
+}
+
 /// Civil date `(year, month, day)` of a day number (Howard Hinnant's `civil_from_days`).
 pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;

@@ -1,6 +1,7 @@
 //! A consistent read view of the store for queries.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 
@@ -25,6 +26,14 @@ pub struct FileMeta {
     pub bytes: u64,
 }
 
+/// A Parquet file published to snapshots. Compaction, retention and device deletion remove files
+/// from the catalog, but a removed file is deleted from disk only when no [`Snapshot`] holding
+/// it is alive any more (and a grace period has passed, for readers that keep only paths).
+#[derive(Debug)]
+pub(crate) struct LiveFile {
+    pub meta: FileMeta,
+}
+
 /// A consistent cut of the store: every row written (and acknowledged) before the snapshot is
 /// in exactly one of `batches` (memtables, including frozen ones being flushed) or `files`.
 /// Batches have the telemetry [`schema`](crate::schema()) and are in no particular order; files
@@ -33,8 +42,10 @@ pub struct FileMeta {
 pub struct Snapshot {
     /// In-memory rows.
     pub batches: Vec<RecordBatch>,
-    /// Parquet files.
+    /// Parquet files. They are not deleted from disk while this snapshot (or a clone) is alive.
     pub files: Vec<FileMeta>,
+    /// Keeps `files` on disk.
+    pub(crate) _pins: Vec<Arc<LiveFile>>,
 }
 
 impl Snapshot {

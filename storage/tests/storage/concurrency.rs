@@ -94,3 +94,43 @@ fn write_with_calls_back_once_per_batch() {
     assert_eq!(all_rows(&s).len(), 200);
     assert_eq!(s.last_value(2, 1, 1).unwrap().ts_us, 199);
 }
+
+#[test]
+fn memtable_budget_holds_writers_back_and_drops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.memtable_max_rows = 200;
+    c.memtable_budget_rows = 400;
+    c.compact_min_files = 0;
+    let s = pinhouse_storage::Storage::open(c).unwrap();
+    // Writes with `Never` take microseconds; every flush writes and fsyncs a file and the
+    // catalog, so the flusher falls behind and the budget is what bounds memory.
+    let all: Vec<Vec<Point>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4u32)
+            .map(|t| {
+                let s = s.clone();
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    for k in 0..100i64 {
+                        let b = batch(t + 1, 50, k * 1000);
+                        s.write(b.clone()).unwrap();
+                        mine.extend(b);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let stats = s.stats();
+    // One group can freeze several memtables past the budget before the next check.
+    assert!(
+        stats.frozen_rows_peak <= 400 + 200 + 4 * 50,
+        "peak {} rows frozen",
+        stats.frozen_rows_peak
+    );
+    assert!(stats.backpressure_waits > 0, "{stats:?}");
+    assert_eq!(all_rows(&s), expected(&all.concat()));
+    s.flush().unwrap();
+    assert_eq!(all_rows(&s), expected(&all.concat()));
+}

@@ -127,6 +127,25 @@ const CHILD_ENV: &str = "PINHOUSE_STORAGE_CRASH_CHILD";
 const TEST_NAME: &str = "crash::sigkill_never_loses_or_duplicates_acknowledged_writes";
 const WRITERS: u32 = 2;
 const BATCH: i64 = 25;
+/// Cycles in the normal suite; `PINHOUSE_STORAGE_CRASH_CYCLES` raises it (release checks).
+const DEFAULT_CYCLES: u32 = 20;
+
+/// A small deterministic generator (the seed is printed, and can be set with
+/// `PINHOUSE_STORAGE_CRASH_SEED`, to replay a failing run).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
 
 /// Child mode: write forever from two threads, print `ACK <device> <first_ts> <last_ts>` for every
 /// acknowledged batch, flush in the background, until killed.
@@ -185,9 +204,25 @@ fn sigkill_never_loses_or_duplicates_acknowledged_writes() {
         child_main(&dir);
         return;
     }
+    let cycles: u32 = std::env::var("PINHOUSE_STORAGE_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_CYCLES);
+    let seed: u64 = std::env::var("PINHOUSE_STORAGE_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("crash test: {cycles} cycles, PINHOUSE_STORAGE_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut acked: BTreeSet<(u32, i64)> = BTreeSet::new();
-    for cycle in 0..8u32 {
+    for cycle in 0..cycles {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
@@ -211,8 +246,8 @@ fn sigkill_never_loses_or_duplicates_acknowledged_writes() {
                 }
             }
         });
-        // Let it get going, then kill it at a varying moment.
-        let want = 40 + (cycle as usize * 37) % 60;
+        // Let it get going, then kill it at a random moment.
+        let want = 20 + rng.below(80) as usize;
         let mut got = 0;
         let deadline = Instant::now() + Duration::from_secs(20);
         while got < want && Instant::now() < deadline {
@@ -222,7 +257,7 @@ fn sigkill_never_loses_or_duplicates_acknowledged_writes() {
             }
         }
         assert!(got >= want, "child made no progress (cycle {cycle})");
-        std::thread::sleep(Duration::from_millis((cycle as u64 * 7) % 20));
+        std::thread::sleep(Duration::from_micros(rng.below(25_000)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         reader.join().unwrap();
@@ -252,10 +287,22 @@ fn sigkill_never_loses_or_duplicates_acknowledged_writes() {
             "cycle {cycle}: acknowledged rows lost {missing:?} (recovery {:?})",
             s.recovery()
         );
+        // Nothing invented: every row is one a writer of an earlier or this cycle did send
+        // (acknowledged, or the one batch each writer had in flight), with its exact value.
+        let mut newest_acked: std::collections::BTreeMap<u32, i64> = Default::default();
+        for &(dev, ts) in &acked {
+            let e = newest_acked.entry(dev).or_insert(ts);
+            *e = (*e).max(ts);
+        }
         for r in &rows {
+            assert_eq!(r.0, 1, "org");
+            assert!(r.1 / 10 <= cycle && r.1 % 10 < WRITERS, "device {}", r.1);
+            let limit = newest_acked.get(&r.1).copied().unwrap_or(-1) + BATCH;
+            assert!(r.3 >= 0 && r.3 <= limit, "row {r:?} was never written");
+            assert_eq!(r.2 as i64, (r.3 % BATCH) % 4, "pin of {r:?}");
             assert_eq!(r.4, Some((r.3 as f64).to_bits()), "value intact");
         }
         s.close().unwrap();
     }
-    assert!(acked.len() > 1000);
+    assert!(acked.len() > 25 * cycles as usize);
 }

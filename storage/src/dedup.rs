@@ -1,0 +1,232 @@
+//! Duplicate points: the same `(org_id, device_id, pin, ts, value)` written twice is stored once.
+//!
+//! Two places remove them:
+//! - on the write path ([`filter_new`]), against the last-value cache and the memtables: a point
+//!   newer than its series' newest value is new (no extra work); one that is not is compared
+//!   with the rows of the memtables (a scan, only for batches holding such late points);
+//! - when rows are written to Parquet ([`dedup_sorted`]): at flush, and when compaction merges
+//!   the files of a partition (which also removes a late re-send of a row already flushed).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use arrow::array::{Array, AsArray, BooleanArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Float64Type, TimestampMicrosecondType, UInt16Type, UInt32Type};
+use arrow::record_batch::RecordBatch;
+
+use crate::error::Result;
+use crate::last_value::{LastValueCache, Novelty};
+use crate::point::{Point, Value};
+use crate::schema::{COL_DEVICE, COL_ORG, COL_PIN, COL_TEXT, COL_TS, COL_VALUE};
+
+/// Identity of a stored value: number bits or text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ValueKey {
+    Number(u64),
+    Text(String),
+}
+
+type RowKey = (u32, u32, u16, i64, ValueKey);
+
+fn key_of(p: &Point) -> RowKey {
+    let v = match &p.value {
+        Value::Number(n) => ValueKey::Number(n.to_bits()),
+        Value::Text(t) => ValueKey::Text(t.clone()),
+    };
+    (p.org_id, p.device_id, p.pin, p.ts_us, v)
+}
+
+/// The points of `points` that are not duplicates, in order; applies the kept ones to the
+/// last-value cache. `memtable_batches` is called (at most once) to get every row of the
+/// memtables when a late point has to be checked. Returns the points to store and the number
+/// of duplicates dropped.
+pub(crate) fn filter_new<'a>(
+    points: &'a [Point],
+    last: &LastValueCache,
+    memtable_batches: impl FnOnce() -> Vec<RecordBatch>,
+) -> (Cow<'a, [Point]>, usize) {
+    let Some(novelty) = last.apply_classify(points) else {
+        return (Cow::Borrowed(points), 0);
+    };
+    let suspects: HashSet<RowKey> = points
+        .iter()
+        .zip(&novelty)
+        .filter(|(_, n)| **n == Novelty::Unknown)
+        .map(|(p, _)| key_of(p))
+        .collect();
+    let stored = if suspects.is_empty() {
+        HashSet::new()
+    } else {
+        present_in(&memtable_batches(), &suspects)
+    };
+    let mut seen: HashSet<RowKey> = HashSet::new();
+    let mut kept = Vec::with_capacity(points.len());
+    let mut dropped = 0;
+    for (p, n) in points.iter().zip(&novelty) {
+        match n {
+            Novelty::New => kept.push(p.clone()),
+            Novelty::Duplicate => dropped += 1,
+            Novelty::Unknown => {
+                let key = key_of(p);
+                if stored.contains(&key) || !seen.insert(key) {
+                    dropped += 1;
+                } else {
+                    last.apply(std::slice::from_ref(p));
+                    kept.push(p.clone());
+                }
+            }
+        }
+    }
+    (Cow::Owned(kept), dropped)
+}
+
+/// Which of `wanted` are rows of `batches`.
+fn present_in(batches: &[RecordBatch], wanted: &HashSet<RowKey>) -> HashSet<RowKey> {
+    let min_ts = wanted.iter().map(|k| k.3).min().unwrap_or(i64::MAX);
+    let max_ts = wanted.iter().map(|k| k.3).max().unwrap_or(i64::MIN);
+    let series: HashSet<(u32, u32, u16, i64)> =
+        wanted.iter().map(|k| (k.0, k.1, k.2, k.3)).collect();
+    let mut found = HashSet::new();
+    for b in batches {
+        let org = b.column(COL_ORG).as_primitive::<UInt32Type>().values();
+        let dev = b.column(COL_DEVICE).as_primitive::<UInt32Type>().values();
+        let pin = b.column(COL_PIN).as_primitive::<UInt16Type>().values();
+        let ts = b
+            .column(COL_TS)
+            .as_primitive::<TimestampMicrosecondType>()
+            .values();
+        let value = b.column(COL_VALUE).as_primitive::<Float64Type>();
+        let text = b.column(COL_TEXT).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            let t = ts[i];
+            if t < min_ts || t > max_ts || !series.contains(&(org[i], dev[i], pin[i], t)) {
+                continue;
+            }
+            let v = if value.is_valid(i) {
+                ValueKey::Number(value.value(i).to_bits())
+            } else {
+                ValueKey::Text(if text.is_valid(i) {
+                    text.value(i).to_owned()
+                } else {
+                    String::new()
+                })
+            };
+            let key = (org[i], dev[i], pin[i], t, v);
+            if wanted.contains(&key) {
+                found.insert(key);
+            }
+        }
+    }
+    found
+}
+
+/// Removes repeated rows from a batch sorted by `(org_id, device_id, pin, ts)`: of rows equal in
+/// those columns and in value, the first is kept. Returns the batch and the rows removed.
+pub(crate) fn dedup_sorted(batch: RecordBatch) -> Result<(RecordBatch, usize)> {
+    let n = batch.num_rows();
+    let org = batch.column(COL_ORG).as_primitive::<UInt32Type>().values();
+    let dev = batch
+        .column(COL_DEVICE)
+        .as_primitive::<UInt32Type>()
+        .values();
+    let pin = batch.column(COL_PIN).as_primitive::<UInt16Type>().values();
+    let ts = batch
+        .column(COL_TS)
+        .as_primitive::<TimestampMicrosecondType>()
+        .values();
+    let same_key = |a: usize, b: usize| {
+        ts[a] == ts[b] && pin[a] == pin[b] && dev[a] == dev[b] && org[a] == org[b]
+    };
+    if (1..n).all(|i| !same_key(i - 1, i)) {
+        return Ok((batch, 0));
+    }
+    let value = batch.column(COL_VALUE).as_primitive::<Float64Type>();
+    let text = batch.column(COL_TEXT).as_string::<i32>();
+    let same_value = |a: usize, b: usize| match (value.is_valid(a), value.is_valid(b)) {
+        (true, true) => value.value(a).to_bits() == value.value(b).to_bits(),
+        (false, false) => {
+            text.is_valid(a) == text.is_valid(b)
+                && (!text.is_valid(a) || text.value(a) == text.value(b))
+        }
+        _ => false,
+    };
+    let mut keep = vec![true; n];
+    let mut run_start = 0;
+    for i in 1..=n {
+        if i < n && same_key(run_start, i) {
+            continue;
+        }
+        // Rows run_start..i share a key: keep the first of each distinct value.
+        for j in run_start + 1..i {
+            if (run_start..j).any(|k| keep[k] && same_value(k, j)) {
+                keep[j] = false;
+            }
+        }
+        run_start = i;
+    }
+    let removed = keep.iter().filter(|k| !**k).count();
+    let filtered = filter_record_batch(&batch, &BooleanArray::from(keep))?;
+    Ok((filtered, removed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memtable::Memtable;
+    use crate::parquet_writer::sort_rows;
+    use std::time::Instant;
+
+    fn batches(points: &[Point]) -> Vec<RecordBatch> {
+        let mut m = Memtable::new();
+        m.append(1, points, Instant::now());
+        m.freeze().map(|f| f.batches).unwrap_or_default()
+    }
+
+    #[test]
+    fn write_path_drops_repeats_of_memtable_rows() {
+        let last = LastValueCache::default();
+        let first: Vec<Point> = (0..10)
+            .map(|t| Point::number(1, 1, 0, t, t as f64))
+            .collect();
+        let (kept, dropped) = filter_new(&first, &last, || panic!("no late points"));
+        assert_eq!((kept.len(), dropped), (10, 0));
+        let mem = batches(&first);
+        let again = vec![
+            Point::number(1, 1, 0, 3, 3.0),       // repeat of a memtable row
+            Point::number(1, 1, 0, 3, 4.0),       // same time, other value: kept
+            Point::number(1, 1, 0, -1, 1.0),      // late, new
+            Point::number(1, 1, 0, -1, 1.0),      // repeat within the batch
+            Point::number(1, 1, 0, 9, 9.0),       // repeat of the newest value
+            Point::from_text(1, 1, 0, 5, "five"), // text vs number: different
+            Point::number(1, 1, 0, 11, 1.0),      // new
+        ];
+        let (kept, dropped) = filter_new(&again, &last, || mem.clone());
+        assert_eq!(dropped, 3);
+        assert_eq!(
+            kept.iter().map(|p| p.ts_us).collect::<Vec<_>>(),
+            [3, -1, 5, 11]
+        );
+        assert_eq!(last.get(1, 1, 0).unwrap().ts_us, 11);
+    }
+
+    #[test]
+    fn flush_dedup_keeps_first_of_each_value() {
+        let pts = vec![
+            Point::number(1, 1, 0, 5, 1.0),
+            Point::number(1, 1, 0, 5, 2.0),
+            Point::number(1, 1, 0, 5, 1.0),
+            Point::from_text(1, 1, 0, 5, "a"),
+            Point::from_text(1, 1, 0, 5, "a"),
+            Point::number(1, 1, 1, 5, 1.0),
+            Point::number(1, 1, 0, 6, 1.0),
+            Point::number(1, 1, 0, 6, 1.0),
+        ];
+        let sorted = sort_rows(&batches(&pts)).unwrap();
+        let (b, removed) = dedup_sorted(sorted).unwrap();
+        assert_eq!(removed, 3);
+        assert_eq!(b.num_rows(), 5);
+        let (b2, removed2) = dedup_sorted(b.clone()).unwrap();
+        assert_eq!((removed2, b2.num_rows()), (0, 5));
+    }
+}

@@ -1,0 +1,195 @@
+//! Compaction, retention and device deletion: what stays is identical before and after (and
+//! after a restart), files a snapshot reads do not vanish under it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pinhouse_storage::{Point, RetentionRules, Storage, StorageConfig};
+
+use crate::common::*;
+
+const DAY: i64 = 86_400_000_000;
+/// 2026-11-25T00:00:00Z
+const NOV25: i64 = 1_795_564_800_000_000;
+
+fn maint_config(dir: &std::path::Path) -> StorageConfig {
+    let mut c = config(dir);
+    c.compact_min_files = 0; // only explicit compaction
+    c.obsolete_file_grace = Duration::ZERO;
+    c
+}
+
+/// Points of `orgs` × 3 devices × 2 pins, one per minute over `days` days from NOV25.
+fn fleet(orgs: &[u32], days: i64, minute_step: i64) -> Vec<Point> {
+    let mut v = Vec::new();
+    for &org in orgs {
+        for dev in 0..3u32 {
+            for pin in 0..2u16 {
+                let mut t = NOV25;
+                while t < NOV25 + days * DAY {
+                    v.push(Point::number(
+                        org,
+                        org * 100 + dev,
+                        pin,
+                        t,
+                        (t / 60_000_000 % 977) as f64 / 4.0,
+                    ));
+                    t += minute_step * 60_000_000;
+                }
+            }
+        }
+    }
+    v
+}
+
+fn write_in_flushes(s: &Storage, pts: &[Point], flushes: usize) {
+    for chunk in pts.chunks(pts.len().div_ceil(flushes)) {
+        s.write(chunk.to_vec()).unwrap();
+        s.flush().unwrap();
+    }
+}
+
+#[test]
+fn compaction_merges_files_and_keeps_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open(maint_config(dir.path())).unwrap();
+    let mut pts = fleet(&[1, 2], 2, 7);
+    // Interleave so every flush touches both days.
+    pts.sort_by_key(|p| (p.device_id, p.ts_us % DAY));
+    write_in_flushes(&s, &pts, 5);
+    // A late re-send of already flushed rows, flushed into yet another file.
+    s.write(pts[10..60].to_vec()).unwrap();
+    s.flush().unwrap();
+    let before = s.snapshot();
+    assert!(before.files.len() >= 10, "{}", before.files.len());
+    let want = expected(&pts);
+    let mut rows = snapshot_rows(&before);
+    rows.sort();
+    assert!(
+        rows.len() > want.len(),
+        "the late repeats are in a separate file"
+    );
+
+    let held = s.snapshot(); // a reader still using the old files
+    let report = s.compact().unwrap();
+    assert_eq!(report.files_written, 2, "one file per day partition");
+    assert_eq!(report.duplicates_removed, 50);
+    let after = s.snapshot();
+    assert_eq!(after.files.len(), 2);
+    assert_eq!(all_rows(&s), want);
+    // The held snapshot still reads its files: they are deleted only after it is dropped.
+    let mut held_rows = snapshot_rows(&held);
+    held_rows.sort();
+    assert_eq!(held_rows, rows);
+    drop(held);
+    drop(before);
+    // Replaced files go away at the next maintenance run once nobody holds them.
+    s.compact().unwrap();
+    let parquet_files = walk(&dir.path().join("parquet"));
+    assert_eq!(parquet_files.len(), 2, "{parquet_files:?}");
+    s.close().unwrap();
+    let s = Storage::open(maint_config(dir.path())).unwrap();
+    assert_eq!(all_rows(&s), want, "after restart");
+    assert_eq!(s.recovery().orphan_files_removed, 0);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn automatic_compaction_after_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = maint_config(dir.path());
+    c.compact_min_files = 4;
+    let s = Storage::open(c).unwrap();
+    let pts = fleet(&[1], 1, 3);
+    write_in_flushes(&s, &pts, 8);
+    // After the 4th and the 7th flush the partition holds 4 small files: merged into one.
+    s.write(vec![Point::number(1, 1, 0, NOV25 + 1, 0.5)])
+        .unwrap();
+    s.flush().unwrap();
+    let mut want = pts.clone();
+    want.push(Point::number(1, 1, 0, NOV25 + 1, 0.5));
+    // Rows are identical whatever compaction did.
+    assert_eq!(all_rows(&s), expected(&want));
+    assert_eq!(s.snapshot().files.len(), 3);
+    s.compact().unwrap();
+    assert_eq!(s.snapshot().files.len(), 1);
+    assert_eq!(all_rows(&s), expected(&want));
+}
+
+#[test]
+fn retention_drops_partitions_per_organization() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open(maint_config(dir.path())).unwrap();
+    let pts = fleet(&[1, 2, 3], 4, 30); // four days, three orgs
+    write_in_flushes(&s, &pts, 3);
+    let now = NOV25 + 4 * DAY + 3_600_000_000; // one hour into the fifth day
+    let rules = RetentionRules {
+        default: None, // org 3: forever
+        per_org: HashMap::from([
+            (1, Duration::from_secs(2 * 86_400)), // keeps days 3 and 4
+            (2, Duration::from_secs(86_400 / 2)), // keeps day 4 only
+        ]),
+    };
+    let report = s.apply_retention(&rules, now).unwrap();
+    assert!(report.files_removed > 0);
+    let keep = |p: &Point| match p.org_id {
+        1 => p.ts_us >= NOV25 + 2 * DAY,
+        2 => p.ts_us >= NOV25 + 3 * DAY,
+        _ => true,
+    };
+    let want: Vec<Point> = pts.iter().filter(|p| keep(p)).cloned().collect();
+    assert_eq!(all_rows(&s), expected(&want));
+    // Idempotent, and what is left survives a restart.
+    let again = s.apply_retention(&rules, now).unwrap();
+    assert_eq!(again.files_removed, 0);
+    s.close().unwrap();
+    let s = Storage::open(maint_config(dir.path())).unwrap();
+    assert_eq!(all_rows(&s), expected(&want));
+    // Retention of an org that owns whole files drops them without rewriting.
+    let all_gone = RetentionRules {
+        default: Some(Duration::from_secs(60)),
+        per_org: HashMap::new(),
+    };
+    s.apply_retention(&all_gone, now + 2 * DAY).unwrap();
+    assert!(all_rows(&s).is_empty());
+    assert!(s.snapshot().files.is_empty());
+}
+
+#[test]
+fn deleting_a_device_removes_its_rows_and_last_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open(maint_config(dir.path())).unwrap();
+    let pts = fleet(&[1, 2], 2, 10);
+    write_in_flushes(&s, &pts[..pts.len() / 2], 2);
+    s.write(pts[pts.len() / 2..].to_vec()).unwrap(); // the rest only in the memtable
+    assert!(s.last_value(1, 101, 0).is_some());
+    let report = s.delete_device(1, 101).unwrap();
+    assert!(report.files_removed > 0);
+    let want: Vec<Point> = pts
+        .iter()
+        .filter(|p| !(p.org_id == 1 && p.device_id == 101))
+        .cloned()
+        .collect();
+    assert_eq!(all_rows(&s), expected(&want));
+    assert!(s.last_value(1, 101, 0).is_none());
+    assert!(s.last_value(1, 102, 0).is_some());
+    s.close().unwrap();
+    let s = Storage::open(maint_config(dir.path())).unwrap();
+    assert_eq!(all_rows(&s), expected(&want), "after restart");
+    assert!(
+        s.last_value(1, 101, 0).is_none(),
+        "not restored from the catalog"
+    );
+}
