@@ -63,3 +63,28 @@ stop_pid() {
 # The data-set flags shared by every ingest run (override through env).
 DATA_FLAGS=(--devices "${DEVICES:-1000}" --pins "${PINS:-4}" --steps "${STEPS:-360}"
     --interval-secs 10 --seed "${SEED:-1}")
+
+# Write $RESULTS/peer-<name>.json from the JSON a `pinhouse-bench ... --json`
+# run printed into <out>, and show it. With <disk bytes>, <divisor key> and
+# <pid>, also add the data's size on disk, bytes per point (disk bytes over the
+# report's <divisor key> count) and the server's resident memory.
+# Usage: peer_report <name> <out> [<disk bytes> <divisor key> <pid>]
+peer_report() {
+    local name="$1" out="$2" bytes="${3:-}" key="${4:-}" pid="${5:-}" rss_kb=""
+    if [[ -n "$pid" ]]; then
+        rss_kb="$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")"
+    fi
+    python3 - "$out" "$bytes" "$key" "$rss_kb" >"$RESULTS/peer-$name.json" <<'PY'
+import json, sys
+out, disk, key, rss_kb = sys.argv[1:5]
+text = open(out).read()
+report = json.loads(text[text.index("{"):])
+if disk:
+    report["disk_bytes"] = int(disk)
+    report["bytes_per_point"] = int(disk) / report[key]
+if rss_kb:
+    report["server_rss_bytes"] = int(rss_kb) * 1024
+print(json.dumps(report, indent=2))
+PY
+    cat "$RESULTS/peer-$name.json"
+}

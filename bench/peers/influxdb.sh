@@ -34,14 +34,4 @@ log "influxdb on :$port"
     --concurrency "${CONCURRENCY:-4}" "${DATA_FLAGS[@]}" --json >"$dir/line.out"
 sleep "${SETTLE_SECS:-15}"
 bytes="$(( $(dir_bytes "$dir/data") + $(dir_bytes "$dir/wal") ))"
-rss_kb="$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")"
-python3 - "$dir/line.out" "$bytes" "$rss_kb" >"$RESULTS/peer-influxdb.json" <<'PY'
-import json, sys
-text = open(sys.argv[1]).read()
-report = json.loads(text[text.index("{"):])
-report["disk_bytes"] = int(sys.argv[2])
-report["bytes_per_point"] = int(sys.argv[2]) / report["values"]
-report["server_rss_bytes"] = int(sys.argv[3]) * 1024
-print(json.dumps(report, indent=2))
-PY
-cat "$RESULTS/peer-influxdb.json"
+peer_report influxdb "$dir/line.out" "$bytes" values "$pid"

@@ -19,9 +19,4 @@ log "mosquitto on :$port"
 "$BENCH" connections --target mqtt --addr "127.0.0.1:$port" --count "${SESSIONS:-10000}" \
     --sources "${SOURCES:-4}" --heartbeat "${HEARTBEAT:-30}" --hold "${HOLD:-10}" \
     --server-pid "$pid" --json >"$dir/conn.out"
-python3 - "$dir/conn.out" >"$RESULTS/peer-mosquitto.json" <<'PY'
-import json, sys
-text = open(sys.argv[1]).read()
-print(json.dumps(json.loads(text[text.index("{"):]), indent=2))
-PY
-cat "$RESULTS/peer-mosquitto.json"
+peer_report mosquitto "$dir/conn.out"

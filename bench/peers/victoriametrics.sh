@@ -19,14 +19,4 @@ curl -fsS "http://127.0.0.1:$port/internal/force_flush" >/dev/null
 curl -fsS "http://127.0.0.1:$port/internal/force_merge" >/dev/null || true
 sleep "${SETTLE_SECS:-10}"
 bytes="$(dir_bytes "$dir/data")"
-rss_kb="$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")"
-python3 - "$dir/line.out" "$bytes" "$rss_kb" >"$RESULTS/peer-victoriametrics.json" <<'PY'
-import json, sys
-text = open(sys.argv[1]).read()
-report = json.loads(text[text.index("{"):])
-report["disk_bytes"] = int(sys.argv[2])
-report["bytes_per_point"] = int(sys.argv[2]) / report["numeric_values"]
-report["server_rss_bytes"] = int(sys.argv[3]) * 1024
-print(json.dumps(report, indent=2))
-PY
-cat "$RESULTS/peer-victoriametrics.json"
+peer_report victoriametrics "$dir/line.out" "$bytes" numeric_values "$pid"
