@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use pinhouse_ingest::{CertSource, IngestConfig};
 use pinhouse_storage::FsyncPolicy;
 use serde::Deserialize;
 
@@ -15,6 +16,10 @@ pub const DEFAULT_DATA_DIR: &str = "./pinhouse-data";
 pub const DEFAULT_HTTP: &str = "0.0.0.0:8080";
 /// Default plain-TCP Blynk hardware address (the legacy server's hardware port).
 pub const DEFAULT_HARDWARE: &str = "0.0.0.0:8442";
+/// Default TLS address: Blynk over TLS and HTTPS (the legacy server's 9443).
+pub const DEFAULT_TLS: &str = "0.0.0.0:9443";
+/// Default QUIC (UDP) address for Blynk sessions over QUIC.
+pub const DEFAULT_QUIC: &str = "0.0.0.0:9443";
 
 /// `pinhouse`: a self-hosted IoT platform for Blynk devices.
 #[derive(Debug, Parser)]
@@ -57,6 +62,43 @@ pub struct ServeArgs {
     /// Interval of the `interval` fsync policy, in milliseconds.
     #[arg(long, env = "PINHOUSE_FSYNC_INTERVAL_MS")]
     pub fsync_interval_ms: Option<u64>,
+    /// TLS listen address: Blynk over TLS and HTTPS share it.
+    #[arg(long, env = "PINHOUSE_TLS")]
+    pub tls: Option<SocketAddr>,
+    /// QUIC (UDP) listen address for Blynk sessions over QUIC.
+    #[arg(long, env = "PINHOUSE_QUIC")]
+    pub quic: Option<SocketAddr>,
+    /// PEM certificate chain for TLS and QUIC (default: a self-signed one
+    /// generated into `<data dir>/tls/`).
+    #[arg(long, env = "PINHOUSE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[arg(long, env = "PINHOUSE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Device connections held at once (all transports).
+    #[arg(long, env = "PINHOUSE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Messages per second one device session may send on average (0 = no limit).
+    #[arg(long, env = "PINHOUSE_MESSAGE_RATE")]
+    pub message_rate: Option<u32>,
+    /// Messages one device session may send in a burst above the rate.
+    #[arg(long, env = "PINHOUSE_MESSAGE_BURST")]
+    pub message_burst: Option<u32>,
+    /// Login attempts per minute from one IP address (0 = no limit).
+    #[arg(long, env = "PINHOUSE_LOGIN_RATE_PER_IP")]
+    pub login_rate_per_ip: Option<u32>,
+    /// Login attempts one IP address may make in a burst.
+    #[arg(long, env = "PINHOUSE_LOGIN_BURST_PER_IP")]
+    pub login_burst_per_ip: Option<u32>,
+    /// Seconds a new device connection has to log in.
+    #[arg(long, env = "PINHOUSE_LOGIN_TIMEOUT_SECS")]
+    pub login_timeout_secs: Option<u64>,
+    /// Largest frame body accepted from a device, in bytes (≤ 65535).
+    #[arg(long, env = "PINHOUSE_MAX_FRAME_BODY")]
+    pub max_frame_body: Option<usize>,
+    /// Multi-node: send devices with a token unknown here to `HOST:PORT`.
+    #[arg(long, env = "PINHOUSE_REDIRECT_UNKNOWN_TO")]
+    pub redirect_unknown_to: Option<String>,
 }
 
 /// The TOML file; every key is optional.
@@ -75,6 +117,30 @@ pub struct FileConfig {
     pub fsync: Option<String>,
     /// See [`ServeArgs::fsync_interval_ms`].
     pub fsync_interval_ms: Option<u64>,
+    /// See [`ServeArgs::tls`].
+    pub tls: Option<SocketAddr>,
+    /// See [`ServeArgs::quic`].
+    pub quic: Option<SocketAddr>,
+    /// See [`ServeArgs::tls_cert`].
+    pub tls_cert: Option<PathBuf>,
+    /// See [`ServeArgs::tls_key`].
+    pub tls_key: Option<PathBuf>,
+    /// See [`ServeArgs::max_connections`].
+    pub max_connections: Option<usize>,
+    /// See [`ServeArgs::message_rate`].
+    pub message_rate: Option<u32>,
+    /// See [`ServeArgs::message_burst`].
+    pub message_burst: Option<u32>,
+    /// See [`ServeArgs::login_rate_per_ip`].
+    pub login_rate_per_ip: Option<u32>,
+    /// See [`ServeArgs::login_burst_per_ip`].
+    pub login_burst_per_ip: Option<u32>,
+    /// See [`ServeArgs::login_timeout_secs`].
+    pub login_timeout_secs: Option<u64>,
+    /// See [`ServeArgs::max_frame_body`].
+    pub max_frame_body: Option<usize>,
+    /// See [`ServeArgs::redirect_unknown_to`].
+    pub redirect_unknown_to: Option<String>,
 }
 
 /// Settings after merging all sources.
@@ -86,6 +152,14 @@ pub struct ServerConfig {
     pub http: SocketAddr,
     /// Blynk TCP listen address.
     pub hardware: SocketAddr,
+    /// Blynk TLS + HTTPS listen address.
+    pub tls: SocketAddr,
+    /// Blynk QUIC listen address (UDP).
+    pub quic: SocketAddr,
+    /// Certificate of the TLS and QUIC listeners.
+    pub cert: CertSource,
+    /// Limits and timeouts of device sessions.
+    pub ingest: IngestConfig,
     /// Control-plane database URL.
     pub database_url: String,
     /// WAL fsync policy.
@@ -170,10 +244,91 @@ impl ServerConfig {
                 });
             }
         };
+        let tls = args
+            .tls
+            .or(file.tls)
+            .unwrap_or_else(|| parse_default(DEFAULT_TLS));
+        let quic = args
+            .quic
+            .or(file.quic)
+            .unwrap_or_else(|| parse_default(DEFAULT_QUIC));
+        let cert = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => CertSource::Files { cert, key },
+            (None, None) => CertSource::SelfSigned {
+                dir: data_dir.join("tls"),
+                names: Vec::new(),
+            },
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "tls_cert",
+                    message: "tls_cert and tls_key must be given together".into(),
+                });
+            }
+        };
+        let mut ingest = IngestConfig::default();
+        if let Some(v) = args.max_connections.or(file.max_connections) {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "max_connections",
+                    message: "must be at least 1".into(),
+                });
+            }
+            ingest.max_connections = v;
+        }
+        if let Some(v) = args.message_rate.or(file.message_rate) {
+            ingest.message_rate = v;
+        }
+        if let Some(v) = args.message_burst.or(file.message_burst) {
+            ingest.message_burst = v;
+        }
+        if let Some(v) = args.login_rate_per_ip.or(file.login_rate_per_ip) {
+            ingest.login_rate_per_ip = v;
+        }
+        if let Some(v) = args.login_burst_per_ip.or(file.login_burst_per_ip) {
+            ingest.login_burst_per_ip = v;
+        }
+        if let Some(v) = args.login_timeout_secs.or(file.login_timeout_secs) {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "login_timeout_secs",
+                    message: "must be at least 1".into(),
+                });
+            }
+            ingest.login_timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = args.max_frame_body.or(file.max_frame_body) {
+            if !(64..=65_535).contains(&v) {
+                return Err(ConfigError::Invalid {
+                    key: "max_frame_body",
+                    message: format!("{v} is not within 64..=65535"),
+                });
+            }
+            ingest.max_body = v;
+        }
+        if let Some(target) = args.redirect_unknown_to.or(file.redirect_unknown_to) {
+            let parsed = target
+                .rsplit_once(':')
+                .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
+                .filter(|(host, port)| !host.is_empty() && host.len() <= 63 && *port > 0);
+            let Some(parsed) = parsed else {
+                return Err(ConfigError::Invalid {
+                    key: "redirect_unknown_to",
+                    message: format!("`{target}` is not HOST:PORT (host at most 63 characters)"),
+                });
+            };
+            ingest.redirect_unknown = Some(parsed);
+        }
         Ok(Self {
             data_dir,
             http,
             hardware,
+            tls,
+            quic,
+            cert,
+            ingest,
             database_url,
             fsync,
             admin_email: non_empty_env("PINHOUSE_ADMIN_EMAIL"),
@@ -226,6 +381,40 @@ mod tests {
         assert_eq!(cfg.hardware, DEFAULT_HARDWARE.parse().unwrap());
         assert_eq!(cfg.fsync, FsyncPolicy::Always);
         assert!(cfg.database_url.contains("/from/file/control.db"));
+        assert_eq!(cfg.tls, DEFAULT_TLS.parse().unwrap());
+        assert!(
+            matches!(cfg.cert, CertSource::SelfSigned { ref dir, .. } if dir == Path::new("/from/file/tls"))
+        );
+        assert_eq!(
+            cfg.ingest.message_rate,
+            IngestConfig::default().message_rate
+        );
+    }
+
+    #[test]
+    fn ingest_limits_come_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pinhouse.toml");
+        std::fs::write(
+            &file,
+            "message_rate = 50\nmax_connections = 10\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n",
+        )
+        .unwrap();
+        let cfg = ServerConfig::resolve(ServeArgs {
+            config: Some(file),
+            max_connections: Some(20),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(cfg.ingest.message_rate, 50);
+        assert_eq!(cfg.ingest.max_connections, 20);
+        assert!(matches!(cfg.cert, CertSource::Files { .. }));
+        let err = ServerConfig::resolve(ServeArgs {
+            tls_cert: Some("/c.pem".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("together"), "{err}");
     }
 
     #[test]

@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use pinhouse_ingest::{Ingest, IngestConfig};
+use axum::serve::ListenerExt;
+use pinhouse_ingest::{HttpConn, Ingest, Prefixed, TlsIdentity};
 use pinhouse_query::QueryEngine;
 use pinhouse_storage::{Storage, StorageConfig};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::ServerConfig;
 use crate::control::ControlPlane;
@@ -40,9 +42,41 @@ pub enum ServeError {
     /// The control-plane database failed.
     #[error("control plane: {0}")]
     Control(#[from] crate::control::ControlError),
+    /// The ingest tier failed to start (certificate, QUIC endpoint).
+    #[error("ingest: {0}")]
+    Ingest(#[from] pinhouse_ingest::IngestError),
     /// A background task failed.
     #[error("task failed: {0}")]
     Task(String),
+}
+
+/// Connections waiting between a shared port's sniffer and the HTTP server.
+const HTTP_HANDOFF_QUEUE: usize = 1024;
+
+/// Connections that a shared port recognised as HTTP, as an axum listener.
+struct HandoffListener<S> {
+    rx: mpsc::Receiver<HttpConn<S>>,
+    addr: SocketAddr,
+}
+
+impl<S> axum::serve::Listener for HandoffListener<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Io = Prefixed<S>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            // The port's accept loop ended (shutdown): no more connections.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
@@ -57,6 +91,9 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::control::routes::<AppState>())
         .merge(blynk_http::routes())
         .merge(sql::routes())
+        .merge(crate::device_ws::routes())
+        .merge(crate::metrics::routes())
+        .merge(crate::live::routes())
         .fallback(crate::control::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_HTTP_BODY))
         .with_state(state)
@@ -92,7 +129,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Task(e.to_string()))??;
 
     let directory = Arc::new(ControlDirectory(control.clone()));
-    let ingest = Ingest::new(storage.clone(), directory, IngestConfig::default());
+    let ingest = Ingest::new(storage.clone(), directory, config.ingest.clone());
     let query = QueryEngine::new(storage.clone());
     let state = AppState {
         control,
@@ -100,43 +137,105 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         query,
     };
 
-    let http = TcpListener::bind(config.http)
-        .await
-        .map_err(io(format!("cannot listen on {} (--http)", config.http)))?;
-    let hardware = TcpListener::bind(config.hardware)
-        .await
-        .map_err(io(format!(
-            "cannot listen on {} (--hardware)",
-            config.hardware
-        )))?;
+    let identity = TlsIdentity::load(&config.cert)?;
+    let bind = |addr: SocketAddr, flag: &'static str| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(io(format!("cannot listen on {addr} (--{flag})")))
+    };
+    let http = bind(config.http, "http").await?;
+    let hardware = bind(config.hardware, "hardware").await?;
+    let tls = bind(config.tls, "tls").await?;
+    let quic = ingest
+        .quic_endpoint(config.quic, identity.quic_config()?)
+        .map_err(|err| match err {
+            pinhouse_ingest::IngestError::Io(source) => ServeError::Io {
+                context: format!("cannot listen on {} (--quic)", config.quic),
+                source,
+            },
+            other => other.into(),
+        })?;
     let http_addr: SocketAddr = http.local_addr().map_err(io("http address"))?;
-    tracing::info!(addr = %http_addr, "HTTP API ready");
+    let tls_addr: SocketAddr = tls.local_addr().map_err(io("tls address"))?;
+    tracing::info!(addr = %http_addr, "HTTP API ready (devices accepted on this port too)");
+    tracing::info!(addr = %tls_addr, "HTTPS and Blynk TLS ready");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let hardware_task = {
-        let ingest = ingest.clone();
-        let stop = stop_rx.clone();
-        tokio::spawn(async move { ingest.serve_tcp(hardware, stop).await })
-    };
-    let mut http_stop = stop_rx.clone();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http, router(state))
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let (plain_tx, plain_rx) = mpsc::channel(HTTP_HANDOFF_QUEUE);
+    let (tls_tx, tls_rx) = mpsc::channel(HTTP_HANDOFF_QUEUE);
+    let mut listeners = tokio::task::JoinSet::new();
+    {
+        let (ingest, stop) = (ingest.clone(), stop_rx.clone());
+        listeners.spawn(async move { ("hardware", ingest.serve_tcp(hardware, stop).await) });
+    }
+    {
+        let (ingest, stop) = (ingest.clone(), stop_rx.clone());
+        listeners.spawn(async move { ("http", ingest.serve_shared(http, plain_tx, stop).await) });
+    }
+    {
+        let (ingest, stop) = (ingest.clone(), stop_rx.clone());
+        let tls_config = identity.tcp_config()?;
+        listeners.spawn(async move {
+            (
+                "tls",
+                ingest.serve_tls(tls, tls_config, Some(tls_tx), stop).await,
+            )
+        });
+    }
+    {
+        let (ingest, stop) = (ingest.clone(), stop_rx.clone());
+        listeners.spawn(async move { ("quic", ingest.serve_quic(quic, stop).await) });
+    }
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let mut http_servers = tokio::task::JoinSet::new();
+    {
+        let mut stop = stop_rx.clone();
+        // `tap_io` gives the listener axum's `ConnectInfo<SocketAddr>` support.
+        let listener = HandoffListener {
+            rx: plain_rx,
+            addr: http_addr,
+        }
+        .tap_io(|_| {});
+        let app = app.clone();
+        http_servers.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+    }
+    {
+        let mut stop = stop_rx.clone();
+        let listener = HandoffListener {
+            rx: tls_rx,
+            addr: tls_addr,
+        }
+        .tap_io(|_| {});
+        http_servers.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+    }
 
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    match hardware_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::error!(%err, "hardware listener failed"),
-        Err(err) => tracing::error!(%err, "hardware listener panicked"),
+    ingest.stop();
+    while let Some(done) = listeners.join_next().await {
+        match done {
+            Ok((_, Ok(()))) => {}
+            Ok((name, Err(err))) => tracing::error!(%err, "{name} listener failed"),
+            Err(err) => tracing::error!(%err, "listener panicked"),
+        }
     }
-    if let Ok(Err(err)) = http_task.await {
-        tracing::error!(%err, "HTTP server failed");
+    while let Some(done) = http_servers.join_next().await {
+        if let Ok(Err(err)) = done {
+            tracing::error!(%err, "HTTP server failed");
+        }
     }
     tokio::task::spawn_blocking(move || storage.close())
         .await

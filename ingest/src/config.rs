@@ -23,6 +23,19 @@ pub struct IngestConfig {
     pub default_device_buffer: usize,
     /// Storage write batches in flight before sessions wait (backpressure).
     pub max_inflight_batches: usize,
+    /// Messages per second a logged-in session may send on average; above it
+    /// messages are dropped and answered with `QUOTA_LIMIT`. 0 = unlimited.
+    pub message_rate: u32,
+    /// Messages a session may send in a burst above `message_rate`.
+    pub message_burst: u32,
+    /// Login attempts per minute from one IP address; 0 = unlimited.
+    pub login_rate_per_ip: u32,
+    /// Login attempts from one IP address in a burst.
+    pub login_burst_per_ip: u32,
+    /// Multi-node: a device whose token is unknown here is sent a `REDIRECT`
+    /// to this host and port (the node that owns it, or a balancer) instead
+    /// of `INVALID_TOKEN`.
+    pub redirect_unknown: Option<(String, u16)>,
 }
 
 impl Default for IngestConfig {
@@ -36,6 +49,12 @@ impl Default for IngestConfig {
             max_connections: 100_000,
             default_device_buffer: 250,
             max_inflight_batches: 1024,
+            // The legacy server's 100 messages/s, averaged over a minute.
+            message_rate: 100,
+            message_burst: 6000,
+            login_rate_per_ip: 600,
+            login_burst_per_ip: 100,
+            redirect_unknown: None,
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum IngestError {
     /// The device directory could not answer.
     #[error("directory error: {0}")]
     Directory(#[from] crate::DirectoryError),
+    /// Certificate, key or TLS configuration problem.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The ingest tier is shutting down.
     #[error("ingest is shutting down")]
     ShuttingDown,

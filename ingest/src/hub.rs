@@ -11,6 +11,8 @@ use pinhouse_protocol::{command, encode_fields};
 use pinhouse_storage::{Point, Storage};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::metrics::{IngestMetrics, Refusal};
+use crate::quota::LoginLimiter;
 use crate::{DeviceDirectory, DeviceIdentity, IngestConfig, IngestError, PinRef, Result};
 
 /// Message id used for `hardware` writes that originate in the cloud (HTTP
@@ -35,6 +37,10 @@ struct Inner {
     inflight: Arc<Semaphore>,
     pub(crate) connections: Arc<Semaphore>,
     next_session: AtomicU64,
+    metrics: IngestMetrics,
+    logins: LoginLimiter,
+    stop: tokio::sync::watch::Sender<bool>,
+    live: crate::live::LiveHub,
 }
 
 /// Cheap-to-clone handle on the ingest tier.
@@ -64,11 +70,15 @@ impl Ingest {
             inner: Arc::new(Inner {
                 storage,
                 directory,
-                config,
                 sessions: Mutex::new(HashMap::new()),
                 inflight,
                 connections,
                 next_session: AtomicU64::new(1),
+                metrics: IngestMetrics::default(),
+                logins: LoginLimiter::new(config.login_rate_per_ip, config.login_burst_per_ip),
+                stop: tokio::sync::watch::Sender::new(false),
+                live: crate::live::LiveHub::default(),
+                config,
             }),
         }
     }
@@ -83,8 +93,55 @@ impl Ingest {
         &self.inner.config
     }
 
-    pub(crate) fn connections(&self) -> &Arc<Semaphore> {
-        &self.inner.connections
+    /// A receiver that turns true once [`Ingest::stop`] is called: the
+    /// shutdown signal of sessions whose listener lives elsewhere (WebSocket).
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.stop.subscribe()
+    }
+
+    /// Ask every session started with [`Ingest::stopping`] to end.
+    pub fn stop(&self) {
+        self.inner.stop.send_replace(true);
+    }
+
+    /// Every batch of values from now on, as it arrives (devices and HTTP
+    /// writes). A receiver that falls behind gets `Lagged` and loses the
+    /// oldest batches; ingest never waits for it.
+    pub fn subscribe_live(&self) -> tokio::sync::broadcast::Receiver<crate::LiveBatch> {
+        self.inner.live.subscribe()
+    }
+
+    /// Counters of the ingest tier (exposed on `/metrics`).
+    pub fn metrics(&self) -> &IngestMetrics {
+        &self.inner.metrics
+    }
+
+    /// Whether `ip` may try another login now (per-IP rate limit).
+    pub(crate) fn login_allowed(&self, ip: std::net::IpAddr) -> bool {
+        self.inner.logins.allow(ip)
+    }
+
+    /// Serve one device connection on any transport until it closes, within
+    /// the `max_connections` limit (over it the connection is closed at once,
+    /// logged and counted). `shutdown` turning true ends the session.
+    pub async fn serve_connection<S>(
+        &self,
+        stream: S,
+        peer: std::net::SocketAddr,
+        transport: crate::Transport,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<crate::session::CloseReason>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
+        let Ok(permit) = Arc::clone(&self.inner.connections).try_acquire_owned() else {
+            tracing::warn!(%peer, %transport, limit = self.config().max_connections, "connection refused: too many connections");
+            self.metrics().refused(Refusal::max_connections);
+            return None;
+        };
+        let reason = crate::session::run(self.clone(), stream, peer, transport, shutdown).await;
+        drop(permit);
+        Some(reason)
     }
 
     /// Resolve an auth token.
@@ -98,6 +155,7 @@ impl Ingest {
         if points.is_empty() {
             return Ok(());
         }
+        self.inner.live.publish(&points);
         let permit = Arc::clone(&self.inner.inflight)
             .acquire_owned()
             .await
@@ -117,6 +175,7 @@ impl Ingest {
     /// Hand `points` to storage without waiting for durability; waits only when
     /// too many batches are in flight (backpressure on the device socket).
     pub(crate) async fn submit(&self, points: Vec<Point>) -> Result<()> {
+        self.inner.live.publish(&points);
         let permit = Arc::clone(&self.inner.inflight)
             .acquire_owned()
             .await
@@ -171,6 +230,7 @@ impl Ingest {
         let mut sent = 0;
         for handle in list {
             if frame.len() > handle.max_frame.load(Ordering::Relaxed) {
+                self.metrics().refused(Refusal::outbound_dropped);
                 tracing::warn!(
                     device_id,
                     len = frame.len(),
@@ -180,13 +240,17 @@ impl Ingest {
             }
             match handle.outbound.try_send(frame.clone()) {
                 Ok(()) => sent += 1,
-                Err(_) => tracing::warn!(
-                    device_id,
-                    session = handle.id,
-                    "device outbound queue full, message dropped"
-                ),
+                Err(_) => {
+                    self.metrics().refused(Refusal::outbound_dropped);
+                    tracing::warn!(
+                        device_id,
+                        session = handle.id,
+                        "device outbound queue full, message dropped"
+                    )
+                }
             }
         }
+        self.metrics().sent(sent as u64);
         sent
     }
 

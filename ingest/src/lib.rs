@@ -1,7 +1,9 @@
 //! pinhouse-ingest: the network edge for Blynk devices.
 //!
-//! Role: accept device connections (plain TCP today; TLS, WebSocket and QUIC
-//! plug into the same [`session`] state machine), log devices in through the
+//! Role: accept device connections (plain TCP, TLS, QUIC, and ports shared
+//! with HTTP; the api crate feeds WebSocket streams in through
+//! [`Ingest::serve_connection`]), run one [`session`] state machine for all
+//! of them, log devices in through the
 //! [`DeviceDirectory`] trait that the api crate implements, answer the protocol
 //! (ping, info, sync, …), and route values: into storage in batches, and from
 //! the cloud back to connected devices.
@@ -15,13 +17,24 @@ mod config;
 mod directory;
 mod error;
 mod hub;
+mod live;
+mod metrics;
 mod pins;
+mod quic;
+mod quota;
 pub mod session;
 mod tcp;
+mod tls;
+mod transport;
 
 pub use clock::now_us;
 pub use config::IngestConfig;
 pub use directory::{DeviceDirectory, DeviceIdentity, DirectoryError};
 pub use error::{IngestError, Result};
-pub use hub::Ingest;
+pub use hub::{CLOUD_WRITE_MSG_ID, Ingest};
+pub use live::{LIVE_CAPACITY, LiveBatch};
+pub use metrics::{IngestMetrics, Refusal};
 pub use pins::{PinKind, PinRef};
+pub use tcp::{HttpConn, PlainHttp, TlsHttp};
+pub use tls::{CertSource, QUIC_ALPN, TlsIdentity, provider};
+pub use transport::{Prefixed, Sniffed, Transport, classify, sniff};

@@ -11,16 +11,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use pinhouse_protocol::body::{DeviceInfo, Group, Hardware, HardwareSync, Internal};
+use pinhouse_protocol::body::{Bridge, DeviceInfo, Group, Hardware, HardwareSync, Internal};
 use pinhouse_protocol::{
     Codec, Frame, HEADER_LEN, command, encode_fields, encode_response, status,
 };
-use pinhouse_storage::{Point, Value};
+use pinhouse_storage::{LastValue, Point, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::{DeviceIdentity, Ingest, PinKind, PinRef};
+use crate::metrics::Refusal;
+use crate::quota::Quota;
+use crate::{DeviceIdentity, Ingest, PinKind, PinRef, Transport};
 
 /// Largest body accepted before login: a login carries a 32-byte token.
 const PRE_LOGIN_MAX_BODY: usize = 256;
@@ -28,6 +30,8 @@ const PRE_LOGIN_MAX_BODY: usize = 256;
 const READ_CHUNK: usize = 4096;
 /// Frames queued for a device by the cloud before further ones are dropped.
 const OUTBOUND_QUEUE: usize = 64;
+/// Bridges one session may bind (the legacy server's limit).
+const MAX_BRIDGES: usize = 100;
 
 /// Why a session ended (for logs and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +52,12 @@ pub enum CloseReason {
     Protocol(String),
     /// Socket error.
     Io(String),
+    /// Too many logins from the peer's address.
+    LoginRateLimited,
+    /// The device announced a template id other than its device's.
+    TemplateMismatch,
+    /// The token is unknown here; the device was sent elsewhere.
+    Redirected,
     /// The server is shutting down.
     Shutdown,
     /// The directory or storage failed.
@@ -63,14 +73,29 @@ struct LoggedIn {
     /// Timestamp of an open `group` (µs), applied to the values inside it.
     group_ts: Option<i64>,
     info: Option<DeviceInfo>,
+    /// Message quota of this session.
+    quota: Quota,
+    /// When the last QUOTA answer went out (at most one per second).
+    last_quota_reply: Option<Instant>,
+    /// The newest value this session wrote to each pin, kept until storage's
+    /// last-value cache has it: a `sync` right after a write (even in the
+    /// same read, before the batch reaches storage) answers the new value.
+    written: Vec<(u16, LastValue)>,
+    /// `bridge` pins bound to target devices: (bridge pin, device id).
+    bridges: Vec<(u8, u32)>,
 }
 
 struct Session {
     ingest: Ingest,
+    peer: SocketAddr,
     login_attempts: u32,
     state: Option<LoggedIn>,
     out: BytesMut,
     points: Vec<Point>,
+    /// Frames handled since the last socket read (for the metrics).
+    frames: u64,
+    /// Time of the last socket read (the quota clock; no clock read per frame).
+    now: Instant,
 }
 
 /// Serve one connection until it closes; never panics on network input.
@@ -78,25 +103,38 @@ pub async fn run<S>(
     ingest: Ingest,
     stream: S,
     peer: SocketAddr,
+    transport: Transport,
     shutdown: watch::Receiver<bool>,
 ) -> CloseReason
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let span = tracing::info_span!("device", %peer, device_id = tracing::field::Empty);
+    let span = tracing::info_span!("device", %peer, %transport, device_id = tracing::field::Empty);
     let _enter = span.enter();
+    ingest.metrics().connection_opened(transport);
     let mut session = Session {
         ingest,
+        peer,
         login_attempts: 0,
         state: None,
         out: BytesMut::with_capacity(256),
         points: Vec::new(),
+        frames: 0,
+        now: Instant::now(),
     };
     let reason = session.serve(stream, shutdown, &span).await;
     if let Some(state) = &session.state {
         session
             .ingest
             .unregister(state.identity.device_id, state.session_id);
+    }
+    let metrics = session.ingest.metrics();
+    metrics.connection_closed(transport);
+    match &reason {
+        CloseReason::LoginTimeout => metrics.refused(Refusal::login_timeout),
+        CloseReason::HeartbeatTimeout => metrics.refused(Refusal::heartbeat_timeout),
+        CloseReason::NotBlynk => metrics.refused(Refusal::not_blynk),
+        _ => {}
     }
     match &reason {
         CloseReason::PeerClosed | CloseReason::Shutdown => {
@@ -130,6 +168,11 @@ impl Session {
         loop {
             // Handle every complete frame already buffered.
             let flow = self.drain(&mut inbuf, span).await;
+            let values = self.points.len() as u64;
+            if self.frames > 0 {
+                self.ingest.metrics().received(0, self.frames, values);
+                self.frames = 0;
+            }
             if !self.points.is_empty() {
                 let points = std::mem::take(&mut self.points);
                 if let Err(err) = self.ingest.submit(points).await {
@@ -138,6 +181,10 @@ impl Session {
             }
             if !self.out.is_empty() {
                 if let Err(err) = wr.write_all(&self.out).await {
+                    return CloseReason::Io(err.to_string());
+                }
+                // TLS and WebSocket buffer writes; plain TCP flush is free.
+                if let Err(err) = wr.flush().await {
                     return CloseReason::Io(err.to_string());
                 }
                 self.out.clear();
@@ -163,7 +210,11 @@ impl Session {
             tokio::select! {
                 read = rd.read_buf(&mut inbuf) => match read {
                     Ok(0) => return CloseReason::PeerClosed,
-                    Ok(_) => last_rx = Instant::now(),
+                    Ok(n) => {
+                        last_rx = Instant::now();
+                        self.now = last_rx;
+                        self.ingest.metrics().received(n as u64, 0, 0);
+                    }
                     Err(err) => return CloseReason::Io(err.to_string()),
                 },
                 Some(frame) = outbound => self.out.extend_from_slice(&frame),
@@ -191,13 +242,24 @@ impl Session {
                 Ok(None) => return Flow::Continue,
                 Err(err) => {
                     tracing::warn!(%err, "malformed frame");
+                    self.ingest.metrics().refused(Refusal::malformed_frame);
                     return Flow::Close(CloseReason::Protocol(err.to_string()));
                 }
             };
+            self.frames += 1;
+            let (cmd, msg_id, body) = match frame {
+                // Devices answer our pings and cloud writes; nothing to do.
+                Frame::Response { .. } => continue,
+                Frame::Message {
+                    command,
+                    msg_id,
+                    body,
+                } => (command, msg_id, body),
+            };
             let flow = if self.state.is_none() {
-                self.handle_pre_login(frame, span).await
+                self.handle_pre_login(cmd, msg_id, &body, span).await
             } else {
-                self.handle(frame)
+                self.handle(cmd, msg_id, &body).await
             };
             if let Flow::Close(reason) = flow {
                 return Flow::Close(reason);
@@ -205,25 +267,30 @@ impl Session {
         }
     }
 
-    async fn handle_pre_login(&mut self, frame: Frame, span: &tracing::Span) -> Flow {
-        let (cmd, msg_id, body) = match frame {
-            Frame::Response { .. } => return Flow::Continue,
-            Frame::Message {
-                command,
-                msg_id,
-                body,
-            } => (command, msg_id, body),
-        };
+    async fn handle_pre_login(
+        &mut self,
+        cmd: u8,
+        msg_id: u16,
+        body: &[u8],
+        span: &tracing::Span,
+    ) -> Flow {
         match cmd {
             command::LOGIN | command::HW_LOGIN => {}
             // A device may ping while waiting for the login reply; nothing to say yet.
             command::PING => return Flow::Continue,
             _ => {
+                self.ingest.metrics().refused(Refusal::not_authenticated);
                 encode_response(msg_id, status::NOT_AUTHENTICATED, &mut self.out);
                 return Flow::Close(CloseReason::NotAuthenticated);
             }
         }
-        let token = String::from_utf8_lossy(&body);
+        if !self.ingest.login_allowed(self.peer.ip()) {
+            tracing::warn!(ip = %self.peer.ip(), "login refused: too many logins from this address");
+            self.ingest.metrics().refused(Refusal::login_rate);
+            encode_response(msg_id, status::QUOTA_LIMIT, &mut self.out);
+            return Flow::Close(CloseReason::LoginRateLimited);
+        }
+        let token = String::from_utf8_lossy(body);
         let token = token.trim();
         let identity = if token.is_empty() || token.len() > 64 || token.contains('\0') {
             None
@@ -237,11 +304,24 @@ impl Session {
                 }
             }
         };
+        if identity.is_none()
+            && let Some((host, port)) = &self.ingest.config().redirect_unknown
+        {
+            tracing::info!(%host, port, "unknown token: device redirected");
+            pinhouse_protocol::body::Redirect {
+                host: host.as_bytes(),
+                port: Some(*port),
+            }
+            .encode_frame(msg_id, &mut self.out);
+            return Flow::Close(CloseReason::Redirected);
+        }
         let Some(identity) = identity else {
             self.login_attempts += 1;
             tracing::info!(attempt = self.login_attempts, "login with an invalid token");
+            self.ingest.metrics().refused(Refusal::invalid_token);
             encode_response(msg_id, status::INVALID_TOKEN, &mut self.out);
             if self.login_attempts >= self.ingest.config().max_login_attempts {
+                self.ingest.metrics().refused(Refusal::login_attempts);
                 return Flow::Close(CloseReason::TooManyLoginAttempts);
             }
             return Flow::Continue;
@@ -255,46 +335,77 @@ impl Session {
             .register(identity.device_id, tx, Arc::clone(&max_frame));
         span.record("device_id", identity.device_id);
         tracing::info!(org_id = identity.org_id, "device logged in");
+        self.ingest.metrics().login();
         encode_response(msg_id, status::OK, &mut self.out);
+        let config = self.ingest.config();
         self.state = Some(LoggedIn {
             identity,
             session_id,
             outbound: rx,
             max_frame,
-            heartbeat: self.ingest.config().default_heartbeat,
+            heartbeat: config.default_heartbeat,
             group_ts: None,
             info: None,
+            quota: Quota::new(config.message_rate, config.message_burst, self.now),
+            last_quota_reply: None,
+            written: Vec::new(),
+            bridges: Vec::new(),
         });
         Flow::Continue
     }
 
-    fn handle(&mut self, frame: Frame) -> Flow {
-        let (cmd, msg_id, body) = match frame {
-            // Devices answer our pings and cloud writes; nothing to do.
-            Frame::Response { .. } => return Flow::Continue,
-            Frame::Message {
-                command,
-                msg_id,
-                body,
-            } => (command, msg_id, body),
-        };
+    async fn handle(&mut self, cmd: u8, msg_id: u16, body: &[u8]) -> Flow {
+        if !self.within_quota(msg_id) {
+            return Flow::Continue;
+        }
         match cmd {
             command::PING => encode_response(msg_id, status::OK, &mut self.out),
             command::LOGIN | command::HW_LOGIN => {
                 encode_response(msg_id, status::ALREADY_REGISTERED, &mut self.out)
             }
-            command::HARDWARE => self.on_hardware(msg_id, &body),
-            command::HARDWARE_SYNC => self.on_sync(msg_id, &body),
-            command::INTERNAL => self.on_internal(msg_id, &body),
-            command::GROUP => self.on_group(msg_id, &body),
+            command::HARDWARE => self.on_hardware(msg_id, body),
+            command::HARDWARE_SYNC => self.on_sync(msg_id, body),
+            command::INTERNAL => return self.on_internal(msg_id, body),
+            command::GROUP => self.on_group(msg_id, body),
+            command::BRIDGE => self.on_bridge(msg_id, body).await,
             other => {
-                // Not implemented yet on this server (property, events, bridge,
-                // legacy notify/email/tweet/sms): say so, the library ignores it.
+                // Not implemented on this server (property, events, bridge,
+                // legacy notify/email/tweet/sms) or unknown: say so, the
+                // library ignores the answer.
+                if !command::sent_by_device(other) {
+                    self.ingest.metrics().refused(Refusal::unknown_command);
+                }
                 tracing::debug!(command = other, "unsupported command");
                 encode_response(msg_id, status::ILLEGAL_COMMAND, &mut self.out);
             }
         }
         Flow::Continue
+    }
+
+    /// Take one message from the quota. Over the quota the message is dropped
+    /// and answered with `QUOTA_LIMIT` (at most once per second, so a flood
+    /// does not turn into a flood of answers); the connection stays open.
+    fn within_quota(&mut self, msg_id: u16) -> bool {
+        let now = self.now;
+        let Some(state) = self.state.as_mut() else {
+            return true;
+        };
+        if state.quota.take(now) {
+            return true;
+        }
+        self.ingest.metrics().refused(Refusal::quota);
+        let due = state
+            .last_quota_reply
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
+        if due {
+            state.last_quota_reply = Some(now);
+            tracing::warn!(
+                rate = self.ingest.config().message_rate,
+                "device over its message quota; messages dropped"
+            );
+            encode_response(msg_id, status::QUOTA_LIMIT, &mut self.out);
+        }
+        false
     }
 
     fn on_hardware(&mut self, msg_id: u16, body: &[u8]) {
@@ -323,17 +434,21 @@ impl Session {
                 return;
             }
         };
-        let Some(state) = &self.state else { return };
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
         let ts_us = state.group_ts.unwrap_or_else(crate::now_us);
         let text = String::from_utf8_lossy(values);
         let identity = &state.identity;
-        self.points.push(Point::from_text(
+        let point = Point::from_text(
             identity.org_id,
             identity.device_id,
             pin.column(),
             ts_us,
             &text,
-        ));
+        );
+        remember(&mut state.written, point.pin, ts_us, &point.value);
+        self.points.push(point);
     }
 
     fn on_sync(&mut self, msg_id: u16, body: &[u8]) {
@@ -343,7 +458,15 @@ impl Session {
         let storage = self.ingest.storage().clone();
         match HardwareSync::parse(body) {
             Ok(HardwareSync::All) => {
-                for (column, last) in storage.last_values(org_id, device_id) {
+                let mut values = storage.last_values(org_id, device_id);
+                for (column, mine) in &state.written {
+                    match values.binary_search_by_key(column, |(c, _)| *c) {
+                        Ok(i) if values[i].1.ts_us > mine.ts_us => {}
+                        Ok(i) => values[i].1 = mine.clone(),
+                        Err(i) => values.insert(i, (*column, mine.clone())),
+                    }
+                }
+                for (column, last) in values {
                     if let Some(pin) = PinRef::from_column(column) {
                         self.encode_value(msg_id, pin, &last.value, max_frame);
                     }
@@ -356,8 +479,20 @@ impl Session {
                         return;
                     };
                     let pin = PinRef::virtual_pin(pin);
-                    if let Some(last) = storage.last_value(org_id, device_id, pin.column()) {
-                        self.encode_value(msg_id, pin, &last.value, max_frame);
+                    let stored = storage.last_value(org_id, device_id, pin.column());
+                    let Some(state) = &self.state else { return };
+                    let mine = state
+                        .written
+                        .iter()
+                        .find(|(c, _)| *c == pin.column())
+                        .map(|(_, v)| v);
+                    let newest = match (stored, mine) {
+                        (Some(s), Some(m)) if s.ts_us > m.ts_us => Some(s.value),
+                        (_, Some(m)) => Some(m.value.clone()),
+                        (s, None) => s.map(|s| s.value),
+                    };
+                    if let Some(value) = newest {
+                        self.encode_value(msg_id, pin, &value, max_frame);
                     }
                 }
             }
@@ -386,12 +521,26 @@ impl Session {
         encode_fields(command::HARDWARE, msg_id, &fields, &mut self.out);
     }
 
-    fn on_internal(&mut self, msg_id: u16, body: &[u8]) {
+    fn on_internal(&mut self, msg_id: u16, body: &[u8]) -> Flow {
         let Some(state) = self.state.as_mut() else {
-            return;
+            return Flow::Continue;
         };
         match Internal::parse(body) {
             Ok(Internal::Info(info)) => {
+                if let (Some(announced), Some(expected)) = (
+                    info.template_id.as_deref(),
+                    state.identity.template_id.as_deref(),
+                ) && announced != expected
+                {
+                    tracing::warn!(
+                        announced,
+                        expected,
+                        "device firmware is built for another template; connection refused"
+                    );
+                    self.ingest.metrics().refused(Refusal::template_mismatch);
+                    encode_response(msg_id, status::NOT_ALLOWED, &mut self.out);
+                    return Flow::Close(CloseReason::TemplateMismatch);
+                }
                 if let Some(secs) = info.heartbeat_secs.filter(|s| *s > 0) {
                     state.heartbeat = Duration::from_secs(u64::from(secs.clamp(1, 3600)));
                 }
@@ -450,6 +599,78 @@ impl Session {
                 encode_response(msg_id, status::ILLEGAL_COMMAND_BODY, &mut self.out);
             }
         }
+        Flow::Continue
+    }
+
+    /// `bridge`: bind a pin to another device of the same organization by its
+    /// token (`RESPONSE 200`, or `NOT_ALLOWED` for an unknown or foreign token
+    /// or too many bridges), then forward `hardware` bodies to every live
+    /// session of it as `BRIDGE` frames (`DEVICE_NOT_IN_NETWORK` when it is
+    /// offline, `NOT_ALLOWED` for a pin never bound). Forwarded values are not
+    /// stored: the target device decides what to do with them.
+    async fn on_bridge(&mut self, msg_id: u16, body: &[u8]) {
+        let bridge = match Bridge::parse(body) {
+            Ok(bridge) => bridge,
+            Err(err) => {
+                tracing::debug!(%err, "malformed bridge body");
+                encode_response(msg_id, status::ILLEGAL_COMMAND_BODY, &mut self.out);
+                return;
+            }
+        };
+        match bridge {
+            Bridge::Init { bridge_pin, token } => {
+                let token = String::from_utf8_lossy(token);
+                let target = match self.ingest.lookup(token.trim()).await {
+                    Ok(found) => found,
+                    Err(err) => {
+                        tracing::error!(%err, "device directory failed during bridge init");
+                        encode_response(msg_id, status::SERVER_ERROR, &mut self.out);
+                        return;
+                    }
+                };
+                let Some(state) = self.state.as_mut() else {
+                    return;
+                };
+                let status = match target {
+                    Some(target) if target.org_id == state.identity.org_id => {
+                        match state.bridges.iter_mut().find(|(pin, _)| *pin == bridge_pin) {
+                            Some(slot) => {
+                                slot.1 = target.device_id;
+                                status::OK
+                            }
+                            None if state.bridges.len() < MAX_BRIDGES => {
+                                state.bridges.push((bridge_pin, target.device_id));
+                                status::OK
+                            }
+                            None => status::NOT_ALLOWED,
+                        }
+                    }
+                    _ => status::NOT_ALLOWED,
+                };
+                encode_response(msg_id, status, &mut self.out);
+            }
+            Bridge::Forward {
+                bridge_pin,
+                hardware_body,
+            } => {
+                let Some(state) = &self.state else { return };
+                let Some(&(_, target)) = state.bridges.iter().find(|(pin, _)| *pin == bridge_pin)
+                else {
+                    encode_response(msg_id, status::NOT_ALLOWED, &mut self.out);
+                    return;
+                };
+                let mut frame = BytesMut::with_capacity(HEADER_LEN + hardware_body.len());
+                pinhouse_protocol::encode_message(
+                    command::BRIDGE,
+                    msg_id,
+                    hardware_body,
+                    &mut frame,
+                );
+                if self.ingest.push_frame(target, frame.freeze()) == 0 {
+                    encode_response(msg_id, status::DEVICE_NOT_IN_NETWORK, &mut self.out);
+                }
+            }
+        }
     }
 
     fn on_group(&mut self, msg_id: u16, body: &[u8]) {
@@ -471,6 +692,28 @@ impl Session {
                 encode_response(msg_id, status::ILLEGAL_COMMAND_BODY, &mut self.out);
             }
         }
+    }
+}
+
+/// Keep the newest value this session wrote to `pin` (no allocation once the
+/// pin is known and the value is a number).
+fn remember(written: &mut Vec<(u16, LastValue)>, pin: u16, ts_us: i64, value: &Value) {
+    match written.iter_mut().find(|(c, _)| *c == pin) {
+        Some((_, last)) if last.ts_us > ts_us => {}
+        Some((_, last)) => {
+            last.ts_us = ts_us;
+            match (&mut last.value, value) {
+                (Value::Number(n), Value::Number(v)) => *n = *v,
+                (slot, v) => *slot = v.clone(),
+            }
+        }
+        None => written.push((
+            pin,
+            LastValue {
+                ts_us,
+                value: value.clone(),
+            },
+        )),
     }
 }
 

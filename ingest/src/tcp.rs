@@ -1,18 +1,91 @@
-//! Plain-TCP listener for Blynk devices.
+//! TCP listeners for Blynk devices: plain, TLS, and ports shared with HTTP.
 
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::{Ingest, Result, session};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::metrics::Refusal;
+use crate::transport::{Prefixed, Sniffed, sniff};
+use crate::{Ingest, Result, Transport};
+
+/// A connection handed to the HTTP server by a shared port.
+pub type HttpConn<S> = (Prefixed<S>, SocketAddr);
+
+/// HTTP connections recognised on the shared plain port.
+pub type PlainHttp = mpsc::Sender<HttpConn<TcpStream>>;
+/// HTTPS connections recognised on the shared TLS port.
+pub type TlsHttp = mpsc::Sender<HttpConn<TlsStream<TcpStream>>>;
+
+/// How the accept loop treats a new TCP connection.
+enum Mode {
+    /// Every connection is a device (the hardware port).
+    Device,
+    /// First bytes decide: devices to a session, the rest to HTTP.
+    SharedPlain(PlainHttp),
+    /// TLS handshake, then the first bytes decide.
+    SharedTls(TlsAcceptor, Option<TlsHttp>),
+}
 
 impl Ingest {
-    /// Accept device connections on `listener` until `shutdown` turns true.
+    /// Accept device connections on `listener` (plain TCP, devices only) until
+    /// `shutdown` turns true.
     pub async fn serve_tcp(
         &self,
         listener: TcpListener,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<()> {
+        self.accept_loop(listener, Mode::Device, shutdown).await
+    }
+
+    /// The HTTP port shared with devices: connections whose first byte is a
+    /// Blynk command become device sessions, every other one is sent to
+    /// `http` for the HTTP server (legacy servers took devices on 8080 too).
+    pub async fn serve_shared(
+        &self,
+        listener: TcpListener,
+        http: PlainHttp,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<()> {
+        self.accept_loop(listener, Mode::SharedPlain(http), shutdown)
+            .await
+    }
+
+    /// The TLS port: TLS handshake, then devices become sessions and other
+    /// clients (HTTPS) go to `https` when given (else they are closed).
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        https: Option<TlsHttp>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<()> {
+        self.accept_loop(
+            listener,
+            Mode::SharedTls(TlsAcceptor::from(tls), https),
+            shutdown,
+        )
+        .await
+    }
+
+    async fn accept_loop(
+        &self,
+        listener: TcpListener,
+        mode: Mode,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<()> {
-        tracing::info!(addr = %listener.local_addr()?, "Blynk TCP listener ready");
+        let kind = match &mode {
+            Mode::Device => "Blynk TCP",
+            Mode::SharedPlain(_) => "shared HTTP/Blynk",
+            Mode::SharedTls(..) => "Blynk TLS",
+        };
+        tracing::info!(addr = %listener.local_addr()?, "{kind} listener ready");
+        let mode = Arc::new(mode);
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
@@ -21,29 +94,94 @@ impl Ingest {
                         Err(err) => {
                             // EMFILE and friends: back off instead of spinning.
                             tracing::warn!(%err, "accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
-                    };
-                    let Ok(permit) = std::sync::Arc::clone(self.connections()).try_acquire_owned() else {
-                        tracing::warn!(%peer, limit = self.config().max_connections, "connection refused: too many connections");
-                        continue;
                     };
                     let _ = stream.set_nodelay(true);
                     let ingest = self.clone();
                     let shutdown = shutdown.clone();
-                    tokio::spawn(async move {
-                        session::run(ingest, stream, peer, shutdown).await;
-                        drop(permit);
-                    });
+                    let mode = Arc::clone(&mode);
+                    tokio::spawn(async move { ingest.dispatch(stream, peer, &mode, shutdown).await });
                 }
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
-                        tracing::info!("Blynk TCP listener stopping");
+                        tracing::info!("{kind} listener stopping");
                         return Ok(());
                     }
                 }
             }
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        mode: &Mode,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let timeout = self.config().login_timeout;
+        match mode {
+            Mode::Device => {
+                self.serve_connection(stream, peer, Transport::Tcp, shutdown)
+                    .await;
+            }
+            Mode::SharedPlain(http) => {
+                self.route(stream, peer, Transport::HttpPort, http, shutdown)
+                    .await;
+            }
+            Mode::SharedTls(acceptor, https) => {
+                let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(err)) => {
+                        tracing::debug!(%peer, %err, "TLS handshake failed");
+                        self.metrics().refused(Refusal::tls_handshake);
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        self.metrics().refused(Refusal::tls_handshake);
+                        return;
+                    }
+                };
+                match https {
+                    Some(https) => self.route(tls, peer, Transport::Tls, https, shutdown).await,
+                    None => {
+                        self.serve_connection(tls, peer, Transport::Tls, shutdown)
+                            .await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sniff the first bytes: a device session, or a connection for HTTP.
+    async fn route<S>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+        transport: Transport,
+        http: &mpsc::Sender<HttpConn<S>>,
+        shutdown: watch::Receiver<bool>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        match sniff(stream, self.config().login_timeout).await {
+            Ok(Some((Sniffed::Blynk, stream))) => {
+                self.serve_connection(stream, peer, transport, shutdown)
+                    .await;
+            }
+            Ok(Some((Sniffed::Http, stream))) => {
+                if http.send((stream, peer)).await.is_err() {
+                    tracing::debug!(%peer, "HTTP server gone; connection dropped");
+                }
+            }
+            Ok(None) => {
+                tracing::debug!(%peer, "connection closed or silent before its first byte");
+                self.metrics().refused(Refusal::login_timeout);
+            }
+            Err(err) => tracing::debug!(%peer, %err, "connection failed before its first byte"),
         }
     }
 }

@@ -1,9 +1,10 @@
 """Drive the real Python Blynk client (blynklib 0.2.6) against a pinhouse server.
 
-Usage: blynk_client.py HOST PORT TOKEN MODE
+Usage: blynk_client.py HOST PORT TOKEN MODE [CA_FILE]
   MODE "write": log in, write V1=23.5 and V2="hello", sync V1 and print what the
                 server sends back, then disconnect.
   MODE "badtoken": log in and expect the connection to be refused.
+With CA_FILE the connection uses TLS and trusts that certificate authority.
 Exit status 0 means every step behaved as expected.
 """
 import sys
@@ -12,9 +13,11 @@ import time
 import blynklib
 
 host, port, token, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ca_file = sys.argv[5] if len(sys.argv) > 5 else None
 assert blynklib.__version__ == "0.2.6", blynklib.__version__
 
-blynk = blynklib.Blynk(token, server=host, port=port, heartbeat=10, log=lambda *a: print(*a, file=sys.stderr))
+blynk = blynklib.Blynk(token, server=host, port=port, ssl_cert=ca_file, heartbeat=10,
+                       log=lambda *a: print(*a, file=sys.stderr))
 
 if mode == "badtoken":
     ok = blynk.connect(timeout=3)

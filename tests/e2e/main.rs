@@ -3,8 +3,11 @@
 
 mod bad_input;
 mod device;
+mod limits;
+mod live;
 mod server;
 mod skeleton;
+mod transports;
 
 /// Not a test: the child process that runs the server for the other tests.
 /// [`server::Server::start`] re-executes this test binary with

@@ -22,11 +22,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free UDP port on 127.0.0.1 (for QUIC).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A running server process.
 pub struct Server {
     child: Child,
     pub http: SocketAddr,
     pub hardware: SocketAddr,
+    /// Blynk over TLS and HTTPS.
+    pub tls: SocketAddr,
+    /// Blynk over QUIC (UDP).
+    pub quic: SocketAddr,
+    /// The CA of the self-signed certificate generated on first run.
+    pub ca_file: PathBuf,
     pub client: reqwest::Client,
     log: PathBuf,
 }
@@ -39,13 +54,31 @@ impl Server {
         Self::start_on(data_dir, http, hardware).await
     }
 
+    /// Start a server on fresh free ports with extra `serve` flags.
+    pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Result<Server> {
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let hardware = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::start_full(data_dir, http, hardware, extra).await
+    }
+
     /// Start a server on the given ports (a restart reuses them).
     pub async fn start_on(
         data_dir: &Path,
         http: SocketAddr,
         hardware: SocketAddr,
     ) -> Result<Server> {
-        let args = [
+        Self::start_full(data_dir, http, hardware, &[]).await
+    }
+
+    async fn start_full(
+        data_dir: &Path,
+        http: SocketAddr,
+        hardware: SocketAddr,
+        extra: &[&str],
+    ) -> Result<Server> {
+        let tls = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let quic = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+        let mut args = vec![
             "serve".to_owned(),
             "--data-dir".to_owned(),
             data_dir.display().to_string(),
@@ -53,8 +86,13 @@ impl Server {
             http.to_string(),
             "--hardware".to_owned(),
             hardware.to_string(),
-        ]
-        .join("\u{1f}");
+            "--tls".to_owned(),
+            tls.to_string(),
+            "--quic".to_owned(),
+            quic.to_string(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let args = args.join("\u{1f}");
         let log = data_dir.with_extension(format!("{}.log", http.port()));
         let log_file = std::fs::File::create(&log)?;
         let child = Command::new(std::env::current_exe()?)
@@ -77,6 +115,9 @@ impl Server {
             child,
             http,
             hardware,
+            tls,
+            quic,
+            ca_file: data_dir.join("tls/ca.pem"),
             client: reqwest::Client::new(),
             log,
         };
@@ -236,13 +277,28 @@ where
 
 /// Run the blynklib driver script; returns (exit ok, stdout+stderr).
 pub fn run_blynklib(hardware: SocketAddr, token: &str, mode: &str) -> Result<(bool, String)> {
+    run_blynklib_with(hardware, token, mode, None)
+}
+
+/// Run the blynklib driver script, over TLS trusting `ca_file` when given.
+pub fn run_blynklib_with(
+    addr: SocketAddr,
+    token: &str,
+    mode: &str,
+    ca_file: Option<&Path>,
+) -> Result<(bool, String)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/blynk_client.py");
-    let out = Command::new("python3")
+    let mut command = Command::new("python3");
+    command
         .arg(script)
-        .arg(hardware.ip().to_string())
-        .arg(hardware.port().to_string())
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
         .arg(token)
-        .arg(mode)
+        .arg(mode);
+    if let Some(ca) = ca_file {
+        command.arg(ca);
+    }
+    let out = command
         .output()
         .context("running python3 (is blynklib 0.2.6 installed? see .ci/run)")?;
     let text = format!(
