@@ -1,6 +1,8 @@
 //! The `ingest` scenario.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -9,9 +11,10 @@ use pinhouse_protocol::body::DeviceInfo;
 use pinhouse_protocol::client::{Client, Event};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::latency::Latencies;
 use crate::rest::Rest;
+use crate::transport::{Connector, Kind};
 
 /// Flags of `pinhouse-bench ingest`.
 #[derive(Debug, clap::Args)]
@@ -22,6 +25,30 @@ pub struct IngestArgs {
     /// Address of the server's Blynk TCP listener.
     #[arg(long, default_value = "127.0.0.1:8442")]
     hardware: SocketAddr,
+    /// Transport of the simulated devices.
+    #[arg(long, value_enum, default_value_t = Kind::Tcp)]
+    transport: Kind,
+    /// Address of the server's TLS listener (`--transport tls`).
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    tls: SocketAddr,
+    /// Address of the server's QUIC listener (`--transport quic`).
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    quic: SocketAddr,
+    /// CA file the server's certificate chains to (tls, quic): the server's
+    /// `<data dir>/tls/ca.pem` when it generated its own.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Loopback source addresses to spread connections over (127.0.0.1 ..
+    /// 127.0.0.N; TCP-based transports).
+    #[arg(long, default_value_t = 1)]
+    sources: u8,
+    /// Values per second per device (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u32,
+    /// End every write with a ping and wait for its answer: the round trip is
+    /// recorded as the latency of that write (closed loop).
+    #[arg(long)]
+    latency: bool,
     /// Admin e-mail used to create the fleet.
     #[arg(long, env = "PINHOUSE_ADMIN_EMAIL")]
     email: String,
@@ -48,20 +75,25 @@ pub struct IngestArgs {
     json: bool,
 }
 
-async fn device_session(
-    addr: SocketAddr,
+struct Session {
     token: String,
+    source: u8,
     pins: u8,
     values: u32,
     per_write: u32,
-) -> Result<()> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let mut client = Client::new(token.into_bytes());
+    rate: u32,
+    latency: bool,
+}
+
+async fn device_session(connector: Arc<Connector>, s: Session) -> Result<Option<Latencies>> {
+    let mut stream = connector.connect(s.source).await?;
+    let (pins, values, per_write) = (s.pins, s.values, s.per_write);
+    let mut client = Client::new(s.token.into_bytes());
     let mut out = BytesMut::with_capacity(64 * 1024);
     let mut input = BytesMut::with_capacity(1024);
     client.login(&mut out);
     stream.write_all(&out).await?;
+    stream.flush().await?;
     out.clear();
     loop {
         if stream.read_buf(&mut input).await? == 0 {
@@ -81,9 +113,23 @@ async fn device_session(
         ..DeviceInfo::default()
     };
     client.info(&info, &mut out);
+    let mut latencies = if s.latency {
+        Some(Latencies::new()?)
+    } else {
+        None
+    };
+    let mut pacer = (s.rate > 0).then(|| {
+        let period = Duration::from_secs_f64(f64::from(per_write) / f64::from(s.rate));
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
     let mut sent = 0u32;
     let mut text = String::new();
     while sent < values {
+        if let Some(pacer) = pacer.as_mut() {
+            pacer.tick().await;
+        }
         let n = per_write.min(values - sent);
         for i in 0..n {
             let seq = sent + i;
@@ -93,13 +139,30 @@ async fn device_session(
             let _ = write!(text, "{}.{:02}", 20 + (seq % 10), seq % 100);
             client.virtual_write(pin, &[text.as_bytes()], &mut out);
         }
+        let ping = latencies.is_some().then(|| client.ping(&mut out));
+        let started = Instant::now();
         stream.write_all(&out).await?;
+        stream.flush().await?;
         out.clear();
         sent += n;
+        if let (Some(ping), Some(latencies)) = (ping, latencies.as_mut()) {
+            loop {
+                match client.decode(&mut input, &mut out)? {
+                    Some(Event::Response { msg_id, .. }) if msg_id == ping => break,
+                    Some(_) => continue,
+                    None => {
+                        if stream.read_buf(&mut input).await? == 0 {
+                            bail!("server closed the connection");
+                        }
+                    }
+                }
+            }
+            latencies.record(started.elapsed())?;
+        }
     }
     // Drain the info reply and anything else so the server is not blocked.
     let _ = tokio::time::timeout(Duration::from_millis(100), stream.read_buf(&mut input)).await;
-    Ok(())
+    Ok(latencies)
 }
 
 /// Run the scenario.
@@ -138,19 +201,40 @@ pub async fn run(args: IngestArgs) -> Result<()> {
 
     let expected = u64::from(args.devices) * u64::from(args.values);
     eprintln!("streaming {expected} values from {} devices…", args.devices);
+    let addr = match args.transport {
+        Kind::Tcp => args.hardware,
+        Kind::Tls => args.tls,
+        Kind::Quic => args.quic,
+        Kind::Ws => args.hardware,
+    };
+    let connector = Arc::new(Connector::new(
+        args.transport,
+        addr,
+        &args.http,
+        args.ca.as_ref(),
+    )?);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(tokens.len());
-    for token in tokens {
-        tasks.push(tokio::spawn(device_session(
-            args.hardware,
+    for (i, token) in tokens.into_iter().enumerate() {
+        let session = Session {
             token,
-            args.pins,
-            args.values,
-            args.frames_per_write.max(1),
+            source: (i % usize::from(args.sources.max(1))) as u8,
+            pins: args.pins,
+            values: args.values,
+            per_write: args.frames_per_write.max(1),
+            rate: args.rate,
+            latency: args.latency,
+        };
+        tasks.push(tokio::spawn(device_session(
+            Arc::clone(&connector),
+            session,
         )));
     }
+    let mut latencies = Latencies::new()?;
     for task in tasks {
-        task.await??;
+        if let Some(l) = task.await?? {
+            latencies.merge(&l)?;
+        }
     }
     let sent_secs = started.elapsed().as_secs_f64();
 
@@ -173,7 +257,9 @@ pub async fn run(args: IngestArgs) -> Result<()> {
 
     let report = json!({
         "scenario": "ingest",
-        "transport": "tcp",
+        "transport": args.transport,
+        "rate_per_device": args.rate,
+        "write_latency": args.latency.then(|| latencies.report()),
         "devices": args.devices,
         "pins": args.pins,
         "values_per_device": args.values,
@@ -185,15 +271,26 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         "sent_values_per_sec": expected as f64 / sent_secs,
         "committed_values_per_sec": expected as f64 / committed_secs,
     });
-    println!("scenario  devices  values      sent/s        committed/s   commit s");
+    println!("scenario  transport devices  values      sent/s        committed/s   commit s");
     println!(
-        "ingest    {:<8} {:<11} {:<13.0} {:<13.0} {:.2}",
+        "ingest    {:<9} {:<8} {:<11} {:<13.0} {:<13.0} {:.2}",
+        format!("{:?}", args.transport).to_lowercase(),
         args.devices,
         expected,
         expected as f64 / sent_secs,
         expected as f64 / committed_secs,
         committed_secs
     );
+    if args.latency {
+        let q = |p| latencies.quantile(p).as_secs_f64() * 1000.0;
+        println!(
+            "write→ping latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}",
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(0.999)
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }

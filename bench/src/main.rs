@@ -25,6 +25,7 @@ mod latency;
 mod line;
 mod rest;
 mod storage;
+mod transport;
 
 use clap::{Parser, Subcommand};
 
