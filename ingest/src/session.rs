@@ -174,7 +174,10 @@ impl Session {
                 self.frames = 0;
             }
             if !self.points.is_empty() {
-                let points = std::mem::take(&mut self.points);
+                // The next read likely carries as many values: one allocation
+                // per read instead of a vector grown frame by frame.
+                let next = Vec::with_capacity(self.points.len());
+                let points = std::mem::replace(&mut self.points, next);
                 if let Err(err) = self.ingest.submit(points).await {
                     return CloseReason::Internal(err.to_string());
                 }
@@ -633,9 +636,10 @@ impl Session {
                 };
                 let status = match target {
                     Some(target) if target.org_id == state.identity.org_id => {
-                        match state.bridges.iter_mut().find(|(pin, _)| *pin == bridge_pin) {
-                            Some(slot) => {
-                                slot.1 = target.device_id;
+                        let bound = state.bridges.iter().position(|(pin, _)| *pin == bridge_pin);
+                        match bound {
+                            Some(i) => {
+                                state.bridges[i].1 = target.device_id;
                                 status::OK
                             }
                             None if state.bridges.len() < MAX_BRIDGES => {

