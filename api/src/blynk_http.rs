@@ -4,6 +4,8 @@
 //! Errors are HTTP 400 with `{"error":{"message":"…"}}`, the messages being
 //! the ones Blynk documents.
 
+mod legacy;
+
 use std::collections::BTreeMap;
 
 use axum::Router;
@@ -26,6 +28,9 @@ pub fn routes() -> Router<AppState> {
         .route("/external/api/batch/update", get(update))
         .route("/external/api/get", get(get_values))
         .route("/external/api/isHardwareConnected", get(is_connected))
+        .route("/external/api/logEvent", get(log_event))
+        .route("/external/api/update/property", get(update_property))
+        .merge(legacy::routes())
 }
 
 /// A Blynk-style error: 400 `{"error":{"message":…}}` unless stated otherwise.
@@ -120,14 +125,15 @@ fn writes(pairs: &[(String, String)]) -> Result<BTreeMap<u16, (PinRef, Vec<Strin
     Ok(out)
 }
 
-/// Checks a value against the pin's datastream, as Blynk does.
+/// Checks a value against the pin's datastream, as Blynk does, and returns the values to
+/// store: numbers outside the datastream's min/max are clamped to it.
 fn check_datastream(
     streams: &[Datastream],
     pin: PinRef,
     values: &[String],
-) -> Result<(), BlynkError> {
+) -> Result<Vec<String>, BlynkError> {
     if pin.kind != PinKind::Virtual {
-        return Ok(());
+        return Ok(values.to_vec());
     }
     let stream = streams
         .iter()
@@ -143,8 +149,14 @@ fn check_datastream(
         if !number.is_finite() || (stream.kind == "integer" && number.fract() != 0.0) {
             return Err(mismatch());
         }
+        let clamped = number
+            .max(stream.min.unwrap_or(f64::NEG_INFINITY))
+            .min(stream.max.unwrap_or(f64::INFINITY));
+        if clamped != number {
+            return Ok(vec![pinhouse_ingest::session::format_number(clamped)]);
+        }
     }
-    Ok(())
+    Ok(values.to_vec())
 }
 
 /// `GET /external/api/update?token=T&V1=23.5[&V2=…]` (also `batch/update`).
@@ -162,8 +174,11 @@ async fn update(
         .map_err(BlynkError::internal)?;
     let ts_us = pinhouse_ingest::now_us();
     let mut points = Vec::with_capacity(writes.len());
+    let mut checked = Vec::with_capacity(writes.len());
     for (pin, values) in writes.values() {
-        check_datastream(&streams, *pin, values)?;
+        checked.push((*pin, check_datastream(&streams, *pin, values)?));
+    }
+    for (pin, values) in &checked {
         // Multi-value pins are stored NUL-joined, as the device sends them.
         let text = values.join("\0");
         points.push(Point::from_text(
@@ -179,7 +194,7 @@ async fn update(
         .write(points)
         .await
         .map_err(BlynkError::internal)?;
-    for (pin, values) in writes.values() {
+    for (pin, values) in &checked {
         let values: Vec<&str> = values.iter().map(String::as_str).collect();
         state.ingest.push_write(device.id, *pin, &values);
     }
@@ -248,6 +263,73 @@ async fn is_connected(
     Ok(axum::Json(online).into_response())
 }
 
+/// A control-plane refusal as a Blynk error: client errors keep their message with status
+/// 400, server errors stay 500.
+fn control_refusal(err: crate::control::ControlError) -> BlynkError {
+    if err.status().is_client_error() {
+        BlynkError::bad_request(err.to_string())
+    } else {
+        BlynkError::internal(err)
+    }
+}
+
+/// `GET /external/api/logEvent?token=T&code=C[&description=D]` → 200, empty body.
+async fn log_event(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<StatusCode, BlynkError> {
+    let pairs = pairs(raw)?;
+    let device = device_for(&state, &pairs).await?;
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let code = field("code").unwrap_or("");
+    state
+        .control
+        .log_device_event(device.id, code, field("description"))
+        .await
+        .map_err(control_refusal)?;
+    Ok(StatusCode::OK)
+}
+
+/// `GET /external/api/update/property?token=T&pin=V1&color=%23FF0000[&labels=a&labels=b]` →
+/// 200, empty body. Each other key is a property; a repeated key gives a list value.
+async fn update_property(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<StatusCode, BlynkError> {
+    let pairs = pairs(raw)?;
+    let device = device_for(&state, &pairs).await?;
+    let pin = pairs
+        .iter()
+        .find(|(k, _)| k == "pin")
+        .and_then(|(_, v)| PinRef::parse(v))
+        .filter(|p| p.kind == PinKind::Virtual)
+        .ok_or_else(|| BlynkError::bad_request(WRONG_PIN))?;
+    let mut properties: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (key, value) in &pairs {
+        if key != "token" && key != "pin" {
+            properties.entry(key.as_str()).or_default().push(value);
+        }
+    }
+    if properties.is_empty() {
+        return Err(BlynkError::bad_request(
+            "No properties for update provided.",
+        ));
+    }
+    for (property, values) in properties {
+        state
+            .control
+            .set_device_property(device.id, u16::from(pin.number), property, &values)
+            .await
+            .map_err(control_refusal)?;
+    }
+    Ok(StatusCode::OK)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +370,8 @@ mod tests {
             max: None,
             units: None,
             decimals: None,
+            default_value: None,
+            sync_on_reconnect: false,
         };
         let v1 = PinRef::virtual_pin(1);
         assert!(check_datastream(&[ds("double")], v1, &["21.5000000".into()]).is_ok());
@@ -295,5 +379,12 @@ mod tests {
         assert!(check_datastream(&[ds("double")], v1, &["warm".into()]).is_err());
         assert!(check_datastream(&[ds("string")], v1, &["warm".into()]).is_ok());
         assert!(check_datastream(&[ds("string")], PinRef::virtual_pin(2), &["x".into()]).is_err());
+        let mut bounded = ds("double");
+        bounded.min = Some(-40.0);
+        bounded.max = Some(85.0);
+        let clamp = |v: &str| check_datastream(std::slice::from_ref(&bounded), v1, &[v.into()]);
+        assert_eq!(clamp("120").unwrap(), ["85"]);
+        assert_eq!(clamp("-50.5").unwrap(), ["-40"]);
+        assert_eq!(clamp("21.5").unwrap(), ["21.5"]);
     }
 }

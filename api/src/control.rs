@@ -3,23 +3,37 @@
 //! `/api/v1` ([`routes`]).
 //!
 //! Every read and write of the API is scoped to the caller's organization ([`Principal`]).
-//! The device side (ingest, device HTTP API) uses [`ControlPlane::device_by_token`] and
-//! [`ControlPlane::datastreams`]. Errors answer `{"error": {"code", "message"}}`
+//! The device side (ingest, device HTTP API) uses [`ControlPlane::device_by_token`],
+//! [`ControlPlane::datastreams`], and reports runtime state back:
+//! [`ControlPlane::device_online`] / [`ControlPlane::device_offline`] /
+//! [`ControlPlane::device_seen`], [`ControlPlane::record_device_info`],
+//! [`ControlPlane::log_device_event`] / [`ControlPlane::resolve_device_event`],
+//! [`ControlPlane::set_device_property`]. Errors answer `{"error": {"code", "message"}}`
 //! ([`ControlError`]).
 //!
-//! Depends on no other pinhouse crate.
+//! Uses only the types of `pinhouse-protocol` (the parsed info message) of the other crates.
 
 mod api_tokens;
+mod audit;
 mod auth;
 mod db;
+mod device_events;
+mod device_properties;
+mod device_status;
 mod devices;
 mod error;
 mod extract;
+mod invitations;
 mod orgs;
+mod password_reset;
+mod permissions;
 mod routes;
 mod secrets;
+mod tags;
+mod template_events;
 mod templates;
 mod time;
+mod transfer;
 mod users;
 
 #[cfg(test)]
@@ -28,13 +42,28 @@ mod tests;
 use sqlx::sqlite::SqlitePool;
 
 pub use api_tokens::{ApiTokenView, CreatedApiToken, MAX_API_TOKEN_DAYS, NewApiToken};
+pub use audit::{AuditEntry, AuditQuery, MAX_AUDIT_PAGE, audit_layer};
 pub use auth::{LoginResponse, Principal, Role, SESSION_TTL_MS};
+pub use device_events::{
+    DeviceEvent, MAX_EVENT_DESCRIPTION, MAX_EVENTS_PER_DAY, MIN_EVENT_INTERVAL_MS, TimelineQuery,
+};
+pub use device_properties::{DeviceProperty, MAX_PROPERTY_VALUE_BYTES};
+pub use device_status::{DeviceStatus, ReportedInfo};
 pub use devices::{DeviceRecord, NewDevice};
 pub use error::{ApiError, ControlError, Result};
 pub use extract::{ApiJson, ApiPath};
+pub use invitations::{
+    AcceptInvitation, CreatedInvitation, INVITATION_TTL_MS, Invitation, NewInvitation,
+};
 pub use orgs::{DEFAULT_ADMIN_EMAIL, DEFAULT_ORG_NAME, Organization};
+pub use password_reset::{PASSWORD_RESET_TTL_MS, PasswordResetToken, ResetPassword};
+pub use permissions::{Action, RULES, Rule, Scope, Target, require, scope_of};
 pub use routes::{method_not_allowed, not_found, routes};
 pub use secrets::DEVICE_TOKEN_LEN;
+pub use tags::{MAX_TAG_LEN, MAX_TAGS, normalize_tags};
+pub use template_events::{
+    EVENT_SEVERITIES, EventNotifications, NewTemplateEvent, SYSTEM_EVENT_CODES, TemplateEvent,
+};
 pub use templates::{DATASTREAM_KINDS, Datastream, NewDatastream, NewTemplate, Template};
 pub use users::{MIN_PASSWORD_LEN, NewUser, UserView};
 

@@ -122,6 +122,14 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         );
     }
 
+    let stale = control.mark_all_offline().await?;
+    if stale > 0 {
+        tracing::info!(
+            devices = stale,
+            "marked devices offline that were online at the last stop"
+        );
+    }
+
     let mut storage_config = StorageConfig::new(config.data_dir.join("telemetry"));
     storage_config.fsync = config.fsync;
     let storage = tokio::task::spawn_blocking(move || Storage::open(storage_config))

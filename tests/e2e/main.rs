@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod device;
+mod device_http;
 mod limits;
 mod live;
 mod server;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::ControlPlane;
 use super::auth::Principal;
 use super::error::{ControlError, Result};
+use super::permissions::{Action, Scope, scope_of};
 use super::secrets;
 use super::time::{now_ms, rfc3339};
 
@@ -19,6 +20,10 @@ pub struct NewApiToken {
     /// Lifetime in days; none = the token never expires.
     #[serde(default)]
     pub expires_in_days: Option<u32>,
+    /// Action names (`docs/permissions.md`) the token is limited to; none = everything the
+    /// user's role allows. Each must be allowed to the user's role.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
 }
 
 /// An API token as listed (never the secret itself).
@@ -30,6 +35,8 @@ pub struct ApiTokenView {
     pub created_at: String,
     /// RFC 3339, or null for a token that never expires.
     pub expires_at: Option<String>,
+    /// Actions the token is limited to; null = everything the user's role allows.
+    pub scopes: Option<Vec<String>>,
 }
 
 /// Answer of a token creation: the only time the secret is shown.
@@ -47,6 +54,7 @@ struct ApiTokenRow {
     name: Option<String>,
     created_at: i64,
     expires_at: Option<i64>,
+    scopes: Option<String>,
 }
 
 impl From<ApiTokenRow> for ApiTokenView {
@@ -56,8 +64,39 @@ impl From<ApiTokenRow> for ApiTokenView {
             name: row.name.unwrap_or_default(),
             created_at: rfc3339(row.created_at),
             expires_at: row.expires_at.map(rfc3339),
+            scopes: row
+                .scopes
+                .as_deref()
+                .map(|s| serde_json::from_str(s).unwrap_or_default()),
         }
     }
+}
+
+/// Checks requested scopes (known action names the caller's role allows, at least one) and
+/// returns them as the stored JSON array.
+fn validate_scopes(principal: &Principal, names: &[String]) -> Result<String> {
+    if names.is_empty() {
+        return Err(ControlError::validation(
+            "scopes must name at least one action (or be left out for all)",
+        ));
+    }
+    let mut actions = Vec::with_capacity(names.len());
+    for name in names {
+        let action = Action::from_name(name.trim()).ok_or_else(|| {
+            ControlError::validation(format!(
+                "unknown scope {name:?}: scopes are action names of docs/permissions.md"
+            ))
+        })?;
+        if scope_of(principal, action) == Scope::Never {
+            return Err(ControlError::validation(format!(
+                "scope {name:?} is not allowed to your role or token"
+            )));
+        }
+        if !actions.contains(&action.rule().name) {
+            actions.push(action.rule().name);
+        }
+    }
+    serde_json::to_string(&actions).map_err(|e| ControlError::internal(e.to_string()))
 }
 
 impl ControlPlane {
@@ -82,16 +121,21 @@ impl ControlPlane {
                 )));
             }
         };
+        let scopes = match &new.scopes {
+            None => None,
+            Some(names) => Some(validate_scopes(principal, names)?),
+        };
         let token = secrets::bearer_token();
         let row: ApiTokenRow = sqlx::query_as(
-            "INSERT INTO api_tokens (user_id, token_hash, kind, name, created_at, expires_at)
-             VALUES (?, ?, 'api', ?, ?, ?) RETURNING id, name, created_at, expires_at",
+            "INSERT INTO api_tokens (user_id, token_hash, kind, name, created_at, expires_at, scopes)
+             VALUES (?, ?, 'api', ?, ?, ?, ?) RETURNING id, name, created_at, expires_at, scopes",
         )
         .bind(principal.user_id)
         .bind(secrets::token_digest(&token)?)
         .bind(name)
         .bind(now_ms())
         .bind(expires_at)
+        .bind(scopes)
         .fetch_one(&self.pool)
         .await?;
         tracing::info!(
@@ -108,7 +152,7 @@ impl ControlPlane {
     /// The caller's API tokens (not its login sessions), by id.
     pub async fn api_tokens(&self, principal: &Principal) -> Result<Vec<ApiTokenView>> {
         let rows: Vec<ApiTokenRow> = sqlx::query_as(
-            "SELECT id, name, created_at, expires_at FROM api_tokens
+            "SELECT id, name, created_at, expires_at, scopes FROM api_tokens
              WHERE user_id = ? AND kind = 'api' ORDER BY id",
         )
         .bind(principal.user_id)

@@ -8,7 +8,9 @@ use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 
 use super::ControlPlane;
+use super::audit::AuditSlot;
 use super::error::{ControlError, Result};
+use super::permissions::Action;
 use super::secrets;
 use super::time::{now_ms, rfc3339};
 use super::users::{UserRow, UserView};
@@ -61,6 +63,8 @@ pub struct Principal {
     pub org_id: u32,
     pub email: String,
     pub role: Role,
+    /// Actions an API token is limited to; `None` for sessions and unscoped tokens.
+    pub scopes: Option<Vec<Action>>,
 }
 
 /// Answer of a successful login.
@@ -79,6 +83,7 @@ struct PrincipalRow {
     org_id: u32,
     email: String,
     role: String,
+    scopes: Option<String>,
 }
 
 impl ControlPlane {
@@ -140,7 +145,7 @@ impl ControlPlane {
             return Err(ControlError::unauthorized("invalid bearer token"));
         }
         let row: Option<PrincipalRow> = sqlx::query_as(
-            "SELECT u.id AS user_id, u.org_id, u.email, u.role
+            "SELECT u.id AS user_id, u.org_id, u.email, u.role, t.scopes
              FROM api_tokens t JOIN users u ON u.id = t.user_id
              WHERE t.token_hash = ? AND (t.expires_at IS NULL OR t.expires_at > ?)
                AND u.disabled = 0",
@@ -158,6 +163,7 @@ impl ControlPlane {
             org_id: row.org_id,
             email: row.email,
             role,
+            scopes: row.scopes.as_deref().map(parse_scopes),
         })
     }
 
@@ -182,6 +188,12 @@ impl ControlPlane {
         row.ok_or_else(|| ControlError::not_found("user not found"))?
             .view()
     }
+}
+
+/// Actions of a stored scope list (a JSON array of action names); unknown names grant nothing.
+fn parse_scopes(stored: &str) -> Vec<Action> {
+    let names: Vec<String> = serde_json::from_str(stored).unwrap_or_default();
+    names.iter().filter_map(|n| Action::from_name(n)).collect()
 }
 
 /// Bearer tokens are 64 lowercase hex characters; anything else is rejected before the database.
@@ -224,7 +236,11 @@ where
             return Ok(principal.clone());
         }
         let token = bearer_from_headers(&parts.headers)?;
-        let principal = ControlPlane::from_ref(state).authenticate(token).await?;
+        let control = ControlPlane::from_ref(state);
+        let principal = control.authenticate(token).await?;
+        if let Some(slot) = parts.extensions.get::<AuditSlot>() {
+            slot.fill(&principal, &control);
+        }
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }

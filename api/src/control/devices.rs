@@ -21,6 +21,8 @@ pub struct DeviceRecord {
     pub template_id: String,
     /// Auth token of the device.
     pub token: String,
+    /// The user the device belongs to (its creator or claimer), if any.
+    pub owner_user_id: Option<u32>,
     /// RFC 3339 (`2026-11-25T18:01:38.123Z`).
     pub created_at: String,
 }
@@ -30,6 +32,9 @@ pub struct DeviceRecord {
 pub struct NewDevice {
     pub name: String,
     pub template_id: String,
+    /// Organization of the device: the caller's own (default) or one the caller manages.
+    #[serde(default)]
+    pub org_id: Option<u32>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -39,6 +44,7 @@ struct DeviceRow {
     name: String,
     template_id: String,
     token: String,
+    owner_user_id: Option<u32>,
     created_at: i64,
 }
 
@@ -50,17 +56,19 @@ impl From<DeviceRow> for DeviceRecord {
             name: row.name,
             template_id: row.template_id,
             token: row.token,
+            owner_user_id: row.owner_user_id,
             created_at: rfc3339(row.created_at),
         }
     }
 }
 
 impl ControlPlane {
-    /// Creates a device owned by the caller, in the caller's organization, with a fresh token.
-    /// The template must belong to the same organization.
+    /// Creates a device owned by the caller in organization `org_id` (the caller checked it may),
+    /// with a fresh token. The template must belong to the same organization.
     pub async fn create_device(
         &self,
         principal: &Principal,
+        org_id: u32,
         new: &NewDevice,
     ) -> Result<DeviceRecord> {
         let name = new.name.trim();
@@ -72,7 +80,7 @@ impl ControlPlane {
             "SELECT EXISTS (SELECT 1 FROM templates WHERE id = ? AND org_id = ?)",
         )
         .bind(template_id)
-        .bind(principal.org_id)
+        .bind(org_id)
         .fetch_one(&self.pool)
         .await?;
         if !exists {
@@ -81,9 +89,11 @@ impl ControlPlane {
         let mut attempt = 0;
         let row: DeviceRow = loop {
             attempt += 1;
-            let inserted = sqlx::query_as("INSERT INTO devices (org_id, template_id, name, token, owner_user_id, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?) RETURNING id, org_id, name, template_id, token, created_at")
-            .bind(principal.org_id)
+            let inserted = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO devices (org_id, template_id, name, token, owner_user_id, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?) RETURNING {DEVICE_COLUMNS}"
+            )))
+            .bind(org_id)
             .bind(template_id)
             .bind(name)
             .bind(secrets::device_token())
@@ -114,7 +124,9 @@ impl ControlPlane {
 
     /// The devices of `org_id`, by id.
     pub async fn devices(&self, org_id: u32) -> Result<Vec<DeviceRecord>> {
-        let rows: Vec<DeviceRow> = sqlx::query_as("SELECT id, org_id, name, template_id, token, created_at FROM devices WHERE org_id = ? ORDER BY id")
+        let rows: Vec<DeviceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE org_id = ? ORDER BY id"
+        )))
         .bind(org_id)
         .fetch_all(&self.pool)
         .await?;
@@ -123,7 +135,9 @@ impl ControlPlane {
 
     /// The device `device_id` if it belongs to `org_id`.
     pub async fn device(&self, org_id: u32, device_id: u32) -> Result<Option<DeviceRecord>> {
-        let row: Option<DeviceRow> = sqlx::query_as("SELECT id, org_id, name, template_id, token, created_at FROM devices WHERE id = ? AND org_id = ?")
+        let row: Option<DeviceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ? AND org_id = ?"
+        )))
         .bind(device_id)
         .bind(org_id)
         .fetch_optional(&self.pool)
@@ -137,15 +151,70 @@ impl ControlPlane {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Ok(None);
         }
-        let row: Option<DeviceRow> = sqlx::query_as(
-            "SELECT id, org_id, name, template_id, token, created_at FROM devices WHERE token = ?",
-        )
+        let row: Option<DeviceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE token = ?"
+        )))
         .bind(token)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(DeviceRecord::from))
     }
 }
+
+impl ControlPlane {
+    /// The device `device_id`, whatever its organization (callers check access).
+    pub async fn device_by_id(&self, device_id: u32) -> Result<Option<DeviceRecord>> {
+        let row: Option<DeviceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?"
+        )))
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(DeviceRecord::from))
+    }
+
+    /// Deletes a device with its runtime state, events, properties and tags (telemetry stays
+    /// in the store under the old id, which is never reused).
+    pub async fn delete_device(&self, device_id: u32) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM devices WHERE id = ?")
+            .bind(device_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Gives a device a fresh auth token; the old one stops working at once (a connected
+    /// device keeps its session until it reconnects).
+    pub async fn rotate_device_token(&self, device_id: u32) -> Result<DeviceRecord> {
+        for _ in 0..5 {
+            let updated: std::result::Result<Option<DeviceRow>, sqlx::Error> = sqlx::query_as(
+                sqlx::AssertSqlSafe(format!("UPDATE devices SET token = ? WHERE id = ? RETURNING {DEVICE_COLUMNS}")),
+            )
+            .bind(secrets::device_token())
+            .bind(device_id)
+            .fetch_optional(&self.pool)
+            .await;
+            match updated {
+                Ok(Some(row)) => {
+                    tracing::info!(device_id, "device token rotated");
+                    return Ok(row.into());
+                }
+                Ok(None) => {
+                    return Err(ControlError::not_found(format!(
+                        "device {device_id} not found"
+                    )));
+                }
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ControlError::internal(
+            "could not draw a unique device token",
+        ))
+    }
+}
+
+const DEVICE_COLUMNS: &str = "id, org_id, name, template_id, token, owner_user_id, created_at";
 
 fn unknown_template(template_id: &str) -> ControlError {
     ControlError::validation(format!(

@@ -62,6 +62,22 @@ impl ControlPlane {
         Ok(org)
     }
 
+    /// Renames organization `org_id`.
+    pub async fn rename_organization(&self, org_id: u32, name: &str) -> Result<Organization> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(ControlError::validation(
+                "organization name must not be empty",
+            ));
+        }
+        sqlx::query_as("UPDATE organizations SET name = ? WHERE id = ? RETURNING *")
+            .bind(name)
+            .bind(org_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| ControlError::not_found(format!("organization {org_id} not found")))
+    }
+
     /// The organization `org_id`.
     pub async fn organization(&self, org_id: u32) -> Result<Option<Organization>> {
         Ok(sqlx::query_as("SELECT * FROM organizations WHERE id = ?")

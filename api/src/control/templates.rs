@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::ControlPlane;
 use super::error::{ControlError, Result};
 use super::secrets;
+use super::template_events::{
+    NewTemplateEvent, TemplateEvent, TemplateEventRow, insert_events, validate_events,
+};
 use super::time::{now_ms, rfc3339};
 
 /// Datastream types a template may declare.
@@ -31,7 +34,17 @@ pub struct Datastream {
     pub max: Option<f64>,
     pub units: Option<String>,
     pub decimals: Option<u8>,
+    /// Initial value, returned before anything was written.
+    pub default_value: Option<String>,
+    /// Whether the stream answers a device's sync after reconnect.
+    pub sync_on_reconnect: bool,
 }
+
+/// Largest dashboard layout accepted (bytes of JSON).
+pub const MAX_DASHBOARD_BYTES: usize = 256 * 1024;
+
+/// Longest default value of a datastream (bytes).
+pub const MAX_DEFAULT_VALUE: usize = 1024;
 
 /// A template as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +55,10 @@ pub struct Template {
     pub name: String,
     pub description: String,
     pub datastreams: Vec<Datastream>,
+    /// Events devices of this template may log.
+    pub events: Vec<TemplateEvent>,
+    /// Dashboard layout, `{"widgets": [...]}`.
+    pub dashboard: serde_json::Value,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -56,6 +73,14 @@ pub struct NewTemplate {
     pub description: String,
     #[serde(default)]
     pub datastreams: Vec<NewDatastream>,
+    #[serde(default)]
+    pub events: Vec<NewTemplateEvent>,
+    /// Organization of the template: the caller's own (default) or one the caller manages.
+    #[serde(default)]
+    pub org_id: Option<u32>,
+    /// Dashboard layout, `{"widgets": [...]}` (default: no widgets).
+    #[serde(default)]
+    pub dashboard: Option<serde_json::Value>,
 }
 
 /// A datastream in [`NewTemplate`]; numbers are wide here so that out-of-range values get a
@@ -70,6 +95,10 @@ pub struct NewDatastream {
     pub max: Option<f64>,
     pub units: Option<String>,
     pub decimals: Option<i64>,
+    #[serde(default)]
+    pub default_value: Option<String>,
+    #[serde(default)]
+    pub sync_on_reconnect: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -80,16 +109,20 @@ struct TemplateRow {
     description: String,
     created_at: i64,
     updated_at: i64,
+    dashboard: String,
 }
 
 impl TemplateRow {
-    fn into_template(self, datastreams: Vec<Datastream>) -> Template {
+    fn into_template(self, datastreams: Vec<Datastream>, events: Vec<TemplateEvent>) -> Template {
         Template {
             id: self.id,
             org_id: self.org_id,
             name: self.name,
             description: self.description,
             datastreams,
+            events,
+            // Written by this module only, always an object.
+            dashboard: serde_json::from_str(&self.dashboard).unwrap_or_default(),
             created_at: rfc3339(self.created_at),
             updated_at: rfc3339(self.updated_at),
         }
@@ -169,6 +202,30 @@ impl NewTemplate {
                 .map(str::trim)
                 .filter(|u| !u.is_empty())
                 .map(str::to_owned);
+            let default_value = match ds.default_value.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(v) if v.len() > MAX_DEFAULT_VALUE => {
+                    return Err(ControlError::validation(format!(
+                        "{at}.default_value: longer than {MAX_DEFAULT_VALUE} bytes"
+                    )));
+                }
+                Some(v) => {
+                    let numeric = kind == "integer" || kind == "double";
+                    match v.parse::<f64>() {
+                        Ok(n)
+                            if numeric
+                                && n.is_finite()
+                                && (kind == "double" || n.fract() == 0.0) => {}
+                        _ if numeric => {
+                            return Err(ControlError::validation(format!(
+                                "{at}.default_value: {v:?} is not a valid {kind}"
+                            )));
+                        }
+                        _ => {}
+                    }
+                    Some(v.to_owned())
+                }
+            };
             datastreams.push(Datastream {
                 pin,
                 name: ds_name.to_owned(),
@@ -177,6 +234,8 @@ impl NewTemplate {
                 max: ds.max,
                 units,
                 decimals,
+                default_value,
+                sync_on_reconnect: ds.sync_on_reconnect,
             });
         }
         datastreams.sort_by_key(|ds| ds.pin);
@@ -184,10 +243,35 @@ impl NewTemplate {
     }
 }
 
+/// Checks a dashboard layout — an object whose `widgets` is an array, at most
+/// [`MAX_DASHBOARD_BYTES`] — and returns it as stored JSON text.
+fn validate_dashboard(dashboard: Option<&serde_json::Value>) -> Result<String> {
+    let Some(dashboard) = dashboard else {
+        return Ok(r#"{"widgets":[]}"#.to_owned());
+    };
+    if !dashboard
+        .get("widgets")
+        .is_some_and(serde_json::Value::is_array)
+    {
+        return Err(ControlError::validation(
+            r#"dashboard must be an object with a "widgets" array"#,
+        ));
+    }
+    let text = dashboard.to_string();
+    if text.len() > MAX_DASHBOARD_BYTES {
+        return Err(ControlError::validation(format!(
+            "dashboard is larger than {MAX_DASHBOARD_BYTES} bytes"
+        )));
+    }
+    Ok(text)
+}
+
 impl ControlPlane {
     /// Creates a template in `org_id` with a fresh template id.
     pub async fn create_template(&self, org_id: u32, new: &NewTemplate) -> Result<Template> {
         let (name, datastreams) = new.validate()?;
+        let events = validate_events(&new.events)?;
+        let dashboard = validate_dashboard(new.dashboard.as_ref())?;
         let description = new.description.trim();
         let now = now_ms();
         let mut attempt = 0;
@@ -195,8 +279,8 @@ impl ControlPlane {
             attempt += 1;
             let mut tx = self.pool.begin().await?;
             let inserted: std::result::Result<TemplateRow, sqlx::Error> = sqlx::query_as(
-                "INSERT INTO templates (id, org_id, name, description, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+                "INSERT INTO templates (id, org_id, name, description, created_at, updated_at, dashboard)
+                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
             )
             .bind(secrets::template_id())
             .bind(org_id)
@@ -204,6 +288,7 @@ impl ControlPlane {
             .bind(description)
             .bind(now)
             .bind(now)
+            .bind(&dashboard)
             .fetch_one(&mut *tx)
             .await;
             let row = match inserted {
@@ -216,8 +301,9 @@ impl ControlPlane {
             };
             for ds in &datastreams {
                 sqlx::query(
-                    "INSERT INTO datastreams (template_id, pin, name, kind, min, max, units, decimals)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO datastreams (template_id, pin, name, kind, min, max, units, decimals,
+                         default_value, sync_on_reconnect)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(&row.id)
                 .bind(ds.pin)
@@ -227,9 +313,12 @@ impl ControlPlane {
                 .bind(ds.max)
                 .bind(&ds.units)
                 .bind(ds.decimals)
+                .bind(&ds.default_value)
+                .bind(ds.sync_on_reconnect)
                 .execute(&mut *tx)
                 .await?;
             }
+            insert_events(&mut tx, &row.id, &events).await?;
             tx.commit().await?;
             break row;
         };
@@ -239,7 +328,7 @@ impl ControlPlane {
             datastreams = datastreams.len(),
             "template created"
         );
-        Ok(row.into_template(datastreams))
+        Ok(row.into_template(datastreams, events))
     }
 
     /// The templates of `org_id`, oldest first.
@@ -250,7 +339,8 @@ impl ControlPlane {
                 .fetch_all(&self.pool)
                 .await?;
         let ds_rows: Vec<DatastreamRow> = sqlx::query_as(
-            "SELECT d.template_id, d.pin, d.name, d.kind, d.min, d.max, d.units, d.decimals
+            "SELECT d.template_id, d.pin, d.name, d.kind, d.min, d.max, d.units, d.decimals,
+                 d.default_value, d.sync_on_reconnect
              FROM datastreams d JOIN templates t ON t.id = d.template_id
              WHERE t.org_id = ? ORDER BY d.template_id, d.pin",
         )
@@ -264,11 +354,26 @@ impl ControlPlane {
                 .or_default()
                 .push(row.datastream);
         }
+        let ev_rows: Vec<TemplateEventRow> = sqlx::query_as(
+            "SELECT e.* FROM template_events e JOIN templates t ON t.id = e.template_id
+             WHERE t.org_id = ? ORDER BY e.template_id, e.code",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events_by_template: BTreeMap<String, Vec<TemplateEvent>> = BTreeMap::new();
+        for row in ev_rows {
+            events_by_template
+                .entry(row.template_id.clone())
+                .or_default()
+                .push(row.into_event());
+        }
         Ok(rows
             .into_iter()
             .map(|row| {
                 let datastreams = by_template.remove(&row.id).unwrap_or_default();
-                row.into_template(datastreams)
+                let events = events_by_template.remove(&row.id).unwrap_or_default();
+                row.into_template(datastreams, events)
             })
             .collect())
     }
@@ -284,7 +389,8 @@ impl ControlPlane {
         match row {
             Some(row) => {
                 let datastreams = self.datastreams(&row.id).await?;
-                Ok(Some(row.into_template(datastreams)))
+                let events = self.template_events(&row.id).await?;
+                Ok(Some(row.into_template(datastreams, events)))
             }
             None => Ok(None),
         }
@@ -294,12 +400,51 @@ impl ControlPlane {
     /// organization: for the device side, which knows the template through the device.
     pub async fn datastreams(&self, template_id: &str) -> Result<Vec<Datastream>> {
         Ok(sqlx::query_as(
-            "SELECT pin, name, kind, min, max, units, decimals
+            "SELECT pin, name, kind, min, max, units, decimals, default_value, sync_on_reconnect
              FROM datastreams WHERE template_id = ? ORDER BY pin",
         )
         .bind(template_id)
         .fetch_all(&self.pool)
         .await?)
+    }
+}
+
+impl ControlPlane {
+    /// Replaces the dashboard layout of a template (the caller checked access).
+    pub async fn set_template_dashboard(
+        &self,
+        template_id: &str,
+        dashboard: &serde_json::Value,
+    ) -> Result<()> {
+        let dashboard = validate_dashboard(Some(dashboard))?;
+        sqlx::query("UPDATE templates SET dashboard = ?, updated_at = ? WHERE id = ?")
+            .bind(dashboard)
+            .bind(now_ms())
+            .bind(template_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The organization owning template `template_id`.
+    pub async fn template_org(&self, template_id: &str) -> Result<Option<u32>> {
+        Ok(
+            sqlx::query_scalar("SELECT org_id FROM templates WHERE id = ?")
+                .bind(template_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The events a template declares, by code (empty for an unknown template). Not scoped by
+    /// organization: for the device side.
+    pub async fn template_events(&self, template_id: &str) -> Result<Vec<TemplateEvent>> {
+        let rows: Vec<TemplateEventRow> =
+            sqlx::query_as("SELECT * FROM template_events WHERE template_id = ? ORDER BY code")
+                .bind(template_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(TemplateEventRow::into_event).collect())
     }
 }
 
@@ -316,6 +461,8 @@ mod tests {
             max: None,
             units: None,
             decimals: None,
+            default_value: None,
+            sync_on_reconnect: false,
         }
     }
 
@@ -324,6 +471,9 @@ mod tests {
             name: "Weather".to_owned(),
             description: String::new(),
             datastreams,
+            events: Vec::new(),
+            org_id: None,
+            dashboard: None,
         }
     }
 
@@ -389,6 +539,8 @@ mod tests {
             max: None,
             units: None,
             decimals: Some(2),
+            default_value: None,
+            sync_on_reconnect: false,
         };
         let json = serde_json::to_value(&ds).unwrap();
         assert_eq!(json["type"], "double");

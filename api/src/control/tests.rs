@@ -9,9 +9,13 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 
+mod access;
 mod admin;
+mod audit;
 mod auth;
+mod matrix;
 mod resources;
+mod runtime;
 
 const EMAIL: &str = "admin@example.com";
 const PASSWORD: &str = "correct horse battery staple";
@@ -127,6 +131,35 @@ impl TestServer {
             .await;
         assert_eq!(reply.status, 201, "{}", reply.body);
         reply.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a device of `template_id`; returns its id and auth token.
+    async fn device(&self, token: &str, template_id: &str) -> (u32, String) {
+        let reply = self
+            .post(
+                "/api/v1/devices",
+                token,
+                json!({"name": "Device", "template_id": template_id}),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        let id = u32::try_from(reply.body["id"].as_u64().unwrap()).unwrap();
+        (id, reply.body["token"].as_str().unwrap().to_owned())
+    }
+
+    /// Creates a separate root organization with an admin; returns the admin's session token.
+    async fn other_org_admin(&self) -> String {
+        let org = self
+            .control
+            .create_organization("Other", None)
+            .await
+            .unwrap();
+        let email = format!("admin-{}@other.example", org.id);
+        self.control
+            .create_user(org.id, &new_user(&email, "other-password", Role::Admin))
+            .await
+            .unwrap();
+        self.login(&email, "other-password").await
     }
 }
 

@@ -148,7 +148,10 @@ async fn admins_manage_organizations_and_users() {
         .await;
     assert_eq!(reply.status, 201);
     let user = server.login("u@example.com", "long-enough").await;
-    assert_error(&server.get("/api/v1/users", &user).await, 403, "forbidden");
+    // A user sees only itself in the user list (user.read: own).
+    let users = server.get("/api/v1/users", &user).await.body;
+    assert_eq!(users.as_array().unwrap().len(), 1);
+    assert_eq!(users[0]["email"], "u@example.com");
     assert_error(
         &server
             .post("/api/v1/organizations", &user, json!({"name": "Y"}))

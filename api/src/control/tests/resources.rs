@@ -280,3 +280,65 @@ async fn organizations_are_isolated() {
         .unwrap();
     assert_eq!(record.org_id, 1);
 }
+
+#[tokio::test]
+async fn template_dashboard_and_datastream_options() {
+    let server = TestServer::start().await;
+    let token = server.login(EMAIL, PASSWORD).await;
+    let reply = server
+        .post(
+            "/api/v1/templates",
+            &token,
+            json!({"name": "Lamp", "datastreams": [
+                {"pin": 0, "name": "Power", "type": "integer", "min": 0, "max": 1,
+                 "default_value": "0", "sync_on_reconnect": true},
+                {"pin": 1, "name": "Mode", "type": "string"}
+            ], "dashboard": {"widgets": [{"type": "switch", "pin": 0, "x": 0, "y": 0}]}}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let id = reply.body["id"].as_str().unwrap().to_owned();
+    let ds = &reply.body["datastreams"];
+    assert_eq!(ds[0]["default_value"], "0");
+    assert_eq!(ds[0]["sync_on_reconnect"], true);
+    assert_eq!(ds[1]["sync_on_reconnect"], false);
+    assert!(ds[1]["default_value"].is_null());
+    assert_eq!(reply.body["dashboard"]["widgets"][0]["type"], "switch");
+    let streams = server.control.datastreams(&id).await.unwrap();
+    assert!(streams[0].sync_on_reconnect);
+
+    let path = format!("/api/v1/templates/{id}/dashboard");
+    let layout = json!({"widgets": [{"type": "gauge", "pin": 0}], "theme": "dark"});
+    let reply = server
+        .call("PUT", &path, Some(&token), Some(&layout.to_string()))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["dashboard"], layout);
+    let reply = server.get(&format!("/api/v1/templates/{id}"), &token).await;
+    assert_eq!(reply.body["dashboard"], layout);
+    for bad in [json!({"widgets": {}}), json!([1, 2])] {
+        let reply = server
+            .call("PUT", &path, Some(&token), Some(&bad.to_string()))
+            .await;
+        assert_error(&reply, 400, "validation_failed");
+    }
+    let huge = json!({"widgets": ["x".repeat(300 * 1024)]});
+    let reply = server
+        .call("PUT", &path, Some(&token), Some(&huge.to_string()))
+        .await;
+    assert_error(&reply, 400, "validation_failed");
+
+    for bad in [
+        json!({"pin": 0, "name": "P", "type": "integer", "default_value": "1.5"}),
+        json!({"pin": 0, "name": "P", "type": "double", "default_value": "warm"}),
+    ] {
+        let reply = server
+            .post(
+                "/api/v1/templates",
+                &token,
+                json!({"name": "T", "datastreams": [bad]}),
+            )
+            .await;
+        assert_error(&reply, 400, "validation_failed");
+    }
+}
