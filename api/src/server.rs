@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -136,8 +137,12 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         .await
         .map_err(|e| ServeError::Task(e.to_string()))??;
 
-    let directory = Arc::new(ControlDirectory(control.clone()));
-    let ingest = Ingest::new(storage.clone(), directory, config.ingest.clone());
+    let (directory, recorder) = ControlDirectory::start(control.clone());
+    let ingest = Ingest::new(
+        storage.clone(),
+        Arc::new(directory.clone()),
+        config.ingest.clone(),
+    );
     let query = QueryEngine::new(storage.clone());
     let state = AppState {
         control,
@@ -245,6 +250,12 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
             tracing::error!(%err, "HTTP server failed");
         }
     }
+    // Sessions are closed: record their offline state before stopping.
+    if !directory.flush(Duration::from_secs(5)).await {
+        tracing::warn!("device activity not fully recorded at shutdown");
+    }
+    drop(directory);
+    recorder.abort();
     tokio::task::spawn_blocking(move || storage.close())
         .await
         .map_err(|e| ServeError::Task(e.to_string()))??;

@@ -13,7 +13,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::metrics::{IngestMetrics, Refusal};
 use crate::quota::LoginLimiter;
-use crate::{DeviceDirectory, DeviceIdentity, IngestConfig, IngestError, PinRef, Result};
+use crate::{
+    DeviceActivity, DeviceDirectory, DeviceIdentity, IngestConfig, IngestError, PinRef, Result,
+};
 
 /// Message id used for `hardware` writes that originate in the cloud (HTTP
 /// API, REST, automations); the legacy server used the same id.
@@ -263,17 +265,24 @@ impl Ingest {
         max_frame: Arc<AtomicUsize>,
     ) -> u64 {
         let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .sessions
-            .lock()
-            .entry(device_id)
-            .or_default()
-            .push(SessionHandle {
-                id,
-                outbound,
-                max_frame,
-            });
+        let mut sessions = self.inner.sessions.lock();
+        let list = sessions.entry(device_id).or_default();
+        list.push(SessionHandle {
+            id,
+            outbound,
+            max_frame,
+        });
+        if list.len() == 1 {
+            // Reported under the lock, so that online/offline of one device
+            // reach the directory in the order they happened.
+            self.report(DeviceActivity::Online { device_id });
+        }
         id
+    }
+
+    /// Tell the directory what a device did (non-blocking).
+    pub(crate) fn report(&self, activity: DeviceActivity) {
+        self.inner.directory.report(activity);
     }
 
     /// Forget a session when its connection ends.
@@ -283,6 +292,7 @@ impl Ingest {
             list.retain(|h| h.id != session_id);
             if list.is_empty() {
                 sessions.remove(&device_id);
+                self.report(DeviceActivity::Offline { device_id });
             }
         }
     }

@@ -29,7 +29,7 @@ mod transport;
 
 pub use clock::now_us;
 pub use config::IngestConfig;
-pub use directory::{DeviceDirectory, DeviceIdentity, DirectoryError};
+pub use directory::{DeviceActivity, DeviceDirectory, DeviceIdentity, DirectoryError};
 pub use error::{IngestError, Result};
 pub use hub::{CLOUD_WRITE_MSG_ID, Ingest};
 pub use live::{LIVE_CAPACITY, LiveBatch};

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use pinhouse_protocol::body::{Bridge, DeviceInfo, Group, Hardware, HardwareSync, Internal};
+use pinhouse_protocol::body::{
+    Bridge, DeviceInfo, Group, Hardware, HardwareSync, Internal, LogEvent, Property, ResolveEvent,
+};
 use pinhouse_protocol::{
     Codec, Frame, HEADER_LEN, command, encode_fields, encode_response, status,
 };
@@ -22,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::metrics::Refusal;
 use crate::quota::Quota;
-use crate::{DeviceIdentity, Ingest, PinKind, PinRef, Transport};
+use crate::{DeviceActivity, DeviceIdentity, Ingest, PinKind, PinRef, Transport};
 
 /// Largest body accepted before login: a login carries a 32-byte token.
 const PRE_LOGIN_MAX_BODY: usize = 256;
@@ -371,10 +373,13 @@ impl Session {
             command::INTERNAL => return self.on_internal(msg_id, body),
             command::GROUP => self.on_group(msg_id, body),
             command::BRIDGE => self.on_bridge(msg_id, body).await,
+            command::PROPERTY => self.on_property(msg_id, body),
+            command::EVENT_LOG => self.on_log_event(msg_id, body),
+            command::EVENT_CLEAR => self.on_resolve_event(msg_id, body),
             other => {
-                // Not implemented on this server (property, events, bridge,
-                // legacy notify/email/tweet/sms) or unknown: say so, the
-                // library ignores the answer.
+                // Not implemented on this server (legacy notify/email/tweet/sms,
+                // which the library maps to `logEvent` since 1.0) or unknown:
+                // say so, the library ignores the answer.
                 if !command::sent_by_device(other) {
                     self.ingest.metrics().refused(Refusal::unknown_command);
                 }
@@ -524,6 +529,83 @@ impl Session {
         encode_fields(command::HARDWARE, msg_id, &fields, &mut self.out);
     }
 
+    /// `property`: `OK` for a well-formed body; the control plane stores it
+    /// (and refuses bad names or sizes there, in its log: the library ignores
+    /// the answer anyway). The multi-pin form is stored per pin.
+    fn on_property(&mut self, msg_id: u16, body: &[u8]) {
+        let Some(state) = &self.state else { return };
+        let device_id = state.identity.device_id;
+        let parsed = match Property::parse(body) {
+            Ok(p) => Ok((vec![p.pin], p.name, p.values)),
+            Err(_) => pinhouse_protocol::body::MultiProperty::parse(body).map(|p| {
+                let pins = text_fields(p.pins)
+                    .filter_map(|f| f.parse::<u8>().ok())
+                    .collect::<Vec<_>>();
+                (pins, p.name, p.values)
+            }),
+        };
+        let (pins, name, values) = match parsed {
+            Ok(parsed) => parsed,
+            Err(err) => {
+                tracing::debug!(%err, "malformed property body");
+                encode_response(msg_id, status::ILLEGAL_COMMAND_BODY, &mut self.out);
+                return;
+            }
+        };
+        let name = String::from_utf8_lossy(name).into_owned();
+        let values: Vec<String> = text_fields(values).collect();
+        for pin in pins {
+            self.ingest.report(DeviceActivity::Property {
+                device_id,
+                pin,
+                name: name.clone(),
+                values: values.clone(),
+            });
+        }
+        encode_response(msg_id, status::OK, &mut self.out);
+    }
+
+    /// `logEvent`: `OK` for a well-formed body; the control plane checks the
+    /// code against the template and the daily limits.
+    fn on_log_event(&mut self, msg_id: u16, body: &[u8]) {
+        let Some(state) = &self.state else { return };
+        match LogEvent::parse(body) {
+            Ok(event) => {
+                self.ingest.report(DeviceActivity::LogEvent {
+                    device_id: state.identity.device_id,
+                    code: String::from_utf8_lossy(event.code).into_owned(),
+                    description: event
+                        .description
+                        .map(|d| String::from_utf8_lossy(d).into_owned()),
+                });
+                encode_response(msg_id, status::OK, &mut self.out);
+            }
+            Err(err) => {
+                tracing::debug!(%err, "malformed log event body");
+                encode_response(msg_id, status::ILLEGAL_COMMAND_BODY, &mut self.out);
+            }
+        }
+    }
+
+    /// `resolveEvent` / `resolveAllEvents`.
+    fn on_resolve_event(&mut self, msg_id: u16, body: &[u8]) {
+        let Some(state) = &self.state else { return };
+        match ResolveEvent::parse(body) {
+            Ok(event) => {
+                self.ingest.report(DeviceActivity::ResolveEvent {
+                    device_id: state.identity.device_id,
+                    code: String::from_utf8_lossy(event.code).into_owned(),
+                    all: event.all,
+                });
+                encode_response(msg_id, status::OK, &mut self.out);
+            }
+            Err(err) => {
+                tracing::debug!(%err, "malformed resolve event body");
+                encode_response(msg_id, status::ILLEGAL_COMMAND_BODY, &mut self.out);
+            }
+        }
+    }
+
     fn on_internal(&mut self, msg_id: u16, body: &[u8]) -> Flow {
         let Some(state) = self.state.as_mut() else {
             return Flow::Continue;
@@ -555,6 +637,10 @@ impl Session {
                     template = ?info.template_id, heartbeat = ?info.heartbeat_secs, buff_in = ?info.buff_in,
                     "device info"
                 );
+                self.ingest.report(DeviceActivity::Info {
+                    device_id: state.identity.device_id,
+                    info: Box::new(info.clone()),
+                });
                 state.info = Some(info);
                 encode_response(msg_id, status::OK, &mut self.out);
             }
@@ -735,6 +821,12 @@ pub fn format_number(n: f64) -> String {
     } else {
         format!("{n}")
     }
+}
+
+/// The NUL-separated fields of `raw` as text.
+fn text_fields(raw: &[u8]) -> impl Iterator<Item = String> + '_ {
+    raw.split(|b| *b == 0)
+        .map(|f| String::from_utf8_lossy(f).into_owned())
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use pinhouse_ingest::{
-    DeviceDirectory, DeviceIdentity, DirectoryError, Ingest, IngestConfig, Transport,
+    DeviceActivity, DeviceDirectory, DeviceIdentity, DirectoryError, Ingest, IngestConfig,
+    Transport,
 };
 use pinhouse_protocol::{Codec, Frame, command, encode_fields, encode_message, status};
 use pinhouse_storage::{FsyncPolicy, Storage, StorageConfig, Value};
@@ -25,12 +26,26 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
-struct Directory(HashMap<String, DeviceIdentity>);
+/// Tokens over a map; keeps every reported activity, in order.
+struct Directory(
+    HashMap<String, DeviceIdentity>,
+    parking_lot::Mutex<Vec<DeviceActivity>>,
+);
+
+impl Directory {
+    fn new(devices: HashMap<String, DeviceIdentity>) -> Self {
+        Self(devices, parking_lot::Mutex::default())
+    }
+}
 
 #[async_trait]
 impl DeviceDirectory for Directory {
     async fn lookup(&self, token: &str) -> Result<Option<DeviceIdentity>, DirectoryError> {
         Ok(self.0.get(token).cloned())
+    }
+
+    fn report(&self, activity: DeviceActivity) {
+        self.1.lock().push(activity);
     }
 }
 
@@ -73,7 +88,10 @@ async fn steady_path_does_not_allocate_per_frame() {
         device_id: 7,
         template_id: None,
     };
-    let directory = Arc::new(Directory(HashMap::from([(TOKEN.to_owned(), identity)])));
+    let directory = Arc::new(Directory::new(HashMap::from([(
+        TOKEN.to_owned(),
+        identity,
+    )])));
     let config = IngestConfig {
         message_rate: 0,
         ..IngestConfig::default()
@@ -129,5 +147,143 @@ async fn steady_path_does_not_allocate_per_frame() {
     );
     drop(device);
     session.await.unwrap();
+    storage.close().unwrap();
+}
+
+/// Reads frames until a response with `msg_id` arrives; returns its status.
+async fn status_of(stream: &mut DuplexStream, buf: &mut BytesMut, msg_id: u16) -> u16 {
+    loop {
+        let (id, status) = response(stream, buf).await;
+        if id == msg_id {
+            return status;
+        }
+    }
+}
+
+#[tokio::test]
+async fn device_activity_reaches_the_directory_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage_config = StorageConfig::new(dir.path());
+    storage_config.fsync = FsyncPolicy::Never;
+    let storage = Storage::open(storage_config).unwrap();
+    let identity = DeviceIdentity {
+        org_id: 1,
+        device_id: 9,
+        template_id: None,
+    };
+    let directory = Arc::new(Directory::new(HashMap::from([(
+        TOKEN.to_owned(),
+        identity,
+    )])));
+    let ingest = Ingest::new(storage.clone(), directory.clone(), IngestConfig::default());
+    let connect = || {
+        let (device, server_end) = tokio::io::duplex(1 << 16);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let session = tokio::spawn(pinhouse_ingest::session::run(
+            ingest.clone(),
+            server_end,
+            "127.0.0.1:1".parse().unwrap(),
+            Transport::Tcp,
+            stop_rx,
+        ));
+        (device, session, stop_tx)
+    };
+    let (mut first, first_session, _stop1) = connect();
+    let (mut second, second_session, _stop2) = connect();
+    let (mut buf1, mut buf2) = (BytesMut::new(), BytesMut::new());
+    let mut out = BytesMut::new();
+    encode_message(command::HW_LOGIN, 1, TOKEN.as_bytes(), &mut out);
+    first.write_all(&out).await.unwrap();
+    assert_eq!(status_of(&mut first, &mut buf1, 1).await, status::OK);
+    second.write_all(&out).await.unwrap();
+    assert_eq!(status_of(&mut second, &mut buf2, 1).await, status::OK);
+
+    out.clear();
+    encode_fields(
+        command::INTERNAL,
+        2,
+        &[b"ver", b"1.3.2", b"fw", b"2.0.1", b"h-beat", b"45"],
+        &mut out,
+    );
+    encode_fields(
+        command::PROPERTY,
+        3,
+        &[b"4", b"color", b"#D3435C"],
+        &mut out,
+    );
+    encode_fields(
+        command::PROPERTY,
+        4,
+        &[b"1", b"2", b"isDisabled", b"true"],
+        &mut out,
+    );
+    encode_fields(command::EVENT_LOG, 5, &[b"overheat", b"92 C"], &mut out);
+    encode_fields(command::EVENT_CLEAR, 6, &[b"overheat", b"all"], &mut out);
+    encode_fields(command::PROPERTY, 7, &[b"4"], &mut out);
+    encode_message(command::EVENT_LOG, 8, b"", &mut out);
+    first.write_all(&out).await.unwrap();
+    for (id, want) in [
+        (2, status::OK),
+        (3, status::OK),
+        (4, status::OK),
+        (5, status::OK),
+        (6, status::OK),
+        (7, status::ILLEGAL_COMMAND_BODY),
+        (8, status::ILLEGAL_COMMAND_BODY),
+    ] {
+        assert_eq!(
+            status_of(&mut first, &mut buf1, id).await,
+            want,
+            "message {id}"
+        );
+    }
+
+    // The first connection closing leaves the device online: the second one
+    // is still there. Offline comes when the last one closes.
+    drop(first);
+    first_session.await.unwrap();
+    assert!(
+        !directory
+            .1
+            .lock()
+            .iter()
+            .any(|a| matches!(a, DeviceActivity::Offline { .. }))
+    );
+    drop(second);
+    second_session.await.unwrap();
+
+    let seen = directory.1.lock().clone();
+    let props = |pin: u8, name: &str, values: &[&str]| DeviceActivity::Property {
+        device_id: 9,
+        pin,
+        name: name.to_owned(),
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+    };
+    let DeviceActivity::Info { device_id: 9, info } = &seen[1] else {
+        panic!("expected the info second, got {seen:?}");
+    };
+    assert_eq!(info.firmware.as_deref(), Some("2.0.1"));
+    assert_eq!(info.heartbeat_secs, Some(45));
+    assert_eq!(
+        seen,
+        vec![
+            DeviceActivity::Online { device_id: 9 },
+            seen[1].clone(),
+            props(4, "color", &["#D3435C"]),
+            props(1, "isDisabled", &["true"]),
+            props(2, "isDisabled", &["true"]),
+            DeviceActivity::LogEvent {
+                device_id: 9,
+                code: "overheat".into(),
+                description: Some("92 C".into()),
+            },
+            DeviceActivity::ResolveEvent {
+                device_id: 9,
+                code: "overheat".into(),
+                all: true,
+            },
+            DeviceActivity::Offline { device_id: 9 },
+        ]
+    );
     storage.close().unwrap();
 }

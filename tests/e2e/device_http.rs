@@ -231,3 +231,94 @@ async fn legacy_token_in_path_routes() {
     assert_eq!(status, 200);
     assert_eq!(props[0]["values"], json!(["#D3435C"]));
 }
+
+/// What a device does over the Blynk protocol (login, info, property, logEvent, resolveEvent,
+/// disconnect) shows in the REST views of its status, properties and timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_activity_reaches_status_properties_and_timeline() {
+    use crate::device::RawDevice;
+    use pinhouse_protocol::{command, status};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data")).await.unwrap();
+    let admin = server.admin_token().await.unwrap();
+    let (device, token) = device_with_events(&server, &admin).await;
+    let id = device["id"].as_u64().unwrap();
+    let get = |path: String| {
+        let (server, admin) = (&server, admin.clone());
+        async move { get_json(server, Some(&admin), &path).await.1 }
+    };
+
+    let mut dev = RawDevice::connect(server.hardware).await.unwrap();
+    assert_eq!(dev.login(&token).await.unwrap(), status::OK);
+    let fields: [&[u8]; 10] = [
+        b"ver", b"1.3.2", b"fw", b"2.0.1", b"h-beat", b"45", b"buff-in", b"1024", b"dev", b"ESP32",
+    ];
+    let info = dev.send(command::INTERNAL, &fields).await.unwrap();
+    dev.expect_response(info, status::OK).await;
+    let prop = dev
+        .send(command::PROPERTY, &[b"1", b"color", b"#D3435C"])
+        .await
+        .unwrap();
+    dev.expect_response(prop, status::OK).await;
+    let event = dev
+        .send(command::EVENT_LOG, &[b"overheat", b"92 C"])
+        .await
+        .unwrap();
+    dev.expect_response(event, status::OK).await;
+    // Well-formed but not in the template: answered OK (the library ignores the
+    // answer), refused by the control plane, never on the timeline.
+    let unknown = dev.send(command::EVENT_LOG, &[b"nope"]).await.unwrap();
+    dev.expect_response(unknown, status::OK).await;
+
+    let online = crate::server::eventually(Duration::from_secs(10), || async {
+        let status = get(format!("/api/v1/devices/{id}/status")).await;
+        (status["online"] == true && status["info"]["firmware"] == "2.0.1").then_some(status)
+    })
+    .await
+    .expect("status shows the device online with its info");
+    assert_eq!(online["info"]["heartbeat_secs"], 45, "{online}");
+    assert_eq!(online["info"]["buffer_in"], 1024, "{online}");
+    assert_eq!(online["info"]["board"], "ESP32", "{online}");
+
+    let props = crate::server::eventually(Duration::from_secs(10), || async {
+        let props = get(format!("/api/v1/devices/{id}/properties")).await;
+        (props.as_array().is_some_and(|p| !p.is_empty())).then_some(props)
+    })
+    .await
+    .expect("property stored");
+    assert_eq!(props[0]["pin"], 1, "{props}");
+    assert_eq!(props[0]["property"], "color", "{props}");
+    assert_eq!(props[0]["values"], json!(["#D3435C"]), "{props}");
+
+    let resolve = dev
+        .send(command::EVENT_CLEAR, &[b"overheat"])
+        .await
+        .unwrap();
+    dev.expect_response(resolve, status::OK).await;
+    drop(dev);
+
+    let timeline = crate::server::eventually(Duration::from_secs(10), || async {
+        let events = get(format!("/api/v1/devices/{id}/events")).await;
+        let codes: Vec<&str> = events
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["code"].as_str())
+            .collect();
+        codes.contains(&"offline").then_some(events.clone())
+    })
+    .await
+    .expect("offline on the timeline after the disconnect");
+    let events = timeline.as_array().unwrap();
+    let by_code = |code: &str| events.iter().find(|e| e["code"] == code);
+    assert!(by_code("online").is_some(), "{timeline}");
+    assert!(by_code("nope").is_none(), "{timeline}");
+    let overheat = by_code("overheat").expect("device event on the timeline");
+    assert_eq!(overheat["source"], "device", "{timeline}");
+    assert_eq!(overheat["description"], "92 C", "{timeline}");
+    assert!(overheat["resolved_at"].is_string(), "{timeline}");
+    let status = get(format!("/api/v1/devices/{id}/status")).await;
+    assert_eq!(status["online"], false, "{status}");
+    assert!(status["disconnected_at"].is_string(), "{status}");
+}

@@ -187,13 +187,14 @@ impl ControlPlane {
     /// device keeps its session until it reconnects).
     pub async fn rotate_device_token(&self, device_id: u32) -> Result<DeviceRecord> {
         for _ in 0..5 {
-            let updated: std::result::Result<Option<DeviceRow>, sqlx::Error> = sqlx::query_as(
-                sqlx::AssertSqlSafe(format!("UPDATE devices SET token = ? WHERE id = ? RETURNING {DEVICE_COLUMNS}")),
-            )
-            .bind(secrets::device_token())
-            .bind(device_id)
-            .fetch_optional(&self.pool)
-            .await;
+            let updated: std::result::Result<Option<DeviceRow>, sqlx::Error> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "UPDATE devices SET token = ? WHERE id = ? RETURNING {DEVICE_COLUMNS}"
+                )))
+                .bind(secrets::device_token())
+                .bind(device_id)
+                .fetch_optional(&self.pool)
+                .await;
             match updated {
                 Ok(Some(row)) => {
                     tracing::info!(device_id, "device token rotated");
