@@ -26,6 +26,9 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
+/// The allocation count is global: tests of this binary run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Tokens over a map; keeps every reported activity, in order.
 struct Directory(
     HashMap<String, DeviceIdentity>,
@@ -79,6 +82,7 @@ fn burst(count: u16, base: u16) -> BytesMut {
 
 #[tokio::test]
 async fn steady_path_does_not_allocate_per_frame() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut storage_config = StorageConfig::new(dir.path());
     storage_config.fsync = FsyncPolicy::Never;
@@ -162,6 +166,7 @@ async fn status_of(stream: &mut DuplexStream, buf: &mut BytesMut, msg_id: u16) -
 
 #[tokio::test]
 async fn device_activity_reaches_the_directory_in_order() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut storage_config = StorageConfig::new(dir.path());
     storage_config.fsync = FsyncPolicy::Never;
@@ -285,5 +290,6 @@ async fn device_activity_reaches_the_directory_in_order() {
             DeviceActivity::Offline { device_id: 9 },
         ]
     );
+    drop(ingest);
     storage.close().unwrap();
 }

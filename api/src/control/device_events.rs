@@ -173,13 +173,6 @@ impl ControlPlane {
         .bind(code)
         .fetch_one(&self.pool)
         .await?;
-        if last_same.is_some_and(|at| now - at < MIN_EVENT_INTERVAL_MS) {
-            return Err(event_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "event_too_frequent",
-                "Events with the same code must be at least 1 second apart.",
-            ));
-        }
         // `today` may include events of the previous day's last second; count exactly only
         // when close to the limit.
         if today >= MAX_EVENTS_PER_DAY {
@@ -198,6 +191,13 @@ impl ControlPlane {
                     "Event limit of 100 events per device per day reached.",
                 ));
             }
+        }
+        if last_same.is_some_and(|at| now - at < MIN_EVENT_INTERVAL_MS) {
+            return Err(event_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "event_too_frequent",
+                "Events with the same code must be at least 1 second apart.",
+            ));
         }
         let row: EventRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO device_events (device_id, source, code, name, severity, description, created_at)

@@ -270,7 +270,9 @@ impl ControlPlane {
     /// Creates a template in `org_id` with a fresh template id.
     pub async fn create_template(&self, org_id: u32, new: &NewTemplate) -> Result<Template> {
         let (name, datastreams) = new.validate()?;
-        let events = validate_events(&new.events)?;
+        let mut events = validate_events(&new.events)?;
+        // The order every read returns them in.
+        events.sort_by(|a, b| a.code.cmp(&b.code));
         let dashboard = validate_dashboard(new.dashboard.as_ref())?;
         let description = new.description.trim();
         let now = now_ms();
