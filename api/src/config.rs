@@ -99,6 +99,13 @@ pub struct ServeArgs {
     /// Multi-node: send devices with a token unknown here to `HOST:PORT`.
     #[arg(long, env = "PINHOUSE_REDIRECT_UNKNOWN_TO")]
     pub redirect_unknown_to: Option<String>,
+    /// Base URL devices reach the HTTP port at (`http://host:8080`), used in
+    /// OTA download links (default: the HTTP address, 127.0.0.1 if unspecified).
+    #[arg(long, env = "PINHOUSE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Lifetime of a per-device OTA download link, in seconds (default 3600).
+    #[arg(long, env = "PINHOUSE_OTA_LINK_TTL_SECS")]
+    pub ota_link_ttl_secs: Option<u64>,
 }
 
 /// The TOML file; every key is optional.
@@ -141,6 +148,10 @@ pub struct FileConfig {
     pub max_frame_body: Option<usize>,
     /// See [`ServeArgs::redirect_unknown_to`].
     pub redirect_unknown_to: Option<String>,
+    /// See [`ServeArgs::public_url`].
+    pub public_url: Option<String>,
+    /// See [`ServeArgs::ota_link_ttl_secs`].
+    pub ota_link_ttl_secs: Option<u64>,
 }
 
 /// Settings after merging all sources.
@@ -164,6 +175,10 @@ pub struct ServerConfig {
     pub database_url: String,
     /// WAL fsync policy.
     pub fsync: FsyncPolicy,
+    /// Base URL of the HTTP port as devices see it (`None`: derived from `http`).
+    pub public_url: Option<String>,
+    /// Lifetime of OTA download links.
+    pub ota_link_ttl: Duration,
     /// First admin's e-mail (`PINHOUSE_ADMIN_EMAIL`), used on first start only.
     pub admin_email: Option<String>,
     /// First admin's password (`PINHOUSE_ADMIN_PASSWORD`), used on first start only.
@@ -321,6 +336,25 @@ impl ServerConfig {
             };
             ingest.redirect_unknown = Some(parsed);
         }
+        let public_url = args.public_url.or(file.public_url);
+        if let Some(url) = &public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "public_url",
+                message: format!("`{url}` must start with http:// or https://"),
+            });
+        }
+        let ttl_secs = args
+            .ota_link_ttl_secs
+            .or(file.ota_link_ttl_secs)
+            .unwrap_or(3600);
+        if ttl_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "ota_link_ttl_secs",
+                message: "must be at least 1".into(),
+            });
+        }
         Ok(Self {
             data_dir,
             http,
@@ -331,6 +365,8 @@ impl ServerConfig {
             ingest,
             database_url,
             fsync,
+            public_url,
+            ota_link_ttl: Duration::from_secs(ttl_secs),
             admin_email: non_empty_env("PINHOUSE_ADMIN_EMAIL"),
             admin_password: non_empty_env("PINHOUSE_ADMIN_PASSWORD"),
         })

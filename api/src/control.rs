@@ -67,6 +67,8 @@ pub use template_events::{
 pub use templates::{DATASTREAM_KINDS, Datastream, NewDatastream, NewTemplate, Template};
 pub use users::{MIN_PASSWORD_LEN, NewUser, UserView};
 
+pub(crate) use time::{now_ms, rfc3339};
+
 /// Handle on the control plane; cheap to clone (a connection pool inside).
 #[derive(Clone)]
 pub struct ControlPlane {

@@ -16,6 +16,7 @@ pub mod device_ws;
 pub mod directory;
 pub mod live;
 pub mod metrics;
+pub mod ota;
 pub mod server;
 pub mod sql;
 pub mod state;

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::ServerConfig;
 use crate::control::ControlPlane;
 use crate::directory::ControlDirectory;
+use crate::ota::{Ota, OtaConfig};
 use crate::state::AppState;
 use crate::{blynk_http, sql};
 
@@ -95,6 +96,9 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::device_ws::routes())
         .merge(crate::metrics::routes())
         .merge(crate::live::routes())
+        .merge(crate::ota::routes::<AppState>(
+            state.ota.config().max_firmware_bytes,
+        ))
         .fallback(crate::control::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_HTTP_BODY))
         .with_state(state)
@@ -144,11 +148,6 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         config.ingest.clone(),
     );
     let query = QueryEngine::new(storage.clone());
-    let state = AppState {
-        control,
-        ingest: ingest.clone(),
-        query,
-    };
 
     let identity = TlsIdentity::load(&config.cert)?;
     let bind = |addr: SocketAddr, flag: &'static str| async move {
@@ -168,6 +167,35 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
             },
             other => other.into(),
         })?;
+    let public_url = match &config.public_url {
+        Some(url) => url.clone(),
+        None => {
+            let bound = http.local_addr().map_err(io("http address"))?;
+            if bound.ip().is_unspecified() {
+                tracing::warn!(
+                    "OTA links will point at 127.0.0.1:{}; set --public-url for devices on other hosts",
+                    bound.port()
+                );
+                format!("http://127.0.0.1:{}", bound.port())
+            } else {
+                format!("http://{bound}")
+            }
+        }
+    };
+    let mut ota_config = OtaConfig::new(public_url);
+    ota_config.link_ttl = config.ota_link_ttl;
+    let ota = Ota::new(
+        control.clone(),
+        ingest.clone(),
+        config.data_dir.join("firmware"),
+        ota_config,
+    );
+    let state = AppState {
+        control,
+        ingest: ingest.clone(),
+        query,
+        ota: ota.clone(),
+    };
     let http_addr: SocketAddr = http.local_addr().map_err(io("http address"))?;
     let tls_addr: SocketAddr = tls.local_addr().map_err(io("tls address"))?;
     tracing::info!(addr = %http_addr, "HTTP API ready (devices accepted on this port too)");
@@ -233,6 +261,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
                 .await
         });
     }
+    let ota_task = tokio::spawn(ota.run_engine(stop_rx.clone()));
 
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -249,6 +278,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         if let Ok(Err(err)) = done {
             tracing::error!(%err, "HTTP server failed");
         }
+    }
+    if let Err(err) = ota_task.await {
+        tracing::error!(%err, "OTA engine panicked");
     }
     // Sessions are closed: record their offline state before stopping.
     if !directory.flush(Duration::from_secs(5)).await {

@@ -5,6 +5,7 @@ use pinhouse_ingest::Ingest;
 use pinhouse_query::QueryEngine;
 
 use crate::control::ControlPlane;
+use crate::ota::Ota;
 
 /// Everything a handler may need; cheap to clone.
 #[derive(Clone, Debug)]
@@ -15,6 +16,14 @@ pub struct AppState {
     pub ingest: Ingest,
     /// SQL over telemetry.
     pub query: QueryEngine,
+    /// Firmware updates.
+    pub ota: Ota,
+}
+
+impl FromRef<AppState> for Ota {
+    fn from_ref(state: &AppState) -> Self {
+        state.ota.clone()
+    }
 }
 
 impl FromRef<AppState> for ControlPlane {

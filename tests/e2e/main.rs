@@ -6,6 +6,7 @@ mod device;
 mod device_http;
 mod limits;
 mod live;
+mod ota;
 mod server;
 mod skeleton;
 mod transports;
