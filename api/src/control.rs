@@ -45,7 +45,8 @@ pub use api_tokens::{ApiTokenView, CreatedApiToken, MAX_API_TOKEN_DAYS, NewApiTo
 pub use audit::{AuditEntry, AuditQuery, MAX_AUDIT_PAGE, audit_layer};
 pub use auth::{LoginResponse, Principal, Role, SESSION_TTL_MS};
 pub use device_events::{
-    DeviceEvent, MAX_EVENT_DESCRIPTION, MAX_EVENTS_PER_DAY, MIN_EVENT_INTERVAL_MS, TimelineQuery,
+    DeviceEvent, MAX_EVENT_DESCRIPTION, MAX_EVENTS_PER_DAY, MIN_EVENT_INTERVAL_MS, SystemEvent,
+    TimelineQuery,
 };
 pub use device_properties::{DeviceProperty, MAX_PROPERTY_VALUE_BYTES};
 pub use device_status::{DeviceStatus, ReportedInfo};

@@ -87,28 +87,45 @@ fn event_error(status: StatusCode, code: &'static str, message: &str) -> Control
     ControlError::http(status, code, message)
 }
 
-/// Writes a system event inside the caller's transaction.
+/// A server-side event on a device timeline (online, offline, OTA steps).
+#[derive(Debug, Clone, Copy)]
+pub struct SystemEvent<'a> {
+    pub code: &'a str,
+    pub name: &'a str,
+    /// `info`, `warning` or `critical`.
+    pub severity: &'a str,
+    pub description: Option<&'a str>,
+}
+
+/// Writes a system event inside the caller's transaction (or on a pool connection).
 pub(crate) async fn insert_system_event(
-    tx: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::SqliteConnection,
     device_id: u32,
-    code: &str,
-    name: &str,
+    event: SystemEvent<'_>,
     at_ms: i64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO device_events (device_id, source, code, name, severity, created_at)
-         VALUES (?, 'system', ?, ?, 'info', ?)",
+        "INSERT INTO device_events (device_id, source, code, name, severity, description, created_at)
+         VALUES (?, 'system', ?, ?, ?, ?, ?)",
     )
     .bind(device_id)
-    .bind(code)
-    .bind(name)
+    .bind(event.code)
+    .bind(event.name)
+    .bind(event.severity)
+    .bind(event.description)
     .bind(at_ms)
-    .execute(tx)
+    .execute(conn)
     .await?;
     Ok(())
 }
 
 impl ControlPlane {
+    /// Records a server-side event on a device's timeline, now.
+    pub async fn log_system_event(&self, device_id: u32, event: SystemEvent<'_>) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        insert_system_event(&mut conn, device_id, event, now_ms()).await
+    }
+
     /// A device logged event `code` (Blynk `logEvent`), with an optional description.
     ///
     /// Errors (status, code, message as the Blynk HTTP API words it):

@@ -8,6 +8,7 @@ use pinhouse_protocol::body::DeviceInfo;
 use serde::Serialize;
 
 use super::ControlPlane;
+use super::device_events::{SystemEvent, insert_system_event};
 use super::error::Result;
 use super::time::{now_ms, rfc3339};
 
@@ -117,8 +118,13 @@ impl ControlPlane {
         .await?
         .rows_affected();
         if changed > 0 {
-            super::device_events::insert_system_event(&mut tx, device_id, "online", "Online", now)
-                .await?;
+            let event = SystemEvent {
+                code: "online",
+                name: "Online",
+                severity: "info",
+                description: None,
+            };
+            insert_system_event(&mut tx, device_id, event, now).await?;
         }
         tx.commit().await?;
         tracing::debug!(device_id, "device online");
@@ -140,10 +146,13 @@ impl ControlPlane {
         .await?
         .rows_affected();
         if changed > 0 {
-            super::device_events::insert_system_event(
-                &mut tx, device_id, "offline", "Offline", now,
-            )
-            .await?;
+            let event = SystemEvent {
+                code: "offline",
+                name: "Offline",
+                severity: "info",
+                description: None,
+            };
+            insert_system_event(&mut tx, device_id, event, now).await?;
         }
         tx.commit().await?;
         tracing::debug!(device_id, "device offline");

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use super::rollout::{Gate, Tally, gate, in_window};
 use super::shipments::{SHIPMENT_SELECT, ShipmentRow};
 use super::{Ota, now_ms};
-use crate::control::Result;
+use crate::control::{Result, SystemEvent};
 
 /// Message id of the `INTERNAL ota` signal (the legacy server's choice).
 const OTA_MSG_ID: u16 = 7777;
@@ -382,18 +382,13 @@ impl Ota {
             "ota_retry" => "OTA update retried",
             _ => "OTA update failed",
         };
-        let res = sqlx::query(
-            "INSERT INTO device_events (device_id, source, code, name, severity, description, created_at)
-             VALUES (?, 'system', ?, ?, ?, ?, ?)",
-        )
-        .bind(device_id)
-        .bind(code)
-        .bind(name)
-        .bind(severity)
-        .bind(text)
-        .bind(now_ms())
-        .execute(self.pool())
-        .await;
+        let event = SystemEvent {
+            code,
+            name,
+            severity,
+            description: Some(text),
+        };
+        let res = self.inner.control.log_system_event(device_id, event).await;
         if let Err(err) = res {
             tracing::warn!(%err, device_id, code, "cannot record OTA event on the device timeline");
         }
