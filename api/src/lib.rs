@@ -17,6 +17,7 @@ pub mod directory;
 pub mod live;
 pub mod metrics;
 pub mod ota;
+pub mod history;
 pub mod server;
 pub mod sql;
 pub mod state;

@@ -19,7 +19,7 @@ use crate::control::ControlPlane;
 use crate::directory::ControlDirectory;
 use crate::ota::{Ota, OtaConfig};
 use crate::state::AppState;
-use crate::{blynk_http, sql};
+use crate::{blynk_http, history, sql};
 
 /// Largest HTTP request accepted (headers excluded), like Blynk's 2 MB limit.
 const MAX_HTTP_BODY: usize = 2 * 1024 * 1024;
@@ -47,6 +47,9 @@ pub enum ServeError {
     /// The ingest tier failed to start (certificate, QUIC endpoint).
     #[error("ingest: {0}")]
     Ingest(#[from] pinhouse_ingest::IngestError),
+    /// The query engine failed to start (rollup directory).
+    #[error("query engine: {0}")]
+    Query(#[from] pinhouse_query::QueryError),
     /// A background task failed.
     #[error("task failed: {0}")]
     Task(String),
@@ -99,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::ota::routes::<AppState>(
             state.ota.config().max_firmware_bytes,
         ))
+        .merge(history::routes())
         .fallback(crate::control::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_HTTP_BODY))
         .with_state(state)
@@ -147,7 +151,8 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         Arc::new(directory.clone()),
         config.ingest.clone(),
     );
-    let query = QueryEngine::new(storage.clone());
+    let query = QueryEngine::with_rollup_dir(storage.clone(), config.data_dir.join("rollups"))?;
+    query.spawn_rollup_maintenance()?;
 
     let identity = TlsIdentity::load(&config.cert)?;
     let bind = |addr: SocketAddr, flag: &'static str| async move {

@@ -1,13 +1,24 @@
-//! Running SQL for a caller.
+//! Running SQL and history queries for a caller.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Float64Type, SchemaRef, TimestampMicrosecondType};
+use datafusion::common::ScalarValue;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
-use pinhouse_storage::Storage;
+use datafusion::logical_expr::{col, lit};
+use futures::StreamExt;
+use parking_lot::Mutex;
+use pinhouse_storage::{FileMeta, Snapshot, Storage, TS_TIMEZONE, columns};
 
+use crate::history::{Accumulator, Buckets, History, HistoryRequest, Tier};
+use crate::rollup::{RollupPass, Rollups};
 use crate::{OrgScope, Result, TELEMETRY_TABLE, TelemetryTable};
+
+/// How often the background pass looks for new or removed data files.
+const ROLLUP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Rows and schema of a finished query.
 #[derive(Debug, Clone)]
@@ -25,32 +36,87 @@ impl QueryResult {
     }
 }
 
-/// Plans and runs SQL over the telemetry store.
-#[derive(Debug, Clone)]
-pub struct QueryEngine {
+#[derive(Debug)]
+struct Inner {
     storage: Storage,
     target_partitions: usize,
+    rollups: Rollups,
+    /// Serializes rollup passes (background thread and explicit calls).
+    rollup_pass: Mutex<()>,
+}
+
+/// Plans and runs SQL and history queries over the telemetry store.
+#[derive(Debug, Clone)]
+pub struct QueryEngine {
+    inner: Arc<Inner>,
 }
 
 impl QueryEngine {
-    /// An engine reading `storage`.
+    /// An engine reading `storage`, with rollups kept in memory only and
+    /// refreshed by [`QueryEngine::refresh_rollups`] (tests, tools).
     pub fn new(storage: Storage) -> Self {
+        Self::build(storage, Rollups::new(None).expect("no directory to create"))
+    }
+
+    /// An engine whose rollups are persisted under `rollup_dir` (sidecar
+    /// Parquet files, reloaded after a restart). Call
+    /// [`QueryEngine::spawn_rollup_maintenance`] to keep them up to date.
+    pub fn with_rollup_dir(storage: Storage, rollup_dir: PathBuf) -> Result<Self> {
+        Ok(Self::build(storage, Rollups::new(Some(rollup_dir))?))
+    }
+
+    /// Starts a background thread that follows the storage catalog: new data
+    /// files (flushes, compactions) are rolled up within about a second, rollups
+    /// of removed files are dropped. It ends when the last clone of the engine
+    /// is dropped.
+    pub fn spawn_rollup_maintenance(&self) -> Result<()> {
+        let weak = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("pinhouse-rollups".into())
+            .spawn(move || rollup_loop(weak))
+            .map_err(|e| crate::QueryError::Execution(format!("rollup thread: {e}")))?;
+        Ok(())
+    }
+
+    fn build(storage: Storage, rollups: Rollups) -> Self {
         let target_partitions = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
         Self {
-            storage,
-            target_partitions,
+            inner: Arc::new(Inner {
+                storage,
+                target_partitions,
+                rollups,
+                rollup_pass: Mutex::new(()),
+            }),
         }
     }
 
-    /// A fresh session in which `telemetry` shows only `scope`'s rows.
-    pub fn context(&self, scope: &OrgScope) -> Result<SessionContext> {
+    /// The store this engine reads.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    /// One rollup pass now: rolls up data files of the current catalog that
+    /// have no rollup yet and drops rollups of files that left it. Blocking
+    /// (reads Parquet); call from a blocking context.
+    pub fn refresh_rollups(&self) -> RollupPass {
+        refresh(&self.inner)
+    }
+
+    fn session(&self) -> SessionContext {
         let config = SessionConfig::new()
-            .with_target_partitions(self.target_partitions)
+            .with_target_partitions(self.inner.target_partitions)
             .with_information_schema(false);
-        let ctx = SessionContext::new_with_config(config);
-        let table = TelemetryTable::new(self.storage.clone(), scope.clone());
+        SessionContext::new_with_config(config)
+    }
+
+    /// A fresh session in which `telemetry` shows only `scope`'s rows, all
+    /// scans of one query reading the same storage snapshot.
+    pub fn context(&self, scope: &OrgScope) -> Result<SessionContext> {
+        let ctx = self.session();
+        let snapshot = Arc::new(self.inner.storage.snapshot());
+        let table = TelemetryTable::from_snapshot(snapshot, scope.clone());
         ctx.register_table(TELEMETRY_TABLE, Arc::new(table))?;
         Ok(ctx)
     }
@@ -72,5 +138,138 @@ impl QueryEngine {
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
         Ok(QueryResult { schema, batches })
+    }
+
+    /// Downsampled history of one pin, from rollup tiers where the bucket
+    /// width allows it and raw rows elsewhere. Only numeric values count.
+    pub async fn history(&self, req: &HistoryRequest) -> Result<History> {
+        self.history_with(req, true).await
+    }
+
+    /// [`QueryEngine::history`] from raw rows only (ignores rollups); the
+    /// reference the rollup path must agree with.
+    pub async fn history_raw(&self, req: &HistoryRequest) -> Result<History> {
+        self.history_with(req, false).await
+    }
+
+    async fn history_with(&self, req: &HistoryRequest, use_rollups: bool) -> Result<History> {
+        let buckets = Buckets::plan(req.from_us, req.to_us, req.points);
+        let tier = if use_rollups {
+            Tier::for_step(buckets.step_us)
+        } else {
+            Tier::Raw
+        };
+        let snapshot = self.inner.storage.snapshot();
+        let mut acc = Accumulator::default();
+        let mut raw_files: Vec<FileMeta> = Vec::new();
+        for file in &snapshot.files {
+            if !file.org_ids.contains(&req.org_id)
+                || req.device_id < file.min_device_id
+                || req.device_id > file.max_device_id
+                || file.max_ts_us < buckets.from_us
+                || file.min_ts_us >= buckets.to_us
+            {
+                continue;
+            }
+            let rollup = match tier {
+                Tier::Raw => None,
+                _ => self.inner.rollups.get(file),
+            };
+            match rollup {
+                Some(rollup) => {
+                    for (bucket, stats) in rollup.range(
+                        tier,
+                        req.org_id,
+                        req.device_id,
+                        req.pin,
+                        buckets.from_us,
+                        buckets.to_us,
+                    ) {
+                        acc.merge(buckets.bucket_of(bucket), stats);
+                    }
+                }
+                None => raw_files.push(file.clone()),
+            }
+        }
+        let raw = Snapshot {
+            batches: snapshot.batches,
+            files: raw_files,
+        };
+        self.aggregate_raw(raw, req, &buckets, &mut acc).await?;
+        Ok(History {
+            buckets,
+            tier,
+            points: acc.into_buckets(),
+        })
+    }
+
+    /// Folds the raw numeric rows of one series in `buckets` from `snapshot`.
+    async fn aggregate_raw(
+        &self,
+        snapshot: Snapshot,
+        req: &HistoryRequest,
+        buckets: &Buckets,
+        acc: &mut Accumulator,
+    ) -> Result<()> {
+        let table = TelemetryTable::from_snapshot(Arc::new(snapshot), OrgScope::single(req.org_id));
+        let ts = |us: i64| {
+            lit(ScalarValue::TimestampMicrosecond(
+                Some(us),
+                Some(TS_TIMEZONE.into()),
+            ))
+        };
+        let df = self
+            .session()
+            .read_table(Arc::new(table))?
+            .filter(
+                col(columns::ORG_ID)
+                    .eq(lit(req.org_id))
+                    .and(col(columns::DEVICE_ID).eq(lit(req.device_id)))
+                    .and(col(columns::PIN).eq(lit(req.pin)))
+                    .and(col(columns::TS).gt_eq(ts(buckets.from_us)))
+                    .and(col(columns::TS).lt(ts(buckets.to_us)))
+                    .and(col(columns::VALUE).is_not_null()),
+            )?
+            .select_columns(&[columns::TS, columns::VALUE])?;
+        let mut stream = df.execute_stream().await?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let t = batch.column(0).as_primitive::<TimestampMicrosecondType>();
+            let v = batch.column(1).as_primitive::<Float64Type>();
+            for i in 0..batch.num_rows() {
+                let ts_us = t.value(i);
+                acc.push(buckets.bucket_of(ts_us), ts_us, v.value(i));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn refresh(inner: &Inner) -> RollupPass {
+    let _guard = inner.rollup_pass.lock();
+    let files = inner.storage.snapshot().files;
+    let pass = inner.rollups.refresh(&files);
+    if pass != RollupPass::default() {
+        tracing::info!(
+            computed = pass.computed,
+            loaded = pass.loaded,
+            dropped = pass.dropped,
+            failed = pass.failed,
+            "rollups refreshed"
+        );
+    }
+    pass
+}
+
+/// Follows the catalog until the engine is dropped.
+fn rollup_loop(engine: Weak<Inner>) {
+    loop {
+        match engine.upgrade() {
+            Some(inner) => {
+                refresh(&inner);
+            }
+            None => return,
+        }
+        std::thread::sleep(ROLLUP_INTERVAL);
     }
 }

@@ -1,7 +1,9 @@
 //! pinhouse-query: Apache DataFusion over the telemetry store.
 //!
 //! Role: expose the `telemetry` table (memtable snapshot ∪ Parquet files of
-//! `pinhouse-storage`) to SQL, always scoped to the caller's organizations.
+//! `pinhouse-storage`) to SQL, always scoped to the caller's organizations;
+//! answer dashboard history queries (downsampled buckets of one pin) from
+//! rollup tiers kept per data file (`rollup.rs`) plus raw rows.
 //! Tenant scoping is enforced inside the table provider's scan, never by
 //! rewriting SQL text, and statements that could escape the scope (DDL such as
 //! `CREATE EXTERNAL TABLE`, DML, `COPY`, `SET`) are refused.
@@ -11,11 +13,15 @@
 
 mod engine;
 mod error;
+pub mod history;
+mod rollup;
 mod scope;
 mod telemetry_table;
 
 pub use engine::{QueryEngine, QueryResult};
 pub use error::{QueryError, Result};
+pub use history::{Agg, BucketStats, History, HistoryRequest, Tier};
+pub use rollup::RollupPass;
 pub use scope::OrgScope;
 pub use telemetry_table::TelemetryTable;
 

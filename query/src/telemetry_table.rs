@@ -24,18 +24,27 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
-use pinhouse_storage::Storage;
+use pinhouse_storage::{Snapshot, Storage};
 
 use crate::OrgScope;
 
 /// Column holding the tenant id; every scan filters on it.
 const ORG_COLUMN: &str = "org_id";
 
-/// `telemetry` as DataFusion sees it. Each scan takes one consistent storage
+/// Where a [`TelemetryTable`] reads from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// A fresh snapshot of the store at every scan.
+    Live(Storage),
+    /// One fixed snapshot (every scan of the table sees the same cut).
+    Fixed(Arc<Snapshot>),
+}
+
+/// `telemetry` as DataFusion sees it. Each scan reads one consistent storage
 /// snapshot, so a query never sees a half-flushed batch twice or not at all.
 #[derive(Debug, Clone)]
 pub struct TelemetryTable {
-    storage: Storage,
+    source: Source,
     scope: OrgScope,
     schema: SchemaRef,
 }
@@ -44,7 +53,17 @@ impl TelemetryTable {
     /// A provider that only ever returns rows of `scope`.
     pub fn new(storage: Storage, scope: OrgScope) -> Self {
         Self {
-            storage,
+            source: Source::Live(storage),
+            scope,
+            schema: pinhouse_storage::schema(),
+        }
+    }
+
+    /// A provider over one fixed snapshot, so that several scans in one query
+    /// (self-joins, subqueries) all see the same cut.
+    pub fn from_snapshot(snapshot: Arc<Snapshot>, scope: OrgScope) -> Self {
+        Self {
+            source: Source::Fixed(snapshot),
             scope,
             schema: pinhouse_storage::schema(),
         }
@@ -67,9 +86,10 @@ impl TelemetryTable {
     }
 
     /// Memtable batches restricted to the scope before they enter the plan.
-    fn scoped_batches(&self, batches: Vec<RecordBatch>) -> DfResult<Vec<RecordBatch>> {
+    fn scoped_batches(&self, batches: &[RecordBatch]) -> DfResult<Vec<RecordBatch>> {
         let mut out = Vec::with_capacity(batches.len());
         for batch in batches {
+            let batch = batch.clone();
             let idx = batch.schema().index_of(ORG_COLUMN)?;
             let orgs = batch
                 .column(idx)
@@ -118,13 +138,16 @@ impl TableProvider for TelemetryTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let snapshot = self.storage.snapshot();
+        let snapshot = match &self.source {
+            Source::Live(storage) => Arc::new(storage.snapshot()),
+            Source::Fixed(snapshot) => Arc::clone(snapshot),
+        };
         let scope_expr = self.scope_expr();
         let scope_pred = self.physical(state, scope_expr.clone())?;
 
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
-        let batches = self.scoped_batches(snapshot.batches)?;
+        let batches = self.scoped_batches(&snapshot.batches)?;
         if !batches.is_empty() {
             inputs.push(MemorySourceConfig::try_new_exec(
                 &[batches],
@@ -143,7 +166,8 @@ impl TableProvider for TelemetryTable {
             // pruning; correctness comes from the FilterExec below.
             let mut pruning = vec![scope_expr];
             pruning.extend(filters.iter().cloned());
-            let mut source = ParquetSource::new(Arc::clone(&self.schema));
+            let mut source =
+                ParquetSource::new(Arc::clone(&self.schema)).with_enable_page_index(true);
             if let Some(pred) = conjunction(pruning)
                 && let Ok(pred) = self.physical(state, pred)
             {

@@ -151,3 +151,156 @@ async fn results_are_identical_before_and_after_flush_and_restart() {
     assert_eq!(before, after);
     assert_eq!(after.0, vec![1, 2, 3]);
 }
+
+mod history {
+    use pinhouse_query::history::{DAY_US, HOUR_US, MINUTE_US};
+    use pinhouse_query::{Agg, HistoryRequest, OrgScope, QueryEngine, Tier};
+    use pinhouse_storage::{Point, Storage, StorageConfig};
+
+    /// Midnight UTC, 2023-11-15.
+    const T0: i64 = 1_700_006_400 * 1_000_000;
+
+    /// `n` values of (org, device, pin) every `every` µs from T0, exact in binary
+    /// (halves), so sums do not depend on the order they are added in.
+    fn series(org: u32, device: u32, pin: u16, n: i64, every: i64) -> Vec<Point> {
+        (0..n)
+            .map(|i| {
+                Point::number(
+                    org,
+                    device,
+                    pin,
+                    T0 + i * every,
+                    ((i * 7) % 23) as f64 / 2.0,
+                )
+            })
+            .collect()
+    }
+
+    fn req(from_us: i64, to_us: i64, points: u32) -> HistoryRequest {
+        HistoryRequest {
+            org_id: 1,
+            device_id: 5,
+            pin: 2,
+            from_us,
+            to_us,
+            points,
+        }
+    }
+
+    #[tokio::test]
+    async fn buckets_aggregate_the_raw_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(StorageConfig::new(dir.path())).unwrap();
+        // 10 values one second apart, plus noise on other series and text values.
+        storage.write(series(1, 5, 2, 10, 1_000_000)).unwrap();
+        storage.write(series(1, 5, 3, 10, 1_000_000)).unwrap();
+        storage.write(series(2, 5, 2, 10, 1_000_000)).unwrap();
+        storage
+            .write(vec![Point::from_text(1, 5, 2, T0 + 500_000, "on")])
+            .unwrap();
+        let engine = QueryEngine::new(storage.clone());
+        // 2 buckets of 5 s.
+        let h = engine.history(&req(T0, T0 + 10_000_000, 2)).await.unwrap();
+        assert_eq!(h.buckets.step_us, 5_000_000);
+        assert_eq!(h.tier, Tier::Raw);
+        let values: Vec<f64> = (0..10).map(|i| ((i * 7) % 23) as f64 / 2.0).collect();
+        let (a, b) = values.split_at(5);
+        assert_eq!(h.points.len(), 2);
+        let s0 = &h.points[0].1;
+        assert_eq!(h.points[0].0, T0);
+        assert_eq!(s0.count, 5);
+        assert_eq!(s0.sum, a.iter().sum::<f64>());
+        assert_eq!(s0.first, a[0]);
+        assert_eq!(s0.last, a[4]);
+        assert_eq!(s0.min, a.iter().cloned().fold(f64::MAX, f64::min));
+        assert_eq!(
+            h.points[1].1.max,
+            b.iter().cloned().fold(f64::MIN, f64::max)
+        );
+        assert_eq!(h.points[1].1.value(Agg::Avg), b.iter().sum::<f64>() / 5.0);
+        // Outside the range: nothing.
+        let empty = engine
+            .history(&req(T0 + DAY_US, T0 + 2 * DAY_US, 10))
+            .await
+            .unwrap();
+        assert!(empty.points.is_empty());
+        // SQL agrees on the count.
+        let n = engine
+            .sql(
+                &OrgScope::single(1),
+                "SELECT count(value) FROM telemetry WHERE device_id = 5 AND pin = 2",
+            )
+            .await
+            .unwrap();
+        assert_eq!(n.num_rows(), 1);
+    }
+
+    #[tokio::test]
+    async fn rollup_tiers_equal_raw_aggregation_across_flush_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("telemetry");
+        let rollup_dir = dir.path().join("rollups");
+        // 20 days of one value every 10 minutes, in three files and the memtable.
+        let all = series(1, 5, 2, 20 * 144, 10 * MINUTE_US);
+        let other = series(1, 6, 2, 20 * 144, 10 * MINUTE_US);
+        let ranges = [
+            (T0, T0 + 20 * DAY_US, 100),
+            (T0 + 3 * HOUR_US + 7, T0 + 17 * DAY_US + 11, 300),
+            (T0 + 2 * DAY_US, T0 + 4 * DAY_US, 48),
+            (T0 - 5 * DAY_US, T0 + 40 * DAY_US, 10),
+            (T0 + DAY_US, T0 + DAY_US + 6 * HOUR_US, 360),
+        ];
+        let check = |engine: QueryEngine, expect_tiers: bool| async move {
+            let mut answers = Vec::new();
+            for (from, to, points) in ranges {
+                let r = req(from, to, points);
+                let fast = engine.history(&r).await.unwrap();
+                let raw = engine.history_raw(&r).await.unwrap();
+                assert_eq!(fast.points, raw.points, "{from}..{to} @ {points}");
+                assert!(!fast.points.is_empty());
+                if expect_tiers && points <= 100 {
+                    assert_ne!(fast.tier, Tier::Raw, "{from}..{to} @ {points}");
+                }
+                answers.push(fast.points);
+            }
+            answers
+        };
+        let before = {
+            let storage = Storage::open(StorageConfig::new(&data)).unwrap();
+            let engine = QueryEngine::with_rollup_dir(storage.clone(), rollup_dir.clone()).unwrap();
+            for (i, chunk) in all.chunks(1000).enumerate() {
+                storage.write(chunk.to_vec()).unwrap();
+                storage
+                    .write(other[i * 1000..(i * 1000 + chunk.len())].to_vec())
+                    .unwrap();
+                if i < 2 {
+                    storage.flush().unwrap();
+                }
+            }
+            let in_memory = check(engine.clone(), false).await;
+            engine.refresh_rollups();
+            let rolled_up = check(engine.clone(), true).await;
+            assert_eq!(in_memory, rolled_up);
+            storage.flush().unwrap();
+            let pass = engine.refresh_rollups();
+            assert!(pass.computed >= 1, "{pass:?}");
+            let flushed = check(engine, true).await;
+            assert_eq!(rolled_up, flushed);
+            storage.close().unwrap();
+            flushed
+        };
+        assert!(std::fs::read_dir(&rollup_dir).unwrap().count() >= 3);
+        let storage = Storage::open(StorageConfig::new(&data)).unwrap();
+        let engine = QueryEngine::new(storage.clone());
+        let engine_dir = QueryEngine::with_rollup_dir(storage, rollup_dir).unwrap();
+        let pass = engine_dir.refresh_rollups();
+        assert_eq!(
+            pass.computed, 0,
+            "sidecars are reloaded, not recomputed: {pass:?}"
+        );
+        assert!(pass.loaded >= 3, "{pass:?}");
+        assert_eq!(check(engine_dir, true).await, before);
+        // Without rollups at all, the same answer from raw rows.
+        assert_eq!(check(engine, false).await, before);
+    }
+}

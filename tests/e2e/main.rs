@@ -7,6 +7,7 @@ mod device_http;
 mod limits;
 mod live;
 mod ota;
+mod history;
 mod server;
 mod skeleton;
 mod transports;
