@@ -11,7 +11,7 @@ use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::logical_expr::{col, lit};
 use futures::StreamExt;
 use parking_lot::Mutex;
-use pinhouse_storage::{FileMeta, Snapshot, Storage, TS_TIMEZONE, columns};
+use pinhouse_storage::{FileMeta, Storage, TS_TIMEZONE, columns};
 
 use crate::history::{Accumulator, Buckets, History, HistoryRequest, Tier};
 use crate::rollup::{RollupPass, Rollups};
@@ -159,7 +159,7 @@ impl QueryEngine {
         } else {
             Tier::Raw
         };
-        let snapshot = self.inner.storage.snapshot();
+        let snapshot = Arc::new(self.inner.storage.snapshot());
         let mut acc = Accumulator::default();
         let mut raw_files: Vec<FileMeta> = Vec::new();
         for file in &snapshot.files {
@@ -191,10 +191,11 @@ impl QueryEngine {
                 None => raw_files.push(file.clone()),
             }
         }
-        let raw = Snapshot {
-            batches: snapshot.batches,
-            files: raw_files,
-        };
+        let raw = TelemetryTable::from_snapshot_files(
+            Arc::clone(&snapshot),
+            raw_files,
+            OrgScope::single(req.org_id),
+        );
         self.aggregate_raw(raw, req, &buckets, &mut acc).await?;
         Ok(History {
             buckets,
@@ -203,15 +204,14 @@ impl QueryEngine {
         })
     }
 
-    /// Folds the raw numeric rows of one series in `buckets` from `snapshot`.
+    /// Folds the raw numeric rows of one series in `buckets` from `table`.
     async fn aggregate_raw(
         &self,
-        snapshot: Snapshot,
+        table: TelemetryTable,
         req: &HistoryRequest,
         buckets: &Buckets,
         acc: &mut Accumulator,
     ) -> Result<()> {
-        let table = TelemetryTable::from_snapshot(Arc::new(snapshot), OrgScope::single(req.org_id));
         let ts = |us: i64| {
             lit(ScalarValue::TimestampMicrosecond(
                 Some(us),
@@ -247,8 +247,9 @@ impl QueryEngine {
 
 fn refresh(inner: &Inner) -> RollupPass {
     let _guard = inner.rollup_pass.lock();
-    let files = inner.storage.snapshot().files;
-    let pass = inner.rollups.refresh(&files);
+    // The snapshot keeps its files on disk while they are rolled up.
+    let snapshot = inner.storage.snapshot();
+    let pass = inner.rollups.refresh(&snapshot.files);
     if pass != RollupPass::default() {
         tracing::info!(
             computed = pass.computed,

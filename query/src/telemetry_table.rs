@@ -24,7 +24,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
-use pinhouse_storage::{Snapshot, Storage};
+use pinhouse_storage::{FileMeta, Snapshot, Storage};
 
 use crate::OrgScope;
 
@@ -36,8 +36,13 @@ const ORG_COLUMN: &str = "org_id";
 enum Source {
     /// A fresh snapshot of the store at every scan.
     Live(Storage),
-    /// One fixed snapshot (every scan of the table sees the same cut).
-    Fixed(Arc<Snapshot>),
+    /// One fixed snapshot (every scan of the table sees the same cut); its
+    /// memtable batches and `files` (the snapshot's own files, or a subset of
+    /// them when `Some`).
+    Fixed {
+        snapshot: Arc<Snapshot>,
+        files: Option<Arc<Vec<FileMeta>>>,
+    },
 }
 
 /// `telemetry` as DataFusion sees it. Each scan reads one consistent storage
@@ -63,7 +68,28 @@ impl TelemetryTable {
     /// (self-joins, subqueries) all see the same cut.
     pub fn from_snapshot(snapshot: Arc<Snapshot>, scope: OrgScope) -> Self {
         Self {
-            source: Source::Fixed(snapshot),
+            source: Source::Fixed {
+                snapshot,
+                files: None,
+            },
+            scope,
+            schema: pinhouse_storage::schema(),
+        }
+    }
+
+    /// Like [`TelemetryTable::from_snapshot`], but reading only `files` (a
+    /// subset of the snapshot's files; the snapshot keeps them on disk) besides
+    /// the snapshot's memtable batches.
+    pub fn from_snapshot_files(
+        snapshot: Arc<Snapshot>,
+        files: Vec<FileMeta>,
+        scope: OrgScope,
+    ) -> Self {
+        Self {
+            source: Source::Fixed {
+                snapshot,
+                files: Some(Arc::new(files)),
+            },
             scope,
             schema: pinhouse_storage::schema(),
         }
@@ -138,10 +164,11 @@ impl TableProvider for TelemetryTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let snapshot = match &self.source {
-            Source::Live(storage) => Arc::new(storage.snapshot()),
-            Source::Fixed(snapshot) => Arc::clone(snapshot),
+        let (snapshot, subset) = match &self.source {
+            Source::Live(storage) => (Arc::new(storage.snapshot()), None),
+            Source::Fixed { snapshot, files } => (Arc::clone(snapshot), files.clone()),
         };
+        let all_files = subset.as_deref().unwrap_or(&snapshot.files);
         let scope_expr = self.scope_expr();
         let scope_pred = self.physical(state, scope_expr.clone())?;
 
@@ -156,8 +183,7 @@ impl TableProvider for TelemetryTable {
             )?);
         }
 
-        let files: Vec<_> = snapshot
-            .files
+        let files: Vec<_> = all_files
             .iter()
             .filter(|f| f.org_ids.iter().any(|o| self.scope.contains(*o)))
             .collect();

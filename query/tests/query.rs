@@ -284,8 +284,15 @@ mod history {
             storage.flush().unwrap();
             let pass = engine.refresh_rollups();
             assert!(pass.computed >= 1, "{pass:?}");
-            let flushed = check(engine, true).await;
+            let flushed = check(engine.clone(), true).await;
             assert_eq!(rolled_up, flushed);
+            // Compaction replaces files: rollups follow, answers stay the same.
+            storage.compact().unwrap();
+            let compacted_raw = check(engine.clone(), false).await;
+            engine.refresh_rollups();
+            let compacted = check(engine, true).await;
+            assert_eq!(flushed, compacted_raw);
+            assert_eq!(flushed, compacted);
             storage.close().unwrap();
             flushed
         };
