@@ -1,7 +1,7 @@
 //! pinhouse-api: the `pinhouse` server.
 //!
 //! Role: the HTTP surface (Blynk device HTTP API, REST control plane, SQL
-//! endpoint), the control-plane database (organizations, users, templates,
+//! endpoint, the web console at `/`), the control-plane database (organizations, users, templates,
 //! devices — sqlx, SQLite embedded by default), configuration, and the wiring
 //! of every tier (`protocol`, `storage`, `ingest`, `query`) into one process.
 //!
@@ -11,6 +11,7 @@
 pub mod blynk_http;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod device_ws;
 pub mod directory;

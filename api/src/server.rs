@@ -103,7 +103,8 @@ pub fn router(state: AppState) -> Router {
             state.ota.config().max_firmware_bytes,
         ))
         .merge(history::routes())
-        .fallback(crate::control::not_found)
+        // Console files and pages for GET/HEAD; the JSON 404 for everything else.
+        .fallback(crate::console::fallback)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_HTTP_BODY))
         .with_state(state)
 }

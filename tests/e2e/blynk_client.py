@@ -4,6 +4,9 @@ Usage: blynk_client.py HOST PORT TOKEN MODE [CA_FILE]
   MODE "write": log in, write V1=23.5 and V2="hello", sync V1 and print what the
                 server sends back, then disconnect.
   MODE "badtoken": log in and expect the connection to be refused.
+  MODE "console": log in, write a V1 series (20.0 … 22.5), V2="hello console" and
+                V4=location, print "ready", then wait up to 120 s for the server to
+                write V3 (the console's switch) and print it; exit 0 when V3 is ["1"].
 With CA_FILE the connection uses TLS and trusts that certificate authority.
 Exit status 0 means every step behaved as expected.
 """
@@ -23,6 +26,31 @@ if mode == "badtoken":
     ok = blynk.connect(timeout=3)
     print("connected" if ok else "refused")
     sys.exit(0 if not ok else 1)
+
+if mode == "console":
+    relay = []
+
+    @blynk.handle_event("write V3")
+    def on_v3(pin, values):
+        relay.append(values)
+
+    if not blynk.connect(timeout=10):
+        print("could not connect", file=sys.stderr)
+        sys.exit(2)
+    for value in (20.0, 20.5, 21.0, 21.5, 22.0, 22.5):
+        blynk.virtual_write(1, value)
+        blynk.run()
+        time.sleep(0.15)
+    blynk.virtual_write(2, "hello console")
+    blynk.virtual_write(4, 52.3702, 4.8952)
+    blynk.run()
+    print("ready", flush=True)
+    deadline = time.time() + 120
+    while not relay and time.time() < deadline:
+        blynk.run()
+    print("V3", relay, flush=True)
+    blynk.disconnect()
+    sys.exit(0 if relay == [["1"]] else 4)
 
 synced = []
 

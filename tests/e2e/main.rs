@@ -2,6 +2,7 @@
 //! loopback ports, driven over the wire by real clients.
 
 mod bad_input;
+mod console;
 mod device;
 mod device_http;
 mod limits;
@@ -11,6 +12,7 @@ mod history;
 mod server;
 mod skeleton;
 mod transports;
+mod webdriver;
 
 /// Not a test: the child process that runs the server for the other tests.
 /// [`server::Server::start`] re-executes this test binary with

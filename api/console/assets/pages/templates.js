@@ -1,0 +1,183 @@
+// Templates: list, create, and the editor (datastreams; events, metadata and widget layout when
+// the server's templates carry them).
+import { get, post, json, ApiError, session } from '../api.js';
+import { h, mount, field, empty, errorBox, notice, table, when, announce } from '../dom.js';
+import { defaultLayout } from '../widgets.js';
+
+const TYPES = ['integer', 'double', 'string', 'enum', 'location'];
+const WIDGETS = ['value', 'gauge', 'led', 'switch', 'slider', 'terminal', 'map', 'chart'];
+
+export async function render(main, { params, go }) {
+  const id = params[0];
+  if (!id) return list(main);
+  let template = null;
+  if (id !== 'new') {
+    try {
+      template = await get(`/api/v1/templates/${encodeURIComponent(id)}`);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) {
+        mount(main, h('h1', {}, 'Template not found'), h('p', {}, h('a', { href: '/templates', 'data-link': '' }, 'Back to the templates')));
+        return undefined;
+      }
+      throw err;
+    }
+  }
+  return editor(main, template, go);
+}
+
+async function list(main) {
+  const templates = await get('/api/v1/templates');
+  const canEdit = session.user && session.user.role !== 'user';
+  mount(main,
+    h('h1', {}, 'Templates'),
+    canEdit ? h('div.actions', {}, h('a.button', { href: '/templates/new', 'data-link': '' }, 'New template')) : null,
+    templates.length
+      ? table('Templates', ['Name', 'Template id', 'Datastreams', 'Updated'], templates.map((t) => h('tr', {},
+        h('td', {}, h('a', { href: `/templates/${t.id}`, 'data-link': '' }, t.name)),
+        h('td', {}, h('code', {}, t.id)),
+        h('td.num', {}, String(t.datastreams.length)),
+        h('td', {}, when(t.updated_at)))))
+      : empty('No templates yet. A template declares the datastreams (virtual pins) its devices write.'));
+}
+
+function datastreamRow(ds = {}) {
+  const cell = (control, label) => { control.setAttribute('aria-label', label); return h('td', {}, control); };
+  const tr = h('tr');
+  const type = h('select', { name: 'type' }, TYPES.map((t) => h('option', { value: t }, t)));
+  type.value = ds.type || 'double';
+  const num = (v) => (v === null || v === undefined ? '' : String(v));
+  tr.append(
+    cell(h('input', { type: 'number', name: 'pin', min: 0, max: 255, required: true, value: num(ds.pin) }), 'Pin (V0–V255)'),
+    cell(h('input', { type: 'text', name: 'name', required: true, value: ds.name || '' }), 'Name'),
+    cell(type, 'Type'),
+    cell(h('input', { type: 'number', name: 'min', step: 'any', value: num(ds.min) }), 'Minimum'),
+    cell(h('input', { type: 'number', name: 'max', step: 'any', value: num(ds.max) }), 'Maximum'),
+    cell(h('input', { type: 'text', name: 'units', value: ds.units || '' }), 'Units'),
+    cell(h('input', { type: 'number', name: 'decimals', min: 0, max: 10, value: num(ds.decimals) }), 'Decimals'),
+    h('td', {}, h('button.secondary', { type: 'button', onclick: () => { tr.remove(); announce('Datastream removed'); } }, 'Remove')));
+  return tr;
+}
+
+function readDatastreams(tbody) {
+  return [...tbody.querySelectorAll('tr')].map((tr) => {
+    const v = (name) => tr.querySelector(`[name="${name}"]`).value.trim();
+    const n = (name) => (v(name) === '' ? null : Number(v(name)));
+    return { pin: n('pin'), name: v('name'), type: v('type'), min: n('min'), max: n('max'), units: v('units') || null, decimals: n('decimals') };
+  });
+}
+
+function layoutEditor(initial, datastreams) {
+  const rows = h('tbody');
+  const add = (spec = { type: 'value', pin: datastreams[0]?.pin ?? 0, title: '' }) => {
+    const type = h('select', { name: 'w-type', 'aria-label': 'Widget type' }, WIDGETS.map((x) => h('option', { value: x }, x)));
+    type.value = spec.type;
+    const tr = h('tr', {},
+      h('td', {}, type),
+      h('td', {}, h('input', { type: 'number', name: 'w-pin', min: 0, max: 255, value: spec.pin, 'aria-label': 'Widget pin' })),
+      h('td', {}, h('input', { type: 'text', name: 'w-title', value: spec.title || '', 'aria-label': 'Widget title' })),
+      h('td', {},
+        h('button.secondary', { type: 'button', 'aria-label': 'Move up', onclick: () => tr.previousElementSibling && tr.parentNode.insertBefore(tr, tr.previousElementSibling) }, '↑'), ' ',
+        h('button.secondary', { type: 'button', 'aria-label': 'Move down', onclick: () => tr.nextElementSibling && tr.parentNode.insertBefore(tr.nextElementSibling, tr) }, '↓'), ' ',
+        h('button.secondary', { type: 'button', onclick: () => tr.remove() }, 'Remove')));
+    rows.append(tr);
+  };
+  (initial && initial.length ? initial : defaultLayout(datastreams)).forEach(add);
+  const el = h('div', {},
+    table('Widget layout', ['Widget', 'Pin', 'Title', 'Order'], []),
+    h('div.actions', {}, h('button.secondary', { type: 'button', onclick: () => add() }, 'Add widget')));
+  el.querySelector('table').replaceChild(rows, el.querySelector('tbody'));
+  return {
+    el,
+    read: () => [...rows.querySelectorAll('tr')].map((tr) => ({
+      type: tr.querySelector('[name="w-type"]').value,
+      pin: Number(tr.querySelector('[name="w-pin"]').value),
+      title: tr.querySelector('[name="w-title"]').value.trim() || undefined,
+    })),
+  };
+}
+
+async function editor(main, template, go) {
+  const isNew = !template;
+  const all = isNew ? await get('/api/v1/templates') : [template];
+  // The server's template JSON tells which parts it supports.
+  const sample = template || all[0] || {};
+  const supports = (key) => Object.prototype.hasOwnProperty.call(sample, key);
+  const canEdit = session.user && session.user.role !== 'user';
+
+  const name = h('input', { type: 'text', name: 'template-name', required: true, value: template?.name || '' });
+  const description = h('textarea', { name: 'description', rows: 2 }, template?.description || '');
+  const dsBody = h('tbody');
+  for (const ds of template?.datastreams || []) dsBody.append(datastreamRow(ds));
+  if (isNew) dsBody.append(datastreamRow({ pin: 0, name: '', type: 'double' }));
+  const dsTable = table('Datastreams', ['Pin', 'Name', 'Type', 'Min', 'Max', 'Units', 'Decimals', ''], []);
+  dsTable.querySelector('table').replaceChild(dsBody, dsTable.querySelector('tbody'));
+  const nextPin = () => Math.min(255, Math.max(-1, ...readDatastreams(dsBody).map((d) => d.pin ?? -1)) + 1);
+
+  const extra = [];
+  let events = null;
+  let metadata = null;
+  let layout = null;
+  if (supports('events')) {
+    events = h('textarea', { name: 'events', rows: 4 }, JSON.stringify(template?.events || [], null, 2));
+    extra.push(h('fieldset', {}, h('legend', {}, 'Events'), field('Events (JSON list)', events, 'For example [{"code": "overheat", "name": "Overheating", "type": "warning"}]')));
+  }
+  if (supports('metadata')) {
+    metadata = h('textarea', { name: 'metadata', rows: 4 }, JSON.stringify(template?.metadata || [], null, 2));
+    extra.push(h('fieldset', {}, h('legend', {}, 'Metadata fields'), field('Metadata (JSON list)', metadata)));
+  }
+  const layoutKey = ['dashboard', 'layout'].find(supports);
+  if (layoutKey) {
+    const current = template?.[layoutKey]?.widgets || [];
+    layout = layoutEditor(current, template?.datastreams || []);
+    extra.push(h('fieldset', {}, h('legend', {}, 'Dashboard widget layout'), layout.el));
+  }
+  const missing = ['events', 'metadata'].filter((k) => !supports(k)).concat(layoutKey ? [] : ['widget layout']);
+
+  const message = h('div', { 'aria-live': 'polite' });
+  const save = h('button', { type: 'submit', disabled: !canEdit }, isNew ? 'Create template' : 'Save changes');
+  const form = h('form', {
+    async onsubmit(e) {
+      e.preventDefault();
+      mount(message);
+      const body = { name: name.value, description: description.value, datastreams: readDatastreams(dsBody) };
+      try {
+        if (events) body.events = JSON.parse(events.value || '[]');
+        if (metadata) body.metadata = JSON.parse(metadata.value || '[]');
+      } catch (err) {
+        mount(message, errorBox(new Error(`Events and metadata must be valid JSON: ${err.message}`)));
+        return;
+      }
+      if (layout) body[layoutKey] = { widgets: layout.read() };
+      save.disabled = true;
+      try {
+        if (isNew) {
+          const created = await post('/api/v1/templates', body);
+          announce(`Template ${created.name} created`);
+          go(`/templates/${created.id}`);
+          return;
+        }
+        await json(`/api/v1/templates/${encodeURIComponent(template.id)}`, { method: 'PUT', body });
+        mount(message, h('p', { role: 'status' }, 'Saved.'));
+      } catch (err) {
+        const unsupported = err instanceof ApiError && (err.status === 405 || err.missingEndpoint);
+        mount(message, errorBox(unsupported ? new Error('This server cannot change a saved template yet (no update endpoint); create a new template instead.') : err));
+      } finally {
+        save.disabled = !canEdit;
+      }
+    },
+  },
+  field('Name', name),
+  field('Description', description),
+  h('fieldset', {}, h('legend', {}, 'Datastreams (virtual pins)'), dsTable,
+    h('div.actions', {}, h('button.secondary', { type: 'button', onclick: () => { const tr = datastreamRow({ pin: nextPin(), type: 'double' }); dsBody.append(tr); tr.querySelector('[name="name"]').focus(); } }, 'Add datastream'))),
+  extra,
+  missing.length ? notice(`Not supported by this server yet: ${missing.join(', ')}.`) : null,
+  canEdit ? null : notice('Only admin and staff users can change templates.'),
+  message,
+  h('div.actions', {}, save, h('a.button.secondary', { href: '/templates', 'data-link': '' }, 'Cancel')));
+
+  mount(main,
+    h('h1', {}, isNew ? 'New template' : `Template ${template.name}`),
+    template ? h('p.muted', {}, 'Template id ', h('code', {}, template.id), ` · created ${when(template.created_at)}`) : null,
+    form);
+}
