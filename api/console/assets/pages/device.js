@@ -146,7 +146,8 @@ AND ts >= ${sqlTime(from)} AND ts < ${sqlTime(to)} GROUP BY 1 ORDER BY 1`);
     else {
       const list = Array.isArray(reply.data) ? reply.data : (reply.data.events || []);
       timeline.append(list.length ? h('ol.timeline', {}, list.map((e) => h('li', {},
-        h('strong', {}, e.name || e.code || e.kind || 'event'), ' · ', when(e.ts || e.time || e.created_at),
+        h('strong', {}, e.name || e.code || 'event'), e.severity ? ` (${e.severity})` : '', ' · ', when(e.created_at || e.ts),
+        e.resolved_at ? ` · resolved ${when(e.resolved_at)}` : '',
         e.description || e.message ? h('div', {}, e.description || e.message) : null))) : empty('No events for this device yet.'));
     }
   } catch (err) {

@@ -31,20 +31,32 @@ export async function render(main) {
     events);
 
   try {
+    let list = null;
     const reply = await optional('/api/v1/events?limit=20');
-    if (reply.missing) {
-      events.append(notice('Device events are not available on this server yet (no /api/v1/events endpoint).'));
-    } else {
-      const list = Array.isArray(reply.data) ? reply.data : (reply.data.events || []);
-      if (!list.length) events.append(empty('No events yet.'));
-      else {
-        const byId = new Map(devices.map((d) => [d.id, d]));
-        events.append(table('Recent events', ['When', 'Device', 'Event', 'Description'], list.map((e) => h('tr', {},
-          h('td', {}, when(e.ts || e.time || e.created_at)),
-          h('td', {}, byId.has(e.device_id) ? h('a', { href: `/devices/${e.device_id}`, 'data-link': '' }, byId.get(e.device_id).name) : String(e.device_id ?? '–')),
-          h('td', {}, e.name || e.code || e.kind || '–'),
-          h('td', {}, e.description || e.message || '')))));
+    if (!reply.missing) {
+      list = Array.isArray(reply.data) ? reply.data : (reply.data.events || []);
+    } else if (devices.length) {
+      // No organization-wide feed: merge the newest events of the first devices' timelines.
+      const replies = await Promise.all(devices.slice(0, 20).map((d) => optional(`/api/v1/devices/${d.id}/events?limit=5`)));
+      if (!replies.some((r) => r.missing)) {
+        list = replies.flatMap((r) => (Array.isArray(r.data) ? r.data : []))
+          .sort((a, b) => String(b.created_at).localeCompare(String(a.created_at))).slice(0, 20);
       }
+    }
+    if (list === null) {
+      events.append(notice(devices.length
+        ? 'Device events are not available on this server yet.'
+        : 'Events appear here once devices exist.'));
+    } else if (!list.length) {
+      events.append(empty('No events yet.'));
+    } else {
+      const byId = new Map(devices.map((d) => [d.id, d]));
+      events.append(table('Recent events', ['When', 'Device', 'Event', 'Severity', 'Description'], list.map((e) => h('tr', {},
+        h('td', {}, when(e.created_at || e.ts)),
+        h('td', {}, byId.has(e.device_id) ? h('a', { href: `/devices/${e.device_id}`, 'data-link': '' }, byId.get(e.device_id).name) : String(e.device_id ?? '–')),
+        h('td', {}, e.name || e.code || '–'),
+        h('td', {}, e.severity || '–'),
+        h('td', {}, e.description || '')))));
     }
   } catch (err) {
     events.append(errorBox(err));

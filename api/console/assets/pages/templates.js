@@ -119,7 +119,7 @@ async function editor(main, template, go) {
   let layout = null;
   if (supports('events')) {
     events = h('textarea', { name: 'events', rows: 4 }, JSON.stringify(template?.events || [], null, 2));
-    extra.push(h('fieldset', {}, h('legend', {}, 'Events'), field('Events (JSON list)', events, 'For example [{"code": "overheat", "name": "Overheating", "type": "warning"}]')));
+    extra.push(h('fieldset', {}, h('legend', {}, 'Events'), field('Events (JSON list)', events, 'For example [{"code": "overheat", "name": "Overheating", "severity": "warning", "description": "Above 40 °C"}]')));
   }
   if (supports('metadata')) {
     metadata = h('textarea', { name: 'metadata', rows: 4 }, JSON.stringify(template?.metadata || [], null, 2));
