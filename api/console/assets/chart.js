@@ -80,7 +80,7 @@ export function drawLine(points, { width, from, to, title, units = '', decimals 
   }
   if (d) children.push(svg('path', { class: 'line', d }));
   if (!values.length) {
-    children.push(svg('text', { x: (LEFT + w - RIGHT) / 2, y: HEIGHT / 2, 'text-anchor': 'middle', style: 'font-size:14px' }, 'No data in this range'));
+    children.push(svg('text', { x: (LEFT + w - RIGHT) / 2, y: HEIGHT / 2, 'text-anchor': 'middle', class: 'no-data' }, 'No data in this range'));
   }
   if (values.length <= 60) {
     for (const [t, v] of points) {

@@ -33,7 +33,7 @@ export function gauge(title, ds) {
   };
   const track = svg('path', { d: 'M10,60 A50,50 0 0 1 110,60', fill: 'none', stroke: '#d0d7de', 'stroke-width': 10 });
   const bar = svg('path', { fill: 'none', stroke: '#0b5cad', 'stroke-width': 10 });
-  const text = svg('text', { x: 60, y: 56, 'text-anchor': 'middle', style: 'font-size:16px;fill:#1b1f24;font-weight:700' }, '–');
+  const text = svg('text', { x: 60, y: 56, 'text-anchor': 'middle', class: 'gauge-value' }, '–');
   const picture = svg('svg', { viewBox: '0 0 120 80', role: 'img', 'aria-label': `${title}: no value` },
     track, bar, text,
     svg('text', { x: 10, y: 76, 'text-anchor': 'middle' }, String(min)),
@@ -143,7 +143,8 @@ export function terminal(title, write) {
     update(value, ms) {
       if (value === null || value === undefined) return;
       const text = Array.isArray(value) ? value.join(' ') : String(value);
-      const key = text;
+      // With a timestamp (values API) each write is a line; without, each change of text.
+      const key = ms ? `${ms}|${text}` : text;
       if (key === last) return;
       last = key;
       log.append(h('div', {}, `${new Date(ms || Date.now()).toLocaleTimeString()}  ${text}`));

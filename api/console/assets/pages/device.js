@@ -45,7 +45,7 @@ export async function render(main, { params }) {
 
   async function load(pin, from, to, points) {
     if (historyVia !== 'sql') {
-      const reply = await optional(`/api/v1/devices/${id}/history?pin=${pin}&from=${new Date(from).toISOString()}&to=${new Date(to).toISOString()}&points=${points}&agg=avg`);
+      const reply = await optional(`/api/v1/devices/${id}/history?pin=V${pin}&from=${Math.floor(from)}&to=${Math.ceil(to)}&points=${points}&agg=avg`);
       if (!reply.missing) { historyVia = 'api'; return { points: parsePoints(reply.data) }; }
       historyVia = 'sql';
     }
@@ -107,20 +107,38 @@ AND ts >= ${sqlTime(from)} AND ts < ${sqlTime(to)} GROUP BY 1 ORDER BY 1`);
     timeline);
 
   const pins = [...new Set(template.datastreams.map((d) => d.pin))];
+  let valuesApi = true; // GET /api/v1/devices/{id}/values until the server says it has none
+  const stamps = {};
+  async function readValues() {
+    if (valuesApi) {
+      const reply = await optional(`/api/v1/devices/${id}/values`);
+      if (!reply.missing) {
+        const out = {};
+        for (const p of pins) {
+          const entry = reply.data.values?.[`V${p}`];
+          out[p] = entry ? entry.value : null;
+          if (entry) stamps[p] = entry.ts;
+        }
+        return out;
+      }
+      valuesApi = false;
+    }
+    return blynk.values(device.token, pins).catch((err) => {
+      if (pins.length === 1 && err.message === 'No data.') return { [pins[0]]: null };
+      throw err;
+    });
+  }
   let stopped = false;
   async function poll() {
     try {
       const [online, values] = await Promise.all([
         blynk.connected(device.token),
-        blynk.values(device.token, pins).catch((err) => {
-          if (pins.length === 1 && err.message === 'No data.') return { [pins[0]]: null };
-          throw err;
-        }),
+        readValues(),
       ]);
       status.textContent = online ? 'online' : 'offline';
       status.className = `badge ${online ? 'online' : 'offline'}`;
       const now = Date.now();
-      for (const { pin, widget } of widgets) widget.update(values[pin] ?? null, now);
+      for (const { pin, widget } of widgets) widget.update(values[pin] ?? null, stamps[pin] ?? null);
       updated.textContent = `Values refreshed every ${POLL_MS / 1000} s (polling); last at ${new Date(now).toLocaleTimeString()}.`;
       mount(problems);
     } catch (err) {
