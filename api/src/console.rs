@@ -129,7 +129,10 @@ pub fn respond(method: &Method, path: &str, headers: &HeaderMap) -> Response {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            )],
             asset.bytes,
         )
             .into_response()
@@ -161,9 +164,10 @@ fn if_none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
         return false;
     };
     let want = etag.to_str().unwrap_or("");
-    value.split(',').map(str::trim).any(|candidate| {
-        candidate == "*" || candidate.trim_start_matches("W/") == want
-    })
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == want)
 }
 
 #[cfg(test)]
@@ -206,7 +210,14 @@ mod tests {
 
     #[test]
     fn pages_answer_index_html() {
-        for path in ["/", "/login", "/devices", "/devices/12", "/sql", "/templates/TMPL1"] {
+        for path in [
+            "/",
+            "/login",
+            "/devices",
+            "/devices/12",
+            "/sql",
+            "/templates/TMPL1",
+        ] {
             let response = get(path);
             assert_eq!(response.status(), StatusCode::OK, "{path}");
             assert_eq!(

@@ -82,7 +82,10 @@ async fn screenshot(browser: &Browser, name: &str) -> Result<()> {
     // Let charts and fonts settle after the last DOM change.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let png = browser.screenshot().await?;
-    ensure!(png.starts_with(b"\x89PNG"), "screenshot of {name} is not a PNG");
+    ensure!(
+        png.starts_with(b"\x89PNG"),
+        "screenshot of {name} is not a PNG"
+    );
     let dir = screenshot_dir();
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join(format!("{name}.png")), png)?;
@@ -172,21 +175,41 @@ async fn walk(server: &Server, browser: &Browser) -> Result<()> {
 
     // Log in (an unauthenticated visit to / lands on the login page).
     browser.goto(&server.url("/")).await?;
-    until(browser, "the login form", "location.pathname === '/login' && document.querySelector('input[type=email]')").await?;
+    until(
+        browser,
+        "the login form",
+        "location.pathname === '/login' && document.querySelector('input[type=email]')",
+    )
+    .await?;
     assert_eq!(heading(browser).await?, "Log in to pinhouse");
     fill(browser, "input[type=email]", ADMIN_EMAIL).await?;
     fill(browser, "input[type=password]", "wrong password").await?;
     click_button(browser, "Log in").await?;
-    let alert = until(browser, "the login error", "document.querySelector('[role=alert]')?.textContent").await?;
+    let alert = until(
+        browser,
+        "the login error",
+        "document.querySelector('[role=alert]')?.textContent",
+    )
+    .await?;
     assert_eq!(alert, json!("Wrong e-mail or password."));
     screenshot(browser, "login").await?;
     fill(browser, "input[type=password]", ADMIN_PASSWORD).await?;
     click_button(browser, "Log in").await?;
-    until(browser, "the overview", "document.querySelector('main h1')?.textContent.startsWith('Overview')").await?;
+    until(
+        browser,
+        "the overview",
+        "document.querySelector('main h1')?.textContent.startsWith('Overview')",
+    )
+    .await?;
 
     // Create a template: V1 temperature, V2 status text, V3 relay switch, V4 position.
     browser.goto(&server.url("/templates/new")).await?;
-    until(browser, "the template editor", "document.querySelector('[name=template-name]')").await?;
+    until(
+        browser,
+        "the template editor",
+        "document.querySelector('[name=template-name]')",
+    )
+    .await?;
     fill(browser, "[name=template-name]", "Greenhouse").await?;
     datastream(browser, "1", "Temperature", "double", "-40", "85").await?;
     fill(browser, "fieldset tbody tr:last-child [name=units]", "°C").await?;
@@ -199,15 +222,29 @@ async fn walk(server: &Server, browser: &Browser) -> Result<()> {
     datastream(browser, "4", "Position", "location", "", "").await?;
     screenshot(browser, "template-editor").await?;
     click_button(browser, "Create template").await?;
-    until(browser, "the saved template", "document.querySelector('main h1')?.textContent === 'Template Greenhouse'").await?;
+    until(
+        browser,
+        "the saved template",
+        "document.querySelector('main h1')?.textContent === 'Template Greenhouse'",
+    )
+    .await?;
 
     // Create a device of it: the console opens its dashboard.
     browser.goto(&server.url("/devices")).await?;
-    until(browser, "the device form", "document.querySelector('[name=device-name]')").await?;
+    until(
+        browser,
+        "the device form",
+        "document.querySelector('[name=device-name]')",
+    )
+    .await?;
     fill(browser, "[name=device-name]", "Greenhouse 1").await?;
     click_button(browser, "Create device").await?;
     let path = until(browser, "the dashboard", "/^\\/devices\\/\\d+$/.test(location.pathname) && document.querySelector('#dashboard') && location.pathname").await?;
-    let device_id: u32 = path.as_str().unwrap_or("").trim_start_matches("/devices/").parse()?;
+    let device_id: u32 = path
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches("/devices/")
+        .parse()?;
     click_button(browser, "Show auth token").await?;
     let token = browser.text(&browser.find("code.token").await?).await?;
     ensure!(token.len() == 32, "device token {token:?}");
@@ -232,8 +269,18 @@ async fn walk(server: &Server, browser: &Browser) -> Result<()> {
     // The dashboard shows the values, the device online, and the chart their history.
     until(browser, "the temperature gauge", "document.querySelector('[data-widget=gauge][data-pin=\"1\"] [role=meter]')?.getAttribute('aria-valuetext') === '22.5 °C'").await?;
     until(browser, "the status text", "document.querySelector('[data-widget=terminal] .terminal')?.textContent.includes('hello console')").await?;
-    until(browser, "the map", "document.querySelector('[data-widget=map] p')?.textContent.includes('52.37020')").await?;
-    until(browser, "the online badge", "document.querySelector('main .badge')?.textContent === 'online'").await?;
+    until(
+        browser,
+        "the map",
+        "document.querySelector('[data-widget=map] p')?.textContent.includes('52.37020')",
+    )
+    .await?;
+    until(
+        browser,
+        "the online badge",
+        "document.querySelector('main .badge')?.textContent === 'online'",
+    )
+    .await?;
     let points = until(browser, "the chart's history", "Number(document.querySelector('[data-widget=chart][data-pin=\"1\"] svg')?.dataset.points) >= 1 && document.querySelector('[data-widget=chart][data-pin=\"1\"] svg').dataset.points").await?;
     let points: usize = points.as_str().unwrap_or("0").parse()?;
     ensure!(
@@ -252,7 +299,12 @@ async fn walk(server: &Server, browser: &Browser) -> Result<()> {
     ensure!(heard == "V3 [['1']]", "device heard {heard:?}");
     let status = tokio::time::timeout(WAIT, device.wait()).await??;
     ensure!(status.success(), "device script failed: {status}");
-    until(browser, "the LED on", "document.querySelector('[data-widget=led] .led.on')").await?;
+    until(
+        browser,
+        "the LED on",
+        "document.querySelector('[data-widget=led] .led.on')",
+    )
+    .await?;
 
     // Phone-sized dashboard.
     browser.set_window_size(390, 844).await?;
@@ -265,16 +317,31 @@ async fn walk(server: &Server, browser: &Browser) -> Result<()> {
     until(browser, "the device in the list", "[...document.querySelectorAll('#device-results td a')].some(a => a.textContent === 'Greenhouse 1') && document.querySelector('#device-results .badge.offline')?.textContent === 'offline'").await?;
     screenshot(browser, "devices").await?;
     fill(browser, "input[type=search]", "no such device").await?;
-    until(browser, "the empty filter result", "document.querySelector('#device-results .empty')").await?;
+    until(
+        browser,
+        "the empty filter result",
+        "document.querySelector('#device-results .empty')",
+    )
+    .await?;
 
     browser.goto(&server.url("/")).await?;
-    until(browser, "the device count", "document.querySelectorAll('.stat')[0]?.textContent === '1'").await?;
+    until(
+        browser,
+        "the device count",
+        "document.querySelectorAll('.stat')[0]?.textContent === '1'",
+    )
+    .await?;
     screenshot(browser, "overview").await?;
     browser.goto(&server.url("/users")).await?;
     until(browser, "the users table", "[...document.querySelectorAll('main td')].some(td => td.textContent === 'admin@example.com')").await?;
     screenshot(browser, "users").await?;
     browser.goto(&server.url("/templates")).await?;
-    until(browser, "the templates table", "[...document.querySelectorAll('main td a')].some(a => a.textContent === 'Greenhouse')").await?;
+    until(
+        browser,
+        "the templates table",
+        "[...document.querySelectorAll('main td a')].some(a => a.textContent === 'Greenhouse')",
+    )
+    .await?;
     screenshot(browser, "templates").await?;
     browser.goto(&server.url("/ota")).await?;
     until(browser, "the OTA page", "document.querySelector('main h1')?.textContent === 'OTA shipments' && document.querySelector('main .notice, main table, main .empty')").await?;
@@ -282,23 +349,40 @@ async fn walk(server: &Server, browser: &Browser) -> Result<()> {
 
     // SQL console: the device's rows.
     browser.goto(&server.url("/sql")).await?;
-    until(browser, "the SQL editor", "document.querySelector('textarea[name=sql]')").await?;
+    until(
+        browser,
+        "the SQL editor",
+        "document.querySelector('textarea[name=sql]')",
+    )
+    .await?;
     fill(
         browser,
         "textarea[name=sql]",
-        &format!("SELECT ts, value FROM telemetry WHERE device_id = {device_id} AND pin = 1 ORDER BY ts"),
+        &format!(
+            "SELECT ts, value FROM telemetry WHERE device_id = {device_id} AND pin = 1 ORDER BY ts"
+        ),
     )
     .await?;
     click_button(browser, "Run query").await?;
     let rows = until(browser, "the result rows", "document.querySelectorAll('#sql-result tbody tr').length === 6 && [...document.querySelectorAll('#sql-result tbody td')].map(td => td.textContent).join(' ')").await?;
     let text = rows.as_str().unwrap_or("");
     ensure!(text.contains("22.5") && text.contains("20"), "rows: {text}");
-    until(browser, "the result chart", "document.querySelector('#sql-output figure svg')").await?;
+    until(
+        browser,
+        "the result chart",
+        "document.querySelector('#sql-output figure svg')",
+    )
+    .await?;
     screenshot(browser, "sql").await?;
 
     // A console deep link reloads fine; an unknown API path keeps its JSON 404.
     browser.goto(&format!("{base}/devices/{device_id}")).await?;
-    until(browser, "the reloaded dashboard", "document.querySelector('main h1')?.textContent === 'Greenhouse 1'").await?;
+    until(
+        browser,
+        "the reloaded dashboard",
+        "document.querySelector('main h1')?.textContent === 'Greenhouse 1'",
+    )
+    .await?;
     let (status, body) = server.get_text("/api/v1/no-such-endpoint").await?;
     assert_eq!(status, 404);
     assert!(body.contains("\"not_found\""), "{body}");

@@ -30,9 +30,14 @@ impl Browser {
             "browserName": "chrome",
             "goog:chromeOptions": {"args": args},
         }}});
-        let reply = call(&http, reqwest::Method::POST, &format!("{driver}/session"), Some(caps))
-            .await
-            .context("opening a browser session")?;
+        let reply = call(
+            &http,
+            reqwest::Method::POST,
+            &format!("{driver}/session"),
+            Some(caps),
+        )
+        .await
+        .context("opening a browser session")?;
         let id = reply["sessionId"]
             .as_str()
             .context("sessionId in the new-session reply")?;
@@ -153,7 +158,10 @@ async fn call(
     if let Some(body) = body {
         request = request.json(&body);
     }
-    let resp = request.send().await.with_context(|| format!("WebDriver {url}"))?;
+    let resp = request
+        .send()
+        .await
+        .with_context(|| format!("WebDriver {url}"))?;
     let status = resp.status();
     let reply: Value = resp.json().await.context("WebDriver reply is not JSON")?;
     let value = reply.get("value").cloned().unwrap_or(Value::Null);
