@@ -31,7 +31,7 @@ pub struct Asset {
 }
 
 macro_rules! asset {
-    ($path:literal, $content_type:literal) => {
+    ($path:literal, $content_type:expr) => {
         Asset {
             path: $path,
             content_type: $content_type,
