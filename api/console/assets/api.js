@@ -53,7 +53,10 @@ export async function raw(path, { method = 'GET', body, headers = {}, auth = tru
   if (auth && session.token) init.headers.authorization = `Bearer ${session.token}`;
   if (body !== undefined) {
     if (typeof body === 'string') init.body = body;
-    else { init.body = JSON.stringify(body); init.headers['content-type'] = 'application/json'; }
+    else if (body instanceof Blob || body instanceof ArrayBuffer) {
+      init.body = body;
+      if (!init.headers['content-type']) init.headers['content-type'] = 'application/octet-stream';
+    } else { init.body = JSON.stringify(body); init.headers['content-type'] = 'application/json'; }
   }
   let resp;
   try {
@@ -99,6 +102,27 @@ export async function logout() {
 
 export const get = (path) => json(path);
 export const post = (path, body) => json(path, { method: 'POST', body });
+export const del = (path) => json(path, { method: 'DELETE' });
+
+/** Accepts an invitation with its secret token (no session needed): the new user. */
+export async function acceptInvitation(token, password, name) {
+  return json('/api/v1/invitations/accept', { method: 'POST', body: { token, password, name }, auth: false });
+}
+
+const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, '0')).join('');
+
+/**
+ * Uploads a firmware binary (a File) for a template: the raw bytes as the body, with its SHA-256
+ * in `X-SHA256` when the browser can compute it (secure contexts), so a truncated upload is refused.
+ */
+export async function uploadFirmware(templateId, file) {
+  const headers = { 'content-type': 'application/octet-stream' };
+  if (globalThis.crypto && crypto.subtle) {
+    try { headers['x-sha256'] = hex(await crypto.subtle.digest('SHA-256', await file.arrayBuffer())); } catch { /* sent without it */ }
+  }
+  const query = `template_id=${encodeURIComponent(templateId)}&file_name=${encodeURIComponent(file.name || '')}`;
+  return json(`/api/v1/firmware?${query}`, { method: 'POST', body: file, headers });
+}
 
 /** Blynk device HTTP API with the device's own token (the same calls a device would make). */
 export const blynk = {

@@ -16,6 +16,7 @@ const routes = [
 
 const main = document.getElementById('main');
 let cleanup = null;
+let generation = 0; // counts renders, so a page that finishes loading after the user moved on is stopped
 
 /** Navigate to `path` inside the console. */
 export function go(path, { replace = false } = {}) {
@@ -37,6 +38,7 @@ function chrome() {
 }
 
 async function render() {
+  const mine = ++generation;
   if (cleanup) { try { cleanup(); } catch { /* ignore */ } cleanup = null; }
   const path = location.pathname.replace(/\/+$/, '') || '/';
   const route = routes.find((r) => r.pattern.test(path));
@@ -59,8 +61,14 @@ async function render() {
   try {
     const module = await import(`./pages/${route.page}.js`);
     const result = await module.render(main, { params, query: new URLSearchParams(location.search), go });
+    if (mine !== generation) {
+      // Navigated elsewhere meanwhile: stop this page's timers at once.
+      if (typeof result === 'function') { try { result(); } catch { /* ignore */ } }
+      return;
+    }
     if (typeof result === 'function') cleanup = result;
   } catch (err) {
+    if (mine !== generation) return;
     mount(main, h('h1', {}, route.title), errorBox(err));
   }
   const heading = main.querySelector('h1');

@@ -47,6 +47,21 @@ export function mount(el, ...children) {
   return el;
 }
 
+/**
+ * Like `mount`, for content refreshed in place (polling): when focus was on an element with a
+ * `data-key` inside `el`, the element with the same key gets it back, so keyboard users stay put.
+ */
+export function remount(el, ...children) {
+  const active = document.activeElement;
+  const key = active && el.contains(active) ? active.dataset.key : undefined;
+  mount(el, ...children);
+  if (key !== undefined) {
+    const again = [...el.querySelectorAll('[data-key]')].find((x) => x.dataset.key === key);
+    if (again) again.focus();
+  }
+  return el;
+}
+
 /** Announce `text` to screen readers through the polite live region. */
 export function announce(text) {
   const region = document.getElementById('status');
@@ -58,7 +73,7 @@ export function errorBox(err) {
   return h('div.alert', { role: 'alert' }, err && err.message ? err.message : String(err));
 }
 
-/** A notice for features the server does not offer yet. */
+/** A notice (role=note): what the user's role cannot do, parts that cannot change, … */
 export function notice(text) {
   return h('div.notice', { role: 'note' }, text);
 }

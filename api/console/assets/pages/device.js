@@ -1,11 +1,16 @@
-// Device dashboard: widgets from the template (saved layout, or defaults from its datastreams),
-// values refreshed every 2 s, charts over the history, event timeline, control widgets that write.
-import { get, optional, blynk, sql, ApiError } from '../api.js';
-import { h, mount, notice, errorBox, empty, when } from '../dom.js';
+// Device dashboard: online state, last seen and reported firmware, widgets from the template
+// (saved layout, or defaults from its datastreams), values and state refreshed every 2 s, charts
+// over the history, the event timeline (with resolve), widget properties set by the device, and
+// control widgets that write.
+import { get, post, optional, blynk, sql, session, ApiError } from '../api.js';
+import { h, mount, remount, notice, errorBox, empty, table, when, announce } from '../dom.js';
 import { chartWidget } from '../chart.js';
 import * as w from '../widgets.js';
 
 const POLL_MS = 2000;
+/** The timeline and the properties are refreshed every this many polls (10 s). */
+const SLOW_EVERY = 5;
+const TIMELINE_LIMIT = 50;
 
 function toMs(t) {
   if (typeof t === 'number') return t > 1e14 ? t / 1000 : t;
@@ -49,12 +54,12 @@ export async function render(main, { params }) {
       if (!reply.missing) { historyVia = 'api'; return { points: parsePoints(reply.data) }; }
       historyVia = 'sql';
     }
-    // Until the history API ships: the same downsampling with SQL (bucket = range / width).
+    // A server without the history API: the same downsampling with SQL (bucket = range / width).
     const stepUs = Math.max(1000, Math.floor(((to - from) * 1000) / points));
     const rows = await sql(`SELECT date_bin(INTERVAL '${stepUs} microseconds', ts, TIMESTAMP '1970-01-01T00:00:00Z') AS t, avg(value) AS v
 FROM telemetry WHERE device_id = ${id} AND pin = ${Number(pin)} AND value IS NOT NULL
 AND ts >= ${sqlTime(from)} AND ts < ${sqlTime(to)} GROUP BY 1 ORDER BY 1`);
-    return { points: rows.map((r) => [toMs(r.t), r.v === null ? null : Number(r.v)]), note: 'history API not on this server yet: downsampled with SQL' };
+    return { points: rows.map((r) => [toMs(r.t), r.v === null ? null : Number(r.v)]), note: 'this server has no history API: downsampled with SQL' };
   }
 
   const write = (pin) => (value) => blynk.write(device.token, pin, value);
@@ -84,6 +89,9 @@ AND ts >= ${sqlTime(from)} AND ts < ${sqlTime(to)} GROUP BY 1 ORDER BY 1`);
   }
 
   const status = h('span.badge', {}, 'checking…');
+  const seen = h('span', {}, '');
+  const reported = h('div');
+  let reportedSignature = null;
   const tokenText = h('code.token', { hidden: true }, device.token);
   const reveal = h('button.link', {
     type: 'button', 'aria-expanded': 'false',
@@ -91,12 +99,21 @@ AND ts >= ${sqlTime(from)} AND ts < ${sqlTime(to)} GROUP BY 1 ORDER BY 1`);
   }, 'Show auth token');
   const updated = h('p.muted', { 'aria-live': 'off' });
   const problems = h('div');
-  const timeline = h('section.card', { 'aria-labelledby': 'timeline-title' }, h('h2#timeline-title', {}, 'Event timeline'));
+  const openOnly = h('input', { type: 'checkbox', id: 'open-events', name: 'open-events' });
+  const timelineMessage = h('div', { 'aria-live': 'polite' });
+  const timelineList = h('div', {}, h('p.muted', {}, 'Loading…'));
+  const timeline = h('section.card', { 'aria-labelledby': 'timeline-title' }, h('h2#timeline-title', {}, 'Event timeline'),
+    h('div.check', {}, openOnly, h('label.inline', { for: 'open-events' }, 'Only open events')),
+    timelineMessage, timelineList);
+  const propertyList = h('div', {}, h('p.muted', {}, 'Loading…'));
+  const properties = h('section.card', { 'aria-labelledby': 'properties-title' }, h('h2#properties-title', {}, 'Widget properties set by the device'), propertyList);
 
   mount(main,
     h('h1', {}, device.name),
     h('div.card', {},
-      h('p', {}, 'Status: ', status, ' · Template: ', h('a', { href: `/templates/${template.id}`, 'data-link': '' }, template.name),
+      h('p', {}, 'Status: ', status, ' ', seen),
+      reported,
+      h('p', {}, 'Template: ', h('a', { href: `/templates/${template.id}`, 'data-link': '' }, template.name),
         ` · Device id ${device.id} · Created ${when(device.created_at)}`),
       h('p', {}, reveal, ' ', tokenText)),
     Array.isArray(saved) && saved.length ? null : notice('This template has no saved dashboard layout: showing default widgets for its datastreams.'),
@@ -104,7 +121,8 @@ AND ts >= ${sqlTime(from)} AND ts < ${sqlTime(to)} GROUP BY 1 ORDER BY 1`);
     widgets.length ? h('div.grid', { id: 'dashboard', 'aria-label': 'Dashboard' }, widgets.map((x) => x.widget.el))
       : empty('The template has no datastreams, so there is nothing to show.', h('a', { href: `/templates/${template.id}`, 'data-link': '' }, 'Edit the template')),
     updated,
-    timeline);
+    timeline,
+    properties);
 
   const pins = [...new Set(template.datastreams.map((d) => d.pin))];
   let valuesApi = true; // GET /api/v1/devices/{id}/values until the server says it has none
@@ -128,49 +146,133 @@ AND ts >= ${sqlTime(from)} AND ts < ${sqlTime(to)} GROUP BY 1 ORDER BY 1`);
       throw err;
     });
   }
+  /** Online state, last seen and what the device reported about itself (GET …/status). */
+  function showStatus(st) {
+    status.textContent = st.online ? 'online' : 'offline';
+    status.className = `badge ${st.online ? 'online' : 'offline'}`;
+    if (st.online) seen.textContent = `since ${when(st.connected_at)} · last seen ${when(st.last_seen_at)}`;
+    else if (st.last_seen_at) seen.textContent = `· last seen ${when(st.last_seen_at)}`;
+    else seen.textContent = '· has not connected yet';
+    const info = st.info;
+    const signature = JSON.stringify(info);
+    if (signature === reportedSignature) return;
+    reportedSignature = signature;
+    if (!info) {
+      mount(reported, h('p.muted', {}, 'The device has not reported its firmware yet (it does when it connects with the Blynk library).'));
+      return;
+    }
+    const facts = [
+      ['Firmware', info.firmware ? `${info.firmware}${info.build ? ` (build ${info.build})` : ''}` : info.build ? `build ${info.build}` : null],
+      ['Board', [info.board, info.cpu].filter(Boolean).join(' · ') || null],
+      ['Connection', info.connection],
+      ['Blynk library', info.library_version],
+      ['Heartbeat', info.heartbeat_secs ? `${info.heartbeat_secs} s` : null],
+      ['Reported at', when(info.reported_at)],
+    ].filter(([, value]) => value !== null && value !== undefined && value !== '');
+    mount(reported, h('dl.facts', { 'aria-label': 'Reported by the device' }, facts.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v)))));
+  }
+
   let stopped = false;
   async function poll() {
     try {
-      const [online, values] = await Promise.all([
-        blynk.connected(device.token),
+      const [state, values] = await Promise.all([
+        get(`/api/v1/devices/${id}/status`),
         readValues(),
       ]);
-      status.textContent = online ? 'online' : 'offline';
-      status.className = `badge ${online ? 'online' : 'offline'}`;
+      if (stopped) return;
+      showStatus(state);
       const now = Date.now();
       for (const { pin, widget } of widgets) widget.update(values[pin] ?? null, stamps[pin] ?? null);
-      updated.textContent = `Values refreshed every ${POLL_MS / 1000} s (polling); last at ${new Date(now).toLocaleTimeString()}.`;
+      updated.textContent = `Values and status refreshed every ${POLL_MS / 1000} s; last at ${new Date(now).toLocaleTimeString()}.`;
       mount(problems);
     } catch (err) {
-      mount(problems, errorBox(new Error(`Could not read the device's values: ${err.message}`)));
+      if (!stopped) mount(problems, errorBox(new Error(`Could not read the device's state and values: ${err.message}`)));
     }
   }
+
+  const me = session.user;
+  const resolver = (e) => {
+    if (!e.resolved_by_user_id) return 'by the device';
+    return me && me.id === e.resolved_by_user_id ? 'by you' : `by user ${e.resolved_by_user_id}`;
+  };
+  async function resolve(event) {
+    mount(timelineMessage);
+    try {
+      await post(`/api/v1/devices/${id}/events/${event.id}/resolve`);
+      announce(`Event ${event.name} resolved`);
+      await loadTimeline();
+      const li = timelineList.querySelector(`[data-key="ev-${event.id}"]`);
+      if (li) li.focus(); else openOnly.focus();
+    } catch (err) {
+      mount(timelineMessage, errorBox(err));
+    }
+  }
+  let timelineSignature = null;
+  async function loadTimeline() {
+    try {
+      const list = await get(`/api/v1/devices/${id}/events?limit=${TIMELINE_LIMIT}${openOnly.checked ? '&open=true' : ''}`);
+      if (stopped) return;
+      const signature = `${openOnly.checked}${JSON.stringify(list)}`;
+      if (signature === timelineSignature) return;
+      timelineSignature = signature;
+      if (!list.length) {
+        remount(timelineList, empty(openOnly.checked ? 'No open events.' : 'No events for this device yet. Going online or offline, OTA updates and events the device logs (Blynk.logEvent) appear here.'));
+        return;
+      }
+      remount(timelineList,
+        h('ol.timeline', {}, list.map((e) => {
+          // Info events of the server (online, offline, OTA steps) are a log, not something to resolve.
+          const resolvable = !e.resolved_at && !(e.source === 'system' && e.severity === 'info');
+          return h('li', { class: `sev-${e.severity}${e.resolved_at ? ' resolved' : ''}`, tabindex: '-1', 'data-key': `ev-${e.id}` },
+            h('div', {}, h('strong', {}, e.name || e.code), ' ', h('span', { class: `badge sev-${e.severity}` }, e.severity), ' · ',
+              h('time', { datetime: e.created_at }, when(e.created_at)), ' · ', e.source === 'system' ? 'server' : 'device',
+              e.code && e.code !== e.name ? [' · ', h('code', {}, e.code)] : null),
+            e.description ? h('div', {}, e.description) : null,
+            e.resolved_at ? h('div.muted.small', {}, `Resolved ${when(e.resolved_at)} ${resolver(e)}`) : null,
+            resolvable ? h('div.actions.tight', {}, h('button.secondary', {
+              type: 'button', 'data-key': `resolve-${e.id}`, 'aria-label': `Resolve ${e.name || e.code} of ${when(e.created_at)}`,
+              onclick: () => resolve(e),
+            }, 'Resolve')) : null);
+        })),
+        list.length === TIMELINE_LIMIT ? h('p.muted.small', {}, `The newest ${TIMELINE_LIMIT} events.`) : null);
+    } catch (err) {
+      if (!stopped) remount(timelineList, errorBox(new Error(`Could not read the event timeline: ${err.message}`)));
+    }
+  }
+  openOnly.addEventListener('change', loadTimeline);
+
+  let propertySignature = null;
+  async function loadProperties() {
+    try {
+      const list = await get(`/api/v1/devices/${id}/properties`);
+      if (stopped) return;
+      const signature = JSON.stringify(list);
+      if (signature === propertySignature) return;
+      propertySignature = signature;
+      remount(propertyList, list.length
+        ? table('Widget properties set by the device', ['Pin', 'Property', 'Value', 'Updated'], list.map((p) => h('tr', {},
+          h('td', {}, `V${p.pin}`), h('td', {}, h('code', {}, p.property)), h('td', {}, p.values.join(', ')), h('td', {}, when(p.updated_at)))))
+        : empty('The device has set no widget properties (Blynk.setProperty: label, color, …).'));
+    } catch (err) {
+      if (!stopped) remount(propertyList, errorBox(new Error(`Could not read the widget properties: ${err.message}`)));
+    }
+  }
+
   await poll();
   for (const chart of charts) chart.refresh();
+  loadTimeline();
+  loadProperties();
   let ticks = 0;
   const timer = setInterval(async () => {
     if (stopped) return;
     await poll();
     ticks += 1;
     for (const chart of charts) if (ticks % 15 === 0) chart.tick();
+    if (ticks % SLOW_EVERY === 0 && !stopped) { loadTimeline(); loadProperties(); }
   }, POLL_MS);
   // The live chart range follows new values: refetch it at the poll rate.
   const liveTimer = setInterval(() => { for (const chart of charts) chart.live?.(); }, POLL_MS);
   for (const chart of charts) chart.live = () => chart.el.querySelector('[data-range="live"][aria-pressed="true"]') && chart.refresh();
-
-  try {
-    const reply = await optional(`/api/v1/devices/${id}/events?limit=50`);
-    if (reply.missing) timeline.append(notice('The device event timeline is not available on this server yet.'));
-    else {
-      const list = Array.isArray(reply.data) ? reply.data : (reply.data.events || []);
-      timeline.append(list.length ? h('ol.timeline', {}, list.map((e) => h('li', {},
-        h('strong', {}, e.name || e.code || 'event'), e.severity ? ` (${e.severity})` : '', ' · ', when(e.created_at || e.ts),
-        e.resolved_at ? ` · resolved ${when(e.resolved_at)}` : '',
-        e.description || e.message ? h('div', {}, e.description || e.message) : null))) : empty('No events for this device yet.'));
-    }
-  } catch (err) {
-    timeline.append(errorBox(err));
-  }
 
   return () => { stopped = true; clearInterval(timer); clearInterval(liveTimer); };
 }

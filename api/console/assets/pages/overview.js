@@ -1,6 +1,11 @@
-// Organization overview: device counts by status, templates, recent events.
-import { get, optional, onlineMap, session } from '../api.js';
-import { h, mount, empty, notice, errorBox, table, when } from '../dom.js';
+// Organization overview: device counts by status, templates, recent events of the devices.
+import { get, onlineMap, session } from '../api.js';
+import { h, mount, empty, errorBox, table, when } from '../dom.js';
+
+/** Timelines read for the recent events, events per timeline, events shown. */
+const MAX_DEVICES = 20;
+const PER_DEVICE = 5;
+const SHOWN = 20;
 
 export async function render(main) {
   const user = session.user;
@@ -30,35 +35,40 @@ export async function render(main) {
       : null,
     events);
 
+  // The server has no organization-wide event feed: merge the newest events of the devices'
+  // timelines (a few requests at a time).
   try {
-    let list = null;
-    const reply = await optional('/api/v1/events?limit=20');
-    if (!reply.missing) {
-      list = Array.isArray(reply.data) ? reply.data : (reply.data.events || []);
-    } else if (devices.length) {
-      // No organization-wide feed: merge the newest events of the first devices' timelines.
-      const replies = await Promise.all(devices.slice(0, 20).map((d) => optional(`/api/v1/devices/${d.id}/events?limit=5`)));
-      if (!replies.some((r) => r.missing)) {
-        list = replies.flatMap((r) => (Array.isArray(r.data) ? r.data : []))
-          .sort((a, b) => String(b.created_at).localeCompare(String(a.created_at))).slice(0, 20);
+    const sample = devices.slice(0, MAX_DEVICES);
+    const lists = [];
+    const queue = [...sample];
+    const worker = async () => {
+      while (queue.length) {
+        const d = queue.shift();
+        lists.push(await get(`/api/v1/devices/${d.id}/events?limit=${PER_DEVICE}`));
       }
-    }
-    if (list === null) {
-      events.append(notice(devices.length
-        ? 'Device events are not available on this server yet.'
-        : 'Events appear here once devices exist.'));
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    const list = lists.flat()
+      .sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)) || b.id - a.id)
+      .slice(0, SHOWN);
+    if (!devices.length) {
+      events.append(empty('Events appear here once devices exist.'));
     } else if (!list.length) {
-      events.append(empty('No events yet.'));
+      events.append(empty('No events yet. Devices going online or offline, OTA updates and events devices log appear here.'));
     } else {
       const byId = new Map(devices.map((d) => [d.id, d]));
-      events.append(table('Recent events', ['When', 'Device', 'Event', 'Severity', 'Description'], list.map((e) => h('tr', {},
-        h('td', {}, when(e.created_at || e.ts)),
-        h('td', {}, byId.has(e.device_id) ? h('a', { href: `/devices/${e.device_id}`, 'data-link': '' }, byId.get(e.device_id).name) : String(e.device_id ?? '–')),
-        h('td', {}, e.name || e.code || '–'),
-        h('td', {}, e.severity || '–'),
+      events.append(table('Recent events', ['When', 'Device', 'Event', 'Severity', 'Status', 'Description'], list.map((e) => h('tr', {},
+        h('td', {}, when(e.created_at)),
+        h('td', {}, byId.has(e.device_id) ? h('a', { href: `/devices/${e.device_id}`, 'data-link': '' }, byId.get(e.device_id).name) : String(e.device_id)),
+        h('td', {}, e.name || e.code),
+        h('td', {}, h('span', { class: `badge sev-${e.severity}` }, e.severity)),
+        h('td', {}, e.resolved_at ? `resolved ${when(e.resolved_at)}` : e.source === 'system' && e.severity === 'info' ? '–' : 'open'),
         h('td', {}, e.description || '')))));
+      if (devices.length > MAX_DEVICES) {
+        events.append(h('p.muted.small', {}, `From the timelines of the first ${MAX_DEVICES} of ${devices.length} devices; each device's dashboard has its full timeline.`));
+      }
     }
   } catch (err) {
-    events.append(errorBox(err));
+    events.append(errorBox(new Error(`Could not read the device timelines: ${err.message}`)));
   }
 }

@@ -1,5 +1,5 @@
-// Templates: list, create, and the editor (datastreams; events, metadata and widget layout when
-// the server's templates carry them).
+// Templates: list, create (datastreams, events, dashboard widget layout), and the editor of a saved
+// template, where the server lets the dashboard layout change.
 import { get, post, json, ApiError, session } from '../api.js';
 import { h, mount, field, empty, errorBox, notice, table, when, announce } from '../dom.js';
 import { defaultLayout } from '../widgets.js';
@@ -98,14 +98,13 @@ function layoutEditor(initial, datastreams) {
 
 async function editor(main, template, go) {
   const isNew = !template;
-  const all = isNew ? await get('/api/v1/templates') : [template];
-  // The server's template JSON tells which parts it supports.
-  const sample = template || all[0] || {};
-  const supports = (key) => Object.prototype.hasOwnProperty.call(sample, key);
   const canEdit = session.user && session.user.role !== 'user';
+  // The server creates templates whole and changes only the dashboard layout afterwards
+  // (PUT /api/v1/templates/{id}/dashboard): the other parts of a saved template are shown read-only.
+  const fixed = !isNew;
 
-  const name = h('input', { type: 'text', name: 'template-name', required: true, value: template?.name || '' });
-  const description = h('textarea', { name: 'description', rows: 2 }, template?.description || '');
+  const name = h('input', { type: 'text', name: 'template-name', required: true, value: template?.name || '', disabled: fixed });
+  const description = h('textarea', { name: 'description', rows: 2, disabled: fixed }, template?.description || '');
   const dsBody = h('tbody');
   for (const ds of template?.datastreams || []) dsBody.append(datastreamRow(ds));
   if (isNew) dsBody.append(datastreamRow({ pin: 0, name: '', type: 'double' }));
@@ -113,68 +112,53 @@ async function editor(main, template, go) {
   dsTable.querySelector('table').replaceChild(dsBody, dsTable.querySelector('tbody'));
   const nextPin = () => Math.min(255, Math.max(-1, ...readDatastreams(dsBody).map((d) => d.pin ?? -1)) + 1);
 
-  const extra = [];
-  let events = null;
-  let metadata = null;
-  let layout = null;
-  if (supports('events')) {
-    events = h('textarea', { name: 'events', rows: 4 }, JSON.stringify(template?.events || [], null, 2));
-    extra.push(h('fieldset', {}, h('legend', {}, 'Events'), field('Events (JSON list)', events, 'For example [{"code": "overheat", "name": "Overheating", "severity": "warning", "description": "Above 40 °C"}]')));
-  }
-  if (supports('metadata')) {
-    metadata = h('textarea', { name: 'metadata', rows: 4 }, JSON.stringify(template?.metadata || [], null, 2));
-    extra.push(h('fieldset', {}, h('legend', {}, 'Metadata fields'), field('Metadata (JSON list)', metadata)));
-  }
-  const layoutKey = ['dashboard', 'layout'].find(supports);
-  if (layoutKey) {
-    const current = template?.[layoutKey]?.widgets || [];
-    layout = layoutEditor(current, template?.datastreams || []);
-    extra.push(h('fieldset', {}, h('legend', {}, 'Dashboard widget layout'), layout.el));
-  }
-  const missing = ['events', 'metadata'].filter((k) => !supports(k)).concat(layoutKey ? [] : ['widget layout']);
+  const events = h('textarea', { name: 'events', rows: 4 }, JSON.stringify(template?.events || [], null, 2));
+  const layout = layoutEditor(template?.dashboard?.widgets || [], template?.datastreams || []);
 
   const message = h('div', { 'aria-live': 'polite' });
-  const save = h('button', { type: 'submit', disabled: !canEdit }, isNew ? 'Create template' : 'Save changes');
+  const save = h('button', { type: 'submit', disabled: !canEdit }, isNew ? 'Create template' : 'Save dashboard layout');
   const form = h('form', {
     async onsubmit(e) {
       e.preventDefault();
       mount(message);
-      const body = { name: name.value, description: description.value, datastreams: readDatastreams(dsBody) };
-      try {
-        if (events) body.events = JSON.parse(events.value || '[]');
-        if (metadata) body.metadata = JSON.parse(metadata.value || '[]');
-      } catch (err) {
-        mount(message, errorBox(new Error(`Events and metadata must be valid JSON: ${err.message}`)));
-        return;
-      }
-      if (layout) body[layoutKey] = { widgets: layout.read() };
       save.disabled = true;
       try {
         if (isNew) {
+          const body = { name: name.value, description: description.value, datastreams: readDatastreams(dsBody), dashboard: { widgets: layout.read() } };
+          try {
+            body.events = JSON.parse(events.value.trim() || '[]');
+          } catch (err) {
+            mount(message, errorBox(new Error(`Events must be valid JSON: ${err.message}`)));
+            return;
+          }
           const created = await post('/api/v1/templates', body);
           announce(`Template ${created.name} created`);
           go(`/templates/${created.id}`);
           return;
         }
-        await json(`/api/v1/templates/${encodeURIComponent(template.id)}`, { method: 'PUT', body });
-        mount(message, h('p', { role: 'status' }, 'Saved.'));
+        await json(`/api/v1/templates/${encodeURIComponent(template.id)}/dashboard`, { method: 'PUT', body: { widgets: layout.read() } });
+        announce('Dashboard layout saved');
+        mount(message, h('p', { role: 'status' }, 'Dashboard layout saved. Dashboards of this template’s devices use it from their next load.'));
       } catch (err) {
-        const unsupported = err instanceof ApiError && (err.status === 405 || err.missingEndpoint);
-        mount(message, errorBox(unsupported ? new Error('This server cannot change a saved template yet (no update endpoint); create a new template instead.') : err));
+        mount(message, errorBox(err));
       } finally {
         save.disabled = !canEdit;
       }
     },
   },
+  fixed ? notice('Name, datastreams and events are fixed once a template is created; the dashboard layout can be changed and saved below.') : null,
   field('Name', name),
   field('Description', description),
-  h('fieldset', {}, h('legend', {}, 'Datastreams (virtual pins)'), dsTable,
-    h('div.actions', {}, h('button.secondary', { type: 'button', onclick: () => { const tr = datastreamRow({ pin: nextPin(), type: 'double' }); dsBody.append(tr); tr.querySelector('[name="name"]').focus(); } }, 'Add datastream'))),
-  extra,
-  missing.length ? notice(`Not supported by this server yet: ${missing.join(', ')}.`) : null,
+  h('fieldset', { disabled: fixed }, h('legend', {}, 'Datastreams (virtual pins)'), dsTable,
+    fixed ? null : h('div.actions', {}, h('button.secondary', { type: 'button', onclick: () => { const tr = datastreamRow({ pin: nextPin(), type: 'double' }); dsBody.append(tr); tr.querySelector('[name="name"]').focus(); } }, 'Add datastream'))),
+  h('fieldset', { disabled: fixed }, h('legend', {}, 'Events'),
+    field('Events (JSON list)', events, 'Events devices may log (Blynk.logEvent), for example [{"code": "overheat", "name": "Overheating", "severity": "warning", "description": "Above 40 °C"}]. Severity: info, warning or critical.')),
+  h('fieldset', {}, h('legend', {}, 'Dashboard widget layout'),
+    h('p.muted.small', {}, 'Leave it empty to show default widgets for the datastreams.'),
+    layout.el),
   canEdit ? null : notice('Only admin and staff users can change templates.'),
   message,
-  h('div.actions', {}, save, h('a.button.secondary', { href: '/templates', 'data-link': '' }, 'Cancel')));
+  h('div.actions', {}, save, h('a.button.secondary', { href: '/templates', 'data-link': '' }, isNew ? 'Cancel' : 'Back to the templates')));
 
   mount(main,
     h('h1', {}, isNew ? 'New template' : `Template ${template.name}`),
