@@ -10,14 +10,15 @@ use async_trait::async_trait;
 use pinhouse_ingest::{DeviceActivity, DeviceDirectory, DeviceIdentity, DirectoryError};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::control::ControlPlane;
+use crate::control::{ControlPlane, now_ms};
 
 /// Activities queued for the database before further ones are dropped (and
 /// counted). A burst of reconnecting devices fits many times over.
 const QUEUE: usize = 65_536;
 
 enum Job {
-    Record(DeviceActivity),
+    /// What happened, and when (Unix ms, taken when it was reported).
+    Record(DeviceActivity, i64),
     /// Answered once everything queued before it is recorded.
     Flush(oneshot::Sender<()>),
 }
@@ -76,11 +77,11 @@ impl DeviceDirectory for ControlDirectory {
     }
 
     fn report(&self, activity: DeviceActivity) {
-        if let Err(err) = self.queue.try_send(Job::Record(activity)) {
+        if let Err(err) = self.queue.try_send(Job::Record(activity, now_ms())) {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 let activity = match err.into_inner() {
-                    Job::Record(a) => format!("{a:?}"),
+                    Job::Record(a, _) => format!("{a:?}"),
                     Job::Flush(_) => String::new(),
                 };
                 tracing::warn!(
@@ -96,7 +97,7 @@ impl DeviceDirectory for ControlDirectory {
 async fn record_all(control: ControlPlane, mut rx: mpsc::Receiver<Job>) {
     while let Some(job) = rx.recv().await {
         match job {
-            Job::Record(activity) => record(&control, activity).await,
+            Job::Record(activity, at_ms) => record(&control, activity, at_ms).await,
             Job::Flush(done) => {
                 let _ = done.send(());
             }
@@ -104,20 +105,22 @@ async fn record_all(control: ControlPlane, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-async fn record(control: &ControlPlane, activity: DeviceActivity) {
+async fn record(control: &ControlPlane, activity: DeviceActivity, at_ms: i64) {
     let (device_id, what, result) = match activity {
-        DeviceActivity::Online { device_id } => {
-            (device_id, "online", control.device_online(device_id).await)
-        }
+        DeviceActivity::Online { device_id } => (
+            device_id,
+            "online",
+            control.device_online(device_id, at_ms).await,
+        ),
         DeviceActivity::Offline { device_id } => (
             device_id,
             "offline",
-            control.device_offline(device_id).await,
+            control.device_offline(device_id, at_ms).await,
         ),
         DeviceActivity::Info { device_id, info } => (
             device_id,
             "info",
-            control.record_device_info(device_id, &info).await,
+            control.record_device_info(device_id, &info, at_ms).await,
         ),
         DeviceActivity::Property {
             device_id,

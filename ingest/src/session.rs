@@ -203,7 +203,10 @@ impl Session {
                 None => login_deadline,
                 Some(state) => last_rx + config.idle_timeout(state.heartbeat),
             };
-            if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
+            // At least a whole chunk free for every read: many frames per
+            // read (and per allocation). Reclaims the buffer in place once
+            // every frame of it is handled.
+            if inbuf.capacity() - inbuf.len() < READ_CHUNK {
                 inbuf.reserve(READ_CHUNK);
             }
             let outbound = async {

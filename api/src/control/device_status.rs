@@ -103,8 +103,9 @@ fn clip(value: &Option<String>) -> Option<String> {
 impl ControlPlane {
     /// The device logged in: online, connected and seen now; writes an `online` system event.
     /// Unknown device ids are ignored (the device may have been deleted meanwhile).
-    pub async fn device_online(&self, device_id: u32) -> Result<()> {
-        let now = now_ms();
+    /// `at_ms` is when it happened (the report may reach the database later).
+    pub async fn device_online(&self, device_id: u32, at_ms: i64) -> Result<()> {
+        let now = at_ms;
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
             "INSERT INTO device_status (device_id, online, connected_at, last_seen_at)
@@ -133,8 +134,9 @@ impl ControlPlane {
 
     /// The device's last connection closed: offline, disconnected and seen now; writes an
     /// `offline` system event if it was online.
-    pub async fn device_offline(&self, device_id: u32) -> Result<()> {
-        let now = now_ms();
+    /// `at_ms` is when it happened.
+    pub async fn device_offline(&self, device_id: u32, at_ms: i64) -> Result<()> {
+        let now = at_ms;
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
             "UPDATE device_status SET online = 0, disconnected_at = ?2, last_seen_at = ?2
@@ -185,8 +187,14 @@ impl ControlPlane {
     }
 
     /// Stores the info message the device sent after login (replacing the previous one).
-    pub async fn record_device_info(&self, device_id: u32, info: &DeviceInfo) -> Result<()> {
-        let now = now_ms();
+    /// `at_ms` is when the device sent it.
+    pub async fn record_device_info(
+        &self,
+        device_id: u32,
+        info: &DeviceInfo,
+        at_ms: i64,
+    ) -> Result<()> {
+        let now = at_ms;
         sqlx::query(
             "INSERT INTO device_status (device_id, last_seen_at, firmware, firmware_type, build,
                  library_version, board, cpu, connection, heartbeat_secs, buffer_in,

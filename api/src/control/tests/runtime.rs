@@ -3,6 +3,8 @@
 
 use serde_json::json;
 
+use crate::control::now_ms;
+
 use super::*;
 
 const DAY_MS: i64 = 86_400_000;
@@ -34,9 +36,9 @@ async fn online_info_offline_reach_status_and_timeline() {
     assert_eq!(status.body["online"], false);
     assert!(status.body["info"].is_null());
 
-    control.device_online(device_id).await.unwrap();
+    control.device_online(device_id, now_ms()).await.unwrap();
     control
-        .record_device_info(device_id, &info("1.2.3", 45))
+        .record_device_info(device_id, &info("1.2.3", 45), now_ms())
         .await
         .unwrap();
     let status = server
@@ -52,9 +54,9 @@ async fn online_info_offline_reach_status_and_timeline() {
     assert_eq!(reported["build"], "Jan 19 2024 12:25:30");
 
     control.device_seen(device_id).await.unwrap();
-    control.device_offline(device_id).await.unwrap();
+    control.device_offline(device_id, now_ms()).await.unwrap();
     // A second offline report (e.g. a duplicate session closing) writes no second event.
-    control.device_offline(device_id).await.unwrap();
+    control.device_offline(device_id, now_ms()).await.unwrap();
     let status = control.device_status(device_id).await.unwrap();
     assert!(!status.online);
     assert!(status.disconnected_at.is_some());
@@ -75,7 +77,7 @@ async fn online_info_offline_reach_status_and_timeline() {
     assert_eq!(timeline.body[0]["source"], "system");
 
     // Online again, then the server restarts: everything is offline without a new event.
-    control.device_online(device_id).await.unwrap();
+    control.device_online(device_id, now_ms()).await.unwrap();
     assert_eq!(control.mark_all_offline().await.unwrap(), 1);
     assert!(!control.device_status(device_id).await.unwrap().online);
     let all = control
@@ -85,9 +87,9 @@ async fn online_info_offline_reach_status_and_timeline() {
     assert_eq!(all.len(), 3);
 
     // Unknown devices are ignored by the runtime reports.
-    control.device_online(9999).await.unwrap();
+    control.device_online(9999, now_ms()).await.unwrap();
     control
-        .record_device_info(9999, &info("x", 1))
+        .record_device_info(9999, &info("x", 1), now_ms())
         .await
         .unwrap();
     assert_eq!(
