@@ -1,15 +1,27 @@
 //! `POST /api/v1/sql`: SQL over telemetry for data teams, scoped to the
-//! caller's organization.
+//! caller's organization, streamed as JSON, CSV, Arrow IPC stream or Parquet.
+//!
+//! Queries run on the query runtime (its own threads, see
+//! [`QueryRuntime`](crate::query_runtime::QueryRuntime)), never on the threads
+//! that serve devices. Each query has a time limit; when it is reached, or the
+//! client goes away, the query is dropped and stops.
+
+use std::time::Duration;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use datafusion::arrow::array::RecordBatch;
-use pinhouse_query::{OrgScope, QueryError, QueryResult};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
+use futures::StreamExt;
+use pinhouse_query::{OrgScope, QueryError};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::control::Principal;
 use crate::state::AppState;
@@ -20,14 +32,58 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Output format of a query.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// JSON array of row objects (default).
-    #[default]
     Json,
     /// CSV with a header row.
     Csv,
+    /// Arrow IPC streaming format.
+    Arrow,
+    /// A Parquet file.
+    Parquet,
+}
+
+/// Media type of the Arrow IPC stream format.
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+/// Media type of Parquet.
+pub const PARQUET: &str = "application/vnd.apache.parquet";
+
+impl Format {
+    /// `json`, `csv`, `arrow`, `parquet`.
+    pub fn parse(name: &str) -> Option<Format> {
+        Some(match name {
+            "json" => Format::Json,
+            "csv" => Format::Csv,
+            "arrow" | "arrows" | "ipc" => Format::Arrow,
+            "parquet" => Format::Parquet,
+            _ => return None,
+        })
+    }
+
+    /// From an `Accept` header: the first listed type we produce.
+    pub fn from_accept(accept: &str) -> Option<Format> {
+        accept.split(',').find_map(|item| {
+            let media = item.split(';').next().unwrap_or("").trim();
+            Some(match media {
+                "application/json" => Format::Json,
+                "text/csv" => Format::Csv,
+                ARROW_STREAM => Format::Arrow,
+                PARQUET | "application/x-parquet" => Format::Parquet,
+                _ => return None,
+            })
+        })
+    }
+
+    /// `Content-Type` of the response.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Arrow => ARROW_STREAM,
+            Format::Parquet => PARQUET,
+        }
+    }
 }
 
 /// `?format=`.
@@ -41,24 +97,160 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
     (status, axum::Json(body)).into_response()
 }
 
+fn query_error(err: QueryError) -> Response {
+    match err {
+        QueryError::Invalid(msg) => error(StatusCode::BAD_REQUEST, "invalid_query", msg),
+        QueryError::NotAllowed(msg) => error(StatusCode::FORBIDDEN, "not_allowed", msg),
+        QueryError::Execution(msg) if msg.contains("Resources exhausted") => {
+            error(StatusCode::INSUFFICIENT_STORAGE, "memory_limit", msg)
+        }
+        err => {
+            tracing::error!(%err, "query failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "query_failed", err.to_string())
+        }
+    }
+}
+
+/// Incremental serializer of one result.
+pub enum Encoder {
+    /// JSON array, rows as objects.
+    Json { rows: usize },
+    /// CSV, header before the first batch.
+    Csv { header_done: bool },
+    /// Arrow IPC stream.
+    Arrow(datafusion::arrow::ipc::writer::StreamWriter<Vec<u8>>),
+    /// Parquet (row groups leave as soon as they are full).
+    Parquet(Box<datafusion::parquet::arrow::ArrowWriter<Vec<u8>>>),
+}
+
+impl Encoder {
+    /// An encoder of `format` for rows of `schema`.
+    pub fn new(format: Format, schema: &SchemaRef) -> Result<Encoder, ArrowError> {
+        Ok(match format {
+            Format::Json => Encoder::Json { rows: 0 },
+            Format::Csv => Encoder::Csv { header_done: false },
+            Format::Arrow => Encoder::Arrow(datafusion::arrow::ipc::writer::StreamWriter::try_new(
+                Vec::new(),
+                schema,
+            )?),
+            Format::Parquet => Encoder::Parquet(Box::new(
+                datafusion::parquet::arrow::ArrowWriter::try_new(
+                    Vec::new(),
+                    schema.clone(),
+                    None,
+                )
+                .map_err(|e| ArrowError::ExternalError(Box::new(e)))?,
+            )),
+        })
+    }
+
+    /// Bytes for one batch (possibly empty while a format buffers).
+    pub fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
+        match self {
+            Encoder::Json { rows } => {
+                if batch.num_rows() == 0 {
+                    return Ok(Vec::new());
+                }
+                let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+                writer.write(batch)?;
+                writer.finish()?;
+                let mut bytes = writer.into_inner();
+                // "[…]" → "[…" for the first batch, ",…" afterwards.
+                bytes.pop();
+                if *rows > 0 {
+                    bytes[0] = b',';
+                }
+                *rows += batch.num_rows();
+                Ok(bytes)
+            }
+            Encoder::Csv { header_done } => {
+                let mut out = Vec::new();
+                datafusion::arrow::csv::WriterBuilder::new()
+                    .with_header(!*header_done)
+                    .build(&mut out)
+                    .write(batch)?;
+                *header_done = true;
+                Ok(out)
+            }
+            Encoder::Arrow(writer) => {
+                writer.write(batch)?;
+                Ok(std::mem::take(writer.get_mut()))
+            }
+            Encoder::Parquet(writer) => {
+                writer
+                    .write(batch)
+                    .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+                Ok(std::mem::take(writer.inner_mut()))
+            }
+        }
+    }
+
+    /// The closing bytes.
+    pub fn finish(&mut self, schema: &SchemaRef) -> Result<Vec<u8>, ArrowError> {
+        match self {
+            Encoder::Json { rows } => Ok(if *rows == 0 { b"[]".to_vec() } else { b"]".to_vec() }),
+            Encoder::Csv { header_done } => {
+                if *header_done {
+                    return Ok(Vec::new());
+                }
+                self.batch(&RecordBatch::new_empty(schema.clone()))
+            }
+            Encoder::Arrow(writer) => {
+                writer.finish()?;
+                Ok(std::mem::take(writer.get_mut()))
+            }
+            Encoder::Parquet(writer) => {
+                writer
+                    .finish()
+                    .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+                Ok(std::mem::take(writer.inner_mut()))
+            }
+        }
+    }
+}
+
+/// Serialize a whole result in `format` (tests, small answers).
+pub fn encode(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    format: Format,
+) -> Result<Vec<u8>, ArrowError> {
+    let mut encoder = Encoder::new(format, schema)?;
+    let mut out = Vec::new();
+    for batch in batches {
+        out.extend(encoder.batch(batch)?);
+    }
+    out.extend(encoder.finish(schema)?);
+    Ok(out)
+}
+
+type Chunk = Result<Bytes, std::io::Error>;
+
 async fn run_sql(
     State(state): State<AppState>,
     principal: Principal,
     Query(params): Query<SqlParams>,
+    headers: HeaderMap,
     body: String,
 ) -> Response {
     let format = match params.format.as_deref() {
-        None | Some("json") => Format::Json,
-        Some("csv") => Format::Csv,
-        Some(other) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("unknown format `{other}`; use json or csv"),
-            );
-        }
+        Some(name) => match Format::parse(name) {
+            Some(f) => f,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("unknown format `{name}`; use json, csv, arrow or parquet"),
+                );
+            }
+        },
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Format::from_accept)
+            .unwrap_or(Format::Json),
     };
-    let sql = body.trim();
+    let sql = body.trim().to_owned();
     if sql.is_empty() {
         return error(
             StatusCode::BAD_REQUEST,
@@ -67,73 +259,71 @@ async fn run_sql(
         );
     }
     let scope = OrgScope::single(principal.org_id);
-    let started = std::time::Instant::now();
-    let result = match state.query.sql(&scope, sql).await {
-        Ok(result) => result,
-        Err(QueryError::Invalid(msg)) => {
-            return error(StatusCode::BAD_REQUEST, "invalid_query", msg);
+    let limit = state.query_runtime.time_limit();
+    let engine = state.query.clone();
+    let (ready_tx, ready_rx) = oneshot::channel::<Result<SchemaRef, QueryError>>();
+    let (tx, rx) = mpsc::channel::<Chunk>(4);
+    let user_id = principal.user_id;
+    // Planning and execution on the query runtime; dropping the task (time
+    // limit) or the receiver (client gone) drops the DataFusion stream.
+    state.query_runtime.spawn(async move {
+        let started = std::time::Instant::now();
+        let work = async {
+            let (schema, mut stream) = match engine.sql_stream(&scope, &sql).await {
+                Ok(s) => s,
+                Err(err) => {
+                    let _ = ready_tx.send(Err(err));
+                    return Ok::<_, String>(0usize);
+                }
+            };
+            let mut encoder = Encoder::new(format, &schema).map_err(|e| e.to_string())?;
+            let _ = ready_tx.send(Ok(schema.clone()));
+            let mut rows = 0usize;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| e.to_string())?;
+                rows += batch.num_rows();
+                let bytes = encoder.batch(&batch).map_err(|e| e.to_string())?;
+                if !bytes.is_empty() && tx.send(Ok(Bytes::from(bytes))).await.is_err() {
+                    return Err("client went away".to_owned());
+                }
+            }
+            let tail = encoder.finish(&schema).map_err(|e| e.to_string())?;
+            let _ = tx.send(Ok(Bytes::from(tail))).await;
+            Ok(rows)
+        };
+        let outcome = match tokio::time::timeout(limit, work).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("time limit of {} s reached", limit.as_secs_f64())),
+        };
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match outcome {
+            Ok(rows) => tracing::info!(user_id, rows, elapsed_ms, "sql query"),
+            Err(reason) => {
+                tracing::warn!(user_id, elapsed_ms, %reason, "sql query stopped");
+                let _ = tx.try_send(Err(std::io::Error::other(reason)));
+            }
         }
-        Err(QueryError::NotAllowed(msg)) => {
-            return error(StatusCode::FORBIDDEN, "not_allowed", msg);
-        }
-        Err(err) => {
-            tracing::error!(%err, "query failed");
+    });
+    match ready_rx.await {
+        Ok(Ok(_schema)) => {}
+        Ok(Err(err)) => return query_error(err),
+        Err(_) => {
             return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "query_failed",
-                err.to_string(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "query_stopped",
+                format!("the query did not start within {} s", limit.as_secs_f64()),
             );
         }
-    };
-    tracing::info!(
-        user_id = principal.user_id,
-        rows = result.num_rows(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "sql query"
-    );
-    match encode(&result, format) {
-        Ok((content_type, bytes)) => {
-            ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
-        }
-        Err(err) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "encode_failed",
-            err.to_string(),
-        ),
     }
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    (
+        [(header::CONTENT_TYPE, format.content_type())],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
-/// Serialize a result in `format`.
-pub fn encode(
-    result: &QueryResult,
-    format: Format,
-) -> Result<(&'static str, Vec<u8>), datafusion::arrow::error::ArrowError> {
-    let batches: Vec<&RecordBatch> = result.batches.iter().collect();
-    match format {
-        Format::Json => {
-            let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
-            writer.write_batches(&batches)?;
-            writer.finish()?;
-            let mut bytes = writer.into_inner();
-            if bytes.is_empty() {
-                bytes = b"[]".to_vec();
-            }
-            Ok(("application/json", bytes))
-        }
-        Format::Csv => {
-            let mut out = Vec::new();
-            {
-                let mut writer = datafusion::arrow::csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(&mut out);
-                if batches.is_empty() {
-                    writer.write(&RecordBatch::new_empty(result.schema.clone()))?;
-                }
-                for batch in batches {
-                    writer.write(batch)?;
-                }
-            }
-            Ok(("text/csv; charset=utf-8", out))
-        }
-    }
-}
+/// Time limit of a query when none is configured.
+pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(60);

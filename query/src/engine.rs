@@ -7,7 +7,10 @@ use std::time::Duration;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Float64Type, SchemaRef, TimestampMicrosecondType};
 use datafusion::common::ScalarValue;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::{col, lit};
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -49,6 +52,8 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct QueryEngine {
     inner: Arc<Inner>,
+    /// Memory pool (and disk manager) shared by the queries of this engine.
+    runtime: Arc<RuntimeEnv>,
 }
 
 impl QueryEngine {
@@ -89,7 +94,21 @@ impl QueryEngine {
                 rollups,
                 rollup_pass: Mutex::new(()),
             }),
+            runtime: Arc::new(RuntimeEnv::default()),
         }
+    }
+
+    /// Caps the memory all running queries of this engine may hold together
+    /// (DataFusion memory pool). Queries never spill to disk: one that needs
+    /// more fails with "Resources exhausted" instead of starving the server.
+    pub fn with_memory_limit(mut self, bytes: usize) -> Result<Self> {
+        self.runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(bytes, 1.0)
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()?;
+        Ok(self)
     }
 
     /// The store this engine reads.
@@ -108,7 +127,7 @@ impl QueryEngine {
         let config = SessionConfig::new()
             .with_target_partitions(self.inner.target_partitions)
             .with_information_schema(false);
-        SessionContext::new_with_config(config)
+        SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime))
     }
 
     /// A fresh session in which `telemetry` shows only `scope`'s rows, all
@@ -138,6 +157,21 @@ impl QueryEngine {
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
         Ok(QueryResult { schema, batches })
+    }
+
+    /// Plan one read-only SQL statement for `scope` and start it: the output
+    /// schema and a stream of result batches (dropping the stream cancels the
+    /// query).
+    pub async fn sql_stream(
+        &self,
+        scope: &OrgScope,
+        sql: &str,
+    ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        let ctx = self.context(scope)?;
+        let df = ctx.sql_with_options(sql, Self::read_only()).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let stream = df.execute_stream().await?;
+        Ok((schema, stream))
     }
 
     /// Downsampled history of one pin, from rollup tiers where the bucket
