@@ -106,6 +106,16 @@ pub struct ServeArgs {
     /// Lifetime of a per-device OTA download link, in seconds (default 3600).
     #[arg(long, env = "PINHOUSE_OTA_LINK_TTL_SECS")]
     pub ota_link_ttl_secs: Option<u64>,
+    /// Longest an SQL query may run, in seconds (default 60).
+    #[arg(long, env = "PINHOUSE_SQL_TIME_LIMIT_SECS")]
+    pub sql_time_limit_secs: Option<u64>,
+    /// Memory all running SQL queries may hold together, in MiB (default 1024).
+    #[arg(long, env = "PINHOUSE_SQL_MEMORY_LIMIT_MB")]
+    pub sql_memory_limit_mb: Option<usize>,
+    /// Threads that run SQL queries, apart from the device and HTTP threads
+    /// (default: half the cores, at least 1).
+    #[arg(long, env = "PINHOUSE_QUERY_THREADS")]
+    pub query_threads: Option<usize>,
 }
 
 /// The TOML file; every key is optional.
@@ -152,6 +162,12 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     /// See [`ServeArgs::ota_link_ttl_secs`].
     pub ota_link_ttl_secs: Option<u64>,
+    /// See [`ServeArgs::sql_time_limit_secs`].
+    pub sql_time_limit_secs: Option<u64>,
+    /// See [`ServeArgs::sql_memory_limit_mb`].
+    pub sql_memory_limit_mb: Option<usize>,
+    /// See [`ServeArgs::query_threads`].
+    pub query_threads: Option<usize>,
 }
 
 /// Settings after merging all sources.
@@ -179,6 +195,12 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// Lifetime of OTA download links.
     pub ota_link_ttl: Duration,
+    /// Longest an SQL query may run.
+    pub sql_time_limit: Duration,
+    /// Memory all running SQL queries may hold together, in bytes.
+    pub sql_memory_limit: usize,
+    /// Threads of the query runtime.
+    pub query_threads: usize,
     /// First admin's e-mail (`PINHOUSE_ADMIN_EMAIL`), used on first start only.
     pub admin_email: Option<String>,
     /// First admin's password (`PINHOUSE_ADMIN_PASSWORD`), used on first start only.
@@ -355,6 +377,38 @@ impl ServerConfig {
                 message: "must be at least 1".into(),
             });
         }
+        let sql_time_limit_secs = args
+            .sql_time_limit_secs
+            .or(file.sql_time_limit_secs)
+            .unwrap_or(60);
+        if sql_time_limit_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "sql_time_limit_secs",
+                message: "must be at least 1".into(),
+            });
+        }
+        let sql_memory_limit_mb = args
+            .sql_memory_limit_mb
+            .or(file.sql_memory_limit_mb)
+            .unwrap_or(1024);
+        if sql_memory_limit_mb < 16 {
+            return Err(ConfigError::Invalid {
+                key: "sql_memory_limit_mb",
+                message: "must be at least 16".into(),
+            });
+        }
+        let query_threads = args
+            .query_threads
+            .or(file.query_threads)
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+            });
+        if query_threads == 0 {
+            return Err(ConfigError::Invalid {
+                key: "query_threads",
+                message: "must be at least 1".into(),
+            });
+        }
         Ok(Self {
             data_dir,
             http,
@@ -367,6 +421,9 @@ impl ServerConfig {
             fsync,
             public_url,
             ota_link_ttl: Duration::from_secs(ttl_secs),
+            sql_time_limit: Duration::from_secs(sql_time_limit_secs),
+            sql_memory_limit: sql_memory_limit_mb.saturating_mul(1 << 20),
+            query_threads,
             admin_email: non_empty_env("PINHOUSE_ADMIN_EMAIL"),
             admin_password: non_empty_env("PINHOUSE_ADMIN_PASSWORD"),
         })

@@ -18,6 +18,7 @@ use crate::config::ServerConfig;
 use crate::control::ControlPlane;
 use crate::directory::ControlDirectory;
 use crate::ota::{Ota, OtaConfig};
+use crate::query_runtime::QueryRuntime;
 use crate::state::AppState;
 use crate::{blynk_http, history, sql};
 
@@ -153,7 +154,11 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         config.ingest.clone(),
     );
     let query = QueryEngine::with_rollup_dir(storage.clone(), config.data_dir.join("rollups"))?;
+    let query = query.with_memory_limit(config.sql_memory_limit)?;
     query.spawn_rollup_maintenance()?;
+    let (query_runtime, _query_threads) =
+        QueryRuntime::start(config.query_threads, config.sql_time_limit)
+            .map_err(io("cannot start the query threads"))?;
 
     let identity = TlsIdentity::load(&config.cert)?;
     let bind = |addr: SocketAddr, flag: &'static str| async move {
@@ -201,6 +206,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         ingest: ingest.clone(),
         query,
         ota: ota.clone(),
+        query_runtime,
     };
     let http_addr: SocketAddr = http.local_addr().map_err(io("http address"))?;
     let tls_addr: SocketAddr = tls.local_addr().map_err(io("tls address"))?;

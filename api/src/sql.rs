@@ -106,7 +106,11 @@ fn query_error(err: QueryError) -> Response {
         }
         err => {
             tracing::error!(%err, "query failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "query_failed", err.to_string())
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "query_failed",
+                err.to_string(),
+            )
         }
     }
 }
@@ -118,7 +122,7 @@ pub enum Encoder {
     /// CSV, header before the first batch.
     Csv { header_done: bool },
     /// Arrow IPC stream.
-    Arrow(datafusion::arrow::ipc::writer::StreamWriter<Vec<u8>>),
+    Arrow(Box<datafusion::arrow::ipc::writer::StreamWriter<Vec<u8>>>),
     /// Parquet (row groups leave as soon as they are full).
     Parquet(Box<datafusion::parquet::arrow::ArrowWriter<Vec<u8>>>),
 }
@@ -129,17 +133,12 @@ impl Encoder {
         Ok(match format {
             Format::Json => Encoder::Json { rows: 0 },
             Format::Csv => Encoder::Csv { header_done: false },
-            Format::Arrow => Encoder::Arrow(datafusion::arrow::ipc::writer::StreamWriter::try_new(
-                Vec::new(),
-                schema,
-            )?),
+            Format::Arrow => Encoder::Arrow(Box::new(
+                datafusion::arrow::ipc::writer::StreamWriter::try_new(Vec::new(), schema)?,
+            )),
             Format::Parquet => Encoder::Parquet(Box::new(
-                datafusion::parquet::arrow::ArrowWriter::try_new(
-                    Vec::new(),
-                    schema.clone(),
-                    None,
-                )
-                .map_err(|e| ArrowError::ExternalError(Box::new(e)))?,
+                datafusion::parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), None)
+                    .map_err(|e| ArrowError::ExternalError(Box::new(e)))?,
             )),
         })
     }
@@ -188,7 +187,11 @@ impl Encoder {
     /// The closing bytes.
     pub fn finish(&mut self, schema: &SchemaRef) -> Result<Vec<u8>, ArrowError> {
         match self {
-            Encoder::Json { rows } => Ok(if *rows == 0 { b"[]".to_vec() } else { b"]".to_vec() }),
+            Encoder::Json { rows } => Ok(if *rows == 0 {
+                b"[]".to_vec()
+            } else {
+                b"]".to_vec()
+            }),
             Encoder::Csv { header_done } => {
                 if *header_done {
                     return Ok(Vec::new());
@@ -226,6 +229,16 @@ pub fn encode(
 
 type Chunk = Result<Bytes, std::io::Error>;
 
+/// How a query started, as the HTTP status must say it.
+enum Start {
+    /// The first bytes are ready: 200.
+    Streaming,
+    /// Planning or execution failed before any output.
+    Failed(QueryError),
+    /// Time limit or another stop before any output.
+    Stopped(String),
+}
+
 async fn run_sql(
     State(state): State<AppState>,
     principal: Principal,
@@ -258,36 +271,66 @@ async fn run_sql(
             "the request body must hold one SQL statement",
         );
     }
-    let scope = OrgScope::single(principal.org_id);
+    let orgs = match state
+        .control
+        .orgs_in_scope(&principal, crate::control::Action::DeviceRead)
+        .await
+    {
+        Ok(orgs) => orgs,
+        Err(err) => return err.into_response(),
+    };
+    let scope = OrgScope::many(orgs);
     let limit = state.query_runtime.time_limit();
     let engine = state.query.clone();
-    let (ready_tx, ready_rx) = oneshot::channel::<Result<SchemaRef, QueryError>>();
+    let (ready_tx, ready_rx) = oneshot::channel::<Start>();
     let (tx, rx) = mpsc::channel::<Chunk>(4);
     let user_id = principal.user_id;
     // Planning and execution on the query runtime; dropping the task (time
-    // limit) or the receiver (client gone) drops the DataFusion stream.
+    // limit) or the receiver (client gone) drops the DataFusion stream. The
+    // answer's status waits for the first bytes, so that a query failing or
+    // running out of time before it produces anything gets a proper error.
     state.query_runtime.spawn(async move {
         let started = std::time::Instant::now();
+        let mut ready = Some(ready_tx);
         let work = async {
             let (schema, mut stream) = match engine.sql_stream(&scope, &sql).await {
                 Ok(s) => s,
                 Err(err) => {
-                    let _ = ready_tx.send(Err(err));
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(Start::Failed(err));
+                    }
                     return Ok::<_, String>(0usize);
                 }
             };
             let mut encoder = Encoder::new(format, &schema).map_err(|e| e.to_string())?;
-            let _ = ready_tx.send(Ok(schema.clone()));
             let mut rows = 0usize;
             while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(|e| e.to_string())?;
+                let batch = match batch {
+                    Ok(batch) => batch,
+                    Err(err) => {
+                        if let Some(ready) = ready.take() {
+                            let _ = ready.send(Start::Failed(err.into()));
+                            return Ok(0);
+                        }
+                        return Err(err.to_string());
+                    }
+                };
                 rows += batch.num_rows();
                 let bytes = encoder.batch(&batch).map_err(|e| e.to_string())?;
-                if !bytes.is_empty() && tx.send(Ok(Bytes::from(bytes))).await.is_err() {
+                if bytes.is_empty() {
+                    continue;
+                }
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Start::Streaming);
+                }
+                if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
                     return Err("client went away".to_owned());
                 }
             }
             let tail = encoder.finish(&schema).map_err(|e| e.to_string())?;
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(Start::Streaming);
+            }
             let _ = tx.send(Ok(Bytes::from(tail))).await;
             Ok(rows)
         };
@@ -300,18 +343,30 @@ async fn run_sql(
             Ok(rows) => tracing::info!(user_id, rows, elapsed_ms, "sql query"),
             Err(reason) => {
                 tracing::warn!(user_id, elapsed_ms, %reason, "sql query stopped");
-                let _ = tx.try_send(Err(std::io::Error::other(reason)));
+                match ready.take() {
+                    Some(ready) => {
+                        let _ = ready.send(Start::Stopped(reason));
+                    }
+                    // The status is out: cut the body short, the client sees
+                    // an incomplete response rather than a truncated result.
+                    None => {
+                        let _ = tx.try_send(Err(std::io::Error::other(reason)));
+                    }
+                }
             }
         }
     });
     match ready_rx.await {
-        Ok(Ok(_schema)) => {}
-        Ok(Err(err)) => return query_error(err),
+        Ok(Start::Streaming) => {}
+        Ok(Start::Failed(err)) => return query_error(err),
+        Ok(Start::Stopped(reason)) => {
+            return error(StatusCode::REQUEST_TIMEOUT, "query_stopped", reason);
+        }
         Err(_) => {
             return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "query_stopped",
-                format!("the query did not start within {} s", limit.as_secs_f64()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "query_failed",
+                "the query task ended without an answer",
             );
         }
     }

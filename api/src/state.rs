@@ -6,6 +6,7 @@ use pinhouse_query::QueryEngine;
 
 use crate::control::ControlPlane;
 use crate::ota::Ota;
+use crate::query_runtime::QueryRuntime;
 
 /// Everything a handler may need; cheap to clone.
 #[derive(Clone, Debug)]
@@ -18,6 +19,8 @@ pub struct AppState {
     pub query: QueryEngine,
     /// Firmware updates.
     pub ota: Ota,
+    /// The threads SQL queries run on, and their time limit.
+    pub query_runtime: QueryRuntime,
 }
 
 impl FromRef<AppState> for Ota {

@@ -11,6 +11,7 @@ mod live;
 mod ota;
 mod server;
 mod skeleton;
+mod sql;
 mod transports;
 mod webdriver;
 

@@ -156,10 +156,15 @@ impl Server {
 
     /// Log in as the bootstrap admin and return the bearer token.
     pub async fn admin_token(&self) -> Result<String> {
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Log in as a user: its bearer token.
+    pub async fn login(&self, email: &str, password: &str) -> Result<String> {
         let resp = self
             .client
             .post(self.url("/api/v1/auth/login"))
-            .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+            .json(&json!({"email": email, "password": password}))
             .send()
             .await?;
         let status = resp.status();

@@ -1,0 +1,158 @@
+//! `POST /api/v1/sql` output formats (JSON, CSV, Arrow IPC stream, Parquet, by
+//! `?format=` or `Accept`), the per-query time limit, and organization scoping.
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::json;
+
+use crate::server::Server;
+
+async fn post_sql(
+    server: &Server,
+    bearer: &str,
+    query: &str,
+    sql: &str,
+    accept: Option<&str>,
+) -> (u16, String, bytes::Bytes) {
+    let mut request = server
+        .client
+        .post(server.url(&format!("/api/v1/sql{query}")))
+        .bearer_auth(bearer)
+        .body(sql.to_owned());
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let resp = request.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, content_type, resp.bytes().await.unwrap())
+}
+
+fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formats_time_limit_and_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--sql-time-limit-secs", "2", "--sql-memory-limit-mb", "16"],
+    )
+    .await
+    .unwrap();
+    let admin = server.admin_token().await.unwrap();
+    let (_, token) = server.create_device(&admin, "Meter").await.unwrap();
+    for value in 1..=5 {
+        let (status, body) = server
+            .get_text(&format!("/external/api/update?token={token}&V1={value}"))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let sql = "SELECT pin, value FROM telemetry ORDER BY ts";
+
+    let rows_json = server.sql(&admin, sql).await.unwrap();
+    assert_eq!(rows_json.as_array().unwrap().len(), 5, "{rows_json}");
+    assert_eq!(rows_json[4], json!({"pin": 1, "value": 5.0}));
+    let (status, _, empty) = post_sql(
+        &server,
+        &admin,
+        "",
+        "SELECT pin FROM telemetry WHERE pin = 99",
+        None,
+    )
+    .await;
+    assert_eq!((status, &empty[..]), (200, &b"[]"[..]));
+
+    let (status, content_type, csv) = post_sql(&server, &admin, "?format=csv", sql, None).await;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    let csv = String::from_utf8(csv.to_vec()).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines,
+        ["pin,value", "1,1.0", "1,2.0", "1,3.0", "1,4.0", "1,5.0"]
+    );
+
+    let arrow_type = "application/vnd.apache.arrow.stream";
+    let (status, content_type, ipc) = post_sql(&server, &admin, "", sql, Some(arrow_type)).await;
+    assert_eq!((status, content_type.as_str()), (200, arrow_type));
+    let reader = StreamReader::try_new(std::io::Cursor::new(ipc.to_vec()), None).unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    assert_eq!(rows(&batches), 5);
+    assert_eq!(batches[0].schema().field(1).name(), "value");
+
+    let (status, content_type, parquet) =
+        post_sql(&server, &admin, "?format=parquet", sql, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "application/vnd.apache.parquet");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(parquet)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    assert_eq!(rows(&batches), 5);
+
+    let (status, _, body) = post_sql(&server, &admin, "?format=xml", sql, None).await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+
+    // A query that would run for minutes is stopped at the time limit with a
+    // clear error, and the server goes on answering.
+    let started = std::time::Instant::now();
+    let (status, _, body) = post_sql(
+        &server,
+        &admin,
+        "",
+        "SELECT count(*) FROM range(100000000000) a WHERE a.value % 7 = 3",
+        None,
+    )
+    .await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("time limit"), "{body}");
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "stopped late: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        server
+            .sql(&admin, sql)
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+
+    // Another organization's admin sees none of these rows.
+    let (status, org) = server
+        .post_json(&admin, "/api/v1/organizations", &json!({"name": "Other"}))
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{org}");
+    let (status, user) = server
+        .post_json(
+            &admin,
+            "/api/v1/users",
+            &json!({"email": "other@example.com", "password": "correct horse battery",
+                    "role": "admin", "org_id": org["id"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{user}");
+    let other = server
+        .login("other@example.com", "correct horse battery")
+        .await
+        .unwrap();
+    let seen = server.sql(&other, sql).await.unwrap();
+    assert_eq!(seen, json!([]));
+}
