@@ -106,6 +106,9 @@ pub struct ServeArgs {
     /// Lifetime of a per-device OTA download link, in seconds (default 3600).
     #[arg(long, env = "PINHOUSE_OTA_LINK_TTL_SECS")]
     pub ota_link_ttl_secs: Option<u64>,
+    /// PostgreSQL wire-protocol listen address (psql, BI tools); off unless set.
+    #[arg(long, env = "PINHOUSE_PG")]
+    pub pg: Option<SocketAddr>,
     /// Longest an SQL query may run, in seconds (default 60).
     #[arg(long, env = "PINHOUSE_SQL_TIME_LIMIT_SECS")]
     pub sql_time_limit_secs: Option<u64>,
@@ -162,6 +165,8 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     /// See [`ServeArgs::ota_link_ttl_secs`].
     pub ota_link_ttl_secs: Option<u64>,
+    /// See [`ServeArgs::pg`].
+    pub pg: Option<SocketAddr>,
     /// See [`ServeArgs::sql_time_limit_secs`].
     pub sql_time_limit_secs: Option<u64>,
     /// See [`ServeArgs::sql_memory_limit_mb`].
@@ -195,6 +200,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// Lifetime of OTA download links.
     pub ota_link_ttl: Duration,
+    /// PostgreSQL wire-protocol listen address, if enabled.
+    pub pg: Option<SocketAddr>,
     /// Longest an SQL query may run.
     pub sql_time_limit: Duration,
     /// Memory all running SQL queries may hold together, in bytes.
@@ -421,6 +428,7 @@ impl ServerConfig {
             fsync,
             public_url,
             ota_link_ttl: Duration::from_secs(ttl_secs),
+            pg: args.pg.or(file.pg),
             sql_time_limit: Duration::from_secs(sql_time_limit_secs),
             sql_memory_limit: sql_memory_limit_mb.saturating_mul(1 << 20),
             query_threads,

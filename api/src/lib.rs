@@ -19,6 +19,7 @@ pub mod history;
 pub mod live;
 pub mod metrics;
 pub mod ota;
+pub mod pg;
 pub mod query_runtime;
 pub mod server;
 pub mod sql;

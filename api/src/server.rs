@@ -18,6 +18,7 @@ use crate::config::ServerConfig;
 use crate::control::ControlPlane;
 use crate::directory::ControlDirectory;
 use crate::ota::{Ota, OtaConfig};
+use crate::pg::PgHandlers;
 use crate::query_runtime::QueryRuntime;
 use crate::state::AppState;
 use crate::{blynk_http, history, sql};
@@ -169,6 +170,10 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let http = bind(config.http, "http").await?;
     let hardware = bind(config.hardware, "hardware").await?;
     let tls = bind(config.tls, "tls").await?;
+    let pg = match config.pg {
+        Some(addr) => Some(bind(addr, "pg").await?),
+        None => None,
+    };
     let quic = ingest
         .quic_endpoint(config.quic, identity.quic_config()?)
         .map_err(|err| match err {
@@ -239,6 +244,25 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         let (ingest, stop) = (ingest.clone(), stop_rx.clone());
         listeners.spawn(async move { ("quic", ingest.serve_quic(quic, stop).await) });
     }
+    let pg_task = match pg {
+        Some(listener) => {
+            let addr = listener.local_addr().map_err(io("pg address"))?;
+            let handlers = PgHandlers::new(
+                state.control.clone(),
+                state.query.clone(),
+                state.query_runtime.clone(),
+            );
+            let tls = pgwire::tokio::TlsAcceptor::from(identity.tcp_config()?);
+            tracing::info!(%addr, "PostgreSQL wire protocol ready (TLS offered)");
+            Some(tokio::spawn(crate::pg::serve(
+                listener,
+                Some(tls),
+                handlers,
+                stop_rx.clone(),
+            )))
+        }
+        None => None,
+    };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let mut http_servers = tokio::task::JoinSet::new();
     {
@@ -290,6 +314,11 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         if let Ok(Err(err)) = done {
             tracing::error!(%err, "HTTP server failed");
         }
+    }
+    if let Some(pg_task) = pg_task
+        && let Ok(Err(err)) = pg_task.await
+    {
+        tracing::error!(%err, "PostgreSQL listener failed");
     }
     if let Err(err) = ota_task.await {
         tracing::error!(%err, "OTA engine panicked");

@@ -23,7 +23,7 @@ pub struct DirectoryError(pub String);
 /// it said about itself, its widget properties and its event timeline.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeviceActivity {
-    /// The first session of the device logged in.
+    /// A session of the device logged in (the first one or another).
     Online { device_id: u32 },
     /// The last session of the device closed.
     Offline { device_id: u32 },

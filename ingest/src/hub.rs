@@ -272,11 +272,11 @@ impl Ingest {
             outbound,
             max_frame,
         });
-        if list.len() == 1 {
-            // Reported under the lock, so that online/offline of one device
-            // reach the directory in the order they happened.
-            self.report(DeviceActivity::Online { device_id });
-        }
+        // Every login is reported (the newest connection time counts: a
+        // rebooted device often logs in again before its old connection is
+        // found dead), under the lock, so that online/offline of one device
+        // reach the directory in the order they happened.
+        self.report(DeviceActivity::Online { device_id });
         id
     }
 

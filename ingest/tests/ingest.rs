@@ -279,8 +279,8 @@ fn device_activity_reaches_the_directory_in_order() {
             name: name.to_owned(),
             values: values.iter().map(|v| (*v).to_owned()).collect(),
         };
-        let DeviceActivity::Info { device_id: 9, info } = &seen[1] else {
-            panic!("expected the info second, got {seen:?}");
+        let DeviceActivity::Info { device_id: 9, info } = &seen[2] else {
+            panic!("expected the info after both logins, got {seen:?}");
         };
         assert_eq!(info.firmware.as_deref(), Some("2.0.1"));
         assert_eq!(info.heartbeat_secs, Some(45));
@@ -288,7 +288,8 @@ fn device_activity_reaches_the_directory_in_order() {
             seen,
             vec![
                 DeviceActivity::Online { device_id: 9 },
-                seen[1].clone(),
+                DeviceActivity::Online { device_id: 9 },
+                seen[2].clone(),
                 props(4, "color", &["#D3435C"]),
                 props(1, "isDisabled", &["true"]),
                 props(2, "isDisabled", &["true"]),

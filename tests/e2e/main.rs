@@ -9,6 +9,7 @@ mod history;
 mod limits;
 mod live;
 mod ota;
+mod pg;
 mod server;
 mod skeleton;
 mod sql;

@@ -87,9 +87,9 @@ struct PrincipalRow {
 }
 
 impl ControlPlane {
-    /// Checks an e-mail and password and opens a session. Unknown e-mail, wrong password and a
-    /// disabled account all answer the same 401 in about the same time.
-    pub async fn login(&self, email: &str, password: &str) -> Result<LoginResponse> {
+    /// The enabled user with this e-mail and password; the same 401 in about the same time for
+    /// an unknown e-mail, a wrong password and a disabled account.
+    async fn check_password(&self, email: &str, password: &str) -> Result<UserRow> {
         let email = email.trim();
         let user = self.user_row_by_email(email).await?;
         let hash = match &user {
@@ -108,6 +108,33 @@ impl ControlPlane {
                 return Err(ControlError::unauthorized("invalid e-mail or password"));
             }
         };
+
+        Ok(user)
+    }
+
+    /// The caller behind credentials given outside HTTP (the PostgreSQL wire protocol): an
+    /// e-mail with its password, or any user name with a bearer/API token as the password.
+    /// Opens no session.
+    pub async fn principal_for_credentials(&self, user: &str, secret: &str) -> Result<Principal> {
+        if is_bearer_token_shaped(secret.trim()) {
+            return self.authenticate(secret).await;
+        }
+        let user = self.check_password(user, secret).await?;
+        let role = Role::parse(&user.role)
+            .ok_or_else(|| ControlError::internal(format!("unknown role {:?}", user.role)))?;
+        Ok(Principal {
+            user_id: user.id,
+            org_id: user.org_id,
+            email: user.email,
+            role,
+            scopes: None,
+        })
+    }
+
+    /// Checks an e-mail and password and opens a session. Unknown e-mail, wrong password and a
+    /// disabled account all answer the same 401 in about the same time.
+    pub async fn login(&self, email: &str, password: &str) -> Result<LoginResponse> {
+        let user = self.check_password(email, password).await?;
 
         let token = secrets::bearer_token();
         let now = now_ms();

@@ -101,12 +101,18 @@ fn clip(value: &Option<String>) -> Option<String> {
 }
 
 impl ControlPlane {
-    /// The device logged in: online, connected and seen now; writes an `online` system event.
+    /// A connection of the device logged in: online, connected and seen at `at_ms`; writes an
+    /// `online` system event unless the device was online already.
     /// Unknown device ids are ignored (the device may have been deleted meanwhile).
     /// `at_ms` is when it happened (the report may reach the database later).
     pub async fn device_online(&self, device_id: u32, at_ms: i64) -> Result<()> {
         let now = at_ms;
         let mut tx = self.pool.begin().await?;
+        let was_online: Option<bool> =
+            sqlx::query_scalar("SELECT online FROM device_status WHERE device_id = ?")
+                .bind(device_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let changed = sqlx::query(
             "INSERT INTO device_status (device_id, online, connected_at, last_seen_at)
              SELECT id, 1, ?2, ?2 FROM devices WHERE id = ?1
@@ -118,7 +124,8 @@ impl ControlPlane {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if changed > 0 {
+        // Another connection of a device already online is no new timeline event.
+        if changed > 0 && was_online != Some(true) {
             let event = SystemEvent {
                 code: "online",
                 name: "Online",

@@ -1,0 +1,143 @@
+//! The PostgreSQL wire protocol, driven by the real `psql` (Debian
+//! `postgresql-client`): log in with an e-mail and password or with an API
+//! token, over plain TCP and TLS; read-only, organization-scoped SQL.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::server::{ADMIN_EMAIL, ADMIN_PASSWORD, Server, free_port};
+
+/// Run `psql -At -c sql`; (exit ok, stdout, stderr).
+fn psql(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    sslmode: &str,
+    sql: &str,
+) -> (bool, String, String) {
+    let conninfo = format!(
+        "host={} port={} user={user} dbname=pinhouse sslmode={sslmode} connect_timeout=10",
+        addr.ip(),
+        addr.port()
+    );
+    let out = Command::new("psql")
+        .arg(conninfo)
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGPASSWORD", password)
+        .output()
+        .expect("psql runs (Debian postgresql-client; scripts/test installs it)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_queries_telemetry_as_a_pinhouse_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let server = Server::start_with(&dir.path().join("data"), &["--pg", &pg.to_string()])
+        .await
+        .unwrap();
+    let admin = server.admin_token().await.unwrap();
+    let (device, token) = server.create_device(&admin, "Meter").await.unwrap();
+    for value in ["1.5", "2.5", "3.5"] {
+        let (status, body) = server
+            .get_text(&format!("/external/api/update?token={token}&V1={value}"))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let sql = "SELECT device_id, pin, value FROM telemetry ORDER BY ts";
+    let id = device["id"].as_u64().unwrap();
+    let expected = format!("{id}|1|1.5\n{id}|1|2.5\n{id}|1|3.5\n");
+
+    let pg_call = move |user: String, password: String, sslmode: &'static str, sql: String| {
+        tokio::task::spawn_blocking(move || psql(pg, &user, &password, sslmode, &sql))
+    };
+
+    // E-mail and password, plain TCP.
+    let (ok, out, err) = pg_call(
+        ADMIN_EMAIL.into(),
+        ADMIN_PASSWORD.into(),
+        "disable",
+        sql.into(),
+    )
+    .await
+    .unwrap();
+    assert!(ok, "psql failed: {err}\nserver log:\n{}", server.log_text());
+    assert_eq!(out, expected);
+
+    // An API token as the password, over TLS.
+    let (ok, out, err) = pg_call("anyone".into(), admin.clone(), "require", sql.into())
+        .await
+        .unwrap();
+    assert!(ok, "psql over TLS failed: {err}");
+    assert_eq!(out, expected);
+
+    // Aggregates, and session statements clients send.
+    let (ok, out, err) = pg_call(
+        ADMIN_EMAIL.into(),
+        ADMIN_PASSWORD.into(),
+        "disable",
+        "SET client_encoding TO 'UTF8'; SELECT count(*), max(value) FROM telemetry".into(),
+    )
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, "SET\n3|3.5\n");
+
+    // Wrong password: refused.
+    let (ok, _, err) = pg_call(
+        ADMIN_EMAIL.into(),
+        "wrong password".into(),
+        "disable",
+        sql.into(),
+    )
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(err.to_lowercase().contains("password"), "{err}");
+
+    // Read-only: DDL and writes are refused with an error, the session goes on.
+    let (ok, _, err) = pg_call(
+        ADMIN_EMAIL.into(),
+        ADMIN_PASSWORD.into(),
+        "disable",
+        "CREATE TABLE stolen AS SELECT * FROM telemetry".into(),
+    )
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(err.contains("ERROR"), "{err}");
+
+    // A user of another organization sees none of these rows.
+    let (status, org) = server
+        .post_json(&admin, "/api/v1/organizations", &json!({"name": "Other"}))
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{org}");
+    let (status, user) = server
+        .post_json(
+            &admin,
+            "/api/v1/users",
+            &json!({"email": "other@example.com", "password": "another long password",
+                    "role": "admin", "org_id": org["id"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{user}");
+    let (ok, out, err) = pg_call(
+        "other@example.com".into(),
+        "another long password".into(),
+        "disable",
+        "SELECT count(*) FROM telemetry".into(),
+    )
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, "0\n");
+}
