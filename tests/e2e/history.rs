@@ -100,33 +100,11 @@ async fn values_and_history_of_own_devices_only() {
     }
 
     // A user of another organization sees neither the values nor the history.
-    let (status, org) = server
-        .post_json(
-            &admin,
-            "/api/v1/organizations",
-            &json!({"name": "Tenant B"}),
-        )
+    let (_, other) = server
+        .other_org_admin(&admin, "b@example.com")
         .await
         .unwrap();
-    assert_eq!(status, 201, "{org}");
-    let (status, user) = server
-        .post_json(
-            &admin,
-            "/api/v1/users",
-            &json!({"email": "b@example.com", "password": "tenant b password", "role": "admin", "org_id": org["id"]}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{user}");
-    let resp = server
-        .client
-        .post(server.url("/api/v1/auth/login"))
-        .json(&json!({"email": "b@example.com", "password": "tenant b password"}))
-        .send()
-        .await
-        .unwrap();
-    let other: Value = resp.json().await.unwrap();
-    let other = other["token"].as_str().unwrap();
+    let other = other.as_str();
     for path in [
         format!("/api/v1/devices/{id}/values"),
         format!("/api/v1/devices/{id}/history?pin=V1"),

@@ -5,8 +5,6 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use serde_json::json;
-
 use crate::server::{ADMIN_EMAIL, ADMIN_PASSWORD, Server, free_port};
 
 /// Run `psql -At -c sql`; (exit ok, stdout, stderr).
@@ -115,24 +113,13 @@ async fn psql_queries_telemetry_as_a_pinhouse_user() {
     assert!(err.contains("ERROR"), "{err}");
 
     // A user of another organization sees none of these rows.
-    let (status, org) = server
-        .post_json(&admin, "/api/v1/organizations", &json!({"name": "Other"}))
+    let (password, _) = server
+        .other_org_admin(&admin, "other@example.com")
         .await
         .unwrap();
-    assert_eq!(status, 201, "{org}");
-    let (status, user) = server
-        .post_json(
-            &admin,
-            "/api/v1/users",
-            &json!({"email": "other@example.com", "password": "another long password",
-                    "role": "admin", "org_id": org["id"]}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{user}");
     let (ok, out, err) = pg_call(
         "other@example.com".into(),
-        "another long password".into(),
+        password,
         "disable",
         "SELECT count(*) FROM telemetry".into(),
     )

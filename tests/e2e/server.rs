@@ -159,6 +159,30 @@ impl Server {
         self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
     }
 
+    /// An admin of a new sub-organization of `admin`'s organization, which
+    /// sees nothing of its parent: (e-mail, password, bearer token).
+    pub async fn other_org_admin(&self, admin: &str, email: &str) -> Result<(String, String)> {
+        let password = format!("{email} password");
+        let (status, org) = self
+            .post_json(admin, "/api/v1/organizations", &json!({"name": email}))
+            .await?;
+        if status != 201 {
+            bail!("creating an organization failed: {status} {org}");
+        }
+        let (status, user) = self
+            .post_json(
+                admin,
+                "/api/v1/users",
+                &json!({"email": email, "password": password, "role": "admin", "org_id": org["id"]}),
+            )
+            .await?;
+        if status != 201 {
+            bail!("creating a user failed: {status} {user}");
+        }
+        let token = self.login(email, &password).await?;
+        Ok((password, token))
+    }
+
     /// Log in as a user: its bearer token.
     pub async fn login(&self, email: &str, password: &str) -> Result<String> {
         let resp = self

@@ -134,23 +134,8 @@ async fn formats_time_limit_and_scope() {
     );
 
     // Another organization's admin sees none of these rows.
-    let (status, org) = server
-        .post_json(&admin, "/api/v1/organizations", &json!({"name": "Other"}))
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{org}");
-    let (status, user) = server
-        .post_json(
-            &admin,
-            "/api/v1/users",
-            &json!({"email": "other@example.com", "password": "correct horse battery",
-                    "role": "admin", "org_id": org["id"]}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{user}");
-    let other = server
-        .login("other@example.com", "correct horse battery")
+    let (_, other) = server
+        .other_org_admin(&admin, "other@example.com")
         .await
         .unwrap();
     let seen = server.sql(&other, sql).await.unwrap();
