@@ -92,22 +92,29 @@ fn burst(count: u16, base: u16) -> BytesMut {
     out
 }
 
+/// A storage engine (fsync off) in a temporary directory, and a directory
+/// knowing one device of org 1 under [`TOKEN`].
+fn fixture(device_id: u32) -> (tempfile::TempDir, Storage, Arc<Directory>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage_config = StorageConfig::new(dir.path());
+    storage_config.fsync = FsyncPolicy::Never;
+    let storage = Storage::open(storage_config).unwrap();
+    let identity = DeviceIdentity {
+        org_id: 1,
+        device_id,
+        template_id: None,
+    };
+    let directory = Arc::new(Directory::new(HashMap::from([(
+        TOKEN.to_owned(),
+        identity,
+    )])));
+    (dir, storage, directory)
+}
+
 #[test]
 fn steady_path_does_not_allocate_per_frame() {
     serial(async {
-        let dir = tempfile::tempdir().unwrap();
-        let mut storage_config = StorageConfig::new(dir.path());
-        storage_config.fsync = FsyncPolicy::Never;
-        let storage = Storage::open(storage_config).unwrap();
-        let identity = DeviceIdentity {
-            org_id: 1,
-            device_id: 7,
-            template_id: None,
-        };
-        let directory = Arc::new(Directory::new(HashMap::from([(
-            TOKEN.to_owned(),
-            identity,
-        )])));
+        let (_dir, storage, directory) = fixture(7);
         let config = IngestConfig {
             message_rate: 0,
             ..IngestConfig::default()
@@ -182,19 +189,7 @@ async fn status_of(stream: &mut DuplexStream, buf: &mut BytesMut, msg_id: u16) -
 #[test]
 fn device_activity_reaches_the_directory_in_order() {
     serial(async {
-        let dir = tempfile::tempdir().unwrap();
-        let mut storage_config = StorageConfig::new(dir.path());
-        storage_config.fsync = FsyncPolicy::Never;
-        let storage = Storage::open(storage_config).unwrap();
-        let identity = DeviceIdentity {
-            org_id: 1,
-            device_id: 9,
-            template_id: None,
-        };
-        let directory = Arc::new(Directory::new(HashMap::from([(
-            TOKEN.to_owned(),
-            identity,
-        )])));
+        let (_dir, storage, directory) = fixture(9);
         let ingest = Ingest::new(storage.clone(), directory.clone(), IngestConfig::default());
         let connect = || {
             let (device, server_end) = tokio::io::duplex(1 << 16);
