@@ -8,6 +8,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use pinhouse_ingest::{CertSource, IngestConfig};
 use pinhouse_storage::FsyncPolicy;
+use pinhouse_storage::objects::ObjectLocation;
+
+use crate::control::NotifyLimits;
+use crate::notifier::NotifierConfig;
 use serde::Deserialize;
 
 /// Default data directory.
@@ -109,6 +113,23 @@ pub struct ServeArgs {
     /// PostgreSQL wire-protocol listen address (psql, BI tools); off unless set.
     #[arg(long, env = "PINHOUSE_PG")]
     pub pg: Option<SocketAddr>,
+    /// Object store for firmware binaries: `file://<dir>` or `s3://<bucket>/<prefix>`
+    /// (credentials and endpoint from the AWS_* variables); default: the data directory.
+    #[arg(long, env = "PINHOUSE_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// SMTP server for e-mail notifications: `smtp://host:port` (plain),
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtps://host:465`; off unless set.
+    #[arg(long, env = "PINHOUSE_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// Sender of e-mail notifications (default `pinhouse <pinhouse@localhost>`).
+    #[arg(long, env = "PINHOUSE_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// Notifications one organization may send per rolling hour (default 600).
+    #[arg(long, env = "PINHOUSE_NOTIFY_PER_ORG_PER_HOUR")]
+    pub notify_per_org_per_hour: Option<u32>,
+    /// E-mails one address may receive per rolling hour (default 60).
+    #[arg(long, env = "PINHOUSE_NOTIFY_PER_RECIPIENT_PER_HOUR")]
+    pub notify_per_recipient_per_hour: Option<u32>,
     /// Longest an SQL query may run, in seconds (default 60).
     #[arg(long, env = "PINHOUSE_SQL_TIME_LIMIT_SECS")]
     pub sql_time_limit_secs: Option<u64>,
@@ -167,6 +188,16 @@ pub struct FileConfig {
     pub ota_link_ttl_secs: Option<u64>,
     /// See [`ServeArgs::pg`].
     pub pg: Option<SocketAddr>,
+    /// See [`ServeArgs::object_store`].
+    pub object_store: Option<String>,
+    /// See [`ServeArgs::smtp_url`].
+    pub smtp_url: Option<String>,
+    /// See [`ServeArgs::smtp_from`].
+    pub smtp_from: Option<String>,
+    /// See [`ServeArgs::notify_per_org_per_hour`].
+    pub notify_per_org_per_hour: Option<u32>,
+    /// See [`ServeArgs::notify_per_recipient_per_hour`].
+    pub notify_per_recipient_per_hour: Option<u32>,
     /// See [`ServeArgs::sql_time_limit_secs`].
     pub sql_time_limit_secs: Option<u64>,
     /// See [`ServeArgs::sql_memory_limit_mb`].
@@ -202,6 +233,12 @@ pub struct ServerConfig {
     pub ota_link_ttl: Duration,
     /// PostgreSQL wire-protocol listen address, if enabled.
     pub pg: Option<SocketAddr>,
+    /// Where firmware binaries are stored.
+    pub object_store: ObjectLocation,
+    /// SMTP server and sender of e-mail notifications.
+    pub notifier: NotifierConfig,
+    /// Rate limits of notifications.
+    pub notify_limits: NotifyLimits,
     /// Longest an SQL query may run.
     pub sql_time_limit: Duration,
     /// Memory all running SQL queries may hold together, in bytes.
@@ -416,6 +453,28 @@ impl ServerConfig {
                 message: "must be at least 1".into(),
             });
         }
+        let object_store = match args.object_store.or(file.object_store) {
+            Some(text) => ObjectLocation::parse(&text).map_err(|e| ConfigError::Invalid {
+                key: "object_store",
+                message: e.to_string(),
+            })?,
+            None => ObjectLocation::Local(data_dir.clone()),
+        };
+        let defaults = NotifyLimits::default();
+        let notify_limits = NotifyLimits {
+            per_org_per_hour: args
+                .notify_per_org_per_hour
+                .or(file.notify_per_org_per_hour)
+                .unwrap_or(defaults.per_org_per_hour),
+            per_recipient_per_hour: args
+                .notify_per_recipient_per_hour
+                .or(file.notify_per_recipient_per_hour)
+                .unwrap_or(defaults.per_recipient_per_hour),
+        };
+        let notifier = NotifierConfig {
+            smtp_url: args.smtp_url.or(file.smtp_url),
+            from: args.smtp_from.or(file.smtp_from),
+        };
         Ok(Self {
             data_dir,
             http,
@@ -429,6 +488,9 @@ impl ServerConfig {
             public_url,
             ota_link_ttl: Duration::from_secs(ttl_secs),
             pg: args.pg.or(file.pg),
+            object_store,
+            notifier,
+            notify_limits,
             sql_time_limit: Duration::from_secs(sql_time_limit_secs),
             sql_memory_limit: sql_memory_limit_mb.saturating_mul(1 << 20),
             query_threads,

@@ -24,6 +24,7 @@ mod devices;
 mod error;
 mod extract;
 mod invitations;
+mod notifications;
 mod orgs;
 mod password_reset;
 mod permissions;
@@ -43,6 +44,7 @@ use sqlx::sqlite::SqlitePool;
 
 pub use api_tokens::{ApiTokenView, CreatedApiToken, MAX_API_TOKEN_DAYS, NewApiToken};
 pub use audit::{AuditEntry, AuditQuery, MAX_AUDIT_PAGE, audit_layer};
+pub(crate) use auth::bearer_from_headers;
 pub use auth::{LoginResponse, Principal, Role, SESSION_TTL_MS};
 pub use device_events::{
     DeviceEvent, MAX_EVENT_DESCRIPTION, MAX_EVENTS_PER_DAY, MIN_EVENT_INTERVAL_MS, SystemEvent,
@@ -51,15 +53,19 @@ pub use device_events::{
 pub use device_properties::{DeviceProperty, MAX_PROPERTY_VALUE_BYTES};
 pub use device_status::{DeviceStatus, ReportedInfo};
 pub use devices::{DeviceRecord, NewDevice};
-pub use error::{ApiError, ControlError, Result};
+pub use error::{ApiError, ControlError, ErrorBody, ErrorDetail, Result};
 pub use extract::{ApiJson, ApiPath};
 pub use invitations::{
     AcceptInvitation, CreatedInvitation, INVITATION_TTL_MS, Invitation, NewInvitation,
 };
+pub use notifications::{
+    DeliveryOutcome, DueDelivery, MAX_WEBHOOKS_PER_ORG, NewWebhook, Notification, NotifyLimits,
+    WEBHOOK_CHANNELS, Webhook,
+};
 pub use orgs::{DEFAULT_ADMIN_EMAIL, DEFAULT_ORG_NAME, Organization};
 pub use password_reset::{PASSWORD_RESET_TTL_MS, PasswordResetToken, ResetPassword};
 pub use permissions::{Action, RULES, Rule, Scope, Target, require, scope_of};
-pub use routes::{method_not_allowed, not_found, routes};
+pub use routes::{documented_routes, method_not_allowed, not_found, routes};
 pub use secrets::DEVICE_TOKEN_LEN;
 pub use tags::{MAX_TAG_LEN, MAX_TAGS, normalize_tags};
 pub use template_events::{
@@ -74,6 +80,7 @@ pub(crate) use time::{now_ms, rfc3339};
 #[derive(Clone)]
 pub struct ControlPlane {
     pool: SqlitePool,
+    outbox: notifications::SharedOutbox,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -88,6 +95,7 @@ impl ControlPlane {
     pub async fn open(database_url: &str) -> Result<ControlPlane> {
         Ok(ControlPlane {
             pool: db::open(database_url).await?,
+            outbox: Default::default(),
         })
     }
 

@@ -19,7 +19,7 @@ use pinhouse_storage::Value;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use crate::control::{ApiError, ApiPath, DeviceRecord, Principal};
+use crate::control::{Action, ApiError, ApiPath, DeviceRecord, Principal};
 use crate::state::AppState;
 
 /// Default number of buckets.
@@ -36,18 +36,20 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/devices/{id}/history", get(history))
 }
 
+/// The device `id` if the caller may read it (its organization or a sub-organization); 404
+/// otherwise, also for ids that are not numbers.
 async fn device(
     state: &AppState,
     principal: &Principal,
     id: &str,
 ) -> Result<DeviceRecord, ApiError> {
-    let not_found = || ApiError::not_found(format!("device {id:?} not found"));
-    let device_id: u32 = id.parse().map_err(|_| not_found())?;
+    let device_id: u32 = id
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("device {id:?} not found")))?;
     state
         .control
-        .device(principal.org_id, device_id)
-        .await?
-        .ok_or_else(not_found)
+        .authorized_device(principal, device_id, Action::DeviceRead)
+        .await
 }
 
 /// Name of a `pin` column value (`V1`, `D13`, `A0`), or the number itself.

@@ -18,6 +18,8 @@ pub mod directory;
 pub mod history;
 pub mod live;
 pub mod metrics;
+pub mod notifier;
+pub mod openapi;
 pub mod ota;
 pub mod pg;
 pub mod query_runtime;

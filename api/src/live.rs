@@ -1,7 +1,13 @@
 //! `GET /api/v1/live`: every value as it arrives, over a WebSocket.
 //!
-//! Authenticated like every `/api/v1` route (Bearer token) and scoped to the
-//! caller's organization. Query: `device=<id>` and `pin=<V1|D2|A0>`, both
+//! Authenticated like every `/api/v1` route by a Bearer token in the
+//! `Authorization` header or, for browsers (whose WebSocket API cannot set
+//! headers), as a subprotocol: `new WebSocket(url, ["pinhouse.live",
+//! "bearer." + token])`; the server then answers with the `pinhouse.live`
+//! subprotocol. The token never appears in URLs (and so not in access logs).
+//! Scoped to what the caller may read: its organization and, for roles whose
+//! device reads cover the subtree, its sub-organizations as they were when the
+//! socket opened. Query: `device=<id>` and `pin=<V1|D2|A0>`, both
 //! optional (a pin without a device matches that pin on every device). Each
 //! value is one text message:
 //! `{"device_id":7,"pin":"V1","ts":1700000000000000,"value":23.5}` (`ts` in
@@ -12,6 +18,8 @@
 use axum::Router;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 use axum::response::Response;
 use axum::routing::get;
 use pinhouse_ingest::{LiveBatch, PinRef};
@@ -20,7 +28,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::control::{ControlError, ControlPlane, Principal};
+use crate::control::{Action, ControlError, ControlPlane, bearer_from_headers};
 use crate::state::AppState;
 
 /// The `/api/v1/live` route.
@@ -34,28 +42,57 @@ struct LiveQuery {
     pin: Option<String>,
 }
 
+/// The subprotocol a browser offers (and the server selects) next to `bearer.<token>`.
+pub const LIVE_SUBPROTOCOL: &str = "pinhouse.live";
+
+/// Prefix of the subprotocol that carries a bearer token.
+const BEARER_SUBPROTOCOL_PREFIX: &str = "bearer.";
+
 /// What one subscriber wants to see.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Filter {
-    org_id: u32,
+    /// Organizations the subscriber may read, sorted.
+    org_ids: Vec<u32>,
     device_id: Option<u32>,
     pin: Option<u16>,
 }
 
 impl Filter {
     fn matches(&self, org_id: u32, device_id: u32, pin: u16) -> bool {
-        org_id == self.org_id
-            && self.device_id.is_none_or(|d| d == device_id)
+        self.device_id.is_none_or(|d| d == device_id)
             && self.pin.is_none_or(|p| p == pin)
+            && self.org_ids.binary_search(&org_id).is_ok()
     }
+}
+
+/// The bearer token of a live request: the `Authorization` header, else a `bearer.<token>`
+/// entry of `Sec-WebSocket-Protocol`.
+fn live_token(headers: &HeaderMap) -> Result<&str, ControlError> {
+    if headers.contains_key(AUTHORIZATION) {
+        return bearer_from_headers(headers);
+    }
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|protocol| protocol.trim().strip_prefix(BEARER_SUBPROTOCOL_PREFIX))
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| {
+            ControlError::unauthorized(
+                "missing `Authorization: Bearer <token>` header or `bearer.<token>` WebSocket subprotocol",
+            )
+        })
 }
 
 async fn live(
     State(state): State<AppState>,
-    principal: Principal,
+    headers: HeaderMap,
     Query(query): Query<LiveQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ControlError> {
+    let control: &ControlPlane = &state.control;
+    let principal = control.authenticate(live_token(&headers)?).await?;
     let pin = match query.pin.as_deref() {
         None => None,
         Some(text) => Some(
@@ -64,23 +101,32 @@ async fn live(
                 .column(),
         ),
     };
-    if let Some(device_id) = query.device {
-        let control: &ControlPlane = &state.control;
-        if control.device(principal.org_id, device_id).await?.is_none() {
-            return Err(ControlError::not_found(format!(
-                "device {device_id} not found"
-            )));
+    let org_ids = match query.device {
+        Some(device_id) => vec![
+            control
+                .authorized_device(&principal, device_id, Action::DeviceRead)
+                .await?
+                .org_id,
+        ],
+        None => {
+            let mut orgs = control
+                .orgs_in_scope(&principal, Action::DeviceRead)
+                .await?;
+            orgs.sort_unstable();
+            orgs
         }
-    }
+    };
     let filter = Filter {
-        org_id: principal.org_id,
+        org_ids,
         device_id: query.device,
         pin,
     };
     // Subscribe before answering, so no value written after the upgrade is missed.
     let rx = state.ingest.subscribe_live();
     let stop = state.ingest.stopping();
-    Ok(ws.on_upgrade(move |socket| stream(socket, rx, filter, stop)))
+    Ok(ws
+        .protocols([LIVE_SUBPROTOCOL])
+        .on_upgrade(move |socket| stream(socket, rx, filter, stop)))
 }
 
 async fn stream(
@@ -123,5 +169,51 @@ async fn stream(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn token_from_header_or_subprotocol() {
+        let mut headers = HeaderMap::new();
+        assert!(live_token(&headers).is_err());
+        headers.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("pinhouse.live, bearer.abc123"),
+        );
+        assert_eq!(live_token(&headers).unwrap(), "abc123");
+        headers.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("pinhouse.live, bearer."),
+        );
+        assert!(live_token(&headers).is_err(), "empty token");
+        // The Authorization header wins, and must itself be well-formed.
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer fromheader"));
+        assert_eq!(live_token(&headers).unwrap(), "fromheader");
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        assert!(live_token(&headers).is_err());
+    }
+
+    #[test]
+    fn filter_matches_orgs_device_and_pin() {
+        let filter = Filter {
+            org_ids: vec![2, 5, 9],
+            device_id: None,
+            pin: Some(1),
+        };
+        assert!(filter.matches(5, 77, 1));
+        assert!(!filter.matches(4, 77, 1), "org outside the scope");
+        assert!(!filter.matches(5, 77, 2), "other pin");
+        let one = Filter {
+            device_id: Some(77),
+            pin: None,
+            ..filter
+        };
+        assert!(one.matches(9, 77, 3));
+        assert!(!one.matches(9, 78, 3));
     }
 }

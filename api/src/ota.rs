@@ -28,11 +28,11 @@ mod rollout;
 mod routes;
 mod shipments;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pinhouse_ingest::Ingest;
+use pinhouse_storage::objects::Objects;
 use sqlx::SqlitePool;
 
 use crate::control::ControlPlane;
@@ -77,32 +77,28 @@ pub struct Ota {
 struct Inner {
     control: ControlPlane,
     ingest: Ingest,
-    firmware_dir: PathBuf,
+    objects: Objects,
     config: OtaConfig,
 }
 
 impl std::fmt::Debug for Ota {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ota")
-            .field("firmware_dir", &self.inner.firmware_dir)
+            .field("objects", &self.inner.objects.location())
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
 }
 
 impl Ota {
-    /// The service over `control` and `ingest`, keeping binaries in `firmware_dir`.
-    pub fn new(
-        control: ControlPlane,
-        ingest: Ingest,
-        firmware_dir: PathBuf,
-        config: OtaConfig,
-    ) -> Self {
+    /// The service over `control` and `ingest`, keeping binaries in `objects` under
+    /// `firmware/<sha256>.bin`.
+    pub fn new(control: ControlPlane, ingest: Ingest, objects: Objects, config: OtaConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
                 control,
                 ingest,
-                firmware_dir,
+                objects,
                 config,
             }),
         }

@@ -13,6 +13,7 @@ use pinhouse_storage::{Storage, StorageConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::ServerConfig;
 use crate::control::ControlPlane;
@@ -52,6 +53,9 @@ pub enum ServeError {
     /// The query engine failed to start (rollup directory).
     #[error("query engine: {0}")]
     Query(#[from] pinhouse_query::QueryError),
+    /// The notification worker cannot start (SMTP URL, sender address).
+    #[error("notifications: {0}")]
+    Notifier(#[from] crate::notifier::NotifierError),
     /// A background task failed.
     #[error("task failed: {0}")]
     Task(String),
@@ -91,19 +95,25 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
     move |source| ServeError::Io { context, source }
 }
 
-/// The HTTP router with every route of the server.
+/// The HTTP router with every route of the server, and the OpenAPI document of the routes
+/// that describe themselves (served at [`crate::openapi::OPENAPI_PATH`]).
 pub fn router(state: AppState) -> Router {
+    let (documented, doc) = OpenApiRouter::with_openapi(crate::openapi::base())
+        .merge(crate::control::documented_routes::<AppState>())
+        .merge(crate::ota::routes::<AppState>(
+            state.ota.config().max_firmware_bytes,
+        ))
+        .split_for_parts();
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::openapi::route(&doc))
+        .merge(documented)
         .merge(crate::control::routes::<AppState>())
         .merge(blynk_http::routes())
         .merge(sql::routes())
         .merge(crate::device_ws::routes())
         .merge(crate::metrics::routes())
         .merge(crate::live::routes())
-        .merge(crate::ota::routes::<AppState>(
-            state.ota.config().max_firmware_bytes,
-        ))
         .merge(history::routes())
         // Console files and pages for GET/HEAD; the JSON 404 for everything else.
         .fallback(crate::console::fallback)
@@ -200,12 +210,11 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     };
     let mut ota_config = OtaConfig::new(public_url);
     ota_config.link_ttl = config.ota_link_ttl;
-    let ota = Ota::new(
-        control.clone(),
-        ingest.clone(),
-        config.data_dir.join("firmware"),
-        ota_config,
-    );
+    let objects = pinhouse_storage::objects::Objects::open(&config.object_store)?;
+    control.set_notify_limits(config.notify_limits);
+    let notifier = crate::notifier::Notifier::new(control.clone(), &config.notifier)?;
+    tracing::info!(location = %config.object_store, "object store for firmware");
+    let ota = Ota::new(control.clone(), ingest.clone(), objects, ota_config);
     let state = AppState {
         control,
         ingest: ingest.clone(),
@@ -298,6 +307,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         });
     }
     let ota_task = tokio::spawn(ota.run_engine(stop_rx.clone()));
+    let notifier_task = tokio::spawn(notifier.run(stop_rx.clone()));
 
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -322,6 +332,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     }
     if let Err(err) = ota_task.await {
         tracing::error!(%err, "OTA engine panicked");
+    }
+    if let Err(err) = notifier_task.await {
+        tracing::error!(%err, "notification worker panicked");
     }
     // Sessions are closed: record their offline state before stopping.
     if !directory.flush(Duration::from_secs(5)).await {

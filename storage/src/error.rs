@@ -62,6 +62,10 @@ pub enum StorageError {
     #[error("data directory {0} is in use by another storage instance")]
     Locked(PathBuf),
 
+    /// The object store (local files or an S3-compatible bucket) failed a request.
+    #[error("object store: {0}")]
+    ObjectStore(String),
+
     /// The store was closed (or its background threads are gone).
     #[error("storage is closed")]
     Closed,
@@ -101,6 +105,7 @@ impl StorageError {
             }
             StorageError::InvalidInput(m) => StorageError::InvalidInput(m.clone()),
             StorageError::Poisoned(m) => StorageError::Poisoned(m.clone()),
+            StorageError::ObjectStore(m) => StorageError::ObjectStore(m.clone()),
             StorageError::Closed => StorageError::Closed,
             StorageError::Locked(p) => StorageError::Locked(p.clone()),
             other => StorageError::Poisoned(other.to_string()),

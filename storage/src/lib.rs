@@ -21,7 +21,10 @@
 //! are removed and re-flushed from the WAL).
 //!
 //! Threads, not async: one committer thread owns the WAL, one flusher thread writes Parquet.
-//! This crate must not depend on tokio, datafusion, ingest, query, api.
+//! The exception is [`objects`], the handle on the object store (local files or an S3-compatible
+//! bucket) for large immutable objects such as firmware: `object_store` is async, so its callers
+//! are async, but the module spawns nothing and the WAL and Parquet engine do not use it.
+//! This crate must not depend on tokio (directly), datafusion, ingest, query, api.
 
 mod catalog;
 mod committer;
@@ -35,6 +38,7 @@ mod last_value;
 mod maintenance;
 mod memtable;
 mod metrics;
+pub mod objects;
 mod parquet_writer;
 mod partition;
 mod point;

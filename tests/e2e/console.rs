@@ -249,6 +249,15 @@ async fn walk(server: &Server, browser: &Browser) -> Result<()> {
     let token = browser.text(&browser.find("code.token").await?).await?;
     ensure!(token.len() == 32, "device token {token:?}");
 
+    // The dashboard's live WebSocket is open (authenticated by the session token as a
+    // subprotocol), so the values below arrive through it, not by polling.
+    until(
+        browser,
+        "the live connection",
+        "document.querySelector('main')?.dataset.live === 'open'",
+    )
+    .await?;
+
     // A real Blynk device writes values and then waits for the switch.
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("e2e/blynk_client.py");
     let mut device = Command::new("python3")

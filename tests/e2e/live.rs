@@ -1,5 +1,6 @@
 //! `GET /api/v1/live`: values reach a WebSocket subscriber as they arrive,
-//! filtered by device and pin, scoped to the caller's organization.
+//! filtered by device and pin, scoped to what the caller may read (its
+//! organization and sub-organizations), authenticated by header or subprotocol.
 
 use std::time::Duration;
 
@@ -82,4 +83,84 @@ async fn live_values_stream_to_authenticated_subscribers() {
     let second = next_json(&mut ws).await;
     assert_eq!(second["pin"], "V2");
     assert_eq!(second["text"], "open");
+}
+
+/// Opens `/api/v1/live` with the bearer token as a `bearer.<token>` subprotocol, as a browser does.
+async fn subscribe_as_browser(
+    server: &Server,
+    bearer: &str,
+    query: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut request = format!("ws://{}/api/v1/live{query}", server.http)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("pinhouse.live, bearer.{bearer}").parse().unwrap(),
+    );
+    let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "pinhouse.live",
+        "the server selects the live subprotocol"
+    );
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_subprotocol_auth_and_organization_subtree() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data")).await.unwrap();
+    let root = server.admin_token().await.unwrap();
+    let (root_device, root_token) = server.create_device(&root, "Root device").await.unwrap();
+    let (_, child) = server
+        .other_org_admin(&root, "child-live@example.com")
+        .await
+        .unwrap();
+    let (child_device, child_token) = server.create_device(&child, "Child device").await.unwrap();
+    let root_id = root_device["id"].as_u64().unwrap();
+    let child_id = child_device["id"].as_u64().unwrap();
+
+    // A bad token in the subprotocol is refused before the upgrade; so is a device of the parent
+    // organization for the child's admin.
+    let mut bad = format!("ws://{}/api/v1/live", server.http)
+        .into_client_request()
+        .unwrap();
+    bad.headers_mut().insert(
+        "sec-websocket-protocol",
+        "pinhouse.live, bearer.0000".parse().unwrap(),
+    );
+    let err = tokio_tungstenite::connect_async(bad).await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    let mut parents = format!("ws://{}/api/v1/live?device={root_id}", server.http)
+        .into_client_request()
+        .unwrap();
+    parents.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("pinhouse.live, bearer.{child}").parse().unwrap(),
+    );
+    let err = tokio_tungstenite::connect_async(parents).await.unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+
+    // The root admin sees its own device and its sub-organization's; the child admin sees only
+    // its own organization's (the root device writes first, so a leak would arrive first).
+    let mut root_ws = subscribe_as_browser(&server, &root, "").await;
+    let mut child_ws = subscribe_as_browser(&server, &child, "").await;
+    let mut child_by_device =
+        subscribe_as_browser(&server, &root, &format!("?device={child_id}")).await;
+    for (token, value) in [(&root_token, "1"), (&child_token, "2")] {
+        let mut dev = RawDevice::connect(server.hardware).await.unwrap();
+        assert_eq!(dev.login(token).await.unwrap(), status::OK);
+        dev.send(command::HARDWARE, &[b"vw", b"1", value.as_bytes()])
+            .await
+            .unwrap();
+        // Wait for the value to be through before the next device writes.
+        let seen = next_json(&mut root_ws).await;
+        assert_eq!(seen["value"].as_f64(), Some(value.parse().unwrap()));
+    }
+    let seen = next_json(&mut child_ws).await;
+    assert_eq!(seen["device_id"].as_u64(), Some(child_id), "{seen}");
+    assert_eq!(seen["value"].as_f64(), Some(2.0));
+    let seen = next_json(&mut child_by_device).await;
+    assert_eq!(seen["device_id"].as_u64(), Some(child_id), "{seen}");
 }

@@ -8,6 +8,8 @@ mod device_http;
 mod history;
 mod limits;
 mod live;
+mod notify;
+mod openapi;
 mod ota;
 mod pg;
 mod server;

@@ -620,3 +620,137 @@ async fn failing_canary_halts_the_shipment_and_bad_input_is_refused() {
     );
     assert!(log.contains("OTA shipment halted"), "the halt is logged");
 }
+
+/// A real S3-compatible server (moto, from PyPI) on a loopback port, stopped on drop.
+struct S3Server {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    async fn start(bucket: &str) -> Result<S3Server> {
+        let port = crate::server::free_port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting moto_server (pip install 'moto[server]')")?;
+        let server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let bucket_url = format!("{}/{bucket}", server.endpoint);
+        let created = eventually(Duration::from_secs(30), || async {
+            let resp = client.put(&bucket_url).send().await.ok()?;
+            resp.status().is_success().then_some(())
+        })
+        .await;
+        if created.is_none() {
+            bail!(
+                "moto_server on {} did not create bucket {bucket}",
+                server.endpoint
+            );
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn firmware_is_stored_in_an_s3_bucket_and_served_from_it() {
+    let bucket = "pinhouse-firmware";
+    let s3 = S3Server::start(bucket).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_with_env(
+        &data,
+        &["--object-store", &format!("s3://{bucket}/prod")],
+        &[
+            ("AWS_ENDPOINT", s3.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    )
+    .await
+    .unwrap();
+    let fleet = Fleet {
+        bearer: server.admin_token().await.unwrap(),
+        server: &server,
+    };
+    let template = fleet.template("Bucketed").await.unwrap();
+    let devices = fleet.devices(&template, 2).await.unwrap();
+    let image = firmware_image(&template, 40 * 1024);
+    let image_md5 = md5_hex(&image);
+    let (status, firmware) = fleet.upload(&template, &image, &image_md5).await.unwrap();
+    assert_eq!(status, 201, "{firmware}");
+
+    // The binary is an object in the bucket under the prefix, not a file in the data directory.
+    let sha256 = firmware["sha256"].as_str().unwrap();
+    let bucket_client = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&s3.endpoint)
+        .with_allow_http(true)
+        .with_bucket_name(bucket)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .build()
+        .unwrap();
+    let key = object_store::path::Path::from(format!("prod/firmware/{sha256}.bin"));
+    let stored = object_store::ObjectStoreExt::get(&bucket_client, &key)
+        .await
+        .expect("the firmware object in the bucket")
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(stored.as_ref(), image.as_slice());
+    assert!(!data.join("firmware").exists(), "nothing on local disk");
+
+    // A shipment to a tag reaches the tagged device only, which downloads the binary from the
+    // bucket, whole and by range.
+    let (device_id, token) = devices[0].clone();
+    let tagged = server
+        .client
+        .put(server.url(&format!("/api/v1/devices/{device_id}/tags")))
+        .bearer_auth(&fleet.bearer)
+        .json(&json!(["canary"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tagged.status(), 200);
+    let mut dev = device_online(&server, &token, &template, OLD_VERSION, OLD_BUILD)
+        .await
+        .unwrap();
+    let (status, shipment) = server
+        .post_json(
+            &fleet.bearer,
+            "/api/v1/shipments",
+            &json!({"firmware_id": firmware["id"], "target": {"tag": "canary"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{shipment}");
+    assert_eq!(shipment["progress"]["total"], 1, "{shipment}");
+    let url = ota_url(&mut dev, Duration::from_secs(10)).await.unwrap();
+    let ranged = server
+        .client
+        .get(&url)
+        .header("range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.bytes().await.unwrap().as_ref(), &image[1000..2000]);
+    let (body, md5) = download(&server.client, &url).await.unwrap();
+    assert_eq!(md5, image_md5);
+    assert_eq!(body, image);
+}

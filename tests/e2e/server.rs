@@ -61,6 +61,17 @@ impl Server {
         Self::start_full(data_dir, http, hardware, extra).await
     }
 
+    /// Start a server on fresh free ports with extra `serve` flags and environment variables.
+    pub async fn start_with_env(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server> {
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let hardware = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::start_full_env(data_dir, http, hardware, extra, env).await
+    }
+
     /// Start a server on the given ports (a restart reuses them).
     pub async fn start_on(
         data_dir: &Path,
@@ -75,6 +86,16 @@ impl Server {
         http: SocketAddr,
         hardware: SocketAddr,
         extra: &[&str],
+    ) -> Result<Server> {
+        Self::start_full_env(data_dir, http, hardware, extra, &[]).await
+    }
+
+    async fn start_full_env(
+        data_dir: &Path,
+        http: SocketAddr,
+        hardware: SocketAddr,
+        extra: &[&str],
+        env: &[(&str, &str)],
     ) -> Result<Server> {
         let tls = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let quic = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
@@ -107,6 +128,7 @@ impl Server {
             .env("PINHOUSE_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("PINHOUSE_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("RUST_LOG", "info,pinhouse_ingest=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()

@@ -229,7 +229,12 @@ impl ControlPlane {
         .fetch_one(&self.pool)
         .await?;
         tracing::debug!(device_id, code, "device event logged");
-        Ok(row.into())
+        let event: DeviceEvent = row.into();
+        // The event is recorded; a failure to queue its notifications is logged, not returned.
+        if let Err(err) = self.enqueue_event_notifications(&template_id, &event).await {
+            tracing::warn!(device_id, code, %err, "cannot queue the event's notifications");
+        }
+        Ok(event)
     }
 
     /// A device resolved event `code` (Blynk `resolveEvent`): the most recent open one, or all

@@ -131,15 +131,19 @@ impl ControlError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// The JSON body of every error answer of the REST API.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: String,
+/// What went wrong: a stable machine-readable `code` and a message for people.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// E.g. `bad_request`, `validation_failed`, `unauthorized`, `forbidden`, `not_found`.
+    #[schema(example = "not_found")]
+    pub code: &'static str,
+    pub message: String,
 }
 
 impl IntoResponse for ControlError {

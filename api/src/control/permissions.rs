@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::ControlPlane;
 use super::auth::{Principal, Role};
+use super::devices::DeviceRecord;
 use super::error::{ControlError, Result};
 
 /// An action of the REST API.
@@ -26,6 +27,8 @@ pub enum Action {
     DeviceClaim,
     TokenManage,
     AuditRead,
+    NotificationRead,
+    NotificationManage,
 }
 
 /// How far an action reaches for a role.
@@ -76,7 +79,7 @@ const fn rule(action: Action, name: &'static str, admin: Scope, staff: Scope, us
 use Scope::{Never, Org, Own, Subtree};
 
 /// The rules table, row for row the one in `docs/permissions.md`.
-pub static RULES: [Rule; 15] = [
+pub static RULES: [Rule; 17] = [
     rule(
         Action::OrganizationRead,
         "organization.read",
@@ -116,6 +119,20 @@ pub static RULES: [Rule; 15] = [
     rule(Action::DeviceClaim, "device.claim", Org, Org, Org),
     rule(Action::TokenManage, "token.manage", Own, Own, Own),
     rule(Action::AuditRead, "audit.read", Subtree, Org, Never),
+    rule(
+        Action::NotificationRead,
+        "notification.read",
+        Subtree,
+        Org,
+        Never,
+    ),
+    rule(
+        Action::NotificationManage,
+        "notification.manage",
+        Subtree,
+        Never,
+        Never,
+    ),
 ];
 
 impl Action {
@@ -144,6 +161,7 @@ impl Action {
             | Self::DeviceClaim => Self::DeviceRead,
             Self::TokenManage => Self::TokenManage,
             Self::AuditRead => Self::AuditRead,
+            Self::NotificationRead | Self::NotificationManage => Self::NotificationRead,
         }
     }
 }
@@ -212,6 +230,29 @@ impl ControlPlane {
         } else {
             Err(ControlError::not_found(format!("{what} not found")))
         }
+    }
+
+    /// Device `device_id` after checking that the caller may do `action` on it: 404 when the
+    /// caller may not even read it (so ids of other tenants' devices leak nothing), 403 when it
+    /// may read it but not do the action. Devices of sub-organizations are covered by the
+    /// `subtree` scopes.
+    pub async fn authorized_device(
+        &self,
+        principal: &Principal,
+        device_id: u32,
+        action: Action,
+    ) -> Result<DeviceRecord> {
+        let what = format!("device {device_id}");
+        let device = self
+            .device_by_id(device_id)
+            .await?
+            .ok_or_else(|| ControlError::not_found(format!("{what} not found")))?;
+        let target = Target {
+            org_id: device.org_id,
+            owner_user_id: device.owner_user_id,
+        };
+        self.authorize(principal, action, target, &what).await?;
+        Ok(device)
     }
 
     /// The organizations in which the caller may do `action` on something (own org for `own`

@@ -35,11 +35,16 @@
 //! | POST | `/api/v1/devices/{id}/events/{event_id}/resolve` | device.manage | 200 resolved event |
 //! | GET | `/api/v1/devices/{id}/properties` | device.read | 200 widget properties set by the device |
 //! | GET | `/api/v1/audit?from=&to=&user_id=&limit=` | audit.read | 200 changing requests, newest first |
+//! | GET, POST | `/api/v1/webhooks` `{"name","url","channels"?,"org_id"?}` | notification.read / .manage | 200 / 201 with `"secret"` (shown once) |
+//! | DELETE | `/api/v1/webhooks/{id}` | notification.manage | 204 |
+//! | POST | `/api/v1/webhooks/{id}/ping` | notification.manage | 202 queued delivery |
+//! | GET | `/api/v1/notifications?status=&limit=` | notification.read | 200 deliveries, newest first |
 
 mod audit;
 mod auth;
 mod devices;
 mod invitations;
+mod notifications;
 mod orgs;
 mod templates;
 mod users;
@@ -68,6 +73,16 @@ where
         .merge(audit::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(super::audit::audit_layer))
+}
+
+/// Control-plane routes that describe themselves in the OpenAPI document (webhooks and
+/// notification deliveries), audited like the others.
+pub fn documented_routes<S>() -> utoipa_axum::router::OpenApiRouter<S>
+where
+    ControlPlane: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    notifications::routes().layer(axum::middleware::from_fn(super::audit::audit_layer))
 }
 
 /// Fallback for unknown paths, in the JSON error shape: `router.fallback(control::not_found)`.

@@ -8,7 +8,6 @@
 //! `Range` requests so an interrupted download resumes, and count the bytes
 //! actually sent.
 
-use std::io::SeekFrom;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -17,11 +16,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use futures::Stream;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
+use object_store::{GetOptions, GetRange};
+use pinhouse_storage::objects::key_path;
 
 use super::engine::link_hash;
-use super::firmware::blob_path;
+use super::firmware::blob_key;
 use super::{Ota, now_ms};
 use crate::control::{ControlError, Result};
 
@@ -88,7 +87,7 @@ pub(super) fn parse_range(
 
 /// Body stream that counts what it yields and reports when dropped.
 struct Counted {
-    inner: ReaderStream<tokio::io::Take<tokio::fs::File>>,
+    inner: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
     sent: u64,
     finished: bool,
     report: Option<Box<dyn FnOnce(u64, bool) + Send>>,
@@ -98,13 +97,16 @@ impl Stream for Counted {
     type Item = std::io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = Pin::new(&mut self.inner).poll_next(cx);
+        let polled = self.inner.as_mut().poll_next(cx);
         match &polled {
             Poll::Ready(Some(Ok(chunk))) => self.sent += chunk.len() as u64,
             Poll::Ready(None) => self.finished = true,
-            _ => {}
+            Poll::Ready(Some(Err(err))) => {
+                tracing::warn!(%err, sent = self.sent, "reading firmware from the object store failed mid-download");
+            }
+            Poll::Pending => {}
         }
-        polled
+        polled.map(|item| item.map(|r| r.map_err(std::io::Error::other)))
     }
 }
 
@@ -227,13 +229,24 @@ impl Ota {
         };
         let (start, end) = range.unwrap_or((0, size - 1));
         let len = end - start + 1;
-        let path = blob_path(&self.inner.firmware_dir, &grant.sha256);
-        let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
-            ControlError::internal(format!("firmware file {}: {e}", path.display()))
-        })?;
-        file.seek(SeekFrom::Start(start))
+        let key = blob_key(&grant.sha256);
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(start..end + 1)),
+            ..GetOptions::default()
+        };
+        let object = self
+            .inner
+            .objects
+            .store()
+            .get_opts(
+                &key_path(&key).map_err(|e| ControlError::internal(e.to_string()))?,
+                options,
+            )
             .await
-            .map_err(|e| ControlError::internal(format!("seek {}: {e}", path.display())))?;
+            .map_err(|e| {
+                tracing::error!(%e, %key, "firmware binary unreadable in the object store");
+                ControlError::internal(format!("firmware binary {key}: {e}"))
+            })?;
         let now = now_ms();
         sqlx::query(
             "UPDATE ota_shipment_devices SET status = 'downloading', downloads = downloads + 1, updated_at = ?
@@ -287,7 +300,7 @@ impl Ota {
             });
         });
         let body = Counted {
-            inner: ReaderStream::new(file.take(len)),
+            inner: object.into_stream(),
             sent: 0,
             finished: false,
             report: Some(report),

@@ -1,8 +1,6 @@
 //! Firmware binaries: upload (size limit, checksums, Blynk info tag that must
 //! match the target template), storage on disk by SHA-256, listing.
 
-use std::path::{Path, PathBuf};
-
 use bytes::Bytes;
 use md5::Md5;
 use pinhouse_protocol::firmware::parse_firmware_tag;
@@ -13,7 +11,7 @@ use super::Ota;
 use crate::control::{ControlError, Principal, Result};
 
 /// A stored firmware binary and what its info tag says.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct FirmwareRecord {
     pub id: u32,
     pub org_id: u32,
@@ -55,25 +53,10 @@ fn checksum_mismatch(which: &str, declared: &str, actual: &str) -> ControlError 
     )
 }
 
-/// Path of the binary with this SHA-256 under `dir`.
-pub(super) fn blob_path(dir: &Path, sha256: &str) -> PathBuf {
-    dir.join(format!("{sha256}.bin"))
-}
-
-/// Write `bytes` to `path` durably (temporary file, fsync, rename, fsync dir).
-fn store_blob(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    if path.exists() {
-        return Ok(());
-    }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+/// Object key of the binary with this SHA-256 (content-addressed, so an upload of the same bytes
+/// twice stores them once). With the default local store this is `<data>/firmware/<sha256>.bin`.
+pub(super) fn blob_key(sha256: &str) -> String {
+    format!("firmware/{sha256}.bin")
 }
 
 impl Ota {
@@ -141,12 +124,14 @@ impl Ota {
                 ),
             ));
         }
-        let path = blob_path(&self.inner.firmware_dir, &sha256);
-        let data = body.clone();
-        tokio::task::spawn_blocking(move || store_blob(&path, &data))
+        self.inner
+            .objects
+            .put_durable(&blob_key(&sha256), body.clone())
             .await
-            .map_err(|e| ControlError::internal(format!("firmware store task: {e}")))?
-            .map_err(|e| ControlError::internal(format!("cannot store firmware: {e}")))?;
+            .map_err(|e| {
+                tracing::error!(%e, %sha256, "cannot store firmware");
+                ControlError::internal(format!("cannot store firmware: {e}"))
+            })?;
         let file_name = match file_name.trim() {
             "" => "firmware.bin",
             name => name,

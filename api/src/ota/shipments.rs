@@ -8,7 +8,7 @@ use super::{Ota, now_ms};
 use crate::control::{ControlError, Principal, Result, rfc3339};
 
 /// Which devices a shipment targets (exactly one field).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     /// Every device of this template in the caller's organization (must be
@@ -16,12 +16,14 @@ pub struct Target {
     pub template_id: Option<String>,
     /// These devices (all of the firmware's template, in the caller's organization).
     pub devices: Option<Vec<u32>>,
+    /// Devices with this tag (those of the firmware's template, in the caller's organization).
+    pub tag: Option<String>,
     /// Every device of the firmware's template in the caller's organization.
     pub organization: Option<bool>,
 }
 
 /// Which devices of the target take part, by what they currently report.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     /// Only devices reporting this firmware version.
@@ -31,7 +33,7 @@ pub struct Filter {
 }
 
 /// A daily window, `"HH:MM"` to `"HH:MM"` (may wrap past midnight).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Window {
     pub start: String,
@@ -39,7 +41,7 @@ pub struct Window {
 }
 
 /// Body of `POST /api/v1/shipments`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewShipment {
     pub firmware_id: u32,
@@ -69,7 +71,7 @@ pub struct NewShipment {
 }
 
 /// Devices of a shipment by status.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Progress {
     pub total: u64,
     pub pending: u64,
@@ -81,7 +83,7 @@ pub struct Progress {
 }
 
 /// A shipment as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ShipmentView {
     pub id: u32,
     pub name: String,
@@ -106,7 +108,7 @@ pub struct ShipmentView {
 }
 
 /// One device's progress in a shipment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ShipmentDeviceView {
     pub device_id: u32,
     pub cohort: u32,
@@ -246,12 +248,18 @@ impl Ota {
         let chosen = [
             target.template_id.is_some(),
             target.devices.is_some(),
+            target.tag.is_some(),
             target.organization == Some(true),
         ];
         if chosen.iter().filter(|c| **c).count() != 1 {
             return Err(ControlError::validation(
-                "target takes exactly one of template_id, devices, organization: true",
+                "target takes exactly one of template_id, devices, tag, organization: true",
             ));
+        }
+        if let Some(tag) = &target.tag
+            && (tag.is_empty() || tag.len() > 64)
+        {
+            return Err(ControlError::validation("target.tag must be 1 to 64 bytes"));
         }
         if let Some(t) = &target.template_id
             && *t != firmware.template_id
@@ -263,13 +271,17 @@ impl Ota {
         }
         // Candidates: devices of the firmware's template in the caller's organization, with
         // what they last reported.
+        // With a tag target, only the devices carrying the tag.
         let candidates: Vec<(u32, Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT d.id, st.firmware, st.build FROM devices d
              LEFT JOIN device_status st ON st.device_id = d.id
-             WHERE d.org_id = ? AND d.template_id = ? ORDER BY d.id",
+             WHERE d.org_id = ? AND d.template_id = ?
+               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = d.id AND t.tag = ?3))
+             ORDER BY d.id",
         )
         .bind(principal.org_id)
         .bind(&firmware.template_id)
+        .bind(target.tag.as_deref())
         .fetch_all(self.pool())
         .await?;
         let candidates: Vec<_> = match &target.devices {

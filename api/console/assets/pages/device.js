@@ -1,6 +1,7 @@
 // Device dashboard: online state, last seen and reported firmware, widgets from the template
-// (saved layout, or defaults from its datastreams), values and state refreshed every 2 s, charts
-// over the history, the event timeline (with resolve), widget properties set by the device, and
+// (saved layout, or defaults from its datastreams), values pushed live over the /api/v1/live
+// WebSocket (polled every 2 s while it is not open), state refreshed every 2 s, charts over the
+// history, the event timeline (with resolve), widget properties set by the device, and
 // control widgets that write.
 import { get, post, optional, blynk, sql, session, ApiError } from '../api.js';
 import { h, mount, remount, notice, errorBox, empty, table, when, announce } from '../dom.js';
@@ -8,6 +9,8 @@ import { chartWidget } from '../chart.js';
 import * as w from '../widgets.js';
 
 const POLL_MS = 2000;
+/** Wait before opening the live socket again after it closed. */
+const LIVE_RETRY_MS = 5000;
 /** The timeline and the properties are refreshed every this many polls (10 s). */
 const SLOW_EVERY = 5;
 const TIMELINE_LIMIT = 50;
@@ -78,6 +81,7 @@ AND ts >= ${sqlTime(from)} AND ts < ${sqlTime(to)} GROUP BY 1 ORDER BY 1`);
       case 'map': widget = w.map(title); break;
       case 'chart': {
         const chart = chartWidget({ title, units: ds?.units || '', decimals: ds?.decimals ?? undefined, load: (f, t, n) => load(spec.pin, f, t, n) });
+        chart.pin = Number(spec.pin);
         charts.push(chart);
         widget = { el: h('section.card.widget.wide', { 'aria-label': `${title} chart`, dataset: { widget: 'chart', pin: spec.pin } }, h('h3', {}, `${title} chart`), chart.el), update() {} };
         break;
@@ -173,17 +177,67 @@ AND ts >= ${sqlTime(from)} AND ts < ${sqlTime(to)} GROUP BY 1 ORDER BY 1`);
   }
 
   let stopped = false;
-  async function poll() {
+  // Live values: the /api/v1/live WebSocket of this device. Browsers cannot set headers on a
+  // WebSocket, so the session token travels as a `bearer.<token>` subprotocol (never in the URL).
+  // While it is open, values come as they arrive and polling only reads the status; when it
+  // cannot open or closes, values are polled and the socket is opened again a bit later.
+  let liveOpen = false;
+  let socket = null;
+  function liveValue(msg) {
+    if (typeof msg.value === 'number') return msg.value;
+    const text = msg.text ?? '';
+    return text.includes('\0') ? text.split('\0') : text;
+  }
+  function onLive(event) {
+    let msg;
+    try { msg = JSON.parse(event.data); } catch { return; }
+    if (msg.lagged) { poll(true); return; }
+    const m = /^V(\d+)$/.exec(msg.pin || '');
+    if (!m || msg.device_id !== id) return;
+    const pin = Number(m[1]);
+    const ms = Math.floor(msg.ts / 1000); // µs → ms, as the values API rounds
+    const value = liveValue(msg);
+    stamps[pin] = ms;
+    for (const x of widgets) if (x.pin === pin) x.widget.update(value, ms);
+    for (const chart of charts) if (chart.pin === pin) chart.push(ms, Number(value));
+    updated.textContent = `Values arrive live; status refreshed every ${POLL_MS / 1000} s; last value at ${new Date(ms).toLocaleTimeString()}.`;
+  }
+  function connectLive() {
+    if (stopped || !session.token || typeof WebSocket === 'undefined') return;
+    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v1/live?device=${id}`;
+    try {
+      socket = new WebSocket(url, ['pinhouse.live', `bearer.${session.token}`]);
+    } catch {
+      return;
+    }
+    socket.addEventListener('open', () => {
+      liveOpen = true;
+      main.dataset.live = 'open';
+      // Values written between the last poll and the socket opening.
+      poll(true);
+    });
+    socket.addEventListener('message', onLive);
+    socket.addEventListener('close', () => {
+      const wasOpen = liveOpen;
+      liveOpen = false;
+      socket = null;
+      if (stopped) return;
+      delete main.dataset.live;
+      setTimeout(connectLive, wasOpen ? 0 : LIVE_RETRY_MS);
+    });
+  }
+
+  async function poll(withValues = !liveOpen) {
     try {
       const [state, values] = await Promise.all([
         get(`/api/v1/devices/${id}/status`),
-        readValues(),
+        withValues ? readValues() : null,
       ]);
       if (stopped) return;
       showStatus(state);
       const now = Date.now();
-      for (const { pin, widget } of widgets) widget.update(values[pin] ?? null, stamps[pin] ?? null);
-      updated.textContent = `Values and status refreshed every ${POLL_MS / 1000} s; last at ${new Date(now).toLocaleTimeString()}.`;
+      if (values) for (const { pin, widget } of widgets) widget.update(values[pin] ?? null, stamps[pin] ?? null);
+      if (!liveOpen) updated.textContent = `Values and status refreshed every ${POLL_MS / 1000} s; last at ${new Date(now).toLocaleTimeString()}.`;
       mount(problems);
     } catch (err) {
       if (!stopped) mount(problems, errorBox(new Error(`Could not read the device's state and values: ${err.message}`)));
@@ -259,6 +313,7 @@ AND ts >= ${sqlTime(from)} AND ts < ${sqlTime(to)} GROUP BY 1 ORDER BY 1`);
   }
 
   await poll();
+  connectLive();
   for (const chart of charts) chart.refresh();
   loadTimeline();
   loadProperties();
@@ -270,9 +325,9 @@ AND ts >= ${sqlTime(from)} AND ts < ${sqlTime(to)} GROUP BY 1 ORDER BY 1`);
     for (const chart of charts) if (ticks % 15 === 0) chart.tick();
     if (ticks % SLOW_EVERY === 0 && !stopped) { loadTimeline(); loadProperties(); }
   }, POLL_MS);
-  // The live chart range follows new values: refetch it at the poll rate.
-  const liveTimer = setInterval(() => { for (const chart of charts) chart.live?.(); }, POLL_MS);
+  // Without the live socket, the live chart range follows new values by refetching at the poll rate.
+  const liveTimer = setInterval(() => { if (!liveOpen) for (const chart of charts) chart.live?.(); }, POLL_MS);
   for (const chart of charts) chart.live = () => chart.el.querySelector('[data-range="live"][aria-pressed="true"]') && chart.refresh();
 
-  return () => { stopped = true; clearInterval(timer); clearInterval(liveTimer); };
+  return () => { stopped = true; clearInterval(timer); clearInterval(liveTimer); delete main.dataset.live; socket?.close(); };
 }

@@ -285,6 +285,8 @@ export async function render(main) {
   const shipName = h('input', { type: 'text', name: 'shipment-name', maxlength: '200', placeholder: 'version and build' });
   const targetAll = h('input', { type: 'radio', name: 'shipment-target', value: 'template', checked: true });
   const targetSome = h('input', { type: 'radio', name: 'shipment-target', value: 'devices' });
+  const targetTag = h('input', { type: 'radio', name: 'shipment-target', value: 'tag' });
+  const tagInput = h('input', { type: 'text', name: 'shipment-tag', maxlength: '64', 'aria-label': 'Device tag', hidden: true });
   const allLabel = h('span');
   const deviceChoices = h('fieldset.check-list', { hidden: true }, h('legend', {}, 'Devices to update'));
   const filterVersion = h('input', { type: 'text', name: 'filter-version' });
@@ -326,7 +328,13 @@ export async function render(main) {
         : h('p.muted', {}, f ? `No device uses template ${tName} yet.` : 'Choose a firmware first.'));
     deviceChoices.hidden = !targetSome.checked;
   }
-  for (const radio of [targetAll, targetSome]) radio.addEventListener('change', () => { deviceChoices.hidden = !targetSome.checked; });
+  for (const radio of [targetAll, targetSome, targetTag]) {
+    radio.addEventListener('change', () => {
+      deviceChoices.hidden = !targetSome.checked;
+      tagInput.hidden = !targetTag.checked;
+      if (targetTag.checked) tagInput.focus();
+    });
+  }
   firmwareSelect.addEventListener('change', drawDeviceChoices);
 
   function newShipment(f) {
@@ -336,6 +344,10 @@ export async function render(main) {
       const ids = [...deviceChoices.querySelectorAll('input[type=checkbox]:checked')].map((c) => Number(c.value));
       if (!ids.length) throw new Error('Choose at least one device, or ship to every device of the template.');
       body.target = { devices: ids };
+    } else if (targetTag.checked) {
+      const tag = tagInput.value.trim();
+      if (!tag) throw new Error('Give the tag of the devices to update.');
+      body.target = { tag };
     } else {
       body.target = { template_id: f.template_id };
     }
@@ -362,7 +374,9 @@ export async function render(main) {
     h('fieldset', {}, h('legend', {}, 'Target'),
       h('label.check', {}, targetAll, ' ', allLabel),
       h('label.check', {}, targetSome, ' Only the devices I choose'),
-      deviceChoices),
+      deviceChoices,
+      h('label.check', {}, targetTag, ' Devices of the template with the tag'),
+      tagInput),
     h('div.row', {},
       field('Only devices reporting version', filterVersion, 'Optional. Devices already on the shipped build are always left out.'),
       field('Only devices reporting build', filterBuild, 'Optional.')),

@@ -54,18 +54,9 @@ async fn authorized_device(
     id: &str,
     action: Action,
 ) -> Result<DeviceRecord> {
-    let what = format!("device {id:?}");
-    let device_id = parse_id(id, "device")?;
-    let device = control
-        .device_by_id(device_id)
-        .await?
-        .ok_or_else(|| ControlError::not_found(format!("{what} not found")))?;
-    let target = Target {
-        org_id: device.org_id,
-        owner_user_id: device.owner_user_id,
-    };
-    control.authorize(principal, action, target, &what).await?;
-    Ok(device)
+    control
+        .authorized_device(principal, parse_id(id, "device")?, action)
+        .await
 }
 
 #[derive(Debug, Deserialize)]

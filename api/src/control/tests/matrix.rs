@@ -52,6 +52,7 @@ fn read_action(action: Action) -> Action {
         DeviceRead | DeviceCreate | DeviceManage | DeviceTransfer | DeviceClaim => DeviceRead,
         TokenManage => TokenManage,
         AuditRead => AuditRead,
+        NotificationRead | NotificationManage => NotificationRead,
     }
 }
 
