@@ -57,6 +57,12 @@ impl BlynkError {
     }
 }
 
+impl std::fmt::Display for BlynkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.status)
+    }
+}
+
 impl IntoResponse for BlynkError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "message": self.message } });
@@ -166,7 +172,19 @@ async fn update(
 ) -> Result<StatusCode, BlynkError> {
     let pairs = pairs(raw)?;
     let device = device_for(&state, &pairs).await?;
-    let writes = writes(&pairs)?;
+    let writes: Vec<(PinRef, Vec<String>)> = writes(&pairs)?.into_values().collect();
+    write_device(&state, &device, &writes).await?;
+    Ok(StatusCode::OK)
+}
+
+/// Writes values to a device's pins as the cloud does (HTTP API, automations): checked against
+/// the template's datastreams (type, clamped to min/max), stored (durable when this returns),
+/// sent to the connected device as `hardware vw` frames and to live subscribers.
+pub(crate) async fn write_device(
+    state: &AppState,
+    device: &DeviceRecord,
+    writes: &[(PinRef, Vec<String>)],
+) -> Result<(), BlynkError> {
     let streams = state
         .control
         .datastreams(&device.template_id)
@@ -175,7 +193,7 @@ async fn update(
     let ts_us = pinhouse_ingest::now_us();
     let mut points = Vec::with_capacity(writes.len());
     let mut checked = Vec::with_capacity(writes.len());
-    for (pin, values) in writes.values() {
+    for (pin, values) in writes {
         checked.push((*pin, check_datastream(&streams, *pin, values)?));
     }
     for (pin, values) in &checked {
@@ -198,7 +216,7 @@ async fn update(
         let values: Vec<&str> = values.iter().map(String::as_str).collect();
         state.ingest.push_write(device.id, *pin, &values);
     }
-    Ok(StatusCode::OK)
+    Ok(())
 }
 
 /// Text of a stored value as Blynk returns it.

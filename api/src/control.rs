@@ -13,9 +13,11 @@
 //!
 //! Uses only the types of `pinhouse-protocol` (the parsed info message) of the other crates.
 
+mod activity;
 mod api_tokens;
 mod audit;
 mod auth;
+mod automations;
 mod db;
 mod device_events;
 mod device_properties;
@@ -42,10 +44,15 @@ mod tests;
 
 use sqlx::sqlite::SqlitePool;
 
+pub use activity::Activity;
 pub use api_tokens::{ApiTokenView, CreatedApiToken, MAX_API_TOKEN_DAYS, NewApiToken};
 pub use audit::{AuditEntry, AuditQuery, MAX_AUDIT_PAGE, audit_layer};
 pub(crate) use auth::bearer_from_headers;
 pub use auth::{LoginResponse, Principal, Role, SESSION_TTL_MS};
+pub use automations::{
+    Automation, AutomationAction, Comparison, MAX_ACTIONS, NewAutomation, StatusChange, Trigger,
+    parse_at, virtual_pin,
+};
 pub use device_events::{
     DeviceEvent, MAX_EVENT_DESCRIPTION, MAX_EVENTS_PER_DAY, MIN_EVENT_INTERVAL_MS, SystemEvent,
     TimelineQuery,
@@ -81,6 +88,7 @@ pub(crate) use time::{now_ms, rfc3339};
 pub struct ControlPlane {
     pool: SqlitePool,
     outbox: notifications::SharedOutbox,
+    signals: std::sync::Arc<activity::Signals>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -96,6 +104,7 @@ impl ControlPlane {
         Ok(ControlPlane {
             pool: db::open(database_url).await?,
             outbox: Default::default(),
+            signals: Default::default(),
         })
     }
 

@@ -8,6 +8,7 @@
 //! This is the top of the dependency graph: nothing in the workspace depends on
 //! it except the end-to-end tests.
 
+pub mod automations;
 pub mod blynk_http;
 pub mod cli;
 pub mod config;

@@ -222,6 +222,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         ota: ota.clone(),
         query_runtime,
     };
+    let automation_engine = crate::automations::Engine::new(state.clone());
     let http_addr: SocketAddr = http.local_addr().map_err(io("http address"))?;
     let tls_addr: SocketAddr = tls.local_addr().map_err(io("tls address"))?;
     tracing::info!(addr = %http_addr, "HTTP API ready (devices accepted on this port too)");
@@ -308,6 +309,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     }
     let ota_task = tokio::spawn(ota.run_engine(stop_rx.clone()));
     let notifier_task = tokio::spawn(notifier.run(stop_rx.clone()));
+    let automation_task = tokio::spawn(automation_engine.run(stop_rx.clone()));
 
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -335,6 +337,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     }
     if let Err(err) = notifier_task.await {
         tracing::error!(%err, "notification worker panicked");
+    }
+    if let Err(err) = automation_task.await {
+        tracing::error!(%err, "automation engine panicked");
     }
     // Sessions are closed: record their offline state before stopping.
     if !directory.flush(Duration::from_secs(5)).await {

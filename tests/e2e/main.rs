@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server, started in a child process on free
 //! loopback ports, driven over the wire by real clients.
 
+mod automations;
 mod bad_input;
 mod console;
 mod device;

@@ -51,6 +51,11 @@ async fn openapi_document_is_valid_and_describes_its_routes() {
         ("/api/v1/webhooks/{id}", "delete"),
         ("/api/v1/webhooks/{id}/ping", "post"),
         ("/api/v1/notifications", "get"),
+        ("/api/v1/automations", "get"),
+        ("/api/v1/automations", "post"),
+        ("/api/v1/automations/{id}", "get"),
+        ("/api/v1/automations/{id}", "put"),
+        ("/api/v1/automations/{id}", "delete"),
     ] {
         assert!(
             paths[path][method].is_object(),
@@ -67,6 +72,9 @@ async fn openapi_document_is_valid_and_describes_its_routes() {
         "Webhook",
         "NewWebhook",
         "Notification",
+        "Automation",
+        "NewAutomation",
+        "Trigger",
     ] {
         assert!(schemas[name].is_object(), "schema {name} missing");
     }

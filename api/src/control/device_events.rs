@@ -234,6 +234,19 @@ impl ControlPlane {
         if let Err(err) = self.enqueue_event_notifications(&template_id, &event).await {
             tracing::warn!(device_id, code, %err, "cannot queue the event's notifications");
         }
+        if self.has_listeners() {
+            let org_id: u32 = sqlx::query_scalar("SELECT org_id FROM devices WHERE id = ?")
+                .bind(device_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0);
+            self.signal(super::activity::Activity::Event {
+                org_id,
+                device_id,
+                code: event.code.clone(),
+                event_id: event.id,
+            });
+        }
         Ok(event)
     }
 

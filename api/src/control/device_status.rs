@@ -8,6 +8,7 @@ use pinhouse_protocol::body::DeviceInfo;
 use serde::Serialize;
 
 use super::ControlPlane;
+use super::activity::Activity;
 use super::device_events::{SystemEvent, insert_system_event};
 use super::error::Result;
 use super::time::{now_ms, rfc3339};
@@ -125,7 +126,8 @@ impl ControlPlane {
         .await?
         .rows_affected();
         // Another connection of a device already online is no new timeline event.
-        if changed > 0 && was_online != Some(true) {
+        let came_online = changed > 0 && was_online != Some(true);
+        if came_online {
             let event = SystemEvent {
                 code: "online",
                 name: "Online",
@@ -136,6 +138,10 @@ impl ControlPlane {
         }
         tx.commit().await?;
         tracing::debug!(device_id, "device online");
+        if came_online && self.has_listeners() {
+            let org_id = self.device_org(device_id).await?;
+            self.signal(Activity::Online { org_id, device_id });
+        }
         Ok(())
     }
 
@@ -165,7 +171,22 @@ impl ControlPlane {
         }
         tx.commit().await?;
         tracing::debug!(device_id, "device offline");
+        if changed > 0 && self.has_listeners() {
+            let org_id = self.device_org(device_id).await?;
+            self.signal(Activity::Offline { org_id, device_id });
+        }
         Ok(())
+    }
+
+    /// The organization of a device (0 if it was deleted meanwhile).
+    async fn device_org(&self, device_id: u32) -> Result<u32> {
+        Ok(
+            sqlx::query_scalar("SELECT org_id FROM devices WHERE id = ?")
+                .bind(device_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
     }
 
     /// Records that the device was heard from now (call it at most every few seconds per

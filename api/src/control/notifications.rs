@@ -440,6 +440,121 @@ impl ControlPlane {
         Ok("pending")
     }
 
+    /// Queues one delivery under the rate limits: `true` if pending, `false` if rate-limited
+    /// (kept as `rate_limited`, logged).
+    #[allow(clippy::too_many_arguments)]
+    async fn queue(
+        &self,
+        org_id: u32,
+        device_id: Option<u32>,
+        event_id: Option<u32>,
+        channel: &str,
+        recipient: Option<&str>,
+        webhook_id: Option<u32>,
+        subject: &str,
+        body: &str,
+    ) -> Result<bool> {
+        let status = self.rate_status(org_id, recipient).await?;
+        self.insert_notification(
+            org_id, device_id, event_id, channel, recipient, webhook_id, subject, body, status,
+        )
+        .await?;
+        if status == "pending" {
+            return Ok(true);
+        }
+        tracing::warn!(
+            org_id,
+            channel,
+            recipient,
+            webhook_id,
+            subject,
+            "notification rate-limited"
+        );
+        Ok(false)
+    }
+
+    /// The addresses of the enabled admins of an organization (at most 50).
+    async fn admin_emails(&self, org_id: u32) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT email FROM users WHERE org_id = ? AND role = 'admin' AND disabled = 0 ORDER BY id LIMIT ?",
+        )
+        .bind(org_id)
+        .bind(MAX_EMAIL_RECIPIENTS)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Queues an e-mail from an automation to `to` (default: the organization's admins).
+    /// Returns how many were queued (rate-limited ones not counted).
+    pub async fn enqueue_email(
+        &self,
+        org_id: u32,
+        to: Option<&[String]>,
+        subject: &str,
+        text: &str,
+    ) -> Result<usize> {
+        let recipients = match to {
+            Some(list) => list.to_vec(),
+            None => self.admin_emails(org_id).await?,
+        };
+        let mut queued = 0;
+        for address in &recipients {
+            queued += usize::from(
+                self.queue(
+                    org_id,
+                    None,
+                    None,
+                    "email",
+                    Some(address),
+                    None,
+                    subject,
+                    text,
+                )
+                .await?,
+            );
+        }
+        if queued > 0 {
+            self.outbox.wake.notify_one();
+        }
+        Ok(queued)
+    }
+
+    /// Queues a `POST` of `payload` (JSON) to webhook `webhook_id` of `org_id`. Returns whether
+    /// it was queued (not rate-limited); 404 when the webhook is not the organization's.
+    pub async fn enqueue_webhook(
+        &self,
+        org_id: u32,
+        webhook_id: u32,
+        subject: &str,
+        payload: &str,
+    ) -> Result<bool> {
+        let owner: Option<u32> = sqlx::query_scalar("SELECT org_id FROM webhooks WHERE id = ?")
+            .bind(webhook_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if owner != Some(org_id) {
+            return Err(ControlError::not_found(format!(
+                "webhook {webhook_id} not found"
+            )));
+        }
+        let queued = self
+            .queue(
+                org_id,
+                None,
+                None,
+                "webhook",
+                None,
+                Some(webhook_id),
+                subject,
+                payload,
+            )
+            .await?;
+        if queued {
+            self.outbox.wake.notify_one();
+        }
+        Ok(queued)
+    }
+
     /// Queues the notifications of a device event per its template event's settings and
     /// limits. Returns how many deliveries were queued (rate-limited rows not counted).
     pub async fn enqueue_event_notifications(
@@ -500,17 +615,13 @@ impl ControlPlane {
         let mut queued = 0;
         if channels.email {
             let recipients: Vec<String> = match owner {
-                Some(user) => sqlx::query_scalar("SELECT email FROM users WHERE id = ? AND disabled = 0")
-                    .bind(user)
-                    .fetch_all(&self.pool)
-                    .await?,
-                None => sqlx::query_scalar(
-                    "SELECT email FROM users WHERE org_id = ? AND role = 'admin' AND disabled = 0 ORDER BY id LIMIT ?",
-                )
-                .bind(org_id)
-                .bind(MAX_EMAIL_RECIPIENTS)
-                .fetch_all(&self.pool)
-                .await?,
+                Some(user) => {
+                    sqlx::query_scalar("SELECT email FROM users WHERE id = ? AND disabled = 0")
+                        .bind(user)
+                        .fetch_all(&self.pool)
+                        .await?
+                }
+                None => self.admin_emails(org_id).await?,
             };
             let text = format!(
                 "{name} ({severity}) on device {device_name} (id {device_id}) at {at}.\n{description}\n\nEvent code: {code}\n",
@@ -522,23 +633,19 @@ impl ControlPlane {
                 code = event.code,
             );
             for to in &recipients {
-                let status = self.rate_status(org_id, Some(to)).await?;
-                self.insert_notification(
-                    org_id,
-                    Some(event.device_id),
-                    Some(event.id),
-                    "email",
-                    Some(to),
-                    None,
-                    &subject,
-                    &text,
-                    status,
-                )
-                .await?;
-                queued += usize::from(status == "pending");
-                if status != "pending" {
-                    tracing::warn!(org_id, recipient = %to, code = %event.code, "e-mail notification rate-limited");
-                }
+                queued += usize::from(
+                    self.queue(
+                        org_id,
+                        Some(event.device_id),
+                        Some(event.id),
+                        "email",
+                        Some(to),
+                        None,
+                        &subject,
+                        &text,
+                    )
+                    .await?,
+                );
             }
         }
         for (wanted, channel) in [(channels.webhook, "webhook"), (channels.push, "push")] {
@@ -567,23 +674,19 @@ impl ControlPlane {
             })
             .to_string();
             for hook in hooks {
-                let status = self.rate_status(org_id, None).await?;
-                self.insert_notification(
-                    org_id,
-                    Some(event.device_id),
-                    Some(event.id),
-                    channel,
-                    None,
-                    Some(hook),
-                    &subject,
-                    &payload,
-                    status,
-                )
-                .await?;
-                queued += usize::from(status == "pending");
-                if status != "pending" {
-                    tracing::warn!(org_id, webhook_id = hook, code = %event.code, "webhook notification rate-limited");
-                }
+                queued += usize::from(
+                    self.queue(
+                        org_id,
+                        Some(event.device_id),
+                        Some(event.id),
+                        channel,
+                        None,
+                        Some(hook),
+                        &subject,
+                        &payload,
+                    )
+                    .await?,
+                );
             }
         }
         if queued > 0 {

@@ -29,6 +29,8 @@ pub enum Action {
     AuditRead,
     NotificationRead,
     NotificationManage,
+    AutomationRead,
+    AutomationManage,
 }
 
 /// How far an action reaches for a role.
@@ -79,7 +81,7 @@ const fn rule(action: Action, name: &'static str, admin: Scope, staff: Scope, us
 use Scope::{Never, Org, Own, Subtree};
 
 /// The rules table, row for row the one in `docs/permissions.md`.
-pub static RULES: [Rule; 17] = [
+pub static RULES: [Rule; 19] = [
     rule(
         Action::OrganizationRead,
         "organization.read",
@@ -133,6 +135,20 @@ pub static RULES: [Rule; 17] = [
         Never,
         Never,
     ),
+    rule(
+        Action::AutomationRead,
+        "automation.read",
+        Subtree,
+        Subtree,
+        Never,
+    ),
+    rule(
+        Action::AutomationManage,
+        "automation.manage",
+        Subtree,
+        Org,
+        Never,
+    ),
 ];
 
 impl Action {
@@ -162,6 +178,7 @@ impl Action {
             Self::TokenManage => Self::TokenManage,
             Self::AuditRead => Self::AuditRead,
             Self::NotificationRead | Self::NotificationManage => Self::NotificationRead,
+            Self::AutomationRead | Self::AutomationManage => Self::AutomationRead,
         }
     }
 }

@@ -39,9 +39,12 @@
 //! | DELETE | `/api/v1/webhooks/{id}` | notification.manage | 204 |
 //! | POST | `/api/v1/webhooks/{id}/ping` | notification.manage | 202 queued delivery |
 //! | GET | `/api/v1/notifications?status=&limit=` | notification.read | 200 deliveries, newest first |
+//! | GET, POST | `/api/v1/automations` `{"name","trigger","actions","cooldown_secs"?,"enabled"?,"org_id"?}` | automation.read / .manage | 200 / 201 |
+//! | GET, PUT, DELETE | `/api/v1/automations/{id}` | automation.read / .manage | 200 / 200 / 204 |
 
 mod audit;
 mod auth;
+mod automations;
 mod devices;
 mod invitations;
 mod notifications;
@@ -75,14 +78,16 @@ where
         .layer(axum::middleware::from_fn(super::audit::audit_layer))
 }
 
-/// Control-plane routes that describe themselves in the OpenAPI document (webhooks and
-/// notification deliveries), audited like the others.
+/// Control-plane routes that describe themselves in the OpenAPI document (webhooks,
+/// notification deliveries, automations), audited like the others.
 pub fn documented_routes<S>() -> utoipa_axum::router::OpenApiRouter<S>
 where
     ControlPlane: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    notifications::routes().layer(axum::middleware::from_fn(super::audit::audit_layer))
+    notifications::routes()
+        .merge(automations::routes())
+        .layer(axum::middleware::from_fn(super::audit::audit_layer))
 }
 
 /// Fallback for unknown paths, in the JSON error shape: `router.fallback(control::not_found)`.

