@@ -30,6 +30,8 @@ pub fn routes() -> Router<AppState> {
         .route("/external/api/isHardwareConnected", get(is_connected))
         .route("/external/api/logEvent", get(log_event))
         .route("/external/api/update/property", get(update_property))
+        .route("/external/api/device/meta", get(get_meta))
+        .route("/external/api/device/meta/update", get(update_meta))
         .merge(legacy::routes())
 }
 
@@ -310,6 +312,84 @@ async fn log_event(
         .log_device_event(device.id, code, field("description"))
         .await
         .map_err(control_refusal)?;
+    Ok(StatusCode::OK)
+}
+
+/// The metadata field a device HTTP request names: `metaFieldId=<n>` (the template field's id)
+/// or `metaFieldName=<name>` (any field, system fields included).
+async fn meta_field_name(
+    state: &AppState,
+    device: &DeviceRecord,
+    pairs: &[(String, String)],
+) -> Result<String, BlynkError> {
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if let Some(name) = field("metaFieldName")
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        return Ok(name.to_owned());
+    }
+    let id: u32 = field("metaFieldId")
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| BlynkError::bad_request("Wrong metaField format."))?;
+    state
+        .control
+        .meta_field_name(device.id, id)
+        .await
+        .map_err(meta_refusal)
+}
+
+/// A metadata refusal in Blynk's words.
+fn meta_refusal(err: crate::control::ControlError) -> BlynkError {
+    match err.status() {
+        StatusCode::NOT_FOUND => BlynkError::bad_request("MetaField doesn't exist."),
+        s if s.is_client_error() => BlynkError::bad_request("Wrong value"),
+        _ => BlynkError::internal(err),
+    }
+}
+
+/// `GET /external/api/device/meta?token=T&metaFieldId=ID` (or `metaFieldName=`) → the value as
+/// plain text (empty when unset).
+async fn get_meta(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, BlynkError> {
+    let pairs = pairs(raw)?;
+    let device = device_for(&state, &pairs).await?;
+    let name = meta_field_name(&state, &device, &pairs).await?;
+    let value = state
+        .control
+        .device_meta_value(device.id, &name)
+        .await
+        .map_err(meta_refusal)?
+        .unwrap_or_default();
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], value).into_response())
+}
+
+/// `GET /external/api/device/meta/update?token=T&metaFieldId=ID&value=V` (or `metaFieldName=`)
+/// → 200, empty body.
+async fn update_meta(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<StatusCode, BlynkError> {
+    let pairs = pairs(raw)?;
+    let device = device_for(&state, &pairs).await?;
+    let name = meta_field_name(&state, &device, &pairs).await?;
+    let value = pairs
+        .iter()
+        .find(|(k, _)| k == "value")
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| BlynkError::bad_request("Wrong value"))?;
+    state
+        .control
+        .set_device_metadata(device.id, &name, value, crate::control::MetaWriter::Device)
+        .await
+        .map_err(meta_refusal)?;
     Ok(StatusCode::OK)
 }
 

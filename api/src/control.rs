@@ -26,6 +26,7 @@ mod devices;
 mod error;
 mod extract;
 mod invitations;
+mod metadata;
 mod notifications;
 mod orgs;
 mod password_reset;
@@ -64,6 +65,9 @@ pub use error::{ApiError, ControlError, ErrorBody, ErrorDetail, Result};
 pub use extract::{ApiJson, ApiPath};
 pub use invitations::{
     AcceptInvitation, CreatedInvitation, INVITATION_TTL_MS, Invitation, NewInvitation,
+};
+pub use metadata::{
+    MAX_META_FIELDS, META_KINDS, MetaField, MetaValue, MetaWriter, NewMetaField, check_meta_value,
 };
 pub use notifications::{
     DeliveryOutcome, DueDelivery, MAX_WEBHOOKS_PER_ORG, NewWebhook, Notification, NotifyLimits,

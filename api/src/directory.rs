@@ -76,6 +76,16 @@ impl DeviceDirectory for ControlDirectory {
         }))
     }
 
+    async fn metadata(&self, device_id: u32, name: &str) -> Result<Option<String>, DirectoryError> {
+        // A `meta set` the device sent before this `meta get` is still queued: let it land.
+        self.flush(Duration::from_secs(2)).await;
+        match self.control.device_meta_value(device_id, name).await {
+            Ok(value) => Ok(value),
+            Err(err) if err.status().is_client_error() => Ok(None),
+            Err(err) => Err(DirectoryError(err.to_string())),
+        }
+    }
+
     fn report(&self, activity: DeviceActivity) {
         if let Err(err) = self.queue.try_send(Job::Record(activity, now_ms())) {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -155,6 +165,17 @@ async fn record(control: &ControlPlane, activity: DeviceActivity, at_ms: i64) {
                 .await
                 .map(drop);
             (device_id, "resolve event", result)
+        }
+        DeviceActivity::MetaSet {
+            device_id,
+            name,
+            value,
+        } => {
+            let result = control
+                .set_device_metadata(device_id, &name, &value, crate::control::MetaWriter::Device)
+                .await
+                .map(drop);
+            (device_id, "metadata", result)
         }
     };
     if let Err(err) = result {

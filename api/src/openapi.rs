@@ -34,6 +34,7 @@ pub const BEARER: &str = "bearer";
     modifiers(&BearerScheme),
     tags(
         (name = "automations", description = "Triggers (datastream, device status, event, schedule) and actions (write, e-mail, webhook)"),
+        (name = "devices", description = "Devices (the documented part: metadata)"),
         (name = "notifications", description = "Webhooks and notification deliveries (e-mail, webhook, push)"),
         (name = "ota", description = "Firmware and health-gated OTA shipments (Blynk.Air-style)"),
         (name = "devices-ota", description = "What devices fetch during an OTA update"),

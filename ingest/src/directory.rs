@@ -51,6 +51,12 @@ pub enum DeviceActivity {
         code: String,
         all: bool,
     },
+    /// `Blynk.setMetadata(name, value)` (`internal meta set`).
+    MetaSet {
+        device_id: u32,
+        name: String,
+        value: String,
+    },
 }
 
 /// Resolves auth tokens to devices and takes note of what devices do.
@@ -64,4 +70,11 @@ pub trait DeviceDirectory: Send + Sync + 'static {
     /// Record `activity`. Called on the ingest path, in the order things
     /// happened: it must not block or wait for a database (queue the work).
     fn report(&self, activity: DeviceActivity);
+
+    /// The device's metadata value `name` (`internal meta get`): `Ok(None)` when the
+    /// device has no such field or no value. The default knows no metadata.
+    async fn metadata(&self, device_id: u32, name: &str) -> Result<Option<String>, DirectoryError> {
+        let _ = (device_id, name);
+        Ok(None)
+    }
 }

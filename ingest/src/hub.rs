@@ -281,6 +281,11 @@ impl Ingest {
     }
 
     /// Tell the directory what a device did (non-blocking).
+    /// A device's metadata value (see [`DeviceDirectory::metadata`]).
+    pub(crate) async fn metadata(&self, device_id: u32, name: &str) -> Result<Option<String>> {
+        Ok(self.inner.directory.metadata(device_id, name).await?)
+    }
+
     pub(crate) fn report(&self, activity: DeviceActivity) {
         self.inner.directory.report(activity);
     }

@@ -373,7 +373,20 @@ impl Session {
             }
             command::HARDWARE => self.on_hardware(msg_id, body),
             command::HARDWARE_SYNC => self.on_sync(msg_id, body),
-            command::INTERNAL => return self.on_internal(msg_id, body),
+            command::INTERNAL => {
+                match Internal::parse(body) {
+                    Ok(Internal::MetaGet { name }) => {
+                        self.on_meta_get(msg_id, name).await;
+                        return Flow::Continue;
+                    }
+                    Ok(Internal::Utc { query: b"tz_name" }) => {
+                        self.on_tz_name(msg_id).await;
+                        return Flow::Continue;
+                    }
+                    _ => {}
+                }
+                return self.on_internal(msg_id, body);
+            }
             command::GROUP => self.on_group(msg_id, body),
             command::BRIDGE => self.on_bridge(msg_id, body).await,
             command::PROPERTY => self.on_property(msg_id, body),
@@ -609,6 +622,51 @@ impl Session {
         }
     }
 
+    /// `internal meta get <name>` → `internal meta <name> <value>` with the same message id, or
+    /// `RESPONSE NO_DATA` when the device has no such field or no value.
+    async fn on_meta_get(&mut self, msg_id: u16, name: &[u8]) {
+        let Some(state) = self.state.as_ref() else {
+            return;
+        };
+        let device_id = state.identity.device_id;
+        let text = String::from_utf8_lossy(name).trim().to_owned();
+        match self.ingest.metadata(device_id, &text).await {
+            Ok(Some(value)) => encode_fields(
+                command::INTERNAL,
+                msg_id,
+                &[b"meta", text.as_bytes(), value.as_bytes()],
+                &mut self.out,
+            ),
+            Ok(None) => encode_response(msg_id, status::NO_DATA, &mut self.out),
+            Err(err) => {
+                tracing::error!(%err, "device directory failed during meta get");
+                encode_response(msg_id, status::SERVER_ERROR, &mut self.out);
+            }
+        }
+    }
+
+    /// `internal utc tz_name` → the device's `Time Zone` metadata, `UTC` when it has none.
+    async fn on_tz_name(&mut self, msg_id: u16) {
+        let Some(state) = self.state.as_ref() else {
+            return;
+        };
+        let device_id = state.identity.device_id;
+        let zone = match self.ingest.metadata(device_id, "Time Zone").await {
+            Ok(Some(zone)) if !zone.is_empty() => zone,
+            Ok(_) => "UTC".to_owned(),
+            Err(err) => {
+                tracing::warn!(%err, "device directory failed during utc tz_name");
+                "UTC".to_owned()
+            }
+        };
+        encode_fields(
+            command::INTERNAL,
+            msg_id,
+            &[b"utc", b"tz_name", zone.as_bytes()],
+            &mut self.out,
+        );
+    }
+
     fn on_internal(&mut self, msg_id: u16, body: &[u8]) -> Flow {
         let Some(state) = self.state.as_mut() else {
             return Flow::Continue;
@@ -666,22 +724,31 @@ impl Session {
                         &mut self.out,
                     );
                 }
-                // Device time zones come with the control-plane metadata; until
-                // then every device lives in UTC.
+                // The offset of the device's `Time Zone` needs a time-zone
+                // database, which ingest does not carry: offsets are answered as
+                // UTC (`tz_name` gives the zone, answered in `on_tz_name`).
                 b"tz" => encode_fields(
                     command::INTERNAL,
                     msg_id,
                     &[b"utc", b"tz", b"0", b"0"],
                     &mut self.out,
                 ),
-                b"tz_name" => encode_fields(
-                    command::INTERNAL,
-                    msg_id,
-                    &[b"utc", b"tz_name", b"UTC"],
-                    &mut self.out,
-                ),
                 _ => encode_response(msg_id, status::NO_DATA, &mut self.out),
             },
+            Ok(Internal::MetaSet { name, value }) => {
+                let (name, value) = (
+                    String::from_utf8_lossy(name),
+                    String::from_utf8_lossy(value),
+                );
+                // A multi-field value arrives NUL-separated; metadata values are one text.
+                let value = value.replace('\0', " ");
+                self.ingest.report(DeviceActivity::MetaSet {
+                    device_id: state.identity.device_id,
+                    name: name.trim().to_owned(),
+                    value,
+                });
+                encode_response(msg_id, status::OK, &mut self.out);
+            }
             Ok(other) => {
                 tracing::debug!(?other, "unsupported internal command");
                 encode_response(msg_id, status::ILLEGAL_COMMAND, &mut self.out);

@@ -9,6 +9,7 @@ mod device_http;
 mod history;
 mod limits;
 mod live;
+mod metadata;
 mod notify;
 mod openapi;
 mod ota;

@@ -24,6 +24,7 @@
 //! | POST | `/api/v1/invitations/accept` `{"token","password","name"?}` | – | 201 user |
 //! | GET, POST | `/api/v1/templates` | template.read / .manage | 200 / 201 |
 //! | GET | `/api/v1/templates/{id}` | template.read | 200 / 404 |
+//! | PUT | `/api/v1/templates/{id}` (the whole template, as for POST) | template.manage | 200 template; its devices follow |
 //! | PUT | `/api/v1/templates/{id}/dashboard` `{"widgets":[…]}` | template.manage | 200 template |
 //! | GET, POST | `/api/v1/devices?tag=` `{"name","template_id","org_id"?}` | device.read / .create | 200 / 201 |
 //! | GET, DELETE | `/api/v1/devices/{id}` | device.read / .manage | 200 / 204 |
@@ -34,6 +35,7 @@
 //! | GET | `/api/v1/devices/{id}/events?from=&to=&open=&limit=` | device.read | 200 timeline, newest first |
 //! | POST | `/api/v1/devices/{id}/events/{event_id}/resolve` | device.manage | 200 resolved event |
 //! | GET | `/api/v1/devices/{id}/properties` | device.read | 200 widget properties set by the device |
+//! | GET, PUT | `/api/v1/devices/{id}/metadata` `{"<field>":"<value>"}` | device.read / .manage | 200 metadata values |
 //! | GET | `/api/v1/audit?from=&to=&user_id=&limit=` | audit.read | 200 changing requests, newest first |
 //! | GET, POST | `/api/v1/webhooks` `{"name","url","channels"?,"org_id"?}` | notification.read / .manage | 200 / 201 with `"secret"` (shown once) |
 //! | DELETE | `/api/v1/webhooks/{id}` | notification.manage | 204 |
@@ -47,6 +49,7 @@ mod auth;
 mod automations;
 mod devices;
 mod invitations;
+mod metadata;
 mod notifications;
 mod orgs;
 mod templates;
@@ -87,6 +90,7 @@ where
 {
     notifications::routes()
         .merge(automations::routes())
+        .merge(metadata::routes())
         .layer(axum::middleware::from_fn(super::audit::audit_layer))
 }
 

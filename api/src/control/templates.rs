@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ControlPlane;
 use super::error::{ControlError, Result};
+use super::metadata::{MetaField, NewMetaField, insert_meta_fields, validate_meta_fields};
 use super::secrets;
 use super::template_events::{
     NewTemplateEvent, TemplateEvent, TemplateEventRow, insert_events, validate_events,
@@ -57,6 +58,8 @@ pub struct Template {
     pub datastreams: Vec<Datastream>,
     /// Events devices of this template may log.
     pub events: Vec<TemplateEvent>,
+    /// Metadata fields every device of the template has a value for.
+    pub metadata: Vec<MetaField>,
     /// Dashboard layout, `{"widgets": [...]}`.
     pub dashboard: serde_json::Value,
     /// RFC 3339.
@@ -75,6 +78,9 @@ pub struct NewTemplate {
     pub datastreams: Vec<NewDatastream>,
     #[serde(default)]
     pub events: Vec<NewTemplateEvent>,
+    /// Metadata fields (`{"name","type","default_value"?}`).
+    #[serde(default)]
+    pub metadata: Vec<NewMetaField>,
     /// Organization of the template: the caller's own (default) or one the caller manages.
     #[serde(default)]
     pub org_id: Option<u32>,
@@ -113,7 +119,12 @@ struct TemplateRow {
 }
 
 impl TemplateRow {
-    fn into_template(self, datastreams: Vec<Datastream>, events: Vec<TemplateEvent>) -> Template {
+    fn into_template(
+        self,
+        datastreams: Vec<Datastream>,
+        events: Vec<TemplateEvent>,
+        metadata: Vec<MetaField>,
+    ) -> Template {
         Template {
             id: self.id,
             org_id: self.org_id,
@@ -121,6 +132,7 @@ impl TemplateRow {
             description: self.description,
             datastreams,
             events,
+            metadata,
             // Written by this module only, always an object.
             dashboard: serde_json::from_str(&self.dashboard).unwrap_or_default(),
             created_at: rfc3339(self.created_at),
@@ -266,7 +278,83 @@ fn validate_dashboard(dashboard: Option<&serde_json::Value>) -> Result<String> {
     Ok(text)
 }
 
+/// Writes the datastreams, events and metadata fields of a template inside a transaction.
+async fn insert_parts(
+    conn: &mut sqlx::SqliteConnection,
+    template_id: &str,
+    datastreams: &[Datastream],
+    events: &[TemplateEvent],
+    metadata: &[MetaField],
+) -> Result<()> {
+    for ds in datastreams {
+        sqlx::query(
+            "INSERT INTO datastreams (template_id, pin, name, kind, min, max, units, decimals,
+                 default_value, sync_on_reconnect)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(template_id)
+        .bind(ds.pin)
+        .bind(&ds.name)
+        .bind(&ds.kind)
+        .bind(ds.min)
+        .bind(ds.max)
+        .bind(&ds.units)
+        .bind(ds.decimals)
+        .bind(&ds.default_value)
+        .bind(ds.sync_on_reconnect)
+        .execute(&mut *conn)
+        .await?;
+    }
+    insert_events(&mut *conn, template_id, events).await?;
+    insert_meta_fields(&mut *conn, template_id, metadata).await?;
+    Ok(())
+}
+
 impl ControlPlane {
+    /// Replaces a template's name, description, datastreams, events, metadata fields and (when
+    /// given) dashboard in one transaction. Devices read their template when they use it, so
+    /// they follow at once; values stored for removed pins or metadata fields stay stored but
+    /// are no longer offered.
+    pub async fn update_template(&self, template_id: &str, new: &NewTemplate) -> Result<Template> {
+        let (name, datastreams) = new.validate()?;
+        let mut events = validate_events(&new.events)?;
+        events.sort_by(|a, b| a.code.cmp(&b.code));
+        let metadata = validate_meta_fields(&new.metadata)?;
+        let dashboard = match &new.dashboard {
+            Some(d) => Some(validate_dashboard(Some(d))?),
+            None => None,
+        };
+        let mut tx = self.pool.begin().await?;
+        let row: TemplateRow = sqlx::query_as(
+            "UPDATE templates SET name = ?, description = ?, dashboard = COALESCE(?, dashboard),
+                 updated_at = ? WHERE id = ? RETURNING *",
+        )
+        .bind(&name)
+        .bind(new.description.trim())
+        .bind(dashboard)
+        .bind(now_ms())
+        .bind(template_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| ControlError::not_found(format!("template {template_id:?} not found")))?;
+        for table in ["datastreams", "template_events", "template_metadata"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE template_id = ?"
+            )))
+            .bind(template_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        insert_parts(&mut tx, template_id, &datastreams, &events, &metadata).await?;
+        tx.commit().await?;
+        tracing::info!(
+            template_id,
+            datastreams = datastreams.len(),
+            "template changed"
+        );
+        Ok(row.into_template(datastreams, events, metadata))
+    }
+
     /// Creates a template in `org_id` with a fresh template id.
     pub async fn create_template(&self, org_id: u32, new: &NewTemplate) -> Result<Template> {
         let (name, datastreams) = new.validate()?;
@@ -274,6 +362,7 @@ impl ControlPlane {
         // The order every read returns them in.
         events.sort_by(|a, b| a.code.cmp(&b.code));
         let dashboard = validate_dashboard(new.dashboard.as_ref())?;
+        let metadata = validate_meta_fields(&new.metadata)?;
         let description = new.description.trim();
         let now = now_ms();
         let mut attempt = 0;
@@ -301,26 +390,7 @@ impl ControlPlane {
                 }
                 Err(e) => return Err(e.into()),
             };
-            for ds in &datastreams {
-                sqlx::query(
-                    "INSERT INTO datastreams (template_id, pin, name, kind, min, max, units, decimals,
-                         default_value, sync_on_reconnect)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&row.id)
-                .bind(ds.pin)
-                .bind(&ds.name)
-                .bind(&ds.kind)
-                .bind(ds.min)
-                .bind(ds.max)
-                .bind(&ds.units)
-                .bind(ds.decimals)
-                .bind(&ds.default_value)
-                .bind(ds.sync_on_reconnect)
-                .execute(&mut *tx)
-                .await?;
-            }
-            insert_events(&mut tx, &row.id, &events).await?;
+            insert_parts(&mut tx, &row.id, &datastreams, &events, &metadata).await?;
             tx.commit().await?;
             break row;
         };
@@ -330,7 +400,7 @@ impl ControlPlane {
             datastreams = datastreams.len(),
             "template created"
         );
-        Ok(row.into_template(datastreams, events))
+        Ok(row.into_template(datastreams, events, metadata))
     }
 
     /// The templates of `org_id`, oldest first.
@@ -370,14 +440,14 @@ impl ControlPlane {
                 .or_default()
                 .push(row.into_event());
         }
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let datastreams = by_template.remove(&row.id).unwrap_or_default();
-                let events = events_by_template.remove(&row.id).unwrap_or_default();
-                row.into_template(datastreams, events)
-            })
-            .collect())
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let datastreams = by_template.remove(&row.id).unwrap_or_default();
+            let events = events_by_template.remove(&row.id).unwrap_or_default();
+            let metadata = self.meta_fields(&row.id).await?;
+            out.push(row.into_template(datastreams, events, metadata));
+        }
+        Ok(out)
     }
 
     /// The template `template_id` if it belongs to `org_id`.
@@ -392,7 +462,8 @@ impl ControlPlane {
             Some(row) => {
                 let datastreams = self.datastreams(&row.id).await?;
                 let events = self.template_events(&row.id).await?;
-                Ok(Some(row.into_template(datastreams, events)))
+                let metadata = self.meta_fields(&row.id).await?;
+                Ok(Some(row.into_template(datastreams, events, metadata)))
             }
             None => Ok(None),
         }
@@ -474,6 +545,7 @@ mod tests {
             description: String::new(),
             datastreams,
             events: Vec::new(),
+            metadata: Vec::new(),
             org_id: None,
             dashboard: None,
         }

@@ -23,7 +23,10 @@ where
             "/api/v1/templates",
             get(list_templates).post(create_template),
         )
-        .route("/api/v1/templates/{id}", get(get_template))
+        .route(
+            "/api/v1/templates/{id}",
+            get(get_template).put(update_template),
+        )
         .route(
             "/api/v1/templates/{id}/dashboard",
             axum::routing::put(set_dashboard),
@@ -87,6 +90,32 @@ async fn get_template(
         .await?
         .map(Json)
         .ok_or_else(not_found)
+}
+
+/// Replaces a template's name, description, datastreams, events, metadata fields and (when
+/// given) dashboard; its devices follow at once. The organization cannot change.
+async fn update_template(
+    State(control): State<ControlPlane>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<NewTemplate>,
+) -> Result<Json<Template>> {
+    let what = format!("template {id:?}");
+    let not_found = || ControlError::not_found(format!("{what} not found"));
+    let org_id = control.template_org(&id).await?.ok_or_else(not_found)?;
+    let target = Target {
+        org_id,
+        owner_user_id: None,
+    };
+    control
+        .authorize(&principal, Action::TemplateManage, target, &what)
+        .await?;
+    if body.org_id.is_some_and(|o| o != org_id) {
+        return Err(ControlError::validation(
+            "a template stays in its organization",
+        ));
+    }
+    Ok(Json(control.update_template(&id, &body).await?))
 }
 
 async fn set_dashboard(

@@ -112,6 +112,7 @@ async fn world(server: &TestServer) -> World {
             description: String::new(),
             datastreams: Vec::new(),
             events: Vec::new(),
+            metadata: Vec::new(),
             org_id: None,
             dashboard: None,
         };
@@ -257,6 +258,13 @@ const ENDPOINTS: &[(&str, &str, &str, Action, Kind)] = &[
         "/api/v1/templates/{id}",
         "",
         Action::TemplateRead,
+        Kind::Template,
+    ),
+    (
+        "PUT",
+        "/api/v1/templates/{id}",
+        r#"{"name":"R","metadata":[{"name":"Serial","type":"text"}]}"#,
+        Action::TemplateManage,
         Kind::Template,
     ),
     (
