@@ -220,12 +220,24 @@ async fn walk(server: &Server, browser: &Browser) -> Result<()> {
     datastream(browser, "3", "Relay", "integer", "0", "1").await?;
     click_button(browser, "Add datastream").await?;
     datastream(browser, "4", "Position", "location", "", "").await?;
+    click_button(browser, "Add metadata field").await?;
+    fill(browser, "[name=m-name]", "Site").await?;
+    fill(browser, "[name=m-default]", "North").await?;
     screenshot(browser, "template-editor").await?;
     click_button(browser, "Create template").await?;
     until(
         browser,
         "the saved template",
         "document.querySelector('main h1')?.textContent === 'Template Greenhouse'",
+    )
+    .await?;
+    // A saved template can change: the description, saved with everything else.
+    fill(browser, "[name=description]", "Four sensors and a relay").await?;
+    click_button(browser, "Save template").await?;
+    until(
+        browser,
+        "the template saved",
+        "document.querySelector('main [role=status]')?.textContent.startsWith('Template saved')",
     )
     .await?;
 
@@ -248,6 +260,22 @@ async fn walk(server: &Server, browser: &Browser) -> Result<()> {
     click_button(browser, "Show auth token").await?;
     let token = browser.text(&browser.find("code.token").await?).await?;
     ensure!(token.len() == 32, "device token {token:?}");
+
+    // The device's metadata: the template's field with its default, edited and saved.
+    until(
+        browser,
+        "the metadata field",
+        "document.querySelector('[name=\"meta-Site\"]')?.value === 'North'",
+    )
+    .await?;
+    fill(browser, "[name=\"meta-Site\"]", "Glasshouse 2").await?;
+    click_button(browser, "Save metadata").await?;
+    until(
+        browser,
+        "the metadata saved",
+        "document.querySelector('#metadata-title')?.parentNode.textContent.includes('Metadata saved.') && document.querySelector('[name=\"meta-Site\"]').value === 'Glasshouse 2'",
+    )
+    .await?;
 
     // The dashboard's live WebSocket is open (authenticated by the session token as a
     // subprotocol), so the values below arrive through it, not by polling.
@@ -296,6 +324,9 @@ async fn walk(server: &Server, browser: &Browser) -> Result<()> {
         (1..=6).contains(&points),
         "chart shows {points} points for 6 writes"
     );
+    browser
+        .execute("window.scrollTo(0, 0); return true")
+        .await?;
     screenshot(browser, "dashboard").await?;
 
     // Toggling the switch widget reaches the device over the Blynk protocol.

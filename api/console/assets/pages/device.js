@@ -3,8 +3,8 @@
 // WebSocket (polled every 2 s while it is not open), state refreshed every 2 s, charts over the
 // history, the event timeline (with resolve), widget properties set by the device, and
 // control widgets that write.
-import { get, post, optional, blynk, sql, session, ApiError } from '../api.js';
-import { h, mount, remount, notice, errorBox, empty, table, when, announce } from '../dom.js';
+import { get, post, json, optional, blynk, sql, session, ApiError } from '../api.js';
+import { h, mount, remount, notice, errorBox, empty, table, when, announce, field } from '../dom.js';
 import { chartWidget } from '../chart.js';
 import * as w from '../widgets.js';
 
@@ -109,6 +109,9 @@ AND ts >= ${sqlTime(from)} AND ts < ${sqlTime(to)} GROUP BY 1 ORDER BY 1`);
   const timeline = h('section.card', { 'aria-labelledby': 'timeline-title' }, h('h2#timeline-title', {}, 'Event timeline'),
     h('div.check', {}, openOnly, h('label.inline', { for: 'open-events' }, 'Only open events')),
     timelineMessage, timelineList);
+  const metaList = h('div', {}, h('p.muted', {}, 'Loading…'));
+  const metaMessage = h('div', { 'aria-live': 'polite' });
+  const metadataCard = h('section.card', { 'aria-labelledby': 'metadata-title' }, h('h2#metadata-title', {}, 'Metadata'), metaList, metaMessage);
   const propertyList = h('div', {}, h('p.muted', {}, 'Loading…'));
   const properties = h('section.card', { 'aria-labelledby': 'properties-title' }, h('h2#properties-title', {}, 'Widget properties set by the device'), propertyList);
 
@@ -126,6 +129,7 @@ AND ts >= ${sqlTime(from)} AND ts < ${sqlTime(to)} GROUP BY 1 ORDER BY 1`);
       : empty('The template has no datastreams, so there is nothing to show.', h('a', { href: `/templates/${template.id}`, 'data-link': '' }, 'Edit the template')),
     updated,
     timeline,
+    metadataCard,
     properties);
 
   const pins = [...new Set(template.datastreams.map((d) => d.pin))];
@@ -312,7 +316,56 @@ AND ts >= ${sqlTime(from)} AND ts < ${sqlTime(to)} GROUP BY 1 ORDER BY 1`);
     }
   }
 
+  // Metadata: every field with its value; writable ones are edited in place and saved together.
+  const canManage = session.user && (session.user.role !== 'user' || session.user.id === device.owner_user_id);
+  async function loadMetadata() {
+    try {
+      const list = await get(`/api/v1/devices/${id}/metadata`);
+      if (stopped) return;
+      const inputs = [];
+      const rows = list.map((m) => {
+        const label = `${m.name}${m.system ? ' (system)' : ''}`;
+        let cell;
+        if (m.writable && canManage) {
+          const input = h('input', { type: 'text', name: `meta-${m.name}`, value: m.value ?? '', 'data-meta': m.name, maxlength: '255' });
+          inputs.push([m, input]);
+          cell = field(label, input, m.type === 'text' ? null : `Type: ${m.type}`);
+        } else {
+          cell = h('p', {}, h('strong', {}, `${label}: `), h('output', { 'data-meta': m.name }, m.value ?? '–'));
+        }
+        return h('div', {}, cell);
+      });
+      const saveMeta = h('button', { type: 'submit' }, 'Save metadata');
+      mount(metaList, list.length
+        ? h('form', {
+          async onsubmit(e) {
+            e.preventDefault();
+            mount(metaMessage);
+            const changed = Object.fromEntries(inputs
+              .filter(([m, input]) => input.value.trim() !== (m.value ?? ''))
+              .map(([m, input]) => [m.name, input.value.trim()]));
+            if (!Object.keys(changed).length) { mount(metaMessage, h('p', { role: 'status' }, 'Nothing changed.')); return; }
+            saveMeta.disabled = true;
+            try {
+              await json(`/api/v1/devices/${id}/metadata`, { method: 'PUT', body: changed });
+              announce('Metadata saved');
+              await loadMetadata();
+              mount(metaMessage, h('p', { role: 'status' }, 'Metadata saved.'));
+            } catch (err) {
+              mount(metaMessage, errorBox(err));
+            } finally {
+              saveMeta.disabled = false;
+            }
+          },
+        }, rows, inputs.length ? h('div.actions', {}, saveMeta) : null)
+        : empty('No metadata.'));
+    } catch (err) {
+      if (!stopped) mount(metaList, errorBox(new Error(`Could not read the metadata: ${err.message}`)));
+    }
+  }
+
   await poll();
+  loadMetadata();
   connectLive();
   for (const chart of charts) chart.refresh();
   loadTimeline();

@@ -1,11 +1,12 @@
-// Templates: list, create (datastreams, events, dashboard widget layout), and the editor of a saved
-// template, where the server lets the dashboard layout change.
+// Templates: list, create and change (datastreams, events, metadata fields, dashboard widget
+// layout). A change applies to every device of the template at once.
 import { get, post, json, ApiError, session } from '../api.js';
 import { h, mount, field, empty, errorBox, notice, table, when, announce } from '../dom.js';
 import { defaultLayout } from '../widgets.js';
 
 const TYPES = ['integer', 'double', 'string', 'enum', 'location'];
 const WIDGETS = ['value', 'gauge', 'led', 'switch', 'slider', 'terminal', 'map', 'chart'];
+const META_TYPES = ['text', 'number', 'email', 'phone', 'location', 'timezone', 'imei', 'iccid'];
 
 export async function render(main, { params, go }) {
   const id = params[0];
@@ -55,6 +56,8 @@ function datastreamRow(ds = {}) {
     cell(h('input', { type: 'text', name: 'units', value: ds.units || '' }), 'Units'),
     cell(h('input', { type: 'number', name: 'decimals', min: 0, max: 10, value: num(ds.decimals) }), 'Decimals'),
     h('td', {}, h('button.secondary', { type: 'button', onclick: () => { tr.remove(); announce('Datastream removed'); } }, 'Remove')));
+  // Settings this table does not show are kept as they were.
+  tr.extra = { default_value: ds.default_value ?? null, sync_on_reconnect: Boolean(ds.sync_on_reconnect) };
   return tr;
 }
 
@@ -62,7 +65,26 @@ function readDatastreams(tbody) {
   return [...tbody.querySelectorAll('tr')].map((tr) => {
     const v = (name) => tr.querySelector(`[name="${name}"]`).value.trim();
     const n = (name) => (v(name) === '' ? null : Number(v(name)));
-    return { pin: n('pin'), name: v('name'), type: v('type'), min: n('min'), max: n('max'), units: v('units') || null, decimals: n('decimals') };
+    return { ...tr.extra, pin: n('pin'), name: v('name'), type: v('type'), min: n('min'), max: n('max'), units: v('units') || null, decimals: n('decimals') };
+  });
+}
+
+function metaRow(field = {}) {
+  const cell = (control, label) => { control.setAttribute('aria-label', label); return h('td', {}, control); };
+  const type = h('select', { name: 'm-type' }, META_TYPES.map((t) => h('option', { value: t }, t)));
+  type.value = field.type || 'text';
+  const tr = h('tr', {},
+    cell(h('input', { type: 'text', name: 'm-name', required: true, maxlength: '50', value: field.name || '' }), 'Metadata field name'),
+    cell(type, 'Metadata field type'),
+    cell(h('input', { type: 'text', name: 'm-default', maxlength: '255', value: field.default_value ?? '' }), 'Default value'));
+  tr.append(h('td', {}, h('button.secondary', { type: 'button', onclick: () => { tr.remove(); announce('Metadata field removed'); } }, 'Remove')));
+  return tr;
+}
+
+function readMetadata(tbody) {
+  return [...tbody.querySelectorAll('tr')].map((tr) => {
+    const v = (name) => tr.querySelector(`[name="${name}"]`).value.trim();
+    return { name: v('m-name'), type: v('m-type'), default_value: v('m-default') || null };
   });
 }
 
@@ -99,12 +121,10 @@ function layoutEditor(initial, datastreams) {
 async function editor(main, template, go) {
   const isNew = !template;
   const canEdit = session.user && session.user.role !== 'user';
-  // The server creates templates whole and changes only the dashboard layout afterwards
-  // (PUT /api/v1/templates/{id}/dashboard): the other parts of a saved template are shown read-only.
-  const fixed = !isNew;
+  const fixed = !canEdit;
 
-  const name = h('input', { type: 'text', name: 'template-name', required: true, value: template?.name || '', disabled: fixed });
-  const description = h('textarea', { name: 'description', rows: 2, disabled: fixed }, template?.description || '');
+  const name = h('input', { type: 'text', name: 'template-name', required: true, value: template?.name || '' });
+  const description = h('textarea', { name: 'description', rows: 2 }, template?.description || '');
   const dsBody = h('tbody');
   for (const ds of template?.datastreams || []) dsBody.append(datastreamRow(ds));
   if (isNew) dsBody.append(datastreamRow({ pin: 0, name: '', type: 'double' }));
@@ -112,33 +132,44 @@ async function editor(main, template, go) {
   dsTable.querySelector('table').replaceChild(dsBody, dsTable.querySelector('tbody'));
   const nextPin = () => Math.min(255, Math.max(-1, ...readDatastreams(dsBody).map((d) => d.pin ?? -1)) + 1);
 
+  const metaBody = h('tbody');
+  for (const m of template?.metadata || []) metaBody.append(metaRow(m));
+  const metaTable = table('Metadata fields', ['Name', 'Type', 'Default value', ''], []);
+  metaTable.querySelector('table').replaceChild(metaBody, metaTable.querySelector('tbody'));
+
   const events = h('textarea', { name: 'events', rows: 4 }, JSON.stringify(template?.events || [], null, 2));
   const layout = layoutEditor(template?.dashboard?.widgets || [], template?.datastreams || []);
 
   const message = h('div', { 'aria-live': 'polite' });
-  const save = h('button', { type: 'submit', disabled: !canEdit }, isNew ? 'Create template' : 'Save dashboard layout');
+  const save = h('button', { type: 'submit', disabled: !canEdit }, isNew ? 'Create template' : 'Save template');
   const form = h('form', {
     async onsubmit(e) {
       e.preventDefault();
       mount(message);
+      const body = {
+        name: name.value,
+        description: description.value,
+        datastreams: readDatastreams(dsBody),
+        metadata: readMetadata(metaBody),
+        dashboard: { widgets: layout.read() },
+      };
+      try {
+        body.events = JSON.parse(events.value.trim() || '[]');
+      } catch (err) {
+        mount(message, errorBox(new Error(`Events must be valid JSON: ${err.message}`)));
+        return;
+      }
       save.disabled = true;
       try {
         if (isNew) {
-          const body = { name: name.value, description: description.value, datastreams: readDatastreams(dsBody), dashboard: { widgets: layout.read() } };
-          try {
-            body.events = JSON.parse(events.value.trim() || '[]');
-          } catch (err) {
-            mount(message, errorBox(new Error(`Events must be valid JSON: ${err.message}`)));
-            return;
-          }
           const created = await post('/api/v1/templates', body);
           announce(`Template ${created.name} created`);
           go(`/templates/${created.id}`);
           return;
         }
-        await json(`/api/v1/templates/${encodeURIComponent(template.id)}/dashboard`, { method: 'PUT', body: { widgets: layout.read() } });
-        announce('Dashboard layout saved');
-        mount(message, h('p', { role: 'status' }, 'Dashboard layout saved. Dashboards of this template’s devices use it from their next load.'));
+        await json(`/api/v1/templates/${encodeURIComponent(template.id)}`, { method: 'PUT', body });
+        announce('Template saved');
+        mount(message, h('p', { role: 'status' }, 'Template saved. Its devices use the new datastreams, events and metadata fields at once; dashboards show the layout from their next load.'));
       } catch (err) {
         mount(message, errorBox(err));
       } finally {
@@ -146,14 +177,18 @@ async function editor(main, template, go) {
       }
     },
   },
-  fixed ? notice('Name, datastreams and events are fixed once a template is created; the dashboard layout can be changed and saved below.') : null,
-  field('Name', name),
-  field('Description', description),
+  h('fieldset', { disabled: fixed }, h('legend', {}, 'Template'),
+    field('Name', name),
+    field('Description', description)),
   h('fieldset', { disabled: fixed }, h('legend', {}, 'Datastreams (virtual pins)'), dsTable,
-    fixed ? null : h('div.actions', {}, h('button.secondary', { type: 'button', onclick: () => { const tr = datastreamRow({ pin: nextPin(), type: 'double' }); dsBody.append(tr); tr.querySelector('[name="name"]').focus(); } }, 'Add datastream'))),
+    h('div.actions', {}, h('button.secondary', { type: 'button', onclick: () => { const tr = datastreamRow({ pin: nextPin(), type: 'double' }); dsBody.append(tr); tr.querySelector('[name="name"]').focus(); } }, 'Add datastream'))),
   h('fieldset', { disabled: fixed }, h('legend', {}, 'Events'),
-    field('Events (JSON list)', events, 'Events devices may log (Blynk.logEvent), for example [{"code": "overheat", "name": "Overheating", "severity": "warning", "description": "Above 40 °C"}]. Severity: info, warning or critical.')),
-  h('fieldset', {}, h('legend', {}, 'Dashboard widget layout'),
+    field('Events (JSON list)', events, 'Events devices may log (Blynk.logEvent), for example [{"code": "overheat", "name": "Overheating", "severity": "warning", "description": "Above 40 °C", "notifications": {"email": true, "webhook": true}}]. Severity: info, warning, critical or content.')),
+  h('fieldset', { disabled: fixed }, h('legend', {}, 'Metadata fields'),
+    h('p.muted.small', {}, 'A value per device (set on the device page, by the device with Blynk.setMetadata, or through the device HTTP API). Every device also has Device Name, Device Owner, Hotspot Name and Time Zone.'),
+    metaTable,
+    h('div.actions', {}, h('button.secondary', { type: 'button', onclick: () => { const tr = metaRow(); metaBody.append(tr); tr.querySelector('[name="m-name"]').focus(); } }, 'Add metadata field'))),
+  h('fieldset', { disabled: fixed }, h('legend', {}, 'Dashboard widget layout'),
     h('p.muted.small', {}, 'Leave it empty to show default widgets for the datastreams.'),
     layout.el),
   canEdit ? null : notice('Only admin and staff users can change templates.'),
