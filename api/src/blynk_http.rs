@@ -4,6 +4,7 @@
 //! Errors are HTTP 400 with `{"error":{"message":"…"}}`, the messages being
 //! the ones Blynk documents.
 
+mod export;
 mod legacy;
 
 use std::collections::BTreeMap;
@@ -25,7 +26,12 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/external/api/update", get(update))
         .route("/external/api/update/", get(update))
-        .route("/external/api/batch/update", get(update))
+        .route(
+            "/external/api/batch/update",
+            get(update).post(import_timestamped),
+        )
+        .route("/external/api/getAll", get(get_all))
+        .route("/external/api/data/get", get(export::data_get))
         .route("/external/api/get", get(get_values))
         .route("/external/api/isHardwareConnected", get(is_connected))
         .route("/external/api/logEvent", get(log_event))
@@ -219,6 +225,110 @@ pub(crate) async fn write_device(
         state.ingest.push_write(device.id, *pin, &values);
     }
     Ok(())
+}
+
+/// Most points one timestamped import may carry (Blynk's limit).
+pub const MAX_IMPORT_POINTS: usize = 10_000;
+
+/// Latest accepted timestamp of an import, ahead of the server clock (ms).
+const MAX_IMPORT_AHEAD_MS: i64 = 24 * 3_600_000;
+
+/// Stores `(timestamp ms, value)` points of one pin as they were measured (late data lands in
+/// its own time partition; a point sent twice is stored once). Values are checked against the
+/// datastream like live writes. Not pushed to the device: this is history, not a command.
+pub(crate) async fn import_points(
+    state: &AppState,
+    device: &DeviceRecord,
+    pin: PinRef,
+    points: &[(i64, String)],
+) -> Result<(), BlynkError> {
+    if points.len() > MAX_IMPORT_POINTS {
+        return Err(BlynkError::bad_request(
+            "Too much data in batch. Maximum batch size is 10000 points.",
+        ));
+    }
+    let streams = state
+        .control
+        .datastreams(&device.template_id)
+        .await
+        .map_err(BlynkError::internal)?;
+    let latest = pinhouse_ingest::now_us().div_euclid(1000) + MAX_IMPORT_AHEAD_MS;
+    let mut out = Vec::with_capacity(points.len());
+    for (ts_ms, value) in points {
+        if !(0..=latest).contains(ts_ms) {
+            return Err(BlynkError::bad_request(format!(
+                "Wrong timestamp {ts_ms}: milliseconds since 1970, at most a day ahead."
+            )));
+        }
+        let checked = check_datastream(&streams, pin, std::slice::from_ref(value))?;
+        out.push(Point::from_text(
+            device.org_id,
+            device.id,
+            pin.column(),
+            ts_ms * 1000,
+            &checked.join("\0"),
+        ));
+    }
+    state.ingest.write(out).await.map_err(BlynkError::internal)
+}
+
+/// `POST /external/api/batch/update?token=T&pin=V1` with `Content-Type: application/json` and
+/// `[[ts_ms, value], …]` → 200 `OK`.
+async fn import_timestamped(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, BlynkError> {
+    let pairs = pairs(raw)?;
+    let device = device_for(&state, &pairs).await?;
+    let pin = pairs
+        .iter()
+        .find(|(k, _)| k == "pin")
+        .and_then(|(_, v)| PinRef::parse(v))
+        .ok_or_else(|| BlynkError::bad_request(WRONG_PIN))?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Err(BlynkError::bad_request("Unknown content type."));
+    }
+    let rows: Vec<(i64, serde_json::Value)> = serde_json::from_slice(&body)
+        .map_err(|_| BlynkError::bad_request("Wrong request format."))?;
+    let points = rows
+        .into_iter()
+        .map(|(ts, v)| match v {
+            serde_json::Value::String(s) => Ok((ts, s)),
+            serde_json::Value::Number(n) => Ok((ts, n.to_string())),
+            _ => Err(BlynkError::bad_request("Wrong request format.")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    import_points(&state, &device, pin, &points).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response())
+}
+
+/// `GET /external/api/getAll?token=T` → every pin's last value keyed `v1`, `d2`, `a0`: numbers,
+/// strings, or arrays for multi-value pins.
+async fn get_all(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, BlynkError> {
+    let pairs = pairs(raw)?;
+    let device = device_for(&state, &pairs).await?;
+    let mut object = serde_json::Map::new();
+    for (column, last) in state.ingest.storage().last_values(device.org_id, device.id) {
+        let Some(pin) = PinRef::from_column(column) else {
+            continue;
+        };
+        let value = match last.value {
+            Value::Number(n) => json!(n),
+            Value::Text(t) if t.contains('\0') => json!(t.split('\0').collect::<Vec<_>>()),
+            Value::Text(t) => json!(t),
+        };
+        object.insert(pin.to_string().to_ascii_lowercase(), value);
+    }
+    Ok(axum::Json(object).into_response())
 }
 
 /// Text of a stored value as Blynk returns it.

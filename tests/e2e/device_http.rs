@@ -322,3 +322,170 @@ async fn protocol_activity_reaches_status_properties_and_timeline() {
     assert_eq!(status["online"], false, "{status}");
     assert!(status["disconnected_at"].is_string(), "{status}");
 }
+
+/// Unix time now, in ms.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamped_import_get_all_and_history_export() {
+    use std::io::Read;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data")).await.unwrap();
+    let admin = server.admin_token().await.unwrap();
+    let (device, token) = server.create_device(&admin, "Importer").await.unwrap();
+    let device_id = device["id"].as_u64().unwrap();
+    let hour = 3_600_000;
+    let now = now_ms();
+    let (t1, t2, t3) = (now - 3 * hour, now - 2 * hour, now - hour);
+    let import = |body: String, content_type: &'static str| {
+        let server = &server;
+        let token = token.clone();
+        async move {
+            let resp = server
+                .client
+                .post(server.url(&format!("/external/api/batch/update?token={token}&pin=V1")))
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+
+    // A device re-sending its offline buffer: the same points twice are stored once.
+    let points = format!(r#"[[{t1}, 20.5], [{t2}, 21.5], [{t3}, "22"]]"#);
+    for _ in 0..2 {
+        assert_eq!(
+            import(points.clone(), "application/json").await,
+            (200, "OK".to_owned())
+        );
+    }
+    let (code, body) = import(points.clone(), "text/plain").await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        message(&serde_json::from_str(&body).unwrap()),
+        Some("Unknown content type.")
+    );
+    let too_many: Vec<(i64, f64)> = (0..10_001).map(|i| (now - i, 1.0)).collect();
+    let (code, body) = import(
+        serde_json::to_string(&too_many).unwrap(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        message(&serde_json::from_str(&body).unwrap()),
+        Some("Too much data in batch. Maximum batch size is 10000 points.")
+    );
+
+    // getAll: every pin's last value keyed by lower-case pin.
+    let (code, _) = server
+        .get_text(&format!("/external/api/update?token={token}&V2=open"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    let (code, all) = get_json(
+        &server,
+        None,
+        &format!("/external/api/getAll?token={token}"),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(all, json!({"v1": 22.0, "v2": "open"}));
+
+    // data/get: hourly counts, raw rows, local-time formats, Blynk's errors.
+    let export = |query: &str| format!("/external/api/data/get?token={token}&pin=V1&{query}");
+    let (code, hourly) = get_json(
+        &server,
+        None,
+        &export("period=DAY&granularityType=HOURLY&sourceType=COUNT"),
+    )
+    .await;
+    assert_eq!(code, 200, "{hourly}");
+    let total: u64 = hourly["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["value"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 3, "three points, each once: {hourly}");
+    let (code, raw) = get_json(&server, None, &export("period=DAY")).await;
+    assert_eq!(code, 200, "{raw}");
+    assert_eq!(raw["rows"], 3);
+    assert_eq!(raw["data"][0], json!({"ts": t1, "value": 20.5}));
+    assert_eq!(raw["data"][2]["value"], 22.0);
+    let (code, local) = get_json(
+        &server,
+        None,
+        &export("period=DAY&format=ISO_SIMPLE&tzName=Europe/Amsterdam"),
+    )
+    .await;
+    assert_eq!(code, 200, "{local}");
+    let text = local["data"][0]["ts"].as_str().unwrap();
+    assert_eq!(text.len(), "2018-06-07 22:01:20".len(), "{text}");
+    let (code, body) = get_json(&server, None, "/external/api/data/get?pin=V1").await;
+    assert_eq!((code, message(&body)), (400, Some("No token provided.")));
+    for bad in [
+        "period=YEAR",
+        "period=THREE_MONTHS&granularityType=RAW_DATA",
+        "sourceType=MEDIAN",
+    ] {
+        let (code, body) = get_json(&server, None, &export(bad)).await;
+        assert_eq!(
+            (code, message(&body)),
+            (400, Some("Request with incorrect parameters")),
+            "{bad}"
+        );
+    }
+
+    // Legacy: history import by PUT, and the gzip CSV export behind a 301.
+    let resp = server
+        .client
+        .put(server.url(&format!("/{token}/extra/pin/V1")))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"[{{"value": "19", "timestamp": {}}}]"#,
+            now - 4 * hour
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = no_redirects
+        .get(server.url(&format!("/{token}/data/V1")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 301);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.ends_with(".csv.gz"), "{location}");
+    let gz = server
+        .client
+        .get(server.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut csv = String::new();
+    flate2::read::GzDecoder::new(gz.as_ref())
+        .read_to_string(&mut csv)
+        .unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 4, "one row per minute with data: {csv}");
+    let first: Vec<&str> = rows[0].split(',').collect();
+    assert_eq!(first[0], "19");
+    assert_eq!(first[2], device_id.to_string());
+}

@@ -24,17 +24,20 @@ pub fn routes() -> Router<AppState> {
         .route("/{token}/get/{pin}", get(get_pin))
         .route("/{token}/update/{pin}", get(update).put(put_update))
         .route("/{token}/pin/{pin}", axum::routing::put(put_update))
+        .route("/{token}/extra/pin/{pin}", axum::routing::put(put_history))
+        .route("/{token}/data/{pin}", get(super::export::legacy_data))
+        .route("/{token}/data/{pin}/{file}", get(super::export::legacy_csv))
 }
 
 /// A legacy error: 400 (or another status) with the message as plain text.
-struct LegacyError(StatusCode, String);
+pub(super) struct LegacyError(StatusCode, String);
 
 impl LegacyError {
-    fn bad_request(message: &str) -> Self {
+    pub(super) fn bad_request(message: &str) -> Self {
         Self(StatusCode::BAD_REQUEST, message.to_owned())
     }
 
-    fn internal(err: impl std::fmt::Display) -> Self {
+    pub(super) fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(%err, "legacy HTTP API failed");
         Self(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -60,7 +63,7 @@ impl IntoResponse for LegacyError {
     }
 }
 
-async fn device(state: &AppState, token: &str) -> Result<DeviceRecord, LegacyError> {
+pub(super) async fn device(state: &AppState, token: &str) -> Result<DeviceRecord, LegacyError> {
     state
         .control
         .device_by_token(token.trim())
@@ -69,7 +72,7 @@ async fn device(state: &AppState, token: &str) -> Result<DeviceRecord, LegacyErr
         .ok_or_else(|| LegacyError::bad_request(INVALID_TOKEN))
 }
 
-fn pin(text: &str) -> Result<PinRef, LegacyError> {
+pub(super) fn pin(text: &str) -> Result<PinRef, LegacyError> {
     PinRef::parse(text).ok_or_else(|| LegacyError::bad_request(WRONG_PIN))
 }
 
@@ -179,6 +182,47 @@ async fn update(
 }
 
 /// `PUT /{token}/update/{pin}` with `["1"]` or `["1","2"]` (also `PUT /{token}/pin/{pin}`).
+/// One point of a legacy history import.
+#[derive(serde::Deserialize)]
+struct HistoryPoint {
+    value: serde_json::Value,
+    timestamp: i64,
+}
+
+/// `PUT /{token}/extra/pin/{pin}` with `[{"value":"1","timestamp":1438022081332}, …]`: imports
+/// history (the latest point becomes the last value) → 200.
+async fn put_history(
+    State(state): State<AppState>,
+    Path((token, pin_text)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, LegacyError> {
+    let device = device(&state, &token).await?;
+    let pin = pin(&pin_text)?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Err(LegacyError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Unexpected content type. Expecting application/json.".into(),
+        ));
+    }
+    let rows: Vec<HistoryPoint> = serde_json::from_slice(&body)
+        .map_err(|_| LegacyError::bad_request("Wrong request format."))?;
+    let points = rows
+        .into_iter()
+        .map(|p| match p.value {
+            serde_json::Value::String(s) => Ok((p.timestamp, s)),
+            serde_json::Value::Number(n) => Ok((p.timestamp, n.to_string())),
+            _ => Err(LegacyError::bad_request("Wrong request format.")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    super::import_points(&state, &device, pin, &points).await?;
+    Ok(StatusCode::OK)
+}
+
 async fn put_update(
     State(state): State<AppState>,
     Path((token, pin_text)): Path<(String, String)>,
