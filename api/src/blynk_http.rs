@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
             get(update).post(import_timestamped),
         )
         .route("/external/api/getAll", get(get_all))
+        .route("/external/api/provision", get(provision))
         .route("/external/api/data/get", get(export::data_get))
         .route("/external/api/get", get(get_values))
         .route("/external/api/isHardwareConnected", get(is_connected))
@@ -329,6 +330,53 @@ async fn get_all(
         object.insert(pin.to_string().to_ascii_lowercase(), value);
     }
     Ok(axum::Json(object).into_response())
+}
+
+/// `GET /external/api/provision?token=T&templateId=TMPL…[&ver=&build=&type=&fwType=&blVer=&boType=]`
+/// → 200: an HTTP-only device finishes its provisioning (a dynamic token stops expiring) and
+/// reports its firmware, as a native device does after login.
+async fn provision(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<StatusCode, BlynkError> {
+    let pairs = pairs(raw)?;
+    let device = device_for(&state, &pairs).await?;
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let template = field("templateId")
+        .ok_or_else(|| BlynkError::bad_request("Template id is not provided."))?;
+    if template != device.template_id {
+        return Err(BlynkError::bad_request(
+            "The device's template is not this template id.",
+        ));
+    }
+    let now = pinhouse_ingest::now_us().div_euclid(1000);
+    state
+        .control
+        .activate_device(device.id, now)
+        .await
+        .map_err(BlynkError::internal)?;
+    let info = pinhouse_protocol::body::DeviceInfo {
+        firmware: field("ver"),
+        build: field("build"),
+        fw_type: field("fwType"),
+        library: field("blVer"),
+        board: field("boType"),
+        connection: field("type"),
+        template_id: Some(template),
+        ..Default::default()
+    };
+    state
+        .control
+        .record_device_info(device.id, &info, now)
+        .await
+        .map_err(BlynkError::internal)?;
+    Ok(StatusCode::OK)
 }
 
 /// Text of a stored value as Blynk returns it.

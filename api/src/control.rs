@@ -31,6 +31,7 @@ mod notifications;
 mod orgs;
 mod password_reset;
 mod permissions;
+mod provisioning;
 mod routes;
 mod secrets;
 mod tags;
@@ -76,6 +77,10 @@ pub use notifications::{
 pub use orgs::{DEFAULT_ADMIN_EMAIL, DEFAULT_ORG_NAME, Organization};
 pub use password_reset::{PASSWORD_RESET_TTL_MS, PasswordResetToken, ResetPassword};
 pub use permissions::{Action, RULES, Rule, Scope, Target, require, scope_of};
+pub use provisioning::{
+    CLAIM_CODE_LEN, ClaimRequest, MAX_STATIC_BATCH, PROVISION_TTL_MS, ProvisionRequest,
+    Provisioned, StaticBatch, StaticDevice,
+};
 pub use routes::{documented_routes, method_not_allowed, not_found, routes};
 pub use secrets::DEVICE_TOKEN_LEN;
 pub use tags::{MAX_TAG_LEN, MAX_TAGS, normalize_tags};

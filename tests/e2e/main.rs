@@ -14,6 +14,7 @@ mod notify;
 mod openapi;
 mod ota;
 mod pg;
+mod provisioning;
 mod server;
 mod skeleton;
 mod sql;

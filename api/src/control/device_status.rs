@@ -138,6 +138,8 @@ impl ControlPlane {
         }
         tx.commit().await?;
         tracing::debug!(device_id, "device online");
+        // The first login of a dynamically provisioned device completes its provisioning.
+        self.activate_device(device_id, now).await?;
         if came_online && self.has_listeners() {
             let org_id = self.device_org(device_id).await?;
             self.signal(Activity::Online { org_id, device_id });

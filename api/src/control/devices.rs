@@ -13,7 +13,7 @@ use super::time::{now_ms, rfc3339};
 const MAX_TOKEN_LEN: usize = 128;
 
 /// A device as the API and the device side see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeviceRecord {
     pub id: u32,
     pub org_id: u32,
@@ -151,10 +151,13 @@ impl ControlPlane {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Ok(None);
         }
+        // A dynamic token whose device never logged in stops working when it expires.
         let row: Option<DeviceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE token = ?"
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE token = ?
+               AND (provision_expires_at IS NULL OR provision_expires_at > ?)"
         )))
         .bind(token)
+        .bind(now_ms())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(DeviceRecord::from))

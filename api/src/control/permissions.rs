@@ -25,6 +25,7 @@ pub enum Action {
     DeviceManage,
     DeviceTransfer,
     DeviceClaim,
+    DeviceBatchCreate,
     TokenManage,
     AuditRead,
     NotificationRead,
@@ -81,7 +82,7 @@ const fn rule(action: Action, name: &'static str, admin: Scope, staff: Scope, us
 use Scope::{Never, Org, Own, Subtree};
 
 /// The rules table, row for row the one in `docs/permissions.md`.
-pub static RULES: [Rule; 19] = [
+pub static RULES: [Rule; 20] = [
     rule(
         Action::OrganizationRead,
         "organization.read",
@@ -119,6 +120,13 @@ pub static RULES: [Rule; 19] = [
         Never,
     ),
     rule(Action::DeviceClaim, "device.claim", Org, Org, Org),
+    rule(
+        Action::DeviceBatchCreate,
+        "device.batch_create",
+        Subtree,
+        Org,
+        Never,
+    ),
     rule(Action::TokenManage, "token.manage", Own, Own, Own),
     rule(Action::AuditRead, "audit.read", Subtree, Org, Never),
     rule(
@@ -174,7 +182,8 @@ impl Action {
             | Self::DeviceCreate
             | Self::DeviceManage
             | Self::DeviceTransfer
-            | Self::DeviceClaim => Self::DeviceRead,
+            | Self::DeviceClaim
+            | Self::DeviceBatchCreate => Self::DeviceRead,
             Self::TokenManage => Self::TokenManage,
             Self::AuditRead => Self::AuditRead,
             Self::NotificationRead | Self::NotificationManage => Self::NotificationRead,

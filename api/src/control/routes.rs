@@ -35,6 +35,9 @@
 //! | GET | `/api/v1/devices/{id}/events?from=&to=&open=&limit=` | device.read | 200 timeline, newest first |
 //! | POST | `/api/v1/devices/{id}/events/{event_id}/resolve` | device.manage | 200 resolved event |
 //! | GET | `/api/v1/devices/{id}/properties` | device.read | 200 widget properties set by the device |
+//! | POST | `/api/v1/provisioning` `{"template_id","name"?,"org_id"?}` | device.create | 201 `{"device_id","token","expires_at",…}` (dynamic token) |
+//! | POST | `/api/v1/devices/static` `{"template_id","count","name_prefix"?,"org_id"?}` | device.batch_create | 201 `[{"device_id","token","claim_code"}]` |
+//! | POST | `/api/v1/devices/claim` `{"claim_code","name"?}` | device.claim | 200 device, owned by the caller |
 //! | GET, PUT | `/api/v1/devices/{id}/metadata` `{"<field>":"<value>"}` | device.read / .manage | 200 metadata values |
 //! | GET | `/api/v1/audit?from=&to=&user_id=&limit=` | audit.read | 200 changing requests, newest first |
 //! | GET, POST | `/api/v1/webhooks` `{"name","url","channels"?,"org_id"?}` | notification.read / .manage | 200 / 201 with `"secret"` (shown once) |
@@ -52,6 +55,7 @@ mod invitations;
 mod metadata;
 mod notifications;
 mod orgs;
+mod provisioning;
 mod templates;
 mod users;
 
@@ -91,6 +95,7 @@ where
     notifications::routes()
         .merge(automations::routes())
         .merge(metadata::routes())
+        .merge(provisioning::routes())
         .layer(axum::middleware::from_fn(super::audit::audit_layer))
 }
 

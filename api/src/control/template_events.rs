@@ -20,7 +20,7 @@ pub const MAX_EVENT_TEMPLATE_DESCRIPTION: usize = 250;
 pub const MAX_EVENTS_PER_TEMPLATE: usize = 100;
 
 /// Event codes the server logs itself; a template cannot declare them.
-pub const SYSTEM_EVENT_CODES: [&str; 3] = ["online", "offline", "ota"];
+pub const SYSTEM_EVENT_CODES: [&str; 5] = ["online", "offline", "ota", "provisioned", "claimed"];
 
 /// Which channels an event notifies.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -49,7 +49,8 @@ fn read_action(action: Action) -> Action {
         OrganizationRead | OrganizationManage => OrganizationRead,
         UserRead | UserManage | UserInvite | UserTransfer => UserRead,
         TemplateRead | TemplateManage => TemplateRead,
-        DeviceRead | DeviceCreate | DeviceManage | DeviceTransfer | DeviceClaim => DeviceRead,
+        DeviceRead | DeviceCreate | DeviceManage | DeviceTransfer | DeviceClaim
+        | DeviceBatchCreate => DeviceRead,
         TokenManage => TokenManage,
         AuditRead => AuditRead,
         NotificationRead | NotificationManage => NotificationRead,
@@ -378,6 +379,20 @@ const ENDPOINTS: &[(&str, &str, &str, Action, Kind)] = &[
         "",
         Action::DeviceManage,
         Kind::Device,
+    ),
+    (
+        "POST",
+        "/api/v1/provisioning",
+        r#"{"template_id":"{template}","org_id":{org}}"#,
+        Action::DeviceCreate,
+        Kind::Org,
+    ),
+    (
+        "POST",
+        "/api/v1/devices/static",
+        r#"{"template_id":"{template}","count":1,"org_id":{org}}"#,
+        Action::DeviceBatchCreate,
+        Kind::Org,
     ),
     (
         "POST",

@@ -335,3 +335,72 @@ async fn properties_are_kept_per_pin_and_scoped() {
         assert_error(&reply, 404, "not_found");
     }
 }
+
+#[tokio::test]
+async fn dynamic_tokens_expire_unless_the_device_logs_in() {
+    let server = TestServer::start().await;
+    let token = server.login(EMAIL, PASSWORD).await;
+    let template_id = server.template(&token).await;
+    let control = &server.control;
+    let mut issued = Vec::new();
+    for _ in 0..2 {
+        let reply = server
+            .post(
+                "/api/v1/provisioning",
+                &token,
+                json!({"template_id": template_id}),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        issued.push((
+            reply.body["device_id"].as_u64().unwrap() as u32,
+            reply.body["token"].as_str().unwrap().to_owned(),
+        ));
+    }
+    // The first device logs in (activated); neither has expired yet.
+    control.device_online(issued[0].0, now_ms()).await.unwrap();
+    for (_, device_token) in &issued {
+        assert!(
+            control
+                .device_by_token(device_token)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    // A day later: the unused token is refused, the activated one still works.
+    sqlx::query(
+        "UPDATE devices SET provision_expires_at = ? WHERE provision_expires_at IS NOT NULL",
+    )
+    .bind(now_ms() - 1)
+    .execute(control.pool())
+    .await
+    .unwrap();
+    assert!(
+        control
+            .device_by_token(&issued[0].1)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        control
+            .device_by_token(&issued[1].1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let events = server
+        .get(&format!("/api/v1/devices/{}/events", issued[0].0), &token)
+        .await;
+    assert!(
+        events
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["code"] == "provisioned"),
+        "{}",
+        events.body
+    );
+}
