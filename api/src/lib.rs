@@ -26,6 +26,7 @@ pub mod pg;
 pub mod query_runtime;
 pub mod server;
 pub mod sql;
+pub mod sql_catalog;
 pub mod state;
 
 pub use config::ServerConfig;

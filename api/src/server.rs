@@ -165,7 +165,11 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         config.ingest.clone(),
     );
     let query = QueryEngine::with_rollup_dir(storage.clone(), config.data_dir.join("rollups"))?;
-    let query = query.with_memory_limit(config.sql_memory_limit)?;
+    let query = query
+        .with_memory_limit(config.sql_memory_limit)?
+        .with_catalog(Arc::new(crate::sql_catalog::ControlCatalog::new(
+            control.clone(),
+        )));
     query.spawn_rollup_maintenance()?;
     let (query_runtime, _query_threads) =
         QueryRuntime::start(config.query_threads, config.sql_time_limit)

@@ -16,6 +16,7 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use pinhouse_storage::{FileMeta, Storage, TS_TIMEZONE, columns};
 
+use crate::catalog_tables::{CatalogSource, CatalogTable};
 use crate::history::{Accumulator, Buckets, History, HistoryRequest, Tier};
 use crate::rollup::{RollupPass, Rollups};
 use crate::{OrgScope, Result, TELEMETRY_TABLE, TelemetryTable};
@@ -54,6 +55,8 @@ pub struct QueryEngine {
     inner: Arc<Inner>,
     /// Memory pool (and disk manager) shared by the queries of this engine.
     runtime: Arc<RuntimeEnv>,
+    /// Tables from outside the store (devices, templates, …), if any.
+    catalog: Option<Arc<dyn CatalogSource>>,
 }
 
 impl QueryEngine {
@@ -95,7 +98,14 @@ impl QueryEngine {
                 rollup_pass: Mutex::new(()),
             }),
             runtime: Arc::new(RuntimeEnv::default()),
+            catalog: None,
         }
+    }
+
+    /// Adds the tables of `source` to every query's session, scoped like `telemetry`.
+    pub fn with_catalog(mut self, source: Arc<dyn CatalogSource>) -> Self {
+        self.catalog = Some(source);
+        self
     }
 
     /// Caps the memory all running queries of this engine may hold together
@@ -126,7 +136,9 @@ impl QueryEngine {
     fn session(&self) -> SessionContext {
         let config = SessionConfig::new()
             .with_target_partitions(self.inner.target_partitions)
-            .with_information_schema(false);
+            // Lists table and column names of the session (telemetry and the catalog
+            // tables): metadata only, no rows, the same for every tenant.
+            .with_information_schema(true);
         SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime))
     }
 
@@ -137,6 +149,12 @@ impl QueryEngine {
         let snapshot = Arc::new(self.inner.storage.snapshot());
         let table = TelemetryTable::from_snapshot(snapshot, scope.clone());
         ctx.register_table(TELEMETRY_TABLE, Arc::new(table))?;
+        if let Some(source) = &self.catalog {
+            for (name, schema) in source.tables() {
+                let table = CatalogTable::new(name, schema, Arc::clone(source), scope.clone());
+                ctx.register_table(name, Arc::new(table))?;
+            }
+        }
         Ok(ctx)
     }
 

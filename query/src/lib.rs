@@ -1,7 +1,8 @@
 //! pinhouse-query: Apache DataFusion over the telemetry store.
 //!
 //! Role: expose the `telemetry` table (memtable snapshot ∪ Parquet files of
-//! `pinhouse-storage`) to SQL, always scoped to the caller's organizations;
+//! `pinhouse-storage`) to SQL, always scoped to the caller's organizations, next to
+//! tables a [`CatalogSource`] supplies (the control plane's devices, templates, …);
 //! answer dashboard history queries (downsampled buckets of one pin) from
 //! rollup tiers kept per data file (`rollup.rs`) plus raw rows.
 //! Tenant scoping is enforced inside the table provider's scan, never by
@@ -11,6 +12,7 @@
 //! Depends on `pinhouse-storage` and `datafusion` only. It must not depend on
 //! tokio directly, on `pinhouse-ingest`, or on `pinhouse-api`.
 
+mod catalog_tables;
 mod engine;
 mod error;
 pub mod history;
@@ -18,6 +20,7 @@ mod rollup;
 mod scope;
 mod telemetry_table;
 
+pub use catalog_tables::CatalogSource;
 pub use engine::{QueryEngine, QueryResult};
 pub use error::{QueryError, Result};
 pub use history::{Agg, BucketStats, History, HistoryRequest, Tier};

@@ -141,3 +141,118 @@ async fn formats_time_limit_and_scope() {
     let seen = server.sql(&other, sql).await.unwrap();
     assert_eq!(seen, json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_tables_join_names_with_values_and_stay_in_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data")).await.unwrap();
+    let root = server.admin_token().await.unwrap();
+    let (alpha, alpha_token) = server.create_device(&root, "Alpha").await.unwrap();
+    let (_, child) = server
+        .other_org_admin(&root, "catalog-child@example.com")
+        .await
+        .unwrap();
+    let (_, beta_token) = server.create_device(&child, "Beta").await.unwrap();
+    for (token, value) in [(&alpha_token, "21.5"), (&beta_token, "7")] {
+        let (code, body) = server
+            .get_text(&format!("/external/api/update?token={token}&V1={value}"))
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{body}");
+    }
+    let alpha_id = alpha["id"].as_u64().unwrap();
+    let resp = server
+        .client
+        .put(server.url(&format!("/api/v1/devices/{alpha_id}/tags")))
+        .bearer_auth(&root)
+        .json(&json!(["north", "boiler"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = server
+        .client
+        .put(server.url(&format!("/api/v1/devices/{alpha_id}/metadata")))
+        .bearer_auth(&root)
+        .json(&json!({"Time Zone": "Europe/Amsterdam"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // Values joined with device names, tags and datastream names (the root admin sees its
+    // sub-organization too).
+    let rows = server
+        .sql(
+            &root,
+            "SELECT d.name AS device, d.tags, s.name AS stream, t.value
+             FROM telemetry t
+             JOIN devices d ON d.device_id = t.device_id
+             JOIN datastreams s ON s.template_id = d.template_id AND s.pin = t.pin
+             ORDER BY d.name",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        json!([
+            {"device": "Alpha", "tags": "boiler,north", "stream": "Temperature", "value": 21.5},
+            // The JSON format leaves out null columns.
+            {"device": "Beta", "stream": "Temperature", "value": 7.0},
+        ])
+    );
+    let rows = server
+        .sql(
+            &root,
+            "SELECT value FROM metadata WHERE device_id = (SELECT device_id FROM devices WHERE name = 'Alpha') AND name = 'Time Zone'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows, json!([{"value": "Europe/Amsterdam"}]));
+
+    // The child organization sees only its own rows, however the SQL is written.
+    for sql in [
+        "SELECT name FROM devices",
+        "WITH x AS (SELECT * FROM devices) SELECT name FROM x",
+        "SELECT name FROM devices WHERE device_id IN (SELECT device_id FROM telemetry)",
+        "SELECT d.name FROM devices d JOIN templates t ON t.template_id = d.template_id",
+        "SELECT name FROM devices UNION SELECT name FROM templates WHERE false",
+    ] {
+        let rows = server.sql(&child, sql).await.unwrap();
+        assert_eq!(rows, json!([{"name": "Beta"}]), "{sql}");
+    }
+    let rows = server
+        .sql(&child, "SELECT count(*) AS n FROM templates")
+        .await
+        .unwrap();
+    assert_eq!(rows, json!([{"n": 1}]));
+    let rows = server
+        .sql(&child, "SELECT count(*) AS n FROM metadata")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        json!([{"n": 0}]),
+        "the root device's metadata stays hidden"
+    );
+
+    // information_schema lists table names, the same for everyone, and no rows.
+    let tables = |bearer: String| {
+        let server = &server;
+        async move {
+            server
+                .sql(
+                    &bearer,
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let expected = json!([
+        {"table_name": "datastreams"}, {"table_name": "devices"}, {"table_name": "events"},
+        {"table_name": "metadata"}, {"table_name": "telemetry"}, {"table_name": "templates"},
+    ]);
+    assert_eq!(tables(root.clone()).await, expected);
+    assert_eq!(tables(child.clone()).await, expected);
+}
