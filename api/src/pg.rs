@@ -9,11 +9,14 @@
 //! with the server's certificate, so that passwords need not cross the network
 //! in clear.
 //!
-//! Supported: the simple query protocol (what `psql` uses), results in text
-//! format with PostgreSQL types for integers, floats, booleans, text and
-//! timestamps. `SET`, `BEGIN`, `COMMIT`, `ROLLBACK` and `DISCARD` are accepted
-//! and do nothing. Not yet: the extended query protocol and the `pg_catalog`
-//! tables (so `\d` in psql and Grafana's pickers do not work).
+//! Supported: the simple query protocol (what `psql` uses) and the extended
+//! query protocol (Parse/Bind/Describe/Execute, what drivers such as psycopg,
+//! JDBC and pgx use): `$1`, `$2`, … parameters in text or binary format (types
+//! inferred by DataFusion when the client leaves them open), results in text or
+//! binary format with PostgreSQL types for integers, floats, booleans, text and
+//! timestamps. `information_schema` lists the tables and columns. `SET`,
+//! `BEGIN`, `COMMIT`, `ROLLBACK` and `DISCARD` are accepted and do nothing. Not
+//! yet: the `pg_catalog` tables (so `\d` in psql does not work).
 
 use std::fmt::{Debug, Write};
 use std::sync::Arc;
@@ -22,14 +25,17 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::common::ScalarValue;
 use datafusion::sql::parser::DFParser;
 use futures::{Sink, SinkExt};
 use pgwire::api::auth::{
     DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
     save_startup_parameters_to_metadata,
 };
-use pgwire::api::query::SimpleQueryHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, METADATA_USER, PgWireConnectionState, PgWireServerHandlers,
@@ -80,6 +86,10 @@ impl PgWireServerHandlers for PgHandlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(Connection(self.0.clone()))
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
         Arc::new(Connection(self.0.clone()))
     }
 }
@@ -225,7 +235,7 @@ impl SimpleQueryHandler for Connection {
                     .sum::<usize>(),
                 "PostgreSQL query"
             );
-            responses.push(Response::Query(encode(&result)?));
+            responses.push(Response::Query(encode_in(&result, None)?));
         }
         Ok(responses)
     }
@@ -280,7 +290,7 @@ fn pg_type(data_type: &DataType) -> Type {
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
         DataType::Int32 | DataType::UInt16 => Type::INT4,
         DataType::Int64 | DataType::UInt32 => Type::INT8,
-        DataType::UInt64 | DataType::Decimal128(..) | DataType::Decimal256(..) => Type::NUMERIC,
+        DataType::UInt64 => Type::INT8,
         DataType::Float16 | DataType::Float32 => Type::FLOAT4,
         DataType::Float64 => Type::FLOAT8,
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
@@ -290,27 +300,15 @@ fn pg_type(data_type: &DataType) -> Type {
     }
 }
 
-fn fields(schema: &Schema) -> Arc<Vec<FieldInfo>> {
-    Arc::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| {
-                FieldInfo::new(
-                    f.name().clone(),
-                    None,
-                    None,
-                    pg_type(f.data_type()),
-                    FieldFormat::Text,
-                )
-            })
-            .collect(),
-    )
-}
-
-/// Text-format rows of a result (timestamps as PostgreSQL writes them).
-fn encode(result: &QueryResult) -> PgWireResult<QueryResponse> {
-    let schema = fields(&result.schema);
+/// Rows of a result: text columns as PostgreSQL writes them (timestamps
+/// `2026-11-26 03:04:05.123456+00:00`), binary columns (extended protocol, when
+/// the client asks) in PostgreSQL's binary encoding.
+fn encode_in(result: &QueryResult, format: Option<&Format>) -> PgWireResult<QueryResponse> {
+    let schema = fields_in(&result.schema, format);
+    let binary: Vec<bool> = schema
+        .iter()
+        .map(|f| f.format() == FieldFormat::Binary)
+        .collect();
     let options = FormatOptions::default()
         .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.6f"))
         .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.6f%:z"))
@@ -329,13 +327,17 @@ fn encode(result: &QueryResult) -> PgWireResult<QueryResponse> {
             })
             .collect::<PgWireResult<_>>()?;
         for row in 0..batch.num_rows() {
-            for (array, formatter) in &columns {
+            for (idx, (array, formatter)) in columns.iter().enumerate() {
                 if array.is_null(row) {
                     encoder.encode_field(&None::<&str>)?;
+                    continue;
+                }
+                text.clear();
+                write!(text, "{}", formatter.value(row))
+                    .map_err(|e| user_error("XX000", e.to_string()))?;
+                if binary[idx] {
+                    encode_binary(&mut encoder, *array, row, &text)?;
                 } else {
-                    text.clear();
-                    write!(text, "{}", formatter.value(row))
-                        .map_err(|e| user_error("XX000", e.to_string()))?;
                     encoder.encode_field(&Some(text.as_str()))?;
                 }
             }
@@ -388,4 +390,382 @@ pub async fn serve(
 /// Resolves once `stop` turns true (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// A statement of the extended query protocol: planned at Parse time (so that Describe can
+/// answer without running it).
+#[derive(Debug, Clone)]
+struct PgStatement {
+    sql: String,
+    /// Session statement accepted without effect (`SET …`): its command tag.
+    no_op: Option<&'static str>,
+    /// Output columns (empty for no-op statements).
+    schema: Arc<Schema>,
+    /// Types of `$1`, `$2`, … as the plan determines them.
+    params: Vec<Option<DataType>>,
+}
+
+/// Parses and plans statements for the extended protocol.
+#[derive(Debug)]
+struct PgParser(Shared);
+
+#[async_trait]
+impl QueryParser for PgParser {
+    type Statement = PgStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<PgStatement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let Some(session) = client.session_extensions().get::<PgSession>() else {
+            return Err(user_error("28000", "not authenticated"));
+        };
+        let statements = DFParser::parse_sql(sql)
+            .map_err(|err| user_error("42601", format!("syntax error: {err}")))?;
+        let statement = match statements.len() {
+            0 => return Ok(None),
+            1 => statements[0].to_string(),
+            _ => {
+                return Err(user_error(
+                    "42601",
+                    "cannot insert multiple commands into a prepared statement",
+                ));
+            }
+        };
+        if let Some(tag) = no_op_tag(&statement) {
+            return Ok(Some(PgStatement {
+                sql: statement,
+                no_op: Some(tag),
+                schema: Arc::new(Schema::empty()),
+                params: Vec::new(),
+            }));
+        }
+        let (tx, rx) = oneshot::channel();
+        let (engine, scope, text) = (
+            self.0.query.clone(),
+            session.scope.clone(),
+            statement.clone(),
+        );
+        let limit = self.0.runtime.time_limit();
+        self.0.runtime.spawn(async move {
+            let outcome = tokio::time::timeout(limit, engine.describe(&scope, &text)).await;
+            let _ = tx.send(outcome);
+        });
+        let (schema, params) = match rx.await {
+            Ok(Ok(Ok(described))) => described,
+            Ok(Ok(Err(err))) => return Err(query_error(Failure::Query(err))),
+            Ok(Err(_)) | Err(_) => {
+                return Err(query_error(Failure::TimeLimit(limit.as_secs_f64())));
+            }
+        };
+        Ok(Some(PgStatement {
+            sql: statement,
+            no_op: None,
+            schema,
+            params,
+        }))
+    }
+
+    fn get_parameter_types(&self, stmt: &PgStatement) -> PgWireResult<Vec<Type>> {
+        Ok(stmt
+            .params
+            .iter()
+            .map(|ty| ty.as_ref().map_or(Type::TEXT, pg_type))
+            .collect())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &PgStatement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(fields_in(&stmt.schema, column_format).as_ref().clone())
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Connection {
+    type Statement = PgStatement;
+    type QueryParser = PgParser;
+
+    fn query_parser(&self) -> Arc<PgParser> {
+        Arc::new(PgParser(self.0.clone()))
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<PgStatement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PgStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some(session) = client.session_extensions().get::<PgSession>() else {
+            return Err(user_error("28000", "not authenticated"));
+        };
+        let stmt = &portal.statement.statement;
+        if let Some(tag) = stmt.no_op {
+            return Ok(Response::Execution(Tag::new(tag)));
+        }
+        let mut params = Vec::with_capacity(portal.parameters.len());
+        for (idx, raw) in portal.parameters.iter().enumerate() {
+            let declared = portal.statement.parameter_types.get(idx).cloned().flatten();
+            let target = stmt.params.get(idx).cloned().flatten();
+            params.push(decode_param(
+                raw.as_deref(),
+                portal.parameter_format.format_for(idx),
+                declared.as_ref(),
+                target.as_ref(),
+            )?);
+        }
+        let result = run_with(&self.0, &session.scope, &stmt.sql, params)
+            .await
+            .map_err(|err| {
+                tracing::info!(user_id = session.user_id, %err, "PostgreSQL query failed");
+                query_error(err)
+            })?;
+        tracing::info!(
+            user_id = session.user_id,
+            rows = result
+                .batches
+                .iter()
+                .map(RecordBatch::num_rows)
+                .sum::<usize>(),
+            "PostgreSQL query (extended protocol)"
+        );
+        Ok(Response::Query(encode_in(
+            &result,
+            Some(&portal.result_column_format),
+        )?))
+    }
+}
+
+/// The PostgreSQL error of a failed query.
+fn query_error(err: Failure) -> PgWireError {
+    match err {
+        Failure::Query(QueryError::Invalid(msg)) => user_error("42601", msg),
+        Failure::Query(QueryError::NotAllowed(msg)) => user_error("42501", msg),
+        Failure::Query(other) => user_error("XX000", other.to_string()),
+        Failure::TimeLimit(secs) => user_error(
+            "57014",
+            format!("canceling statement: time limit of {secs} s reached"),
+        ),
+    }
+}
+
+/// Plan and run `sql` with parameter values on the query runtime, within the time limit.
+async fn run_with(
+    shared: &Shared,
+    scope: &OrgScope,
+    sql: &str,
+    params: Vec<ScalarValue>,
+) -> Result<QueryResult, Failure> {
+    let (tx, rx) = oneshot::channel();
+    let (engine, scope, sql) = (shared.query.clone(), scope.clone(), sql.to_owned());
+    let limit = shared.runtime.time_limit();
+    shared.runtime.spawn(async move {
+        let outcome =
+            tokio::time::timeout(limit, engine.sql_with_params(&scope, &sql, params)).await;
+        let _ = tx.send(outcome);
+    });
+    match rx.await {
+        Ok(Ok(result)) => result.map_err(Failure::Query),
+        Ok(Err(_)) | Err(_) => Err(Failure::TimeLimit(limit.as_secs_f64())),
+    }
+}
+
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+/// One parameter value: text (parsed as the plan's type) or binary (decoded by the type the
+/// client declared, or the plan's), then cast to the plan's type.
+fn decode_param(
+    raw: Option<&[u8]>,
+    format: FieldFormat,
+    declared: Option<&Type>,
+    target: Option<&DataType>,
+) -> PgWireResult<ScalarValue> {
+    let target = target.cloned().unwrap_or(DataType::Utf8);
+    let bad = |what: &str| user_error("22P02", format!("invalid parameter: {what}"));
+    let Some(raw) = raw else {
+        return ScalarValue::try_from(&target).map_err(|e| bad(&e.to_string()));
+    };
+    let value = match format {
+        FieldFormat::Text => {
+            let text = std::str::from_utf8(raw).map_err(|_| bad("not UTF-8"))?;
+            return ScalarValue::try_from_string(text.to_owned(), &target)
+                .map_err(|e| bad(&format!("{text:?} as {target}: {e}")));
+        }
+        FieldFormat::Binary => {
+            let ty = declared.cloned().unwrap_or_else(|| pg_type(&target));
+            let fixed = |n: usize| -> PgWireResult<&[u8]> {
+                (raw.len() == n)
+                    .then_some(raw)
+                    .ok_or_else(|| bad(&format!("{} bytes for {ty}", raw.len())))
+            };
+            if ty == Type::BOOL {
+                ScalarValue::Boolean(Some(fixed(1)?[0] != 0))
+            } else if ty == Type::INT2 {
+                ScalarValue::Int16(Some(i16::from_be_bytes(
+                    fixed(2)?.try_into().unwrap_or_default(),
+                )))
+            } else if ty == Type::INT4 {
+                ScalarValue::Int32(Some(i32::from_be_bytes(
+                    fixed(4)?.try_into().unwrap_or_default(),
+                )))
+            } else if ty == Type::INT8 {
+                ScalarValue::Int64(Some(i64::from_be_bytes(
+                    fixed(8)?.try_into().unwrap_or_default(),
+                )))
+            } else if ty == Type::FLOAT4 {
+                ScalarValue::Float32(Some(f32::from_be_bytes(
+                    fixed(4)?.try_into().unwrap_or_default(),
+                )))
+            } else if ty == Type::FLOAT8 {
+                ScalarValue::Float64(Some(f64::from_be_bytes(
+                    fixed(8)?.try_into().unwrap_or_default(),
+                )))
+            } else if ty == Type::TIMESTAMP || ty == Type::TIMESTAMPTZ {
+                let us = i64::from_be_bytes(fixed(8)?.try_into().unwrap_or_default());
+                ScalarValue::TimestampMicrosecond(
+                    Some(us.saturating_add(PG_EPOCH_US)),
+                    (ty == Type::TIMESTAMPTZ).then(|| "UTC".into()),
+                )
+            } else if ty == Type::TEXT || ty == Type::VARCHAR || ty == Type::UNKNOWN {
+                let text = std::str::from_utf8(raw).map_err(|_| bad("not UTF-8"))?;
+                ScalarValue::Utf8(Some(text.to_owned()))
+            } else {
+                return Err(bad(&format!(
+                    "binary {ty} is not supported; send it as text"
+                )));
+            }
+        }
+    };
+    value
+        .cast_to(&target)
+        .map_err(|e| bad(&format!("cannot use {value} as {target}: {e}")))
+}
+
+/// Fields of a result in the formats the client asked for (text when not said).
+fn fields_in(schema: &Schema, format: Option<&Format>) -> Arc<Vec<FieldInfo>> {
+    Arc::new(
+        schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(idx, f)| {
+                FieldInfo::new(
+                    f.name().clone(),
+                    None,
+                    None,
+                    pg_type(f.data_type()),
+                    format.map_or(FieldFormat::Text, |fmt| fmt.format_for(idx)),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// A column's value as a typed Rust value for binary encoding.
+fn encode_binary(
+    encoder: &mut DataRowEncoder,
+    array: &dyn Array,
+    row: usize,
+    text: &str,
+) -> PgWireResult<()> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{
+        Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit, UInt8Type,
+        UInt16Type, UInt32Type, UInt64Type,
+    };
+    if array.is_null(row) {
+        return encoder.encode_field(&None::<i64>);
+    }
+    match array.data_type() {
+        DataType::Boolean => encoder.encode_field(&array.as_boolean().value(row)),
+        DataType::Int8 => {
+            encoder.encode_field(&i16::from(array.as_primitive::<Int8Type>().value(row)))
+        }
+        DataType::Int16 => encoder.encode_field(&array.as_primitive::<Int16Type>().value(row)),
+        DataType::UInt8 => {
+            encoder.encode_field(&i16::from(array.as_primitive::<UInt8Type>().value(row)))
+        }
+        DataType::Int32 => encoder.encode_field(&array.as_primitive::<Int32Type>().value(row)),
+        DataType::UInt16 => {
+            encoder.encode_field(&i32::from(array.as_primitive::<UInt16Type>().value(row)))
+        }
+        DataType::Int64 => encoder.encode_field(&array.as_primitive::<Int64Type>().value(row)),
+        DataType::UInt32 => {
+            encoder.encode_field(&i64::from(array.as_primitive::<UInt32Type>().value(row)))
+        }
+        DataType::UInt64 => {
+            let v = array.as_primitive::<UInt64Type>().value(row);
+            let v = i64::try_from(v)
+                .map_err(|_| user_error("22003", format!("{v} is out of range for bigint")))?;
+            encoder.encode_field(&v)
+        }
+        DataType::Float32 => encoder.encode_field(&array.as_primitive::<Float32Type>().value(row)),
+        DataType::Float64 => encoder.encode_field(&array.as_primitive::<Float64Type>().value(row)),
+        DataType::Timestamp(unit, _) => {
+            let raw = datafusion::arrow::compute::cast(
+                &array.slice(row, 1),
+                &DataType::Timestamp(TimeUnit::Microsecond, None),
+            )
+            .map_err(|e| user_error("XX000", e.to_string()))?;
+            let us = raw
+                .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                .value(0);
+            let _ = unit;
+            encoder.encode_field(&PgTimestamp(us))
+        }
+        DataType::Date32 | DataType::Date64 => Err(user_error(
+            "0A000",
+            "binary format for DATE is not supported; ask for text",
+        )),
+        // Everything else travels as text, whose binary form is its UTF-8 bytes.
+        _ => encoder.encode_field(&text),
+    }
+}
+
+/// A timestamp (µs since the Unix epoch) in PostgreSQL's binary form: µs since 2000-01-01 as a
+/// big-endian i64, for `timestamp` and `timestamptz` columns.
+#[derive(Debug, Clone, Copy)]
+struct PgTimestamp(i64);
+
+impl postgres_types::ToSql for PgTimestamp {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&(self.0 - PG_EPOCH_US).to_be_bytes());
+        Ok(postgres_types::IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TIMESTAMP || *ty == Type::TIMESTAMPTZ
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl pgwire::types::ToSqlText for PgTimestamp {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut bytes::BytesMut,
+        _format_options: &pgwire::types::format::FormatOptions,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.to_string().as_bytes());
+        Ok(postgres_types::IsNull::No)
+    }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{Float64Type, SchemaRef, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{DataType, Float64Type, SchemaRef, TimestampMicrosecondType};
 use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
@@ -172,6 +172,56 @@ impl QueryEngine {
     pub async fn sql(&self, scope: &OrgScope, sql: &str) -> Result<QueryResult> {
         let ctx = self.context(scope)?;
         let df = ctx.sql_with_options(sql, Self::read_only()).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        Ok(QueryResult { schema, batches })
+    }
+
+    /// Plans one read-only statement without running it: its output schema and the types of
+    /// its `$1`, `$2`, … parameters (`None` where the plan does not determine one). For the
+    /// PostgreSQL extended query protocol's Describe.
+    pub async fn describe(
+        &self,
+        scope: &OrgScope,
+        sql: &str,
+    ) -> Result<(SchemaRef, Vec<Option<DataType>>)> {
+        let ctx = self.context(scope)?;
+        let df = ctx.sql_with_options(sql, Self::read_only()).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let mut types: Vec<(usize, Option<DataType>)> = df
+            .logical_plan()
+            .get_parameter_types()?
+            .into_iter()
+            .filter_map(|(name, ty)| {
+                name.strip_prefix('$')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .map(|n| (n, ty))
+            })
+            .collect();
+        types.sort_by_key(|(n, _)| *n);
+        let count = types.last().map_or(0, |(n, _)| *n);
+        let mut out = vec![None; count];
+        for (n, ty) in types {
+            if n >= 1 {
+                out[n - 1] = ty;
+            }
+        }
+        Ok((schema, out))
+    }
+
+    /// Runs one read-only statement with values for its `$1`, `$2`, … parameters and collects
+    /// the result.
+    pub async fn sql_with_params(
+        &self,
+        scope: &OrgScope,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<QueryResult> {
+        let ctx = self.context(scope)?;
+        let mut df = ctx.sql_with_options(sql, Self::read_only()).await?;
+        if !params.is_empty() {
+            df = df.with_param_values(params)?;
+        }
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
         Ok(QueryResult { schema, batches })

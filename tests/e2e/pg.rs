@@ -128,3 +128,67 @@ async fn psql_queries_telemetry_as_a_pinhouse_user() {
     assert!(ok, "{err}");
     assert_eq!(out, "0\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_uses_the_extended_query_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let server = Server::start_with(&dir.path().join("data"), &["--pg", &pg.to_string()])
+        .await
+        .unwrap();
+    let admin = server.admin_token().await.unwrap();
+    let (device, token) = server.create_device(&admin, "Driver meter").await.unwrap();
+    for value in ["1.5", "2.5", "3.5"] {
+        let (status, body) = server
+            .get_text(&format!("/external/api/update?token={token}&V1={value}"))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let id = device["id"].as_u64().unwrap();
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("e2e/pg_client.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .args([
+                pg.ip().to_string(),
+                pg.port().to_string(),
+                ADMIN_EMAIL.to_owned(),
+                ADMIN_PASSWORD.to_owned(),
+                id.to_string(),
+            ])
+            .output()
+            .expect("python3 with psycopg (scripts/test installs it)")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "psycopg client failed: {}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log_text()
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = result["text"].as_array().unwrap();
+    assert_eq!(text.len(), 2, "{result}");
+    assert_eq!(text[0][0], id);
+    assert_eq!(text[0][1], 1);
+    assert_eq!(text[0][2], 2.5);
+    assert_eq!(text[1][2], 3.5);
+    assert_eq!(
+        result["binary"], result["text"],
+        "binary results decode to the same values"
+    );
+    assert_eq!(result["count"], 3);
+    assert_eq!(result["name"], "Driver meter");
+    assert!(
+        result["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "telemetry"),
+        "{result}"
+    );
+    assert_eq!(result["error"], "42601", "unknown table: {result}");
+    assert!(result["ddl"].is_string(), "DDL refused: {result}");
+}
