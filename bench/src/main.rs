@@ -23,6 +23,7 @@ mod fleet;
 mod ingest;
 mod latency;
 mod line;
+mod query;
 mod rest;
 mod storage;
 mod transport;
@@ -49,6 +50,9 @@ enum Scenario {
     Line(line::LineArgs),
     /// The storage engine in-process: write throughput per fsync policy, bytes per point.
     Storage(storage::StorageArgs),
+    /// Dashboard reads and data-team SQL over a large data set in-process, optionally side by
+    /// side with DuckDB on the same Parquet files.
+    Query(query::QueryArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,5 +67,6 @@ fn main() -> anyhow::Result<()> {
         Scenario::Connections(args) => runtime()?.block_on(connections::run(args)),
         Scenario::Line(args) => runtime()?.block_on(line::run(args)),
         Scenario::Storage(args) => storage::run(args),
+        Scenario::Query(args) => runtime()?.block_on(query::run(args)),
     }
 }

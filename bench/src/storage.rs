@@ -70,19 +70,30 @@ const PINS: u8 = 4;
 
 /// The shared realistic data set ([`crate::data`]) for devices `first..first + count`, as
 /// storage points, one instant at a time.
-struct Fleet {
+pub(crate) struct Fleet {
     inner: SensorFleet,
     first: u32,
 }
 
 impl Fleet {
     fn new(first: u32, count: u32, seed: u64, interval_s: u32) -> Fleet {
+        Self::new_at(first, count, seed, interval_s, START_US)
+    }
+
+    /// The data set starting at `start_us` (µs since the epoch).
+    pub(crate) fn new_at(
+        first: u32,
+        count: u32,
+        seed: u64,
+        interval_s: u32,
+        start_us: i64,
+    ) -> Fleet {
         Fleet {
             inner: SensorFleet::new(
                 seed,
                 count,
                 PINS,
-                START_US,
+                start_us,
                 i64::from(interval_s) * 1_000_000,
             ),
             first,
@@ -90,7 +101,7 @@ impl Fleet {
     }
 
     /// The next instant's value of every device and pin.
-    fn step(&mut self, out: &mut Vec<Point>) {
+    pub(crate) fn step(&mut self, out: &mut Vec<Point>) {
         let (ts, values) = self.inner.tick();
         for (i, v) in values.iter().enumerate() {
             let device = self.first + (i / PINS as usize) as u32;

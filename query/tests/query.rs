@@ -152,6 +152,89 @@ async fn results_are_identical_before_and_after_flush_and_restart() {
     assert_eq!(after.0, vec![1, 2, 3]);
 }
 
+/// Writes land whole or not at all in a query's view: a writer writes batches of `BATCH` points
+/// (one device per batch) while another thread flushes and compacts and the test queries
+/// continuously; every device a query sees has exactly `BATCH` rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_racing_ingest_never_sees_a_half_batch() {
+    const BATCH: i64 = 500;
+    const BATCHES: u32 = 120;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = open(dir.path());
+    let engine = QueryEngine::new(storage.clone());
+    let scope = OrgScope::single(9);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (storage, done) = (storage.clone(), done.clone());
+        std::thread::spawn(move || {
+            for device in 1..=BATCHES {
+                storage.write(points(9, device, BATCH)).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let maintainer = {
+        let (storage, done) = (storage.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut rounds = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                storage.flush().unwrap();
+                if rounds % 3 == 2 {
+                    storage.compact().unwrap();
+                }
+                rounds += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            rounds
+        })
+    };
+    let sql = "SELECT device_id, count(*) AS n FROM telemetry GROUP BY device_id";
+    let mut queries = 0;
+    let mut seen_partial_progress = false;
+    loop {
+        let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+        let result = engine.sql(&scope, sql).await.unwrap();
+        let devices = column_u32(&result, 0);
+        let counts: Vec<i64> = result
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let a = b
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                    .unwrap()
+                    .clone();
+                (0..a.len()).map(move |i| a.value(i)).collect::<Vec<_>>()
+            })
+            .collect();
+        for (device, n) in devices.iter().zip(&counts) {
+            assert_eq!(*n, BATCH, "device {device} seen with {n} of {BATCH} rows");
+        }
+        seen_partial_progress |= !devices.is_empty() && devices.len() < BATCHES as usize;
+        queries += 1;
+        if finished {
+            assert_eq!(
+                devices.len(),
+                BATCHES as usize,
+                "every batch visible at the end"
+            );
+            break;
+        }
+    }
+    writer.join().unwrap();
+    let rounds = maintainer.join().unwrap();
+    assert!(
+        queries > 1 && rounds > 0,
+        "{queries} queries, {rounds} flush rounds"
+    );
+    // Not asserted (timing), but worth knowing when the test is read: whether a query ran
+    // while the writer was half-way.
+    println!(
+        "{queries} queries, {rounds} flush rounds, mid-way view seen: {seen_partial_progress}"
+    );
+}
+
 mod history {
     use pinhouse_query::history::{DAY_US, HOUR_US, MINUTE_US};
     use pinhouse_query::{Agg, HistoryRequest, OrgScope, QueryEngine, Tier};
