@@ -3,43 +3,58 @@
 //!
 //! Errors are HTTP 400 with `{"error":{"message":"…"}}`, the messages being
 //! the ones Blynk documents.
+//!
+//! Every route describes itself in the OpenAPI document (tags `device-http` and
+//! `device-http-legacy`); the device's auth token is the credential, so no bearer scheme.
 
 mod export;
 mod legacy;
 
 use std::collections::BTreeMap;
 
-use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use pinhouse_ingest::{PinKind, PinRef};
 use pinhouse_storage::{Point, Value};
+use serde::Serialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::control::{Datastream, DeviceRecord};
 use crate::state::AppState;
 
-/// Routes of the device HTTP API.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/external/api/update", get(update))
-        .route("/external/api/update/", get(update))
-        .route(
-            "/external/api/batch/update",
-            get(update).post(import_timestamped),
-        )
-        .route("/external/api/getAll", get(get_all))
-        .route("/external/api/provision", get(provision))
-        .route("/external/api/data/get", get(export::data_get))
-        .route("/external/api/get", get(get_values))
-        .route("/external/api/isHardwareConnected", get(is_connected))
-        .route("/external/api/logEvent", get(log_event))
-        .route("/external/api/update/property", get(update_property))
-        .route("/external/api/device/meta", get(get_meta))
-        .route("/external/api/device/meta/update", get(update_meta))
+/// Routes of the device HTTP API (with the legacy token-in-path routes), with their OpenAPI
+/// description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(update))
+        .routes(routes!(update_slash))
+        .routes(routes!(batch_update, import_timestamped))
+        .routes(routes!(get_all))
+        .routes(routes!(provision))
+        .routes(routes!(export::data_get))
+        .routes(routes!(get_values))
+        .routes(routes!(is_connected))
+        .routes(routes!(log_event))
+        .routes(routes!(update_property))
+        .routes(routes!(get_meta))
+        .routes(routes!(update_meta))
         .merge(legacy::routes())
+}
+
+/// The JSON body of a device HTTP API error.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BlynkErrorBody {
+    pub error: BlynkErrorMessage,
+}
+
+/// What went wrong, in Blynk's words.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BlynkErrorMessage {
+    #[schema(example = "Invalid token.")]
+    pub message: String,
 }
 
 /// A Blynk-style error: 400 `{"error":{"message":…}}` unless stated otherwise.
@@ -74,7 +89,11 @@ impl std::fmt::Display for BlynkError {
 
 impl IntoResponse for BlynkError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "message": self.message } });
+        let body = BlynkErrorBody {
+            error: BlynkErrorMessage {
+                message: self.message,
+            },
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -175,6 +194,25 @@ fn check_datastream(
 }
 
 /// `GET /external/api/update?token=T&V1=23.5[&V2=…]` (also `batch/update`).
+///
+/// Write values to the device's pins, as the cloud does: checked against the template's
+/// datastreams (type; numbers clamped to min/max), stored, sent to the connected device and to
+/// live subscribers. Pins are `V1=23.5&V2=a&V2=b` keys (a repeated pin is a multi-value write)
+/// or `pin=V1&value=…`.
+#[utoipa::path(
+    get, path = "/external/api/update", tag = "device-http",
+    params(
+        ("token" = String, Query, description = "Device auth token"),
+        ("pin" = Option<String>, Query, description = "Pin of the `value`s (`V1`, `D2`, `A0`)"),
+        ("value" = Option<Vec<String>>, Query, explode, description = "Value(s) for `pin`"),
+        ("pins" = Option<BTreeMap<String, String>>, Query, style = Form, explode, description = "Pin writes as `V1=23.5&V2=on` (each key a pin)"),
+    ),
+    responses(
+        (status = 200, description = "Written (empty body)"),
+        (status = 400, description = "`Invalid token.`, `Wrong pin format.`, `No pin for update provided.`, `No datastream setup for that pin.`, `Value doesn't match the Datastream data type.`", body = BlynkErrorBody),
+        (status = 500, description = "Server-side failure", body = BlynkErrorBody),
+    ),
+)]
 async fn update(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -184,6 +222,42 @@ async fn update(
     let writes: Vec<(PinRef, Vec<String>)> = writes(&pairs)?.into_values().collect();
     write_device(&state, &device, &writes).await?;
     Ok(StatusCode::OK)
+}
+
+/// `GET /external/api/update/`: [`update`] with a trailing slash, as some clients call it.
+#[utoipa::path(
+    get, path = "/external/api/update/", tag = "device-http",
+    params(
+        ("token" = String, Query, description = "Device auth token"),
+        ("pin" = Option<String>, Query, description = "Pin of the `value`s (`V1`, `D2`, `A0`)"),
+        ("value" = Option<Vec<String>>, Query, explode, description = "Value(s) for `pin`"),
+        ("pins" = Option<BTreeMap<String, String>>, Query, style = Form, explode, description = "Pin writes as `V1=23.5&V2=on` (each key a pin)"),
+    ),
+    responses(
+        (status = 200, description = "Written (empty body)"),
+        (status = 400, description = "As for `/external/api/update`", body = BlynkErrorBody),
+        (status = 500, description = "Server-side failure", body = BlynkErrorBody),
+    ),
+)]
+async fn update_slash(state: State<AppState>, raw: RawQuery) -> Result<StatusCode, BlynkError> {
+    update(state, raw).await
+}
+
+/// `GET /external/api/batch/update?token=T&V1=…&V2=…`: [`update`] of several pins at once.
+#[utoipa::path(
+    get, path = "/external/api/batch/update", tag = "device-http",
+    params(
+        ("token" = String, Query, description = "Device auth token"),
+        ("pins" = BTreeMap<String, String>, Query, style = Form, explode, description = "Pin writes as `V1=23.5&V2=on` (each key a pin)"),
+    ),
+    responses(
+        (status = 200, description = "Written (empty body)"),
+        (status = 400, description = "As for `/external/api/update`", body = BlynkErrorBody),
+        (status = 500, description = "Server-side failure", body = BlynkErrorBody),
+    ),
+)]
+async fn batch_update(state: State<AppState>, raw: RawQuery) -> Result<StatusCode, BlynkError> {
+    update(state, raw).await
 }
 
 /// Writes values to a device's pins as the cloud does (HTTP API, automations): checked against
@@ -275,6 +349,26 @@ pub(crate) async fn import_points(
 
 /// `POST /external/api/batch/update?token=T&pin=V1` with `Content-Type: application/json` and
 /// `[[ts_ms, value], …]` → 200 `OK`.
+///
+/// Import timestamped values of one pin (at most 10 000 points, at most a day ahead), stored
+/// as measured; not sent to the device.
+#[utoipa::path(
+    post, path = "/external/api/batch/update", tag = "device-http",
+    params(
+        ("token" = String, Query, description = "Device auth token"),
+        ("pin" = String, Query, description = "The pin (`V1`)"),
+    ),
+    request_body(
+        content = Vec<Vec<serde_json::Value>>,
+        description = "`[[timestamp ms, value], …]`; values are numbers or strings",
+        example = json!([[1_700_000_000_000_i64, 21.5], [1_700_000_060_000_i64, "22"]]),
+    ),
+    responses(
+        (status = 200, description = "Imported", body = String, content_type = "text/plain", example = "OK"),
+        (status = 400, description = "`Invalid token.`, `Wrong pin format.`, `Unknown content type.`, `Wrong request format.`, too many points, bad timestamp or value", body = BlynkErrorBody),
+        (status = 500, description = "Server-side failure", body = BlynkErrorBody),
+    ),
+)]
 async fn import_timestamped(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -311,6 +405,15 @@ async fn import_timestamped(
 
 /// `GET /external/api/getAll?token=T` → every pin's last value keyed `v1`, `d2`, `a0`: numbers,
 /// strings, or arrays for multi-value pins.
+#[utoipa::path(
+    get, path = "/external/api/getAll", tag = "device-http",
+    params(("token" = String, Query, description = "Device auth token")),
+    responses(
+        (status = 200, description = "Pin (lower case) → last value", body = BTreeMap<String, serde_json::Value>, example = json!({"v1": 23.5, "v2": "on", "v3": ["1", "2"]})),
+        (status = 400, description = "`Invalid token.`", body = BlynkErrorBody),
+        (status = 500, description = "Server-side failure", body = BlynkErrorBody),
+    ),
+)]
 async fn get_all(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -335,6 +438,24 @@ async fn get_all(
 /// `GET /external/api/provision?token=T&templateId=TMPL…[&ver=&build=&type=&fwType=&blVer=&boType=]`
 /// → 200: an HTTP-only device finishes its provisioning (a dynamic token stops expiring) and
 /// reports its firmware, as a native device does after login.
+#[utoipa::path(
+    get, path = "/external/api/provision", tag = "device-http", operation_id = "device_http_provision",
+    params(
+        ("token" = String, Query, description = "Device auth token (the dynamic token of `POST /api/v1/provisioning`)"),
+        ("templateId" = String, Query, description = "The device's template id"),
+        ("ver" = Option<String>, Query, description = "Firmware version"),
+        ("build" = Option<String>, Query, description = "Firmware build"),
+        ("type" = Option<String>, Query, description = "Connection type"),
+        ("fwType" = Option<String>, Query, description = "Firmware type"),
+        ("blVer" = Option<String>, Query, description = "Blynk library version"),
+        ("boType" = Option<String>, Query, description = "Board type"),
+    ),
+    responses(
+        (status = 200, description = "Provisioned (empty body)"),
+        (status = 400, description = "`Invalid token.`, `Template id is not provided.`, or another template", body = BlynkErrorBody),
+        (status = 500, description = "Server-side failure", body = BlynkErrorBody),
+    ),
+)]
 async fn provision(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -390,6 +511,21 @@ fn value_text(value: &Value) -> String {
 /// `GET /external/api/get?token=T&V1[&V2…]`: one pin → its value as plain
 /// text (a multi-value pin → JSON array); several pins → a JSON object keyed by
 /// the pin names as given.
+#[utoipa::path(
+    get, path = "/external/api/get", tag = "device-http",
+    params(
+        ("token" = String, Query, description = "Device auth token"),
+        ("pins" = BTreeMap<String, String>, Query, style = Form, explode, description = "The pins to read as keys without values: `V1&V2`"),
+    ),
+    responses(
+        (status = 200, description = "One pin: its value as plain text (a multi-value pin: a JSON array); several pins: a JSON object keyed by the pin names as given (`null` for pins without data)", content(
+            (String = "text/plain"),
+            (serde_json::Value = "application/json"),
+        )),
+        (status = 400, description = "`Invalid token.`, `Wrong pin format.`, `No data.`", body = BlynkErrorBody),
+        (status = 500, description = "Server-side failure", body = BlynkErrorBody),
+    ),
+)]
 async fn get_values(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -431,6 +567,15 @@ async fn get_values(
 }
 
 /// `GET /external/api/isHardwareConnected?token=T` → `true` / `false`.
+#[utoipa::path(
+    get, path = "/external/api/isHardwareConnected", tag = "device-http", operation_id = "is_hardware_connected",
+    params(("token" = String, Query, description = "Device auth token")),
+    responses(
+        (status = 200, description = "Whether the device is connected", body = bool, content_type = "application/json"),
+        (status = 400, description = "`Invalid token.`", body = BlynkErrorBody),
+        (status = 500, description = "Server-side failure", body = BlynkErrorBody),
+    ),
+)]
 async fn is_connected(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -452,6 +597,22 @@ fn control_refusal(err: crate::control::ControlError) -> BlynkError {
 }
 
 /// `GET /external/api/logEvent?token=T&code=C[&description=D]` → 200, empty body.
+///
+/// Log an event of the device's template on its timeline (notifications follow the event's
+/// settings).
+#[utoipa::path(
+    get, path = "/external/api/logEvent", tag = "device-http",
+    params(
+        ("token" = String, Query, description = "Device auth token"),
+        ("code" = String, Query, description = "Event code of the template"),
+        ("description" = Option<String>, Query, description = "Text of this occurrence"),
+    ),
+    responses(
+        (status = 200, description = "Logged (empty body)"),
+        (status = 400, description = "`Invalid token.`, unknown event code, or too many events", body = BlynkErrorBody),
+        (status = 500, description = "Server-side failure", body = BlynkErrorBody),
+    ),
+)]
 async fn log_event(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -513,6 +674,19 @@ fn meta_refusal(err: crate::control::ControlError) -> BlynkError {
 
 /// `GET /external/api/device/meta?token=T&metaFieldId=ID` (or `metaFieldName=`) → the value as
 /// plain text (empty when unset).
+#[utoipa::path(
+    get, path = "/external/api/device/meta", tag = "device-http",
+    params(
+        ("token" = String, Query, description = "Device auth token"),
+        ("metaFieldId" = Option<u32>, Query, description = "The template field's id"),
+        ("metaFieldName" = Option<String>, Query, description = "The field's name (system fields too); instead of `metaFieldId`"),
+    ),
+    responses(
+        (status = 200, description = "The value (empty when unset)", body = String, content_type = "text/plain"),
+        (status = 400, description = "`Invalid token.`, `Wrong metaField format.`, `MetaField doesn't exist.`", body = BlynkErrorBody),
+        (status = 500, description = "Server-side failure", body = BlynkErrorBody),
+    ),
+)]
 async fn get_meta(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -531,6 +705,20 @@ async fn get_meta(
 
 /// `GET /external/api/device/meta/update?token=T&metaFieldId=ID&value=V` (or `metaFieldName=`)
 /// → 200, empty body.
+#[utoipa::path(
+    get, path = "/external/api/device/meta/update", tag = "device-http",
+    params(
+        ("token" = String, Query, description = "Device auth token"),
+        ("metaFieldId" = Option<u32>, Query, description = "The template field's id"),
+        ("metaFieldName" = Option<String>, Query, description = "The field's name (system fields too); instead of `metaFieldId`"),
+        ("value" = String, Query, description = "The new value, checked against the field's type"),
+    ),
+    responses(
+        (status = 200, description = "Stored (empty body)"),
+        (status = 400, description = "`Invalid token.`, `Wrong metaField format.`, `MetaField doesn't exist.`, `Wrong value`", body = BlynkErrorBody),
+        (status = 500, description = "Server-side failure", body = BlynkErrorBody),
+    ),
+)]
 async fn update_meta(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -553,6 +741,19 @@ async fn update_meta(
 
 /// `GET /external/api/update/property?token=T&pin=V1&color=%23FF0000[&labels=a&labels=b]` →
 /// 200, empty body. Each other key is a property; a repeated key gives a list value.
+#[utoipa::path(
+    get, path = "/external/api/update/property", tag = "device-http",
+    params(
+        ("token" = String, Query, description = "Device auth token"),
+        ("pin" = String, Query, description = "A virtual pin (`V1`)"),
+        ("properties" = BTreeMap<String, String>, Query, style = Form, explode, description = "Widget properties: `color=%23FF0000&label=Temp` (a repeated key gives a list, e.g. `labels`)"),
+    ),
+    responses(
+        (status = 200, description = "Set (empty body)"),
+        (status = 400, description = "`Invalid token.`, `Wrong pin format.`, `No properties for update provided.`, bad property name or value", body = BlynkErrorBody),
+        (status = 500, description = "Server-side failure", body = BlynkErrorBody),
+    ),
+)]
 async fn update_property(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,

@@ -81,7 +81,7 @@ pub use provisioning::{
     CLAIM_CODE_LEN, ClaimRequest, MAX_STATIC_BATCH, PROVISION_TTL_MS, ProvisionRequest,
     Provisioned, StaticBatch, StaticDevice,
 };
-pub use routes::{documented_routes, method_not_allowed, not_found, routes};
+pub use routes::{method_not_allowed, not_found, routes};
 pub use secrets::DEVICE_TOKEN_LEN;
 pub use tags::{MAX_TAG_LEN, MAX_TAGS, normalize_tags};
 pub use template_events::{

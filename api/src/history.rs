@@ -9,17 +9,20 @@
 //! caller's organization: a device of another organization is 404. JSON shapes
 //! are documented in `docs/http-api.md`.
 
-use axum::Router;
+use std::collections::BTreeMap;
+
 use axum::extract::{Query, State};
-use axum::routing::get;
 use pinhouse_ingest::PinRef;
 use pinhouse_query::history::MAX_POINTS;
 use pinhouse_query::{Agg, HistoryRequest, QueryError};
 use pinhouse_storage::Value;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::control::{Action, ApiError, ApiPath, DeviceRecord, Principal};
+use crate::control::{Action, ApiError, ApiPath, DeviceRecord, ErrorBody, Principal};
 use crate::state::AppState;
 
 /// Default number of buckets.
@@ -29,11 +32,67 @@ const DEFAULT_RANGE_MS: i64 = 24 * 3600 * 1000;
 /// Largest timestamp accepted (year 2286), so bucket arithmetic cannot overflow.
 const MAX_TS_MS: i64 = 10_000_000_000_000;
 
-/// Routes of this module.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/devices/{id}/values", get(values))
-        .route("/api/v1/devices/{id}/history", get(history))
+/// Routes of this module, with their OpenAPI description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(values))
+        .routes(routes!(history))
+}
+
+// The answers are built with `json!`; these types describe them in the OpenAPI document.
+
+/// Answer of `GET /api/v1/devices/{id}/values`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes a `json!` answer in the OpenAPI document only
+struct DeviceValues {
+    device_id: u32,
+    /// Pin name (`V1`, `D13`, `A0`) → its newest value; `{}` before the device sent anything.
+    values: BTreeMap<String, LastValue>,
+}
+
+/// The newest value of a pin.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes a `json!` answer in the OpenAPI document only
+struct LastValue {
+    /// A number when the device sent a number, a string otherwise, an array of strings for
+    /// multi-value writes.
+    value: serde_json::Value,
+    /// Unix ms.
+    ts: i64,
+}
+
+/// Answer of `GET /api/v1/devices/{id}/history`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes a `json!` answer in the OpenAPI document only
+struct PinHistory {
+    device_id: u32,
+    pin: String,
+    /// The aggregate used (`avg`, `min`, `max`, `sum`, `count`, `first`, `last`, `minmax`).
+    agg: String,
+    /// Start of the range widened to whole buckets, Unix ms.
+    from: i64,
+    /// End of the range widened to whole buckets, Unix ms.
+    to: i64,
+    /// Bucket width.
+    step_ms: i64,
+    /// Where the buckets were read from: `raw`, `1h` or `1d`.
+    tier: String,
+    /// Buckets with values, oldest first (empty buckets are left out).
+    points: Vec<HistoryBucket>,
+}
+
+/// One bucket: `value`, or `min` and `max` with `agg=minmax`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes a `json!` answer in the OpenAPI document only
+struct HistoryBucket {
+    /// Start of the bucket, Unix ms.
+    ts: i64,
+    /// The aggregate (an integer with `agg=count`); absent with `agg=minmax`.
+    value: Option<f64>,
+    /// With `agg=minmax` only.
+    min: Option<f64>,
+    /// With `agg=minmax` only.
+    max: Option<f64>,
 }
 
 /// The device `id` if the caller may read it (its organization or a sub-organization); 404
@@ -68,6 +127,16 @@ fn value_json(value: &Value) -> Json {
     }
 }
 
+/// The newest value of every pin of the device, from the last-value cache (no query runs).
+#[utoipa::path(
+    get, path = "/api/v1/devices/{id}/values", tag = "history", operation_id = "device_values",
+    params(("id" = u32, Path, description = "Device id")),
+    responses(
+        (status = 200, description = "OK", body = DeviceValues),
+        (status = 404, description = "Not found (also for devices out of the caller's reach)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn values(
     State(state): State<AppState>,
     principal: Principal,
@@ -87,12 +156,22 @@ async fn values(
 }
 
 /// Query of `GET …/history`. Numbers arrive as strings so that errors are ours.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryParams {
+    /// The pin: `V1`, `D13`, `A0` (required).
+    #[param(required = true)]
     pin: Option<String>,
+    /// Start, Unix ms, inclusive (default `to` − 24 h).
+    #[param(value_type = Option<i64>)]
     from: Option<String>,
+    /// End, Unix ms, exclusive (default now).
+    #[param(value_type = Option<i64>)]
     to: Option<String>,
+    /// Most buckets wanted, 1–10000 (default 500).
+    #[param(value_type = Option<u32>)]
     points: Option<String>,
+    /// `avg` (default), `min`, `max`, `sum`, `count`, `first`, `last` or `minmax`.
     agg: Option<String>,
 }
 
@@ -106,6 +185,19 @@ fn parse_ms(name: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
     }
 }
 
+/// One pin downsampled to at most `points` buckets of equal width.
+///
+/// Read from rollup tiers and raw rows; only numeric values are aggregated.
+#[utoipa::path(
+    get, path = "/api/v1/devices/{id}/history", tag = "history", operation_id = "device_history",
+    params(("id" = u32, Path, description = "Device id"), HistoryParams),
+    responses(
+        (status = 200, description = "OK", body = PinHistory),
+        (status = 400, description = "Missing or unknown pin, bad range, points or agg", body = ErrorBody),
+        (status = 404, description = "Not found (also for devices out of the caller's reach)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn history(
     State(state): State<AppState>,
     principal: Principal,

@@ -15,30 +15,33 @@
 //! falls behind gets `{"lagged":N}` (N batches skipped) and goes on; ingest
 //! never waits for it.
 
-use axum::Router;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 use axum::response::Response;
-use axum::routing::get;
 use pinhouse_ingest::{LiveBatch, PinRef};
 use pinhouse_storage::Value;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::control::{Action, ControlError, ControlPlane, bearer_from_headers};
+use crate::control::{Action, ControlError, ControlPlane, ErrorBody, bearer_from_headers};
 use crate::state::AppState;
 
-/// The `/api/v1/live` route.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/live", get(live))
+/// The `/api/v1/live` route, with its OpenAPI description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(live))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LiveQuery {
+    /// Only values of this device.
     device: Option<u32>,
+    /// Only values of this pin (`V1`, `D2`, `A0`); without `device`, that pin on every device.
     pin: Option<String>,
 }
 
@@ -85,6 +88,33 @@ fn live_token(headers: &HeaderMap) -> Result<&str, ControlError> {
         })
 }
 
+/// Every value as it arrives, over a WebSocket.
+///
+/// This GET upgrades the connection to a WebSocket (101 Switching Protocols). Each value is one
+/// text message,
+/// `{"device_id":7,"pin":"V1","ts":1700000000000000,"value":23.5}` (`ts` in µs; a value that is
+/// not a number comes as `"text":"…"`); a subscriber that falls behind gets `{"lagged":N}` and
+/// goes on. Scoped to what the caller may read. Browsers, whose WebSocket API cannot set
+/// headers, pass the bearer token as a subprotocol instead of the `Authorization` header:
+/// `new WebSocket(url, ["pinhouse.live", "bearer." + token])`; the server then selects
+/// `pinhouse.live`.
+#[utoipa::path(
+    get, path = "/api/v1/live", tag = "live",
+    params(
+        LiveQuery,
+        ("sec-websocket-protocol" = Option<String>, Header, description = "`pinhouse.live, bearer.<token>` for clients that cannot send `Authorization`"),
+    ),
+    responses(
+        (status = 101, description = "Switching Protocols: the connection is now a WebSocket carrying the values"),
+        (status = 400, description = "Invalid `pin` or `device`, or not a WebSocket upgrade request", content(
+            (ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 401, description = "No bearer token (header or subprotocol), or an invalid one", body = ErrorBody),
+        (status = 404, description = "Device not found (also for devices out of the caller's reach)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn live(
     State(state): State<AppState>,
     headers: HeaderMap,

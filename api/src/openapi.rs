@@ -2,8 +2,11 @@
 //!
 //! Generated from the handlers themselves (`#[utoipa::path]` on each handler, collected by
 //! `utoipa_axum`'s `OpenApiRouter`), so a documented route is a registered route and the other
-//! way round for every module that builds its router with [`OpenApiRouter`]. Request and
-//! response shapes come from the same Rust types that (de)serialize them.
+//! way round. Every REST route under `/api/v1`, the OTA download routes and the Blynk device
+//! HTTP API (current and legacy) are built that way; only `/healthz`, `/metrics`, the device
+//! WebSocket and the console stay out (`tests/e2e/openapi.rs` checks both). Request and
+//! response shapes come from the same Rust types that (de)serialize them, except for a few
+//! answers built with `json!`, described by documentation-only types next to their handlers.
 
 use std::sync::Arc;
 
@@ -33,11 +36,22 @@ pub const BEARER: &str = "bearer";
     components(schemas(crate::control::ErrorBody)),
     modifiers(&BearerScheme),
     tags(
+        (name = "auth", description = "Login, logout, the caller, password reset and API tokens"),
+        (name = "organizations", description = "The organization tree"),
+        (name = "users", description = "Users, their tags, transfer between organizations and password reset"),
+        (name = "invitations", description = "Invitations of e-mails into an organization"),
+        (name = "templates", description = "Templates: datastreams, events, metadata fields and the dashboard"),
+        (name = "devices", description = "Devices: tokens, tags, transfer, status, timeline, properties, metadata, provisioning and claiming"),
+        (name = "history", description = "Dashboard reads of one device: last values and downsampled history"),
+        (name = "sql", description = "SQL over telemetry, as JSON, CSV, Arrow or Parquet"),
+        (name = "live", description = "Values as they arrive, over a WebSocket"),
+        (name = "audit", description = "The audit log of changing requests"),
         (name = "automations", description = "Triggers (datastream, device status, event, schedule) and actions (write, e-mail, webhook)"),
-        (name = "devices", description = "Devices (the documented part: metadata)"),
         (name = "notifications", description = "Webhooks and notification deliveries (e-mail, webhook, push)"),
         (name = "ota", description = "Firmware and health-gated OTA shipments (Blynk.Air-style)"),
         (name = "devices-ota", description = "What devices fetch during an OTA update"),
+        (name = "device-http", description = "The Blynk device HTTP API (`/external/api/…`), authenticated by the device's auth token in the query; errors are `{\"error\": {\"message\": \"…\"}}`"),
+        (name = "device-http-legacy", description = "The legacy Blynk server's token-in-path HTTP API (`/{token}/…`); errors are plain text"),
     )
 )]
 struct ApiDoc;

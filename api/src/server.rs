@@ -95,26 +95,26 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
     move |source| ServeError::Io { context, source }
 }
 
-/// The HTTP router with every route of the server, and the OpenAPI document of the routes
-/// that describe themselves (served at [`crate::openapi::OPENAPI_PATH`]).
+/// The HTTP router with every route of the server, and the OpenAPI document of the REST and
+/// device HTTP routes, which describe themselves (served at [`crate::openapi::OPENAPI_PATH`]).
+/// Only `/healthz`, `/metrics`, the device WebSocket and the console stay out of it.
 pub fn router(state: AppState) -> Router {
     let (documented, doc) = OpenApiRouter::with_openapi(crate::openapi::base())
-        .merge(crate::control::documented_routes::<AppState>())
+        .merge(crate::control::routes::<AppState>())
         .merge(crate::ota::routes::<AppState>(
             state.ota.config().max_firmware_bytes,
         ))
+        .merge(history::routes())
+        .merge(sql::routes())
+        .merge(crate::live::routes())
+        .merge(blynk_http::routes())
         .split_for_parts();
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::openapi::route(&doc))
         .merge(documented)
-        .merge(crate::control::routes::<AppState>())
-        .merge(blynk_http::routes())
-        .merge(sql::routes())
         .merge(crate::device_ws::routes())
         .merge(crate::metrics::routes())
-        .merge(crate::live::routes())
-        .merge(history::routes())
         // Console files and pages for GET/HEAD; the JSON 404 for everything else.
         .fallback(crate::console::fallback)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_HTTP_BODY))

@@ -8,12 +8,10 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
@@ -22,14 +20,22 @@ use pinhouse_query::{OrgScope, QueryError};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::control::Principal;
+use crate::control::{ErrorBody, Principal};
 use crate::state::AppState;
 
-/// Routes of the SQL endpoint.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/sql", post(run_sql))
+/// Routes of the SQL endpoint, with their OpenAPI description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(run_sql))
 }
+
+/// A binary answer (Arrow IPC stream, Parquet) in the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // describes a raw body in the OpenAPI document only
+struct BinaryResult(Vec<u8>);
 
 /// Output format of a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +93,11 @@ impl Format {
 }
 
 /// `?format=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SqlParams {
+    /// `json`, `csv`, `arrow` or `parquet`; without it the `Accept` header decides (default
+    /// JSON).
     format: Option<String>,
 }
 
@@ -239,6 +248,34 @@ enum Start {
     Stopped(String),
 }
 
+/// Run one SQL statement over telemetry.
+///
+/// The statement reads table `telemetry` of the organizations whose devices the caller may
+/// read; the result is streamed as JSON (an array of row objects), CSV, Arrow IPC stream or
+/// Parquet. Queries run on their own threads with a time limit; the status waits for the first
+/// bytes, so errors before any output get a proper status.
+#[utoipa::path(
+    post, path = "/api/v1/sql", tag = "sql",
+    params(
+        SqlParams,
+        ("accept" = Option<String>, Header, description = "`application/json`, `text/csv`, `application/vnd.apache.arrow.stream` or `application/vnd.apache.parquet`, when `format` is not given"),
+    ),
+    request_body(content = String, content_type = "text/plain", description = "One SQL statement, e.g. `SELECT device_id, pin, avg(value) FROM telemetry GROUP BY 1, 2`"),
+    responses(
+        (status = 200, description = "The result, streamed", content(
+            (Vec<serde_json::Value> = "application/json"),
+            (String = "text/csv"),
+            (BinaryResult = "application/vnd.apache.arrow.stream"),
+            (BinaryResult = "application/vnd.apache.parquet"),
+        )),
+        (status = 400, description = "Empty body, unknown format, or invalid query (`invalid_query`)", body = ErrorBody),
+        (status = 403, description = "Statement kind not allowed (`not_allowed`): DDL, DML, COPY, SET…; queries only read", body = ErrorBody),
+        (status = 408, description = "Time limit reached before any output (`query_stopped`)", body = ErrorBody),
+        (status = 500, description = "The query failed (`query_failed`)", body = ErrorBody),
+        (status = 507, description = "Memory limit reached (`memory_limit`)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn run_sql(
     State(state): State<AppState>,
     principal: Principal,

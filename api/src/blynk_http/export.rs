@@ -28,8 +28,40 @@ use pinhouse_ingest::PinRef;
 use pinhouse_query::{Agg, HistoryRequest, OrgScope};
 use serde_json::{Value as Json, json};
 
-use super::{BlynkError, WRONG_PIN, pairs};
+use super::{BlynkError, BlynkErrorBody, WRONG_PIN, pairs};
 use crate::state::AppState;
+
+// The answers are built with `json!`; these types describe them in the OpenAPI document.
+
+/// Answer of `GET /external/api/data/get`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes a `json!` answer in the OpenAPI document only
+struct DataExport {
+    /// The columns: `{"name": "ts", "type": "UInt64" | "String"}`, `{"name": "value", "type": …}`.
+    meta: Vec<ExportColumn>,
+    data: Vec<ExportRow>,
+    rows: usize,
+    rows_before_limit_at_least: usize,
+}
+
+/// A column of a `DataExport`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // describes a `json!` answer in the OpenAPI document only
+struct ExportColumn {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// A row of a `DataExport`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes a `json!` answer in the OpenAPI document only
+struct ExportRow {
+    /// Unix ms (`format=TS`) or a time text in `tzName`.
+    ts: serde_json::Value,
+    /// A number (the aggregate, or a raw number), a string (raw text), or `null`.
+    value: serde_json::Value,
+}
 
 const INCORRECT: &str = "Request with incorrect parameters";
 
@@ -88,6 +120,27 @@ fn time_text(ts_ms: i64, format: Format, tz: chrono_tz::Tz) -> Json {
 }
 
 /// `GET /external/api/data/get?…`.
+///
+/// Export one pin's history: raw values or minute / hour / day aggregates over the last hour
+/// … three months, timestamps in ms or as text in a time zone. Always inline (the cloud's
+/// `output=` zip link is not offered).
+#[utoipa::path(
+    get, path = "/external/api/data/get", tag = "device-http",
+    params(
+        ("token" = String, Query, description = "Device auth token"),
+        ("pin" = String, Query, description = "The pin (`V1`, `D2`, `A0`)"),
+        ("period" = Option<String>, Query, description = "`HOUR`, `DAY`, `WEEK`, `MONTH` (default) or `THREE_MONTHS`"),
+        ("granularityType" = Option<String>, Query, description = "`RAW_DATA` (default; not with `THREE_MONTHS`), `MINUTE`, `HOURLY` or `DAILY` (buckets aligned to UTC)"),
+        ("sourceType" = Option<String>, Query, description = "Aggregate of a bucket: `AVG` (default), `MIN`, `MAX`, `SUM` or `COUNT`"),
+        ("format" = Option<String>, Query, description = "`TS` (Unix ms, default), `ISO_US` (`04/10/19 11:45:41 AM`) or `ISO_SIMPLE` (`2018-06-07 22:01:20`)"),
+        ("tzName" = Option<String>, Query, description = "IANA time zone of text timestamps (default `UTC`)"),
+    ),
+    responses(
+        (status = 200, description = "The rows, oldest first", body = DataExport),
+        (status = 400, description = "`No token provided.`, `Invalid token.`, `Wrong pin format.`, `Request with incorrect parameters`", body = BlynkErrorBody),
+        (status = 500, description = "`No data` when the period holds no values; server-side failure", body = BlynkErrorBody),
+    ),
+)]
 pub(super) async fn data_get(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -236,6 +289,18 @@ pub(super) async fn data_get(
 }
 
 /// `GET /{token}/data/{pin}` → 301 to the gzip CSV.
+#[utoipa::path(
+    get, path = "/{token}/data/{pin}", tag = "device-http-legacy",
+    params(
+        ("token" = String, Path, description = "Device auth token"),
+        ("pin" = String, Path, description = "The pin (`V1`, `D2`, `A0`)"),
+    ),
+    responses(
+        (status = 301, description = "Moved to `/{token}/data/{pin}/<device>_<pin>_<ms>.csv.gz`, the CSV export", headers(("location" = String, description = "The CSV file"))),
+        (status = 400, description = "`Invalid token.`, `Wrong pin format.`", body = String, content_type = "text/plain"),
+        (status = 500, description = "Server-side failure", body = String, content_type = "text/plain"),
+    ),
+)]
 pub(super) async fn legacy_data(
     State(state): State<AppState>,
     Path((token, pin_text)): Path<(String, String)>,
@@ -257,6 +322,21 @@ pub(super) async fn legacy_data(
 }
 
 /// `GET /{token}/data/{pin}/{file}.csv.gz` → `value,timestamp,deviceId` rows, gzip.
+///
+/// Minute averages of the last 30 days (at most 43 200 rows), as the legacy server exported.
+#[utoipa::path(
+    get, path = "/{token}/data/{pin}/{file}", tag = "device-http-legacy",
+    params(
+        ("token" = String, Path, description = "Device auth token"),
+        ("pin" = String, Path, description = "The pin (`V1`, `D2`, `A0`)"),
+        ("file" = String, Path, description = "Any file name (the redirect of `/{token}/data/{pin}` names one)"),
+    ),
+    responses(
+        (status = 200, description = "Gzip-compressed CSV of `value,timestamp,deviceId` rows", body = Vec<u8>, content_type = "application/gzip"),
+        (status = 400, description = "`Invalid token.`, `Wrong pin format.`, `No data.`", body = String, content_type = "text/plain"),
+        (status = 500, description = "Server-side failure", body = String, content_type = "text/plain"),
+    ),
+)]
 pub(super) async fn legacy_csv(
     State(state): State<AppState>,
     Path((token, pin_text, _file)): Path<(String, String, String)>,

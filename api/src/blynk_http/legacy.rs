@@ -4,29 +4,29 @@
 //! Errors are HTTP 400 with a `text/plain; charset=utf-8` body holding the message, as the
 //! legacy server answered; values are JSON arrays of strings.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use pinhouse_ingest::{PinKind, PinRef};
 use pinhouse_storage::Point;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{INVALID_TOKEN, WRONG_PIN, check_datastream, pairs, value_text};
 use crate::control::DeviceRecord;
 use crate::state::AppState;
 
-/// Routes of the legacy API.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/{token}/isHardwareConnected", get(is_connected))
-        .route("/{token}/get/{pin}", get(get_pin))
-        .route("/{token}/update/{pin}", get(update).put(put_update))
-        .route("/{token}/pin/{pin}", axum::routing::put(put_update))
-        .route("/{token}/extra/pin/{pin}", axum::routing::put(put_history))
-        .route("/{token}/data/{pin}", get(super::export::legacy_data))
-        .route("/{token}/data/{pin}/{file}", get(super::export::legacy_csv))
+/// Routes of the legacy API, with their OpenAPI description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(is_connected))
+        .routes(routes!(get_pin))
+        .routes(routes!(update, put_update))
+        .routes(routes!(put_pin))
+        .routes(routes!(put_history))
+        .routes(routes!(super::export::legacy_data))
+        .routes(routes!(super::export::legacy_csv))
 }
 
 /// A legacy error: 400 (or another status) with the message as plain text.
@@ -77,6 +77,15 @@ pub(super) fn pin(text: &str) -> Result<PinRef, LegacyError> {
 }
 
 /// `GET /{token}/isHardwareConnected` → `true` / `false`.
+#[utoipa::path(
+    get, path = "/{token}/isHardwareConnected", tag = "device-http-legacy", operation_id = "legacy_is_hardware_connected",
+    params(("token" = String, Path, description = "Device auth token")),
+    responses(
+        (status = 200, description = "Whether the device is connected", body = bool, content_type = "application/json"),
+        (status = 400, description = "`Invalid token.`", body = String, content_type = "text/plain"),
+        (status = 500, description = "Server-side failure", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn is_connected(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -86,6 +95,18 @@ async fn is_connected(
 }
 
 /// `GET /{token}/get/{pin}` → `["value"]` (several for multi-value pins).
+#[utoipa::path(
+    get, path = "/{token}/get/{pin}", tag = "device-http-legacy", operation_id = "legacy_get_pin",
+    params(
+        ("token" = String, Path, description = "Device auth token"),
+        ("pin" = String, Path, description = "The pin (`V1`, `D2`, `A0`)"),
+    ),
+    responses(
+        (status = 200, description = "The pin's last value(s)", body = Vec<String>, example = json!(["23.5"])),
+        (status = 400, description = "`Invalid token.`, `Wrong pin format.`, `Requested pin doesn't exist in the app.`", body = String, content_type = "text/plain"),
+        (status = 500, description = "Server-side failure", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn get_pin(
     State(state): State<AppState>,
     Path((token, pin_text)): Path<(String, String)>,
@@ -138,6 +159,20 @@ async fn write(
 
 /// `GET /{token}/update/{pin}?value=1[&value=2]` writes a value;
 /// `GET /{token}/update/{pin}?color=%23FF0000` sets widget properties.
+#[utoipa::path(
+    get, path = "/{token}/update/{pin}", tag = "device-http-legacy", operation_id = "legacy_update",
+    params(
+        ("token" = String, Path, description = "Device auth token"),
+        ("pin" = String, Path, description = "The pin (`V1`, `D2`, `A0`)"),
+        ("value" = Option<Vec<String>>, Query, explode, description = "Value(s) to write (several: a multi-value write)"),
+        ("properties" = Option<BTreeMap<String, String>>, Query, style = Form, explode, description = "Without `value`: widget properties of a virtual pin, `color=%23FF0000&label=Temp`"),
+    ),
+    responses(
+        (status = 200, description = "Written (empty body)"),
+        (status = 400, description = "`Invalid token.`, `Wrong pin format.`, `No pin for update provided.`, `Error setting widget property.`, a datastream mismatch", body = String, content_type = "text/plain"),
+        (status = 500, description = "Server-side failure", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn update(
     State(state): State<AppState>,
     Path((token, pin_text)): Path<(String, String)>,
@@ -181,16 +216,31 @@ async fn update(
     Ok(StatusCode::OK)
 }
 
-/// `PUT /{token}/update/{pin}` with `["1"]` or `["1","2"]` (also `PUT /{token}/pin/{pin}`).
 /// One point of a legacy history import.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = LegacyHistoryPoint)]
 struct HistoryPoint {
+    /// A number or a string.
     value: serde_json::Value,
+    /// Unix ms.
     timestamp: i64,
 }
 
 /// `PUT /{token}/extra/pin/{pin}` with `[{"value":"1","timestamp":1438022081332}, …]`: imports
 /// history (the latest point becomes the last value) → 200.
+#[utoipa::path(
+    put, path = "/{token}/extra/pin/{pin}", tag = "device-http-legacy", operation_id = "legacy_put_history",
+    params(
+        ("token" = String, Path, description = "Device auth token"),
+        ("pin" = String, Path, description = "The pin (`V1`, `D2`, `A0`)"),
+    ),
+    request_body(content = Vec<HistoryPoint>, description = "Points as measured (at most 10 000)", example = json!([{"value": "1", "timestamp": 1_438_022_081_332_i64}])),
+    responses(
+        (status = 200, description = "Imported (empty body)"),
+        (status = 400, description = "`Invalid token.`, `Wrong pin format.`, `Wrong request format.`, too many points, bad timestamp or value", body = String, content_type = "text/plain"),
+        (status = 500, description = "Not `application/json` (`Unexpected content type. Expecting application/json.`), or a server-side failure", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn put_history(
     State(state): State<AppState>,
     Path((token, pin_text)): Path<(String, String)>,
@@ -223,6 +273,20 @@ async fn put_history(
     Ok(StatusCode::OK)
 }
 
+/// `PUT /{token}/update/{pin}` with `["1"]` or `["1","2"]` (also `PUT /{token}/pin/{pin}`).
+#[utoipa::path(
+    put, path = "/{token}/update/{pin}", tag = "device-http-legacy", operation_id = "legacy_put_update",
+    params(
+        ("token" = String, Path, description = "Device auth token"),
+        ("pin" = String, Path, description = "The pin (`V1`, `D2`, `A0`)"),
+    ),
+    request_body(content = Vec<serde_json::Value>, description = "The value(s), strings or numbers", example = json!(["1"])),
+    responses(
+        (status = 200, description = "Written (empty body)"),
+        (status = 400, description = "`Invalid token.`, `Wrong pin format.`, `Wrong request format.`, `No pin for update provided.`, a datastream mismatch", body = String, content_type = "text/plain"),
+        (status = 500, description = "Not `application/json` (`Unexpected content type. Expecting application/json.`), or a server-side failure", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn put_update(
     State(state): State<AppState>,
     Path((token, pin_text)): Path<(String, String)>,
@@ -253,4 +317,27 @@ async fn put_update(
         .collect::<Result<_, _>>()?;
     write(&state, &device, pin, &values).await?;
     Ok(StatusCode::OK)
+}
+
+/// `PUT /{token}/pin/{pin}`: [`put_update`] under its other name.
+#[utoipa::path(
+    put, path = "/{token}/pin/{pin}", tag = "device-http-legacy", operation_id = "legacy_put_pin",
+    params(
+        ("token" = String, Path, description = "Device auth token"),
+        ("pin" = String, Path, description = "The pin (`V1`, `D2`, `A0`)"),
+    ),
+    request_body(content = Vec<serde_json::Value>, description = "The value(s), strings or numbers", example = json!(["1"])),
+    responses(
+        (status = 200, description = "Written (empty body)"),
+        (status = 400, description = "As for `PUT /{token}/update/{pin}`", body = String, content_type = "text/plain"),
+        (status = 500, description = "Not `application/json`, or a server-side failure", body = String, content_type = "text/plain"),
+    ),
+)]
+async fn put_pin(
+    state: State<AppState>,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, LegacyError> {
+    put_update(state, path, headers, body).await
 }

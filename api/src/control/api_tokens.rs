@@ -14,7 +14,7 @@ use super::time::{now_ms, rfc3339};
 pub const MAX_API_TOKEN_DAYS: u32 = 3650;
 
 /// Body of `POST /api/v1/auth/tokens`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewApiToken {
     pub name: String,
     /// Lifetime in days; none = the token never expires.
@@ -27,7 +27,7 @@ pub struct NewApiToken {
 }
 
 /// An API token as listed (never the secret itself).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiTokenView {
     pub id: u32,
     pub name: String,
@@ -40,7 +40,7 @@ pub struct ApiTokenView {
 }
 
 /// Answer of a token creation: the only time the secret is shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CreatedApiToken {
     #[serde(flatten)]
     pub info: ApiTokenView,

@@ -67,7 +67,7 @@ pub async fn audit_layer(mut request: Request, next: Next) -> Response {
 }
 
 /// An entry of the audit log.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     /// RFC 3339.
@@ -89,14 +89,16 @@ struct AuditRow {
 }
 
 /// Filter of `GET /api/v1/audit?from=&to=&user_id=&limit=`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Unix ms, inclusive.
     pub from: Option<i64>,
     /// Unix ms, exclusive.
     pub to: Option<i64>,
+    /// Only requests made by this user.
     pub user_id: Option<u32>,
-    /// Default and maximum [`MAX_AUDIT_PAGE`].
+    /// Page size, default and maximum [`MAX_AUDIT_PAGE`] (1000).
     pub limit: Option<u32>,
 }
 

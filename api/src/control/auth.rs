@@ -19,7 +19,7 @@ use super::users::{UserRow, UserView};
 pub const SESSION_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// Role of a user within its organization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything in the organization, including users.
@@ -68,7 +68,7 @@ pub struct Principal {
 }
 
 /// Answer of a successful login.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     /// Bearer token for `Authorization: Bearer <token>`.
     pub token: String,

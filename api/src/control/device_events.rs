@@ -28,7 +28,7 @@ pub const MAX_TIMELINE_PAGE: u32 = 1_000;
 const DAY_MS: i64 = 86_400_000;
 
 /// An entry of the device timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeviceEvent {
     pub id: u32,
     pub device_id: u32,
@@ -67,7 +67,8 @@ impl From<EventRow> for DeviceEvent {
 }
 
 /// Filter of a timeline request (`GET /api/v1/devices/{id}/events?from=&to=&open=&limit=`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TimelineQuery {
     /// Unix ms, inclusive.
     pub from: Option<i64>,
@@ -76,7 +77,7 @@ pub struct TimelineQuery {
     /// Only unresolved events.
     #[serde(default)]
     pub open: bool,
-    /// Page size, default and maximum [`MAX_TIMELINE_PAGE`].
+    /// Page size, default and maximum [`MAX_TIMELINE_PAGE`] (1000).
     pub limit: Option<u32>,
 }
 

@@ -18,7 +18,7 @@ pub const MAX_PROPERTY_VALUE_BYTES: usize = 1024;
 pub const MAX_PROPERTIES_PER_DEVICE: i64 = 512;
 
 /// A property of a device's pin.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeviceProperty {
     pub pin: u16,
     pub property: String,

@@ -17,7 +17,7 @@ use super::time::{now_ms, rfc3339};
 const MAX_INFO_FIELD: usize = 128;
 
 /// Online state and last reported info of a device.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeviceStatus {
     pub online: bool,
     /// RFC 3339 of the last login.
@@ -31,7 +31,7 @@ pub struct DeviceStatus {
 }
 
 /// The device's own description of itself (Blynk `internal` info message).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ReportedInfo {
     pub firmware: Option<String>,
     pub firmware_type: Option<String>,

@@ -28,7 +28,7 @@ pub struct DeviceRecord {
 }
 
 /// Body of `POST /api/v1/devices`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewDevice {
     pub name: String,
     pub template_id: String,

@@ -15,7 +15,7 @@ use super::users::{NewUser, UserView, validate_email};
 pub const INVITATION_TTL_MS: i64 = 7 * 86_400_000;
 
 /// Body of `POST /api/v1/invitations`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewInvitation {
     pub email: String,
     pub role: Role,
@@ -25,7 +25,7 @@ pub struct NewInvitation {
 }
 
 /// An invitation as listed (never its secret).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Invitation {
     pub id: u32,
     pub org_id: u32,
@@ -58,7 +58,7 @@ impl From<InvitationRow> for Invitation {
 }
 
 /// Answer of an invitation: the only time its secret is shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CreatedInvitation {
     #[serde(flatten)]
     pub invitation: Invitation,
@@ -67,7 +67,7 @@ pub struct CreatedInvitation {
 }
 
 /// Body of `POST /api/v1/invitations/accept`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct AcceptInvitation {
     pub token: String,
     pub password: String,

@@ -17,13 +17,14 @@ pub const DEFAULT_ADMIN_EMAIL: &str = "admin@pinhouse.local";
 pub const DEFAULT_ORG_NAME: &str = "pinhouse";
 
 /// An organization as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Organization {
     pub id: u32,
     pub parent_id: Option<u32>,
     pub name: String,
     /// Unix ms in the database, RFC 3339 in JSON.
     #[serde(serialize_with = "serialize_ms")]
+    #[schema(value_type = String)]
     pub created_at: i64,
 }
 

@@ -14,7 +14,7 @@ use super::users::MIN_PASSWORD_LEN;
 pub const PASSWORD_RESET_TTL_MS: i64 = 3_600_000;
 
 /// Answer of `POST /api/v1/users/{id}/password-reset`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PasswordResetToken {
     pub user_id: u32,
     /// Secret for `POST /api/v1/auth/password-reset`, shown once.
@@ -24,7 +24,7 @@ pub struct PasswordResetToken {
 }
 
 /// Body of `POST /api/v1/auth/password-reset`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct ResetPassword {
     pub token: String,
     pub password: String,

@@ -4,6 +4,11 @@
 //! `docs/permissions.md`): resources outside the caller's reach answer 404, actions the role
 //! may not do on a visible resource answer 403.
 //!
+//! Every handler also describes itself (`#[utoipa::path]`) in the OpenAPI document served at
+//! `GET /api/v1/openapi.json`; `tests/e2e/openapi.rs` reads the table below and fails when one
+//! of its routes is missing from the document, so a new route goes into the table and the
+//! document together.
+//!
 //! | method | path | action | answer |
 //! |---|---|---|---|
 //! | POST | `/api/v1/auth/login` `{"email","password"}` | – | 200 `{"token","expires_at","user"}` |
@@ -59,21 +64,24 @@ mod provisioning;
 mod templates;
 mod users;
 
+use axum::Json;
 use axum::extract::FromRef;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
 
 use super::ControlPlane;
 use super::error::{ControlError, Result};
 
-/// All control-plane routes, generic over the application state.
-pub fn routes<S>() -> Router<S>
+/// All control-plane routes, generic over the application state, with their OpenAPI
+/// description (`#[utoipa::path]` on every handler). Wrong methods on a known path answer the
+/// JSON 405 of [`method_not_allowed`]; changing requests are recorded by the audit layer.
+pub fn routes<S>() -> OpenApiRouter<S>
 where
     ControlPlane: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    Router::new()
+    let (router, doc) = OpenApiRouter::new()
         .merge(auth::routes())
         .merge(orgs::routes())
         .merge(users::routes())
@@ -81,22 +89,19 @@ where
         .merge(templates::routes())
         .merge(devices::routes())
         .merge(audit::routes())
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(super::audit::audit_layer))
-}
-
-/// Control-plane routes that describe themselves in the OpenAPI document (webhooks,
-/// notification deliveries, automations), audited like the others.
-pub fn documented_routes<S>() -> utoipa_axum::router::OpenApiRouter<S>
-where
-    ControlPlane: FromRef<S>,
-    S: Clone + Send + Sync + 'static,
-{
-    notifications::routes()
+        .merge(notifications::routes())
         .merge(automations::routes())
         .merge(metadata::routes())
         .merge(provisioning::routes())
-        .layer(axum::middleware::from_fn(super::audit::audit_layer))
+        .split_for_parts();
+    // `OpenApiRouter` has no `method_not_allowed_fallback`: install it on the axum router, which
+    // then goes back into an `OpenApiRouter` with the same document.
+    let router = router
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(super::audit::audit_layer));
+    let mut documented = OpenApiRouter::from(router);
+    *documented.get_openapi_mut() = doc;
+    documented
 }
 
 /// Fallback for unknown paths, in the JSON error shape: `router.fallback(control::not_found)`.

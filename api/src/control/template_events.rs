@@ -23,7 +23,7 @@ pub const MAX_EVENTS_PER_TEMPLATE: usize = 100;
 pub const SYSTEM_EVENT_CODES: [&str; 5] = ["online", "offline", "ota", "provisioned", "claimed"];
 
 /// Which channels an event notifies.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventNotifications {
     #[serde(default)]
@@ -35,7 +35,7 @@ pub struct EventNotifications {
 }
 
 /// An event of a template.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TemplateEvent {
     pub code: String,
     pub name: String,
@@ -49,7 +49,7 @@ pub struct TemplateEvent {
 }
 
 /// An event in a template request body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewTemplateEvent {
     pub code: String,
     /// Defaults to the code.

@@ -24,7 +24,7 @@ pub const MAX_PIN: i64 = 255;
 pub const MAX_DECIMALS: i64 = 10;
 
 /// A typed virtual pin of a template.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Datastream {
     pub pin: u16,
     pub name: String,
@@ -48,7 +48,7 @@ pub const MAX_DASHBOARD_BYTES: usize = 256 * 1024;
 pub const MAX_DEFAULT_VALUE: usize = 1024;
 
 /// A template as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Template {
     /// `TMPL` + 8 alphanumerics.
     pub id: String,
@@ -69,7 +69,7 @@ pub struct Template {
 }
 
 /// Body of `POST /api/v1/templates`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewTemplate {
     pub name: String,
     #[serde(default)]
@@ -91,7 +91,7 @@ pub struct NewTemplate {
 
 /// A datastream in [`NewTemplate`]; numbers are wide here so that out-of-range values get a
 /// clear validation message rather than a deserialization error.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewDatastream {
     pub pin: i64,
     pub name: String,

@@ -45,11 +45,8 @@ impl TestServer {
                 .unwrap(),
             None
         );
-        let (documented, _) = crate::control::documented_routes().split_for_parts();
-        let app = routes()
-            .merge(documented)
-            .fallback(not_found)
-            .with_state(control.clone());
+        let (app, _) = routes().split_for_parts();
+        let app = app.fallback(not_found).with_state(control.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -9,7 +9,7 @@ use super::secrets;
 use super::time::{now_ms, rfc3339};
 
 /// A user as the API shows it (never the password hash).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: u32,
     pub org_id: u32,
@@ -73,7 +73,7 @@ pub(crate) fn validate_email(email: &str) -> Result<()> {
 pub const MIN_PASSWORD_LEN: usize = 8;
 
 /// Body of `POST /api/v1/users`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewUser {
     pub email: String,
     pub password: String,

@@ -1,13 +1,15 @@
 //! `/api/v1/devices`: devices, their token, tags, transfer, runtime status, timeline and
 //! properties.
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{created, parse_id};
 use crate::control::ControlPlane;
@@ -16,34 +18,25 @@ use crate::control::device_events::{DeviceEvent, TimelineQuery};
 use crate::control::device_properties::DeviceProperty;
 use crate::control::device_status::DeviceStatus;
 use crate::control::devices::{DeviceRecord, NewDevice};
-use crate::control::error::{ControlError, Result};
+use crate::control::error::{ControlError, ErrorBody, Result};
 use crate::control::extract::{ApiJson, ApiPath};
 use crate::control::permissions::{Action, Target};
 
-pub(super) fn routes<S>() -> Router<S>
+pub(super) fn routes<S>() -> OpenApiRouter<S>
 where
     ControlPlane: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    Router::new()
-        .route("/api/v1/devices", get(list_devices).post(create_device))
-        .route(
-            "/api/v1/devices/{id}",
-            get(get_device).delete(delete_device),
-        )
-        .route("/api/v1/devices/{id}/token", post(rotate_token))
-        .route(
-            "/api/v1/devices/{id}/tags",
-            get(device_tags).put(set_device_tags),
-        )
-        .route("/api/v1/devices/{id}/transfer", post(transfer_device))
-        .route("/api/v1/devices/{id}/status", get(device_status))
-        .route("/api/v1/devices/{id}/events", get(device_events))
-        .route(
-            "/api/v1/devices/{id}/events/{event_id}/resolve",
-            post(resolve_device_event),
-        )
-        .route("/api/v1/devices/{id}/properties", get(device_properties))
+    OpenApiRouter::new()
+        .routes(routes!(list_devices, create_device))
+        .routes(routes!(get_device, delete_device))
+        .routes(routes!(rotate_token))
+        .routes(routes!(device_tags, set_device_tags))
+        .routes(routes!(transfer_device))
+        .routes(routes!(device_status))
+        .routes(routes!(device_events))
+        .routes(routes!(resolve_device_event))
+        .routes(routes!(device_properties))
 }
 
 /// The device `id` after checking `action` on it (404 when not visible, 403 when visible but
@@ -59,11 +52,24 @@ async fn authorized_device(
         .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeviceFilter {
+    /// Only devices with this tag.
     tag: Option<String>,
 }
 
+/// Devices of the organizations the caller may read.
+#[utoipa::path(
+    get, path = "/api/v1/devices", tag = "devices",
+    params(DeviceFilter),
+    responses(
+        (status = 200, description = "OK", body = Vec<DeviceRecord>),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_devices(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -87,6 +93,18 @@ async fn list_devices(
     Ok(Json(out))
 }
 
+/// Create a device of a template, owned by the caller, with a fresh auth token.
+#[utoipa::path(
+    post, path = "/api/v1/devices", tag = "devices",
+    request_body = NewDevice,
+    responses(
+        (status = 201, description = "Created; `Location` names it", body = DeviceRecord),
+        (status = 400, description = "Empty name, unknown template, or malformed body", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Organization not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_device(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -110,6 +128,17 @@ async fn create_device(
     Ok(created(location, device))
 }
 
+/// One device.
+#[utoipa::path(
+    get, path = "/api/v1/devices/{id}", tag = "devices",
+    params(("id" = u32, Path, description = "Device id")),
+    responses(
+        (status = 200, description = "OK", body = DeviceRecord),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_device(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -120,6 +149,17 @@ async fn get_device(
     ))
 }
 
+/// Delete a device.
+#[utoipa::path(
+    delete, path = "/api/v1/devices/{id}", tag = "devices",
+    params(("id" = u32, Path, description = "Device id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn delete_device(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -135,6 +175,17 @@ async fn delete_device(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Give a device a new auth token; the old one stops working.
+#[utoipa::path(
+    post, path = "/api/v1/devices/{id}/token", tag = "devices",
+    params(("id" = u32, Path, description = "Device id")),
+    responses(
+        (status = 200, description = "The device with its new token", body = DeviceRecord),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn rotate_token(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -144,6 +195,17 @@ async fn rotate_token(
     Ok(Json(control.rotate_device_token(device.id).await?))
 }
 
+/// A device's tags.
+#[utoipa::path(
+    get, path = "/api/v1/devices/{id}/tags", tag = "devices",
+    params(("id" = u32, Path, description = "Device id")),
+    responses(
+        (status = 200, description = "OK", body = Vec<String>),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn device_tags(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -153,6 +215,19 @@ async fn device_tags(
     Ok(Json(control.device_tags(device.id).await?))
 }
 
+/// Replace a device's tags; answers them normalized.
+#[utoipa::path(
+    put, path = "/api/v1/devices/{id}/tags", tag = "devices",
+    params(("id" = u32, Path, description = "Device id")),
+    request_body(content = Vec<String>, description = "The new tags, e.g. `[\"a\", \"b\"]`"),
+    responses(
+        (status = 200, description = "OK", body = Vec<String>),
+        (status = 400, description = "Too many or too long tags", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn set_device_tags(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -163,13 +238,30 @@ async fn set_device_tags(
     Ok(Json(control.set_device_tags(device.id, &tags).await?))
 }
 
-#[derive(Debug, Deserialize)]
+/// Body of `POST /api/v1/devices/{id}/transfer`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct DeviceTransfer {
+    /// Organization the device moves to.
     org_id: u32,
+    /// A template of the target organization (needed when the device's template is not
+    /// usable there).
     #[serde(default)]
     template_id: Option<String>,
 }
 
+/// Move a device to another organization the caller manages.
+#[utoipa::path(
+    post, path = "/api/v1/devices/{id}/transfer", tag = "devices",
+    params(("id" = u32, Path, description = "Device id")),
+    request_body = DeviceTransfer,
+    responses(
+        (status = 200, description = "Transferred", body = DeviceRecord),
+        (status = 400, description = "Template not usable in the target organization, or malformed body", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Device or organization not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn transfer_device(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -196,6 +288,17 @@ async fn transfer_device(
     ))
 }
 
+/// Online state, last connect / disconnect / message times and the info the device reported.
+#[utoipa::path(
+    get, path = "/api/v1/devices/{id}/status", tag = "devices",
+    params(("id" = u32, Path, description = "Device id")),
+    responses(
+        (status = 200, description = "OK", body = DeviceStatus),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn device_status(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -205,6 +308,18 @@ async fn device_status(
     Ok(Json(control.device_status(device.id).await?))
 }
 
+/// The device's timeline (events it logged, online / offline, OTA steps), newest first.
+#[utoipa::path(
+    get, path = "/api/v1/devices/{id}/events", tag = "devices",
+    params(("id" = u32, Path, description = "Device id"), TimelineQuery),
+    responses(
+        (status = 200, description = "OK", body = Vec<DeviceEvent>),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn device_events(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -216,6 +331,20 @@ async fn device_events(
     Ok(Json(control.device_events(device.id, &query).await?))
 }
 
+/// Resolve an event of the device's timeline (an already resolved event is answered unchanged).
+#[utoipa::path(
+    post, path = "/api/v1/devices/{id}/events/{event_id}/resolve", tag = "devices",
+    params(
+        ("id" = u32, Path, description = "Device id"),
+        ("event_id" = u32, Path, description = "Event id"),
+    ),
+    responses(
+        (status = 200, description = "The resolved event", body = DeviceEvent),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Device or event not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn resolve_device_event(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -236,6 +365,17 @@ async fn resolve_device_event(
     Ok(Json(event))
 }
 
+/// Widget properties (color, label, …) the device set on its pins.
+#[utoipa::path(
+    get, path = "/api/v1/devices/{id}/properties", tag = "devices",
+    params(("id" = u32, Path, description = "Device id")),
+    responses(
+        (status = 200, description = "OK", body = Vec<DeviceProperty>),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn device_properties(
     State(control): State<ControlPlane>,
     principal: Principal,

@@ -1,33 +1,28 @@
 //! `/api/v1/organizations`: the organization tree.
 
+use axum::Json;
 use axum::extract::{FromRef, State};
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{created, parse_id};
 use crate::control::ControlPlane;
 use crate::control::auth::Principal;
-use crate::control::error::{ControlError, Result};
+use crate::control::error::{ControlError, ErrorBody, Result};
 use crate::control::extract::{ApiJson, ApiPath};
 use crate::control::orgs::Organization;
 use crate::control::permissions::{Action, Target};
 
-pub(super) fn routes<S>() -> Router<S>
+pub(super) fn routes<S>() -> OpenApiRouter<S>
 where
     ControlPlane: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    Router::new()
-        .route(
-            "/api/v1/organizations",
-            get(list_organizations).post(create_organization),
-        )
-        .route(
-            "/api/v1/organizations/{id}",
-            get(get_organization).patch(rename_organization),
-        )
+    OpenApiRouter::new()
+        .routes(routes!(list_organizations, create_organization))
+        .routes(routes!(get_organization, rename_organization))
 }
 
 fn org_target(org_id: u32) -> Target {
@@ -37,6 +32,15 @@ fn org_target(org_id: u32) -> Target {
     }
 }
 
+/// Organizations the caller may read: its own and, for admins, the ones below it.
+#[utoipa::path(
+    get, path = "/api/v1/organizations", tag = "organizations",
+    responses(
+        (status = 200, description = "OK", body = Vec<Organization>),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_organizations(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -51,13 +55,27 @@ async fn list_organizations(
     Ok(Json(orgs))
 }
 
-#[derive(Debug, Deserialize)]
+/// Body of `POST /api/v1/organizations`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct NewOrganization {
     name: String,
+    /// Parent organization: the caller's own (default) or one below it.
     #[serde(default)]
     parent_id: Option<u32>,
 }
 
+/// Create a sub-organization.
+#[utoipa::path(
+    post, path = "/api/v1/organizations", tag = "organizations",
+    request_body = NewOrganization,
+    responses(
+        (status = 201, description = "Created; `Location` names it", body = Organization),
+        (status = 400, description = "Empty name, or malformed body", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Parent organization not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_organization(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -78,6 +96,17 @@ async fn create_organization(
     Ok(created(format!("/api/v1/organizations/{}", org.id), org))
 }
 
+/// One organization.
+#[utoipa::path(
+    get, path = "/api/v1/organizations/{id}", tag = "organizations",
+    params(("id" = u32, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "OK", body = Organization),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_organization(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -100,11 +129,25 @@ async fn get_organization(
         .ok_or_else(|| ControlError::not_found(format!("{what} not found")))
 }
 
-#[derive(Debug, Deserialize)]
+/// Body of `PATCH /api/v1/organizations/{id}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RenameOrganization {
     name: String,
 }
 
+/// Rename an organization.
+#[utoipa::path(
+    patch, path = "/api/v1/organizations/{id}", tag = "organizations",
+    params(("id" = u32, Path, description = "Organization id")),
+    request_body = RenameOrganization,
+    responses(
+        (status = 200, description = "Renamed", body = Organization),
+        (status = 400, description = "Empty name, or malformed body", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn rename_organization(
     State(control): State<ControlPlane>,
     principal: Principal,

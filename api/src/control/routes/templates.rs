@@ -1,38 +1,47 @@
 //! `/api/v1/templates`.
 
+use axum::Json;
 use axum::extract::{FromRef, State};
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::created;
 use crate::control::ControlPlane;
 use crate::control::auth::Principal;
-use crate::control::error::{ControlError, Result};
+use crate::control::error::{ControlError, ErrorBody, Result};
 use crate::control::extract::{ApiJson, ApiPath};
 use crate::control::permissions::{Action, Target};
 use crate::control::templates::{NewTemplate, Template};
 
-pub(super) fn routes<S>() -> Router<S>
+pub(super) fn routes<S>() -> OpenApiRouter<S>
 where
     ControlPlane: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    Router::new()
-        .route(
-            "/api/v1/templates",
-            get(list_templates).post(create_template),
-        )
-        .route(
-            "/api/v1/templates/{id}",
-            get(get_template).put(update_template),
-        )
-        .route(
-            "/api/v1/templates/{id}/dashboard",
-            axum::routing::put(set_dashboard),
-        )
+    OpenApiRouter::new()
+        .routes(routes!(list_templates, create_template))
+        .routes(routes!(get_template, update_template))
+        .routes(routes!(set_dashboard))
 }
 
+/// A dashboard layout, `{"widgets": [...]}` (stored as given, at most 256 KiB of JSON).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes a free-form body in the OpenAPI document only
+struct Dashboard {
+    /// Widgets as the console lays them out.
+    widgets: Vec<serde_json::Value>,
+}
+
+/// Templates of the organizations the caller may read.
+#[utoipa::path(
+    get, path = "/api/v1/templates", tag = "templates",
+    responses(
+        (status = 200, description = "OK", body = Vec<Template>),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_templates(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -47,6 +56,19 @@ async fn list_templates(
     Ok(Json(out))
 }
 
+/// Create a template: datastreams (typed virtual pins), events, metadata fields and a
+/// dashboard.
+#[utoipa::path(
+    post, path = "/api/v1/templates", tag = "templates",
+    request_body = NewTemplate,
+    responses(
+        (status = 201, description = "Created; `Location` names it", body = Template),
+        (status = 400, description = "Invalid datastreams, events, metadata or dashboard", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Organization not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_template(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -70,6 +92,17 @@ async fn create_template(
     Ok(created(location, template))
 }
 
+/// One template.
+#[utoipa::path(
+    get, path = "/api/v1/templates/{id}", tag = "templates",
+    params(("id" = String, Path, description = "Template id (`TMPL…`)")),
+    responses(
+        (status = 200, description = "OK", body = Template),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_template(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -94,6 +127,18 @@ async fn get_template(
 
 /// Replaces a template's name, description, datastreams, events, metadata fields and (when
 /// given) dashboard; its devices follow at once. The organization cannot change.
+#[utoipa::path(
+    put, path = "/api/v1/templates/{id}", tag = "templates",
+    params(("id" = String, Path, description = "Template id (`TMPL…`)")),
+    request_body(content = NewTemplate, description = "The whole template, as for POST"),
+    responses(
+        (status = 200, description = "Updated", body = Template),
+        (status = 400, description = "Invalid template, or another organization", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn update_template(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -118,6 +163,19 @@ async fn update_template(
     Ok(Json(control.update_template(&id, &body).await?))
 }
 
+/// Replace a template's dashboard layout.
+#[utoipa::path(
+    put, path = "/api/v1/templates/{id}/dashboard", tag = "templates",
+    params(("id" = String, Path, description = "Template id (`TMPL…`)")),
+    request_body = Dashboard,
+    responses(
+        (status = 200, description = "The template with its new dashboard", body = Template),
+        (status = 400, description = "Not an object with a `widgets` array, or too large", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn set_dashboard(
     State(control): State<ControlPlane>,
     principal: Principal,

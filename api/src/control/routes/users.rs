@@ -1,31 +1,32 @@
 //! `/api/v1/users`: users, their tags, transfer and password reset.
 
+use axum::Json;
 use axum::extract::{FromRef, State};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{created, parse_id};
 use crate::control::ControlPlane;
 use crate::control::auth::Principal;
-use crate::control::error::{ControlError, Result};
+use crate::control::error::{ControlError, ErrorBody, Result};
 use crate::control::extract::{ApiJson, ApiPath};
 use crate::control::password_reset::PasswordResetToken;
 use crate::control::permissions::{Action, Scope, Target, scope_of};
 use crate::control::users::{NewUser, UserView};
 
-pub(super) fn routes<S>() -> Router<S>
+pub(super) fn routes<S>() -> OpenApiRouter<S>
 where
     ControlPlane: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    Router::new()
-        .route("/api/v1/users", get(list_users).post(create_user))
-        .route("/api/v1/users/{id}", get(get_user))
-        .route("/api/v1/users/{id}/tags", get(user_tags).put(set_user_tags))
-        .route("/api/v1/users/{id}/transfer", post(transfer_user))
-        .route("/api/v1/users/{id}/password-reset", post(password_reset))
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user))
+        .routes(routes!(user_tags, set_user_tags))
+        .routes(routes!(transfer_user))
+        .routes(routes!(password_reset))
 }
 
 /// The user `id` after checking `action` on it.
@@ -49,6 +50,15 @@ async fn authorized_user(
     Ok(user)
 }
 
+/// Users the caller may read (only itself for roles that read their own user only).
+#[utoipa::path(
+    get, path = "/api/v1/users", tag = "users",
+    responses(
+        (status = 200, description = "OK", body = Vec<UserView>),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_users(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -63,6 +73,19 @@ async fn list_users(
     Ok(Json(out))
 }
 
+/// Create a user in the caller's organization or one below it.
+#[utoipa::path(
+    post, path = "/api/v1/users", tag = "users",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "Created; `Location` names it", body = UserView),
+        (status = 400, description = "Bad e-mail, short password, or malformed body", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Organization not found", body = ErrorBody),
+        (status = 409, description = "A user with this e-mail exists", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_user(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -85,6 +108,17 @@ async fn create_user(
     Ok(created(format!("/api/v1/users/{}", user.id), user))
 }
 
+/// One user.
+#[utoipa::path(
+    get, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = u32, Path, description = "User id")),
+    responses(
+        (status = 200, description = "OK", body = UserView),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_user(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -95,6 +129,17 @@ async fn get_user(
     ))
 }
 
+/// A user's tags.
+#[utoipa::path(
+    get, path = "/api/v1/users/{id}/tags", tag = "users",
+    params(("id" = u32, Path, description = "User id")),
+    responses(
+        (status = 200, description = "OK", body = Vec<String>),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn user_tags(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -104,6 +149,19 @@ async fn user_tags(
     Ok(Json(control.user_tags(user.id).await?))
 }
 
+/// Replace a user's tags; answers them normalized.
+#[utoipa::path(
+    put, path = "/api/v1/users/{id}/tags", tag = "users",
+    params(("id" = u32, Path, description = "User id")),
+    request_body(content = Vec<String>, description = "The new tags, e.g. `[\"a\", \"b\"]`"),
+    responses(
+        (status = 200, description = "OK", body = Vec<String>),
+        (status = 400, description = "Too many or too long tags", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn set_user_tags(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -114,11 +172,26 @@ async fn set_user_tags(
     Ok(Json(control.set_user_tags(user.id, &tags).await?))
 }
 
-#[derive(Debug, Deserialize)]
+/// Body of `POST /api/v1/users/{id}/transfer`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct TransferTo {
+    /// Organization the user moves to.
     org_id: u32,
 }
 
+/// Move a user to another organization the caller manages.
+#[utoipa::path(
+    post, path = "/api/v1/users/{id}/transfer", tag = "users",
+    params(("id" = u32, Path, description = "User id")),
+    request_body = TransferTo,
+    responses(
+        (status = 200, description = "Transferred", body = UserView),
+        (status = 400, description = "Transferring oneself, or malformed body", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "User or organization not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn transfer_user(
     State(control): State<ControlPlane>,
     principal: Principal,
@@ -146,6 +219,18 @@ async fn transfer_user(
     Ok(Json(control.transfer_user(user.id, body.org_id).await?))
 }
 
+/// Issue a password reset token for a user (earlier unused ones stop working); the user sets
+/// a new password with it at `POST /api/v1/auth/password-reset`.
+#[utoipa::path(
+    post, path = "/api/v1/users/{id}/password-reset", tag = "users",
+    params(("id" = u32, Path, description = "User id")),
+    responses(
+        (status = 201, description = "Issued; the token is shown once", body = PasswordResetToken),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn password_reset(
     State(control): State<ControlPlane>,
     principal: Principal,

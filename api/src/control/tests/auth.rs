@@ -174,6 +174,14 @@ async fn malformed_json_is_a_json_400() {
         405,
         "method_not_allowed",
     );
+    // Also on the routes that were documented in OpenAPI first.
+    assert_error(
+        &server
+            .call("DELETE", "/api/v1/webhooks", Some(&token), None)
+            .await,
+        405,
+        "method_not_allowed",
+    );
     assert_error(
         &server.get("/api/v1/nothing", &token).await,
         404,
