@@ -245,14 +245,27 @@ async fn history(
         points,
     };
     let started = std::time::Instant::now();
-    let history = state
-        .query
-        .history(&request)
-        .await
-        .map_err(|err| match err {
+    // On the query threads, like SQL, so that a burst of wide history reads cannot slow the
+    // threads that serve devices and the rest of the API.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let engine = state.query.clone();
+    let limit = state.query_runtime.time_limit();
+    state.query_runtime.spawn(async move {
+        let _ = tx.send(tokio::time::timeout(limit, engine.history(&request)).await);
+    });
+    let history = match rx.await {
+        Ok(Ok(result)) => result.map_err(|err| match err {
             QueryError::Invalid(msg) | QueryError::NotAllowed(msg) => ApiError::bad_request(msg),
             QueryError::Execution(msg) => ApiError::Internal(msg),
-        })?;
+        })?,
+        Ok(Err(_)) => {
+            return Err(ApiError::Internal(format!(
+                "history read exceeded the query time limit of {} s",
+                limit.as_secs()
+            )));
+        }
+        Err(_) => return Err(ApiError::Internal("the query runtime stopped".into())),
+    };
     tracing::debug!(
         device_id = device.id,
         pin = %pin,

@@ -234,3 +234,96 @@ async fn blynklib_over_the_http_port_and_tls_and_https_beside_it() {
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.ends_with("ok"), "{reply}");
 }
+
+/// Runs the official Python library's driver (`blynk_lib_client.py`): (exit ok, "step:" lines).
+fn run_blynk_library_python(
+    hardware: std::net::SocketAddr,
+    token: &str,
+    mode: &str,
+) -> (bool, Vec<String>, String) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/blynk_lib_client.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(hardware.ip().to_string())
+        .arg(hardware.port().to_string())
+        .arg(token)
+        .arg(mode)
+        .output()
+        .expect("python3 with blynk-library-python (scripts/test installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let steps = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("step: "))
+        .map(str::to_owned)
+        .collect();
+    (
+        out.status.success(),
+        steps,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blynk_library_python_login_sync_property_reconnect_and_heartbeat_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data")).await.unwrap();
+    let admin = server.admin_token().await.unwrap();
+    let (device, token) = server.create_device(&admin, "BlynkLib").await.unwrap();
+    let hardware = server.hardware;
+    let (ok, steps, log) = {
+        let token = token.clone();
+        tokio::task::spawn_blocking(move || run_blynk_library_python(hardware, &token, "full"))
+            .await
+            .unwrap()
+    };
+    assert!(
+        ok,
+        "steps {steps:?}\nclient log:\n{log}\nserver log:\n{}",
+        server.log_text()
+    );
+    assert_eq!(
+        steps[..4],
+        [
+            "logged in",
+            "synced ['23.5']",
+            "reconnected",
+            steps[3].as_str()
+        ]
+    );
+    // The heartbeat the library announced (2 s) sets the timeout: closed well before 20 s.
+    assert!(
+        steps[3].starts_with("server closed the silent session"),
+        "{steps:?}"
+    );
+
+    // What the library sent is on the server: the property and the value written after the
+    // reconnect.
+    let id = device["id"].as_u64().unwrap();
+    let resp = server
+        .client
+        .get(server.url(&format!("/api/v1/devices/{id}/properties")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let properties: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        properties
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["property"] == "label" && p["values"] == serde_json::json!(["Boiler"])),
+        "{properties}"
+    );
+    let (code, body) = server.blynk_get(&token, "V1").await.unwrap();
+    assert_eq!((code, body.as_str()), (200, "24.5"));
+
+    // A wrong token is refused the way the library understands.
+    let (ok, steps, log) = tokio::task::spawn_blocking(move || {
+        run_blynk_library_python(hardware, "0123456789abcdef0123456789abcdef", "badtoken")
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{steps:?}\n{log}");
+    assert_eq!(steps, ["refused"]);
+}
