@@ -111,7 +111,7 @@ async fn statements_that_could_escape_the_scope_are_refused() {
 }
 
 #[tokio::test]
-async fn results_are_identical_before_and_after_flush_and_restart() {
+async fn results_are_identical_before_and_after_flush_compaction_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let sql = "SELECT device_id, count(*) AS n, sum(value) AS s FROM telemetry GROUP BY device_id ORDER BY device_id";
     let scope = OrgScope::single(7);
@@ -142,14 +142,26 @@ async fn results_are_identical_before_and_after_flush_and_restart() {
         let flushed = summary(engine.sql(&scope, sql).await.unwrap());
         assert_eq!(in_memory, flushed);
         storage.write(points(7, 3, 10)).unwrap();
+        storage.flush().unwrap();
+        storage.write(points(7, 4, 5)).unwrap();
+        storage.flush().unwrap();
         let before = summary(engine.sql(&scope, sql).await.unwrap());
+        // Compaction merges the flushed files; the answer stays the same.
+        let files_before = storage.snapshot().files.len();
+        storage.compact().unwrap();
+        let compacted = summary(engine.sql(&scope, sql).await.unwrap());
+        assert_eq!(before, compacted);
+        assert!(
+            storage.snapshot().files.len() < files_before,
+            "compaction merged files ({files_before} before)"
+        );
         storage.close().unwrap();
         before
     };
     let storage = open(dir.path());
     let after = summary(QueryEngine::new(storage).sql(&scope, sql).await.unwrap());
     assert_eq!(before, after);
-    assert_eq!(after.0, vec![1, 2, 3]);
+    assert_eq!(after.0, vec![1, 2, 3, 4]);
 }
 
 /// Writes land whole or not at all in a query's view: a writer writes batches of `BATCH` points
