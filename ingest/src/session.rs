@@ -30,6 +30,13 @@ use crate::{DeviceActivity, DeviceIdentity, Ingest, PinKind, PinRef, Transport};
 const PRE_LOGIN_MAX_BODY: usize = 256;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 4096;
+
+/// Read space of a session that is not streaming (logging in, pings, an occasional write):
+/// idle sessions are most of a large fleet, and their memory is mostly this buffer.
+const IDLE_READ_CHUNK: usize = 256;
+
+/// Small reads in a row after which a session counts as idle again.
+const IDLE_AFTER_SMALL_READS: u8 = 2;
 /// Frames queued for a device by the cloud before further ones are dropped.
 const OUTBOUND_QUEUE: usize = 64;
 /// Bridges one session may bind (the legacy server's limit).
@@ -165,6 +172,11 @@ impl Session {
         let (mut rd, mut wr) = tokio::io::split(stream);
         let config = self.ingest.config().clone();
         let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
+        // Read space for the next read: a whole chunk while the device streams (a read filled
+        // the space it had), the idle size after small reads in a row (pings, a value now and
+        // then), when the emptied buffer is also given back.
+        let mut chunk = READ_CHUNK;
+        let mut small_reads = 0u8;
         let login_deadline = Instant::now() + config.login_timeout;
         let mut last_rx = Instant::now();
         loop {
@@ -203,12 +215,20 @@ impl Session {
                 None => login_deadline,
                 Some(state) => last_rx + config.idle_timeout(state.heartbeat),
             };
-            // At least a whole chunk free for every read: many frames per
-            // read (and per allocation). Reclaims the buffer in place once
-            // every frame of it is handled.
-            if inbuf.capacity() - inbuf.len() < READ_CHUNK {
-                inbuf.reserve(READ_CHUNK);
+            // At least `chunk` free for every read: many frames per read (and
+            // per allocation) while streaming; a small buffer while idle, given
+            // back once it is empty. Reclaims the buffer in place once every
+            // frame of it is handled.
+            if inbuf.is_empty()
+                && chunk == IDLE_READ_CHUNK
+                && inbuf.capacity() > 2 * IDLE_READ_CHUNK
+            {
+                inbuf = BytesMut::with_capacity(IDLE_READ_CHUNK);
             }
+            if inbuf.capacity() - inbuf.len() < chunk {
+                inbuf.reserve(chunk);
+            }
+            let space = inbuf.capacity() - inbuf.len();
             let outbound = async {
                 match self.state.as_mut() {
                     Some(state) => state.outbound.recv().await,
@@ -222,6 +242,17 @@ impl Session {
                         last_rx = Instant::now();
                         self.now = last_rx;
                         self.ingest.metrics().received(n as u64, 0, 0);
+                        if n >= space {
+                            chunk = READ_CHUNK;
+                            small_reads = 0;
+                        } else if n < IDLE_READ_CHUNK {
+                            small_reads = small_reads.saturating_add(1);
+                            if small_reads >= IDLE_AFTER_SMALL_READS {
+                                chunk = IDLE_READ_CHUNK;
+                            }
+                        } else {
+                            small_reads = 0;
+                        }
                     }
                     Err(err) => return CloseReason::Io(err.to_string()),
                 },
