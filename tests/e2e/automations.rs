@@ -31,15 +31,9 @@ async fn next_write(dev: &mut RawDevice, within: Duration) -> Option<String> {
 }
 
 async fn get(server: &Server, bearer: &str, path: &str) -> Value {
-    let resp = server
-        .client
-        .get(server.url(path))
-        .bearer_auth(bearer)
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
-    resp.json().await.unwrap()
+    let (status, body) = server.get_json(bearer, path).await.unwrap();
+    assert!((200..300).contains(&status), "GET {path}: {status} {body}");
+    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,18 +9,7 @@ use crate::device::RawDevice;
 use crate::server::Server;
 
 async fn put_json(server: &Server, bearer: &str, path: &str, body: &Value) -> (u16, Value) {
-    let resp = server
-        .client
-        .put(server.url(path))
-        .bearer_auth(bearer)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
+    server.put_json(bearer, path, body).await.unwrap()
 }
 
 fn value_of<'a>(list: &'a Value, name: &str) -> &'a Value {

@@ -33,15 +33,18 @@ fn psql(
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn psql_queries_telemetry_as_a_pinhouse_user() {
-    let dir = tempfile::tempdir().unwrap();
+/// A server with `--pg` and a device `name` that wrote V1 = 1.5, 2.5, 3.5: (server, PostgreSQL
+/// address, admin token, device).
+async fn server_with_values(
+    dir: &std::path::Path,
+    name: &str,
+) -> (Server, SocketAddr, String, serde_json::Value) {
     let pg = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let server = Server::start_with(&dir.path().join("data"), &["--pg", &pg.to_string()])
+    let server = Server::start_with(&dir.join("data"), &["--pg", &pg.to_string()])
         .await
         .unwrap();
     let admin = server.admin_token().await.unwrap();
-    let (device, token) = server.create_device(&admin, "Meter").await.unwrap();
+    let (device, token) = server.create_device(&admin, name).await.unwrap();
     for value in ["1.5", "2.5", "3.5"] {
         let (status, body) = server
             .get_text(&format!("/external/api/update?token={token}&V1={value}"))
@@ -49,6 +52,13 @@ async fn psql_queries_telemetry_as_a_pinhouse_user() {
             .unwrap();
         assert_eq!(status, 200, "{body}");
     }
+    (server, pg, admin, device)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_queries_telemetry_as_a_pinhouse_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, pg, admin, device) = server_with_values(dir.path(), "Meter").await;
     let sql = "SELECT device_id, pin, value FROM telemetry ORDER BY ts";
     let id = device["id"].as_u64().unwrap();
     let expected = format!("{id}|1|1.5\n{id}|1|2.5\n{id}|1|3.5\n");
@@ -132,19 +142,7 @@ async fn psql_queries_telemetry_as_a_pinhouse_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psycopg_uses_the_extended_query_protocol() {
     let dir = tempfile::tempdir().unwrap();
-    let pg = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let server = Server::start_with(&dir.path().join("data"), &["--pg", &pg.to_string()])
-        .await
-        .unwrap();
-    let admin = server.admin_token().await.unwrap();
-    let (device, token) = server.create_device(&admin, "Driver meter").await.unwrap();
-    for value in ["1.5", "2.5", "3.5"] {
-        let (status, body) = server
-            .get_text(&format!("/external/api/update?token={token}&V1={value}"))
-            .await
-            .unwrap();
-        assert_eq!(status, 200, "{body}");
-    }
+    let (server, pg, _, device) = server_with_values(dir.path(), "Driver meter").await;
     let id = device["id"].as_u64().unwrap();
     let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("e2e/pg_client.py");
     let out = tokio::task::spawn_blocking(move || {

@@ -236,6 +236,31 @@ impl Server {
         Ok((status, resp.json().await.unwrap_or(Value::Null)))
     }
 
+    /// `GET path` as `bearer`: (status, JSON body or null).
+    pub async fn get_json(&self, bearer: &str, path: &str) -> Result<(u16, Value)> {
+        let resp = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(bearer)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// `PUT path` with a JSON body as `bearer`: (status, JSON body or null).
+    pub async fn put_json(&self, bearer: &str, path: &str, body: &Value) -> Result<(u16, Value)> {
+        let resp = self
+            .client
+            .put(self.url(path))
+            .bearer_auth(bearer)
+            .json(body)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
     /// Run SQL as `bearer`, returning the JSON rows.
     pub async fn sql(&self, bearer: &str, sql: &str) -> Result<Value> {
         let resp = self

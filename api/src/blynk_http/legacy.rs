@@ -216,6 +216,34 @@ async fn update(
     Ok(StatusCode::OK)
 }
 
+/// A JSON request body as the legacy server took it: `Content-Type: application/json` (500
+/// with its message otherwise), 400 `Wrong request format.` when it does not parse.
+fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, LegacyError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Err(LegacyError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Unexpected content type. Expecting application/json.".into(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|_| LegacyError::bad_request("Wrong request format."))
+}
+
+/// A JSON string or number as the text of a pin value.
+fn json_value_text(value: serde_json::Value) -> Result<String, LegacyError> {
+    match value {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        _ => Err(LegacyError::bad_request("Wrong request format.")),
+    }
+}
+
 /// One point of a legacy history import.
 #[derive(serde::Deserialize, utoipa::ToSchema)]
 #[schema(as = LegacyHistoryPoint)]
@@ -249,25 +277,10 @@ async fn put_history(
 ) -> Result<StatusCode, LegacyError> {
     let device = device(&state, &token).await?;
     let pin = pin(&pin_text)?;
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json {
-        return Err(LegacyError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Unexpected content type. Expecting application/json.".into(),
-        ));
-    }
-    let rows: Vec<HistoryPoint> = serde_json::from_slice(&body)
-        .map_err(|_| LegacyError::bad_request("Wrong request format."))?;
+    let rows: Vec<HistoryPoint> = json_body(&headers, &body)?;
     let points = rows
         .into_iter()
-        .map(|p| match p.value {
-            serde_json::Value::String(s) => Ok((p.timestamp, s)),
-            serde_json::Value::Number(n) => Ok((p.timestamp, n.to_string())),
-            _ => Err(LegacyError::bad_request("Wrong request format.")),
-        })
+        .map(|p| json_value_text(p.value).map(|v| (p.timestamp, v)))
         .collect::<Result<Vec<_>, _>>()?;
     super::import_points(&state, &device, pin, &points).await?;
     Ok(StatusCode::OK)
@@ -295,25 +308,10 @@ async fn put_update(
 ) -> Result<StatusCode, LegacyError> {
     let device = device(&state, &token).await?;
     let pin = pin(&pin_text)?;
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json {
-        return Err(LegacyError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Unexpected content type. Expecting application/json.".into(),
-        ));
-    }
-    let values: Vec<serde_json::Value> = serde_json::from_slice(&body)
-        .map_err(|_| LegacyError::bad_request("Wrong request format."))?;
+    let values: Vec<serde_json::Value> = json_body(&headers, &body)?;
     let values: Vec<String> = values
         .into_iter()
-        .map(|v| match v {
-            serde_json::Value::String(s) => Ok(s),
-            serde_json::Value::Number(n) => Ok(n.to_string()),
-            _ => Err(LegacyError::bad_request("Wrong request format.")),
-        })
+        .map(json_value_text)
         .collect::<Result<_, _>>()?;
     write(&state, &device, pin, &values).await?;
     Ok(StatusCode::OK)
