@@ -67,6 +67,11 @@ pub struct IngestArgs {
     /// `vw` frames per socket write (pipelining).
     #[arg(long, default_value_t = 100)]
     frames_per_write: u32,
+    /// Automations to create on the simulated devices before streaming: datastream rules on
+    /// V0 with a threshold no value reaches, so the engine evaluates every value and never
+    /// fires (its cost beside ingest, without side effects).
+    #[arg(long, default_value_t = 0)]
+    automations: u32,
     /// Seconds to wait for every value to be visible in SQL.
     #[arg(long, default_value_t = 120)]
     commit_timeout: u64,
@@ -191,6 +196,21 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         tokens.push(device["token"].as_str().context("token")?.to_owned());
         ids.push(device["id"].as_u64().context("id")?);
     }
+    if args.automations > 0 {
+        eprintln!("creating {} automations…", args.automations);
+        for i in 0..args.automations {
+            let device = ids[i as usize % ids.len()];
+            rest.post(
+                "/api/v1/automations",
+                &json!({
+                    "name": format!("bench-{i}"),
+                    "trigger": {"type": "datastream", "device_id": device, "pin": "V0", "op": ">", "value": 1e12},
+                    "actions": [{"type": "write", "device_id": device, "pin": "V0", "value": "0"}],
+                }),
+            )
+            .await?;
+        }
+    }
     let (min_id, max_id) = (
         ids.iter().min().copied().unwrap_or(0),
         ids.iter().max().copied().unwrap_or(0),
@@ -258,6 +278,7 @@ pub async fn run(args: IngestArgs) -> Result<()> {
     let report = json!({
         "scenario": "ingest",
         "transport": args.transport,
+        "automations": args.automations,
         "rate_per_device": args.rate,
         "write_latency": args.latency.then(|| latencies.report()),
         "devices": args.devices,
