@@ -117,6 +117,14 @@ impl ControlPlane {
         })
     }
 
+    /// A write transaction that takes the database's write lock at once (`BEGIN IMMEDIATE`,
+    /// waiting up to the busy timeout for it). A deferred transaction that reads first and writes
+    /// later fails with "database is locked" when another connection commits in between (SQLite
+    /// cannot upgrade a stale read snapshot); every read-then-write transaction uses this.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// The connection pool, for code that needs a query of its own.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool

@@ -119,7 +119,26 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let span = tracing::info_span!("device", %peer, %transport, device_id = tracing::field::Empty);
-    let _enter = span.enter();
+    // Instrumented, not entered: a span entered across an `.await` would leak into whatever
+    // else runs on the thread meanwhile (other sessions' logs nested under this device).
+    tracing::Instrument::instrument(
+        serve_connection(ingest, stream, peer, transport, shutdown, span.clone()),
+        span,
+    )
+    .await
+}
+
+async fn serve_connection<S>(
+    ingest: Ingest,
+    stream: S,
+    peer: SocketAddr,
+    transport: Transport,
+    shutdown: watch::Receiver<bool>,
+    span: tracing::Span,
+) -> CloseReason
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     ingest.metrics().connection_opened(transport);
     let mut session = Session {
         ingest,

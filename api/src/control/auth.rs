@@ -139,7 +139,7 @@ impl ControlPlane {
         let token = secrets::bearer_token();
         let now = now_ms();
         let expires_at = now.saturating_add(SESSION_TTL_MS);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM api_tokens WHERE user_id = ? AND expires_at <= ?")
             .bind(user.id)
             .bind(now)

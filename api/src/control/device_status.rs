@@ -108,7 +108,7 @@ impl ControlPlane {
     /// `at_ms` is when it happened (the report may reach the database later).
     pub async fn device_online(&self, device_id: u32, at_ms: i64) -> Result<()> {
         let now = at_ms;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let was_online: Option<bool> =
             sqlx::query_scalar("SELECT online FROM device_status WHERE device_id = ?")
                 .bind(device_id)
@@ -152,7 +152,7 @@ impl ControlPlane {
     /// `at_ms` is when it happened.
     pub async fn device_offline(&self, device_id: u32, at_ms: i64) -> Result<()> {
         let now = at_ms;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let changed = sqlx::query(
             "UPDATE device_status SET online = 0, disconnected_at = ?2, last_seen_at = ?2
              WHERE device_id = ?1 AND online = 1",

@@ -156,7 +156,7 @@ impl ControlPlane {
             .map_err(|e| ControlError::internal(format!("password hash task: {e}")))??;
 
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // Conditional insert: of two servers starting at once on one database, one wins.
         let org_id: Option<u32> = sqlx::query_scalar(
             "INSERT INTO organizations (name, created_at)

@@ -36,7 +36,7 @@ impl ControlPlane {
         let token = secrets::bearer_token();
         let now = now_ms();
         let expires_at = now.saturating_add(PASSWORD_RESET_TTL_MS);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM password_resets WHERE user_id = ?")
             .bind(user_id)
             .execute(&mut *tx)
@@ -74,7 +74,7 @@ impl ControlPlane {
         let hash = tokio::task::spawn_blocking(move || secrets::hash_password(&password))
             .await
             .map_err(|e| ControlError::internal(format!("password hash task: {e}")))??;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let user_id: Option<u32> = sqlx::query_scalar(
             "UPDATE password_resets SET used_at = ?1
              WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1 RETURNING user_id",

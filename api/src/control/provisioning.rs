@@ -181,7 +181,7 @@ impl ControlPlane {
         };
         let now = now_ms();
         let mut out = Vec::with_capacity(batch.count as usize);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for n in 1..=batch.count {
             let name = format!("{prefix} {n}");
             // Token and code collisions are astronomically unlikely; a few draws settle them.
@@ -265,7 +265,7 @@ impl ControlPlane {
             .map(str::trim)
             .filter(|n| !n.is_empty());
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let claimed = sqlx::query(
             "UPDATE devices SET owner_user_id = ?, claimed_at = ?, claim_code = NULL,
                  name = COALESCE(?, name)
@@ -301,7 +301,7 @@ impl ControlPlane {
     /// Marks a dynamic-token device activated (its first login or `/external/api/provision`):
     /// the token stops expiring and the timeline says `provisioned`. No-op for other devices.
     pub async fn activate_device(&self, device_id: u32, at_ms: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let changed = sqlx::query(
             "UPDATE devices SET activated_at = ?, provision_expires_at = NULL
              WHERE id = ? AND token_kind = 'dynamic' AND activated_at IS NULL",

@@ -46,7 +46,7 @@ impl ControlPlane {
     /// Replaces the tags of a device; returns them normalized.
     pub async fn set_device_tags(&self, device_id: u32, tags: &[String]) -> Result<Vec<String>> {
         let tags = normalize_tags(tags)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM device_tags WHERE device_id = ?")
             .bind(device_id)
             .execute(&mut *tx)
@@ -75,7 +75,7 @@ impl ControlPlane {
     /// Replaces the tags of a user; returns them normalized.
     pub async fn set_user_tags(&self, user_id: u32, tags: &[String]) -> Result<Vec<String>> {
         let tags = normalize_tags(tags)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM user_tags WHERE user_id = ?")
             .bind(user_id)
             .execute(&mut *tx)

@@ -324,7 +324,7 @@ impl ControlPlane {
             Some(d) => Some(validate_dashboard(Some(d))?),
             None => None,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row: TemplateRow = sqlx::query_as(
             "UPDATE templates SET name = ?, description = ?, dashboard = COALESCE(?, dashboard),
                  updated_at = ? WHERE id = ? RETURNING *",
@@ -368,7 +368,7 @@ impl ControlPlane {
         let mut attempt = 0;
         let row = loop {
             attempt += 1;
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let inserted: std::result::Result<TemplateRow, sqlx::Error> = sqlx::query_as(
                 "INSERT INTO templates (id, org_id, name, description, created_at, updated_at, dashboard)
                  VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",

@@ -342,7 +342,7 @@ impl Ota {
                 || format!("{} {}", firmware.version, firmware.build),
                 str::to_owned,
             );
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.inner.control.begin_write().await?;
         let id: u32 = sqlx::query_scalar(
             "INSERT INTO ota_shipments (org_id, firmware_id, name, status, cohorts, failure_threshold,
                  device_timeout_ms, health_grace_ms, attempts_limit, window_start_min, window_end_min,
