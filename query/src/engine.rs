@@ -275,7 +275,7 @@ impl QueryEngine {
             }
             let rollup = match tier {
                 Tier::Raw => None,
-                _ => self.inner.rollups.get(file),
+                _ => self.inner.rollups.get(file).filter(|r| r.has(tier)),
             };
             match rollup {
                 Some(rollup) => {

@@ -88,9 +88,23 @@ impl TierTable {
 pub(crate) struct FileRollup {
     hour: TierTable,
     day: TierTable,
+    /// Whether the hour tier is kept. It is not for files whose series are sparser than about
+    /// two values per hour: there it would hold nearly a row per value (for a fleet sampled
+    /// every few hours, more memory than the data), and those files are read raw instead —
+    /// a few values per series and day.
+    has_hour: bool,
 }
 
 impl FileRollup {
+    /// Whether `tier` can answer from this rollup (otherwise read the file raw).
+    pub(crate) fn has(&self, tier: Tier) -> bool {
+        match tier {
+            Tier::Hour => self.has_hour,
+            Tier::Day => true,
+            Tier::Raw => false,
+        }
+    }
+
     /// Rows of `tier` for one series with `from <= bucket < to`.
     pub(crate) fn range(
         &self,
@@ -145,6 +159,7 @@ impl FileRollup {
             .map_err(parquet_err)?;
 
         let mut hours: Vec<(Key, BucketStats)> = Vec::new();
+        let mut numeric_rows = 0usize;
         for batch in reader {
             let batch = batch.map_err(|e| QueryError::Execution(e.to_string()))?;
             let col = |name: &str| {
@@ -161,6 +176,7 @@ impl FileRollup {
                 if values.is_null(i) {
                     continue;
                 }
+                numeric_rows += 1;
                 let (t, v) = (ts.value(i), values.value(i));
                 let key = (
                     orgs.value(i),
@@ -182,7 +198,12 @@ impl FileRollup {
             .map(|(&(o, d, p, b), s)| ((o, d, p, b.div_euclid(DAY_US) * DAY_US), *s))
             .collect();
         let day = TierTable::from_sorted(days);
-        Ok(FileRollup { hour, day })
+        let has_hour = hour.keys.len().saturating_mul(2) <= numeric_rows;
+        Ok(FileRollup {
+            hour: if has_hour { hour } else { TierTable::default() },
+            day,
+            has_hour,
+        })
     }
 
     fn sidecar_schema() -> SchemaRef {
@@ -294,9 +315,13 @@ impl FileRollup {
                 }
             }
         }
+        // A sparse file's sidecar has day rows only (see `has_hour`); a file without numeric
+        // values has neither, and its empty hour tier is a true answer.
+        let has_hour = !hour.is_empty() || day.is_empty();
         Ok(FileRollup {
             hour: TierTable::from_sorted(hour),
             day: TierTable::from_sorted(day),
+            has_hour,
         })
     }
 }

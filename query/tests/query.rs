@@ -330,6 +330,42 @@ mod history {
         assert_eq!(n.num_rows(), 1);
     }
 
+    /// A fleet sampled every three hours keeps no hour tier (it would hold a row per value):
+    /// hour-bucket answers come from the raw rows and still equal the raw aggregation, day
+    /// buckets still come from the day tier; both across a restart with sidecars.
+    #[tokio::test]
+    async fn sparse_files_answer_hour_buckets_from_raw_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("telemetry");
+        let rollup_dir = dir.path().join("rollups");
+        let sparse = series(1, 5, 2, 30 * 8, 3 * HOUR_US);
+        let ranges = [
+            (T0, T0 + 7 * DAY_US, 168, Tier::Hour),
+            (T0, T0 + 30 * DAY_US, 30, Tier::Day),
+        ];
+        for restart in [false, true] {
+            let storage = Storage::open(StorageConfig::new(&data)).unwrap();
+            if !restart {
+                storage.write(sparse.clone()).unwrap();
+                storage.flush().unwrap();
+            }
+            let engine = QueryEngine::with_rollup_dir(storage.clone(), rollup_dir.clone()).unwrap();
+            engine.refresh_rollups();
+            for (from, to, points, tier) in ranges {
+                let r = req(from, to, points);
+                let fast = engine.history(&r).await.unwrap();
+                let raw = engine.history_raw(&r).await.unwrap();
+                assert_eq!(fast.tier, tier);
+                assert_eq!(
+                    fast.points, raw.points,
+                    "{from}..{to} @ {points}, restart {restart}"
+                );
+                assert!(!fast.points.is_empty());
+            }
+            storage.close().unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn rollup_tiers_equal_raw_aggregation_across_flush_and_restart() {
         let dir = tempfile::tempdir().unwrap();
