@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use pinhouse_storage::{FileMeta, Storage, TS_TIMEZONE, columns};
 
 use crate::catalog_tables::{CatalogSource, CatalogTable};
-use crate::history::{Accumulator, Buckets, History, HistoryRequest, Tier};
+use crate::history::{Accumulator, Buckets, DAY_US, History, HistoryRequest, Tier};
 use crate::rollup::{RollupPass, Rollups};
 use crate::{OrgScope, Result, TELEMETRY_TABLE, TelemetryTable};
 
@@ -255,13 +255,33 @@ impl QueryEngine {
     }
 
     async fn history_with(&self, req: &HistoryRequest, use_rollups: bool) -> Result<History> {
-        let buckets = Buckets::plan(req.from_us, req.to_us, req.points);
-        let tier = if use_rollups {
+        let mut buckets = Buckets::plan(req.from_us, req.to_us, req.points);
+        let mut tier = if use_rollups {
             Tier::for_step(buckets.step_us)
         } else {
             Tier::Raw
         };
         let snapshot = Arc::new(self.inner.storage.snapshot());
+        // Hour buckets over days of sparse series (files without an hour tier, see
+        // `rollup.rs`) would read every file of the range raw; day buckets answer from the
+        // day tier instead — fewer points than asked for, on data that has few anyway.
+        if tier == Tier::Hour && req.to_us - req.from_us >= 2 * DAY_US {
+            let sparse = snapshot.files.iter().any(|file| {
+                file.org_ids.contains(&req.org_id)
+                    && (file.min_device_id..=file.max_device_id).contains(&req.device_id)
+                    && file.max_ts_us >= buckets.from_us
+                    && file.min_ts_us < buckets.to_us
+                    && self
+                        .inner
+                        .rollups
+                        .get(file)
+                        .is_some_and(|r| !r.has(Tier::Hour))
+            });
+            if sparse {
+                buckets = Buckets::with_step(req.from_us, req.to_us, DAY_US);
+                tier = Tier::Day;
+            }
+        }
         let mut acc = Accumulator::default();
         let mut raw_files: Vec<FileMeta> = Vec::new();
         for file in &snapshot.files {

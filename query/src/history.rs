@@ -254,6 +254,18 @@ impl Buckets {
         }
     }
 
+    /// Epoch-aligned buckets of exactly `step_us` covering `from_us..to_us`.
+    pub fn with_step(from_us: i64, to_us: i64, step_us: i64) -> Buckets {
+        let step = step_us.max(1);
+        let first = from_us.div_euclid(step) * step;
+        let last = (to_us + step - 1).div_euclid(step) * step;
+        Buckets {
+            step_us: step,
+            from_us: first,
+            to_us: last.max(first + step),
+        }
+    }
+
     /// Start of the bucket holding `ts_us`.
     pub fn bucket_of(&self, ts_us: i64) -> i64 {
         ts_us.div_euclid(self.step_us) * self.step_us

@@ -331,17 +331,20 @@ mod history {
     }
 
     /// A fleet sampled every three hours keeps no hour tier (it would hold a row per value):
-    /// hour-bucket answers come from the raw rows and still equal the raw aggregation, day
-    /// buckets still come from the day tier; both across a restart with sidecars.
+    /// a range of days asked in hour buckets is answered in day buckets from the day tier
+    /// (equal to the raw aggregation in day buckets), within a day hour buckets come from raw
+    /// rows; both across a restart with sidecars.
     #[tokio::test]
-    async fn sparse_files_answer_hour_buckets_from_raw_rows() {
+    async fn sparse_files_answer_ranges_of_days_from_the_day_tier() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("telemetry");
         let rollup_dir = dir.path().join("rollups");
         let sparse = series(1, 5, 2, 30 * 8, 3 * HOUR_US);
+        // (from, to, points, tier answering, points of the equivalent raw request)
         let ranges = [
-            (T0, T0 + 7 * DAY_US, 168, Tier::Hour),
-            (T0, T0 + 30 * DAY_US, 30, Tier::Day),
+            (T0, T0 + 7 * DAY_US, 168, Tier::Day, 7),
+            (T0, T0 + 30 * DAY_US, 30, Tier::Day, 30),
+            (T0 + DAY_US, T0 + DAY_US + 12 * HOUR_US, 12, Tier::Hour, 12),
         ];
         for restart in [false, true] {
             let storage = Storage::open(StorageConfig::new(&data)).unwrap();
@@ -351,11 +354,15 @@ mod history {
             }
             let engine = QueryEngine::with_rollup_dir(storage.clone(), rollup_dir.clone()).unwrap();
             engine.refresh_rollups();
-            for (from, to, points, tier) in ranges {
+            for (from, to, points, tier, raw_points) in ranges {
                 let r = req(from, to, points);
                 let fast = engine.history(&r).await.unwrap();
-                let raw = engine.history_raw(&r).await.unwrap();
+                let raw = engine
+                    .history_raw(&req(from, to, raw_points))
+                    .await
+                    .unwrap();
                 assert_eq!(fast.tier, tier);
+                assert_eq!(fast.buckets, raw.buckets);
                 assert_eq!(
                     fast.points, raw.points,
                     "{from}..{to} @ {points}, restart {restart}"
