@@ -8,7 +8,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::rollout::{Gate, Tally, gate, in_window};
+use super::rollout::{Gate, Tally, gate, in_window, local_minute};
 use super::shipments::{SHIPMENT_SELECT, ShipmentRow};
 use super::{Ota, now_ms};
 use crate::control::{Result, SystemEvent};
@@ -231,15 +231,14 @@ impl Ota {
     }
 
     async fn signal_pending(&self, s: &ShipmentRow, now: i64) -> Result<()> {
-        let minute = ((now / 60_000) % 1440) as u32;
-        if !in_window(minute, s.window()) {
-            return Ok(());
-        }
+        let window = s.window();
         // Online devices of open cohorts whose info for the current session has arrived (so the
         // old info of this very session is never mistaken for the device coming back).
-        let pending: Vec<(u32,)> = sqlx::query_as(
-            "SELECT d.device_id FROM ota_shipment_devices d
+        // With the device's Time Zone metadata: the window is in the device's local time.
+        let pending: Vec<(u32, Option<String>)> = sqlx::query_as(
+            "SELECT d.device_id, tz.value FROM ota_shipment_devices d
              JOIN device_status st ON st.device_id = d.device_id
+             LEFT JOIN device_metadata tz ON tz.device_id = d.device_id AND tz.name = 'Time Zone'
              WHERE d.shipment_id = ? AND d.status = 'pending' AND d.cohort <= ?
                AND st.online = 1 AND st.info_at >= st.connected_at
              ORDER BY d.cohort, d.device_id LIMIT ?",
@@ -249,7 +248,10 @@ impl Ota {
         .bind(SIGNALS_PER_TICK)
         .fetch_all(self.pool())
         .await?;
-        for (device_id,) in pending {
+        for (device_id, time_zone) in pending {
+            if !in_window(local_minute(now, time_zone.as_deref()), window) {
+                continue;
+            }
             if !self.inner.ingest.is_online(device_id) {
                 continue;
             }

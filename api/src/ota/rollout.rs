@@ -107,6 +107,24 @@ pub fn gate(tally: Tally, threshold: f64, index: usize, count: usize) -> Gate {
 
 /// Whether `minute` (after midnight) falls in the window `[start, end)`, which
 /// may wrap past midnight (22:00–06:00). No window means any time.
+/// Minute of the day at `now_ms` in time zone `tz` (IANA name, as the device's `Time Zone`
+/// metadata holds it); UTC when there is none or it does not parse.
+pub fn local_minute(now_ms: i64, tz: Option<&str>) -> u32 {
+    use chrono::{TimeZone, Timelike, Utc};
+    let Some(at) = Utc.timestamp_millis_opt(now_ms).single() else {
+        return 0;
+    };
+    match tz.and_then(|name| name.parse::<chrono_tz::Tz>().ok()) {
+        Some(zone) => {
+            let local = at.with_timezone(&zone);
+            local.hour() * 60 + local.minute()
+        }
+        None => at.hour() * 60 + at.minute(),
+    }
+}
+
+/// Whether minute-of-day `minute` is inside `window` (start inclusive, end exclusive, wrapping
+/// past midnight when start > end); no window: always.
 pub fn in_window(minute: u32, window: Option<(u32, u32)>) -> bool {
     match window {
         None => true,
@@ -118,6 +136,29 @@ pub fn in_window(minute: u32, window: Option<(u32, u32)>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_follow_the_device_time_zone() {
+        // 2026-01-15 22:30 UTC is 23:30 in Amsterdam and 17:30 in New York.
+        let now = 1_768_516_200_000;
+        assert_eq!(local_minute(now, None), 22 * 60 + 30);
+        assert_eq!(local_minute(now, Some("Europe/Amsterdam")), 23 * 60 + 30);
+        assert_eq!(local_minute(now, Some("America/New_York")), 17 * 60 + 30);
+        assert_eq!(
+            local_minute(now, Some("Mars/Olympus")),
+            22 * 60 + 30,
+            "unknown zone: UTC"
+        );
+        let night = Some((23 * 60, 5 * 60));
+        assert!(in_window(
+            local_minute(now, Some("Europe/Amsterdam")),
+            night
+        ));
+        assert!(!in_window(
+            local_minute(now, Some("America/New_York")),
+            night
+        ));
+    }
 
     #[test]
     fn cohorts_are_validated() {

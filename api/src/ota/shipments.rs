@@ -65,7 +65,8 @@ pub struct NewShipment {
     /// Signals per device before it is marked failed; default 3.
     #[serde(default)]
     pub attempts_limit: Option<u32>,
-    /// Daily window for signals (UTC); default any time.
+    /// Daily window for signals, `HH:MM` in each device's local time (its `Time Zone` metadata; UTC
+    /// when it has none); default any time.
     #[serde(default)]
     pub window: Option<Window>,
 }

@@ -41,7 +41,7 @@ function rolloutText(s) {
   if (s.cohorts.length <= 1) parts.push('All devices at once');
   else parts.push(`Cohort ${Math.min(s.current_cohort + 1, s.cohorts.length)} of ${s.cohorts.length} (${s.cohorts.map((c) => `${c} %`).join(' → ')})`);
   parts.push(`halts above ${Math.round(s.failure_threshold * 1000) / 10} % failed`);
-  if (s.window) parts.push(`window ${s.window.start}–${s.window.end} UTC`);
+  if (s.window) parts.push(`window ${s.window.start}–${s.window.end} device time`);
   return parts.join(' · ');
 }
 
@@ -389,8 +389,8 @@ export async function render(main) {
         field('Health grace (s)', grace, 'Time an updated device has to send data; 0 disables the check.'),
         field('Attempts per device', attempts)),
       h('div.row', {},
-        field('Daily window from (UTC)', windowStart, 'Optional: offers go out only inside the window.'),
-        field('Daily window to (UTC)', windowEnd))),
+        field('Daily window from (device time)', windowStart, 'Optional: offers go out only inside the window, in each device’s local time (its Time Zone metadata; UTC when it has none).'),
+        field('Daily window to (device time)', windowEnd))),
     shipMessage,
     h('div.actions', {}, shipButton));
 
