@@ -104,6 +104,23 @@ where
     documented
 }
 
+/// Checks that the caller may do `action` in organization `org_id` (creating something there):
+/// 404 when the organization is out of its reach, 403 when it is in reach without the right.
+pub(super) async fn authorize_in(
+    control: &ControlPlane,
+    principal: &super::auth::Principal,
+    action: super::permissions::Action,
+    org_id: u32,
+) -> Result<()> {
+    let target = super::permissions::Target {
+        org_id,
+        owner_user_id: None,
+    };
+    control
+        .authorize(principal, action, target, &format!("organization {org_id}"))
+        .await
+}
+
 /// Fallback for unknown paths, in the JSON error shape: `router.fallback(control::not_found)`.
 pub async fn not_found() -> ControlError {
     ControlError::not_found("no such endpoint")

@@ -8,7 +8,7 @@ use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{created, parse_id};
+use super::{authorize_in, created, parse_id};
 use crate::control::ControlPlane;
 use crate::control::auth::Principal;
 use crate::control::automations::{Automation, NewAutomation};
@@ -90,18 +90,7 @@ async fn create_automation(
     ApiJson(body): ApiJson<NewAutomation>,
 ) -> Result<Response> {
     let org_id = body.org_id.unwrap_or(principal.org_id);
-    let target = Target {
-        org_id,
-        owner_user_id: None,
-    };
-    control
-        .authorize(
-            &principal,
-            Action::AutomationManage,
-            target,
-            &format!("organization {org_id}"),
-        )
-        .await?;
+    authorize_in(&control, &principal, Action::AutomationManage, org_id).await?;
     let automation = control
         .create_automation(org_id, principal.user_id, &body)
         .await?;

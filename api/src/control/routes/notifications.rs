@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{created, parse_id};
+use super::{authorize_in, created, parse_id};
 use crate::control::ControlPlane;
 use crate::control::auth::Principal;
 use crate::control::error::{ControlError, ErrorBody, Result};
@@ -89,18 +89,7 @@ async fn create_webhook(
     ApiJson(body): ApiJson<NewWebhook>,
 ) -> Result<Response> {
     let org_id = body.org_id.unwrap_or(principal.org_id);
-    let target = Target {
-        org_id,
-        owner_user_id: None,
-    };
-    control
-        .authorize(
-            &principal,
-            Action::NotificationManage,
-            target,
-            &format!("organization {org_id}"),
-        )
-        .await?;
+    authorize_in(&control, &principal, Action::NotificationManage, org_id).await?;
     let hook = control
         .create_webhook(org_id, principal.user_id, &body)
         .await?;

@@ -6,12 +6,13 @@ use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::authorize_in;
 use crate::control::ControlPlane;
 use crate::control::auth::Principal;
 use crate::control::devices::DeviceRecord;
 use crate::control::error::{ErrorBody, Result};
 use crate::control::extract::ApiJson;
-use crate::control::permissions::{Action, Target};
+use crate::control::permissions::Action;
 use crate::control::provisioning::{
     ClaimRequest, ProvisionRequest, Provisioned, StaticBatch, StaticDevice,
 };
@@ -25,23 +26,6 @@ where
         .routes(routes!(provision))
         .routes(routes!(create_static))
         .routes(routes!(claim))
-}
-
-/// Checks `action` in organization `org_id` (404 outside the caller's reach, 403 inside it
-/// without the right).
-async fn authorize_in(
-    control: &ControlPlane,
-    principal: &Principal,
-    action: Action,
-    org_id: u32,
-) -> Result<()> {
-    let target = Target {
-        org_id,
-        owner_user_id: None,
-    };
-    control
-        .authorize(principal, action, target, &format!("organization {org_id}"))
-        .await
 }
 
 /// Issue a dynamic auth token for a template (Blynk.Inject-style provisioning): a new device
