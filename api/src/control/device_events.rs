@@ -236,11 +236,7 @@ impl ControlPlane {
             tracing::warn!(device_id, code, %err, "cannot queue the event's notifications");
         }
         if self.has_listeners() {
-            let org_id: u32 = sqlx::query_scalar("SELECT org_id FROM devices WHERE id = ?")
-                .bind(device_id)
-                .fetch_optional(&self.pool)
-                .await?
-                .unwrap_or(0);
+            let org_id = self.device_org(device_id).await?;
             self.signal(super::activity::Activity::Event {
                 org_id,
                 device_id,

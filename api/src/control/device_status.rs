@@ -136,10 +136,10 @@ impl ControlPlane {
             };
             insert_system_event(&mut tx, device_id, event, now).await?;
         }
+        // The first login of a dynamically provisioned device completes its provisioning.
+        super::provisioning::activate_in(&mut tx, device_id, now).await?;
         tx.commit().await?;
         tracing::debug!(device_id, "device online");
-        // The first login of a dynamically provisioned device completes its provisioning.
-        self.activate_device(device_id, now).await?;
         if came_online && self.has_listeners() {
             let org_id = self.device_org(device_id).await?;
             self.signal(Activity::Online { org_id, device_id });
@@ -181,7 +181,7 @@ impl ControlPlane {
     }
 
     /// The organization of a device (0 if it was deleted meanwhile).
-    async fn device_org(&self, device_id: u32) -> Result<u32> {
+    pub(crate) async fn device_org(&self, device_id: u32) -> Result<u32> {
         Ok(
             sqlx::query_scalar("SELECT org_id FROM devices WHERE id = ?")
                 .bind(device_id)

@@ -302,28 +302,39 @@ impl ControlPlane {
     /// the token stops expiring and the timeline says `provisioned`. No-op for other devices.
     pub async fn activate_device(&self, device_id: u32, at_ms: i64) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let changed = sqlx::query(
-            "UPDATE devices SET activated_at = ?, provision_expires_at = NULL
-             WHERE id = ? AND token_kind = 'dynamic' AND activated_at IS NULL",
-        )
-        .bind(at_ms)
-        .bind(device_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed > 0 {
-            let event = SystemEvent {
-                code: "provisioned",
-                name: "Provisioned",
-                severity: "info",
-                description: Some("first login with the dynamic token"),
-            };
-            insert_system_event(&mut tx, device_id, event, at_ms).await?;
-            tracing::info!(device_id, "device provisioned");
-        }
+        let activated = activate_in(&mut tx, device_id, at_ms).await?;
         tx.commit().await?;
-        Ok(changed > 0)
+        Ok(activated)
     }
+}
+
+/// [`ControlPlane::activate_device`] inside the caller's write transaction (a login records the
+/// device online and activates it in one transaction).
+pub(crate) async fn activate_in(
+    conn: &mut sqlx::SqliteConnection,
+    device_id: u32,
+    at_ms: i64,
+) -> Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE devices SET activated_at = ?, provision_expires_at = NULL
+         WHERE id = ? AND token_kind = 'dynamic' AND activated_at IS NULL",
+    )
+    .bind(at_ms)
+    .bind(device_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if changed > 0 {
+        let event = SystemEvent {
+            code: "provisioned",
+            name: "Provisioned",
+            severity: "info",
+            description: Some("first login with the dynamic token"),
+        };
+        insert_system_event(conn, device_id, event, at_ms).await?;
+        tracing::info!(device_id, "device provisioned");
+    }
+    Ok(changed > 0)
 }
 
 #[cfg(test)]
