@@ -247,25 +247,21 @@ async fn history(
     let started = std::time::Instant::now();
     // On the query threads, like SQL, so that a burst of wide history reads cannot slow the
     // threads that serve devices and the rest of the API.
-    let (tx, rx) = tokio::sync::oneshot::channel();
     let engine = state.query.clone();
-    let limit = state.query_runtime.time_limit();
-    state.query_runtime.spawn(async move {
-        let _ = tx.send(tokio::time::timeout(limit, engine.history(&request)).await);
-    });
-    let history = match rx.await {
-        Ok(Ok(result)) => result.map_err(|err| match err {
+    let history = state
+        .query_runtime
+        .run(async move { engine.history(&request).await })
+        .await
+        .ok_or_else(|| {
+            ApiError::Internal(format!(
+                "history read exceeded the query time limit of {} s",
+                state.query_runtime.time_limit().as_secs()
+            ))
+        })?
+        .map_err(|err| match err {
             QueryError::Invalid(msg) | QueryError::NotAllowed(msg) => ApiError::bad_request(msg),
             QueryError::Execution(msg) => ApiError::Internal(msg),
-        })?,
-        Ok(Err(_)) => {
-            return Err(ApiError::Internal(format!(
-                "history read exceeded the query time limit of {} s",
-                limit.as_secs()
-            )));
-        }
-        Err(_) => return Err(ApiError::Internal("the query runtime stopped".into())),
-    };
+        })?;
     tracing::debug!(
         device_id = device.id,
         pin = %pin,

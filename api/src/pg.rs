@@ -46,7 +46,7 @@ use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pinhouse_query::{OrgScope, QueryEngine, QueryError, QueryResult};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Semaphore, watch};
 
 use crate::control::{Action, ControlPlane};
 use crate::query_runtime::QueryRuntime;
@@ -270,17 +270,7 @@ impl std::fmt::Display for Failure {
 
 /// Plan and run `sql` on the query runtime, within the time limit.
 async fn run(shared: &Shared, scope: &OrgScope, sql: &str) -> Result<QueryResult, Failure> {
-    let (tx, rx) = oneshot::channel();
-    let (engine, scope, sql) = (shared.query.clone(), scope.clone(), sql.to_owned());
-    let limit = shared.runtime.time_limit();
-    shared.runtime.spawn(async move {
-        let outcome = tokio::time::timeout(limit, engine.sql(&scope, &sql)).await;
-        let _ = tx.send(outcome);
-    });
-    match rx.await {
-        Ok(Ok(result)) => result.map_err(Failure::Query),
-        Ok(Err(_)) | Err(_) => Err(Failure::TimeLimit(limit.as_secs_f64())),
-    }
+    run_with(shared, scope, sql, Vec::new()).await
 }
 
 /// The PostgreSQL type a column is announced with (values go as text).
@@ -445,24 +435,22 @@ impl QueryParser for PgParser {
                 params: Vec::new(),
             }));
         }
-        let (tx, rx) = oneshot::channel();
         let (engine, scope, text) = (
             self.0.query.clone(),
             session.scope.clone(),
             statement.clone(),
         );
-        let limit = self.0.runtime.time_limit();
-        self.0.runtime.spawn(async move {
-            let outcome = tokio::time::timeout(limit, engine.describe(&scope, &text)).await;
-            let _ = tx.send(outcome);
-        });
-        let (schema, params) = match rx.await {
-            Ok(Ok(Ok(described))) => described,
-            Ok(Ok(Err(err))) => return Err(query_error(Failure::Query(err))),
-            Ok(Err(_)) | Err(_) => {
-                return Err(query_error(Failure::TimeLimit(limit.as_secs_f64())));
-            }
-        };
+        let (schema, params) = self
+            .0
+            .runtime
+            .run(async move { engine.describe(&scope, &text).await })
+            .await
+            .ok_or_else(|| {
+                query_error(Failure::TimeLimit(
+                    self.0.runtime.time_limit().as_secs_f64(),
+                ))
+            })?
+            .map_err(|err| query_error(Failure::Query(err)))?;
         Ok(Some(PgStatement {
             sql: statement,
             no_op: None,
@@ -569,18 +557,13 @@ async fn run_with(
     sql: &str,
     params: Vec<ScalarValue>,
 ) -> Result<QueryResult, Failure> {
-    let (tx, rx) = oneshot::channel();
     let (engine, scope, sql) = (shared.query.clone(), scope.clone(), sql.to_owned());
-    let limit = shared.runtime.time_limit();
-    shared.runtime.spawn(async move {
-        let outcome =
-            tokio::time::timeout(limit, engine.sql_with_params(&scope, &sql, params)).await;
-        let _ = tx.send(outcome);
-    });
-    match rx.await {
-        Ok(Ok(result)) => result.map_err(Failure::Query),
-        Ok(Err(_)) | Err(_) => Err(Failure::TimeLimit(limit.as_secs_f64())),
-    }
+    shared
+        .runtime
+        .run(async move { engine.sql_with_params(&scope, &sql, params).await })
+        .await
+        .ok_or_else(|| Failure::TimeLimit(shared.runtime.time_limit().as_secs_f64()))?
+        .map_err(Failure::Query)
 }
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).

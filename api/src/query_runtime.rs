@@ -52,6 +52,24 @@ impl QueryRuntime {
         self.handle.spawn(task);
     }
 
+    /// Runs `task` on the query threads within the time limit and waits for its output:
+    /// `None` when the limit was reached (the task is dropped, which cancels a DataFusion
+    /// query) or the runtime stopped.
+    pub async fn run<F>(&self, task: F) -> Option<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let limit = self.time_limit();
+        self.spawn(async move {
+            if let Ok(output) = tokio::time::timeout(limit, task).await {
+                let _ = tx.send(output);
+            }
+        });
+        rx.await.ok()
+    }
+
     /// Longest a query may run.
     pub fn time_limit(&self) -> Duration {
         self.time_limit

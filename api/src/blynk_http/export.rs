@@ -201,10 +201,13 @@ pub(super) async fn data_get(
             to = to_ms * 1000,
             limit = MAX_RAW_ROWS,
         );
+        let engine = state.query.clone();
+        let scope = OrgScope::single(device.org_id);
         let result = state
-            .query
-            .sql(&OrgScope::single(device.org_id), &sql)
+            .query_runtime
+            .run(async move { engine.sql(&scope, &sql).await })
             .await
+            .ok_or_else(|| BlynkError::internal("the export exceeded the query time limit"))?
             .map_err(BlynkError::internal)?;
         for batch in &result.batches {
             let column =
@@ -252,10 +255,12 @@ pub(super) async fn data_get(
             to_us: to_ms * 1000,
             points,
         };
+        let engine = state.query.clone();
         let history = state
-            .query
-            .history(&request)
+            .query_runtime
+            .run(async move { engine.history(&request).await })
             .await
+            .ok_or_else(|| BlynkError::internal("the export exceeded the query time limit"))?
             .map_err(BlynkError::internal)?;
         for (bucket_us, stats) in &history.points {
             let ts_ms = bucket_us.div_euclid(1000);
@@ -364,10 +369,12 @@ pub(super) async fn legacy_csv(
             to_us: (from_us + slice_us).min(request.to_us),
             ..request
         };
+        let engine = state.query.clone();
         let history = state
-            .query
-            .history(&slice)
+            .query_runtime
+            .run(async move { engine.history(&slice).await })
             .await
+            .ok_or_else(|| LegacyError::internal("the export exceeded the query time limit"))?
             .map_err(LegacyError::internal)?;
         for (bucket_us, stats) in &history.points {
             csv.push_str(&format!(
