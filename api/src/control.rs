@@ -44,7 +44,10 @@ mod users;
 #[cfg(test)]
 mod tests;
 
-use sqlx::sqlite::SqlitePool;
+use sqlx::AnyPool;
+
+pub use db::Backend;
+pub(crate) use db::{Flag, Narrow, NullableInt};
 
 pub use activity::Activity;
 pub use api_tokens::{ApiTokenView, CreatedApiToken, MAX_API_TOKEN_DAYS, NewApiToken};
@@ -95,7 +98,8 @@ pub(crate) use time::{now_ms, rfc3339};
 /// Handle on the control plane; cheap to clone (a connection pool inside).
 #[derive(Clone)]
 pub struct ControlPlane {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
     outbox: notifications::SharedOutbox,
     signals: std::sync::Arc<activity::Signals>,
 }
@@ -110,8 +114,10 @@ impl ControlPlane {
     /// Connects to `database_url` (e.g. `sqlite://./pinhouse-data/control.db?mode=rwc`, or
     /// `sqlite::memory:` for tests), turns on WAL and foreign keys, and applies migrations.
     pub async fn open(database_url: &str) -> Result<ControlPlane> {
+        let (pool, backend) = db::open(database_url).await?;
         Ok(ControlPlane {
-            pool: db::open(database_url).await?,
+            pool,
+            backend,
             outbox: Default::default(),
             signals: Default::default(),
         })
@@ -121,12 +127,26 @@ impl ControlPlane {
     /// waiting up to the busy timeout for it). A deferred transaction that reads first and writes
     /// later fails with "database is locked" when another connection commits in between (SQLite
     /// cannot upgrade a stale read snapshot); every read-then-write transaction uses this.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    ///
+    /// On PostgreSQL the same holds through an advisory lock taken first in the transaction.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let (begin, then) = db::begin_write_sql(self.backend);
+        let mut tx = self.pool.begin_with(begin).await?;
+        if let Some(then) = then {
+            sqlx::query(sqlx::AssertSqlSafe(then))
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
+    /// The database the control plane runs on (for the few SQL fragments that differ).
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// The connection pool, for code that needs a query of its own.
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 

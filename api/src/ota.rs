@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use pinhouse_ingest::Ingest;
 use pinhouse_storage::objects::Objects;
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use crate::control::ControlPlane;
 
@@ -114,7 +114,7 @@ impl Ota {
         engine::run(self, shutdown).await;
     }
 
-    fn pool(&self) -> &SqlitePool {
+    fn pool(&self) -> &AnyPool {
         self.inner.control.pool()
     }
 }

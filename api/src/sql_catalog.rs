@@ -121,8 +121,12 @@ fn text(values: Vec<Option<String>>) -> ArrayRef {
     Arc::new(StringArray::from(values))
 }
 
-fn u32s(values: Vec<u32>) -> ArrayRef {
-    Arc::new(UInt32Array::from(values))
+/// Ids (read as `i64`, the integer of the database driver) as an `UInt32` column.
+fn u32s(values: Vec<i64>) -> Result<ArrayRef, String> {
+    let values: Result<Vec<u32>, _> = values.into_iter().map(u32::try_from).collect();
+    Ok(Arc::new(UInt32Array::from(values.map_err(|_| {
+        "control-plane database: id out of range".to_string()
+    })?)))
 }
 
 /// `org_id IN (…)` for the scope (never empty: an empty scope reads no rows).
@@ -135,13 +139,13 @@ fn org_filter(column: &str, scope: &OrgScope) -> String {
 }
 
 type DeviceRow = (
-    u32,
-    u32,
+    i64,
+    i64,
     String,
     String,
     Option<String>,
     Option<String>,
-    Option<bool>,
+    Option<i64>,
     Option<String>,
     Option<i64>,
     i64,
@@ -150,7 +154,7 @@ type DeviceRow = (
 impl ControlCatalog {
     async fn rows<T>(&self, sql: String) -> Result<Vec<T>, String>
     where
-        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
     {
         // The filter is built from numbers only, so formatting it into the statement is safe.
         let rows: Vec<T> =
@@ -173,12 +177,13 @@ impl ControlCatalog {
                 let rows: Vec<DeviceRow> = self
                     .rows(format!(
                         "SELECT d.org_id, d.id, d.name, d.template_id, u.email,
-                            (SELECT group_concat(tag, ',') FROM (SELECT tag FROM device_tags t WHERE t.device_id = d.id ORDER BY tag)),
+                            (SELECT {} FROM device_tags t WHERE t.device_id = d.id),
                             s.online, s.firmware, s.last_seen_at, d.created_at
                          FROM devices d
                          LEFT JOIN users u ON u.id = d.owner_user_id
                          LEFT JOIN device_status s ON s.device_id = d.id
                          WHERE {} ORDER BY d.id",
+                        self.control.backend().string_agg_sorted("tag", ","),
                         org_filter("d.org_id", scope)
                     ))
                     .await?;
@@ -201,14 +206,14 @@ impl ControlCatalog {
                     c.3.push(Some(r.3));
                     c.4.push(r.4);
                     c.5.push(r.5);
-                    c.6.push(r.6.unwrap_or(false));
+                    c.6.push(r.6.unwrap_or(0) != 0);
                     c.7.push(r.7);
                     c.8.push(r.8);
                     c.9.push(Some(r.9));
                 }
                 vec![
-                    u32s(c.0),
-                    u32s(c.1),
+                    u32s(c.0)?,
+                    u32s(c.1)?,
                     text(c.2),
                     text(c.3),
                     text(c.4),
@@ -220,7 +225,7 @@ impl ControlCatalog {
                 ]
             }
             "templates" => {
-                let rows: Vec<(u32, String, String, String, i64, i64)> = self
+                let rows: Vec<(i64, String, String, String, i64, i64)> = self
                     .rows(format!(
                         "SELECT org_id, id, name, description, created_at, updated_at FROM templates
                          WHERE {} ORDER BY org_id, id",
@@ -238,7 +243,7 @@ impl ControlCatalog {
                     updated.push(Some(r.5));
                 }
                 vec![
-                    u32s(org),
+                    u32s(org)?,
                     text(id),
                     text(name),
                     text(desc),
@@ -248,9 +253,9 @@ impl ControlCatalog {
             }
             "datastreams" => {
                 type Row = (
-                    u32,
+                    i64,
                     String,
-                    u16,
+                    i64,
                     String,
                     String,
                     Option<String>,
@@ -286,9 +291,14 @@ impl ControlCatalog {
                     c.7.push(r.7);
                 }
                 vec![
-                    u32s(c.0),
+                    u32s(c.0)?,
                     text(c.1),
-                    Arc::new(UInt16Array::from(c.2)),
+                    Arc::new(UInt16Array::from(
+                        c.2.into_iter()
+                            .map(u16::try_from)
+                            .collect::<Result<Vec<u16>, _>>()
+                            .map_err(|_| "control-plane database: pin out of range".to_string())?,
+                    )),
                     text(c.3),
                     text(c.4),
                     text(c.5),
@@ -298,9 +308,9 @@ impl ControlCatalog {
             }
             "events" => {
                 type Row = (
-                    u32,
-                    u32,
-                    u32,
+                    i64,
+                    i64,
+                    i64,
                     String,
                     String,
                     String,
@@ -343,9 +353,9 @@ impl ControlCatalog {
                     c.9.push(r.9);
                 }
                 vec![
-                    u32s(c.0),
-                    u32s(c.1),
-                    u32s(c.2),
+                    u32s(c.0)?,
+                    u32s(c.1)?,
+                    u32s(c.2)?,
                     text(c.3),
                     text(c.4),
                     text(c.5),
@@ -357,7 +367,7 @@ impl ControlCatalog {
             }
             _ => {
                 let filter = org_filter("d.org_id", scope);
-                let rows: Vec<(u32, u32, String, Option<String>)> = self
+                let rows: Vec<(i64, i64, String, Option<String>)> = self
                     .rows(format!(
                         "SELECT d.org_id, d.id, f.name, COALESCE(m.value, f.default_value)
                          FROM devices d
@@ -378,7 +388,7 @@ impl ControlCatalog {
                     name.push(Some(r.2));
                     value.push(r.3);
                 }
-                vec![u32s(org), u32s(device), text(name), text(value)]
+                vec![u32s(org)?, u32s(device)?, text(name), text(value)]
             }
         };
         RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())

@@ -6,12 +6,58 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use md5::Digest as _;
 use serde_json::{Value, json};
 
 /// Environment variable carrying the server's arguments to the child.
 pub const ARGS_ENV: &str = "PINHOUSE_E2E_ARGS";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// The variable naming a PostgreSQL server (an admin url) to run the servers' control planes on
+/// (`scripts/postgres-for-tests` sets it); unset, they use SQLite in their data directory.
+pub const TEST_POSTGRES_URL: &str = "PINHOUSE_TEST_POSTGRES_URL";
+
+/// With [`TEST_POSTGRES_URL`] set, the url of the database of the server of `data_dir` on that
+/// PostgreSQL server, created when missing (a restart on the same directory finds its data).
+/// Uses `psql`, which the tests install anyway.
+fn postgres_database_for(data_dir: &Path) -> Result<Option<String>> {
+    let admin = match std::env::var(TEST_POSTGRES_URL) {
+        Ok(url) if !url.is_empty() => url,
+        _ => return Ok(None),
+    };
+    let digest = md5::Md5::digest(data_dir.display().to_string().as_bytes());
+    let name: String = format!("pinhouse_e2e_{}", hex(&digest));
+    let psql = |sql: &str| -> Result<String> {
+        let out = Command::new("psql")
+            .args([admin.as_str(), "-tAc", sql])
+            .output()
+            .context("running psql")?;
+        if !out.status.success() {
+            bail!("psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    if psql(&format!(
+        "SELECT 1 FROM pg_database WHERE datname = '{name}'"
+    ))?
+    .is_empty()
+    {
+        psql(&format!("CREATE DATABASE {name}"))?;
+    }
+    let (base, query) = admin.split_once('?').unwrap_or((admin.as_str(), ""));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    Ok(Some(format!("{base}/{name}{query}")))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// A free port on 127.0.0.1 (bound, then released for the server).
 pub fn free_port() -> u16 {
@@ -113,6 +159,11 @@ impl Server {
             quic.to_string(),
         ];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
+        if !extra.contains(&"--database-url")
+            && let Some(url) = postgres_database_for(data_dir)?
+        {
+            args.extend(["--database-url".to_owned(), url]);
+        }
         let args = args.join("\u{1f}");
         let log = data_dir.with_extension(format!("{}.log", http.port()));
         let log_file = std::fs::File::create(&log)?;

@@ -50,6 +50,7 @@ pub struct CreatedApiToken {
 
 #[derive(sqlx::FromRow)]
 struct ApiTokenRow {
+    #[sqlx(try_from = "i64")]
     id: u32,
     name: Option<String>,
     created_at: i64,
@@ -128,9 +129,9 @@ impl ControlPlane {
         let token = secrets::bearer_token();
         let row: ApiTokenRow = sqlx::query_as(
             "INSERT INTO api_tokens (user_id, token_hash, kind, name, created_at, expires_at, scopes)
-             VALUES (?, ?, 'api', ?, ?, ?, ?) RETURNING id, name, created_at, expires_at, scopes",
+             VALUES ($1, $2, 'api', $3, $4, $5, $6) RETURNING id, name, created_at, expires_at, scopes",
         )
-        .bind(principal.user_id)
+        .bind(i64::from(principal.user_id))
         .bind(secrets::token_digest(&token)?)
         .bind(name)
         .bind(now_ms())
@@ -153,9 +154,9 @@ impl ControlPlane {
     pub async fn api_tokens(&self, principal: &Principal) -> Result<Vec<ApiTokenView>> {
         let rows: Vec<ApiTokenRow> = sqlx::query_as(
             "SELECT id, name, created_at, expires_at, scopes FROM api_tokens
-             WHERE user_id = ? AND kind = 'api' ORDER BY id",
+             WHERE user_id = $1 AND kind = 'api' ORDER BY id",
         )
-        .bind(principal.user_id)
+        .bind(i64::from(principal.user_id))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(ApiTokenView::from).collect())
@@ -164,9 +165,9 @@ impl ControlPlane {
     /// Revokes one of the caller's API tokens; `false` if it has no such token.
     pub async fn revoke_api_token(&self, principal: &Principal, token_id: u32) -> Result<bool> {
         let done =
-            sqlx::query("DELETE FROM api_tokens WHERE id = ? AND user_id = ? AND kind = 'api'")
-                .bind(token_id)
-                .bind(principal.user_id)
+            sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2 AND kind = 'api'")
+                .bind(i64::from(token_id))
+                .bind(i64::from(principal.user_id))
                 .execute(&self.pool)
                 .await?;
         let revoked = done.rows_affected() > 0;
@@ -178,7 +179,7 @@ impl ControlPlane {
 
     /// Deletes every expired session and API token; returns how many. For a periodic task.
     pub async fn purge_expired_tokens(&self) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE expires_at <= ?")
+        let done = sqlx::query("DELETE FROM api_tokens WHERE expires_at <= $1")
             .bind(now_ms())
             .execute(&self.pool)
             .await?;

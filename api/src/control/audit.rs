@@ -73,11 +73,14 @@ pub struct AuditEntry {
     /// RFC 3339.
     #[sqlx(skip)]
     pub at: String,
+    #[sqlx(try_from = "i64")]
     pub user_id: u32,
     pub email: String,
+    #[sqlx(try_from = "i64")]
     pub org_id: u32,
     pub method: String,
     pub path: String,
+    #[sqlx(try_from = "i64")]
     pub status: u16,
 }
 
@@ -113,15 +116,15 @@ impl ControlPlane {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO audit_log (at_ms, user_id, email, org_id, method, path, status)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(now_ms())
-        .bind(principal.user_id)
+        .bind(i64::from(principal.user_id))
         .bind(&principal.email)
-        .bind(principal.org_id)
+        .bind(i64::from(principal.org_id))
         .bind(method)
         .bind(path)
-        .bind(status)
+        .bind(i64::from(status))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -139,18 +142,19 @@ impl ControlPlane {
             .limit
             .unwrap_or(MAX_AUDIT_PAGE)
             .clamp(1, MAX_AUDIT_PAGE);
-        let rows: Vec<AuditRow> = sqlx::query_as(
+        let rows: Vec<AuditRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT id, at_ms, user_id, email, org_id, method, path, status FROM audit_log
-             WHERE org_id IN (SELECT value FROM json_each(?)) AND at_ms >= ? AND at_ms < ?
-               AND (? IS NULL OR user_id = ?)
-             ORDER BY id DESC LIMIT ?",
-        )
+             WHERE org_id IN ({}) AND at_ms >= $2 AND at_ms < $3
+               AND ($4 IS NULL OR user_id = $5)
+             ORDER BY id DESC LIMIT $6",
+            self.backend.json_ids("$1")
+        )))
         .bind(ids)
         .bind(query.from.unwrap_or(i64::MIN))
         .bind(query.to.unwrap_or(i64::MAX))
-        .bind(query.user_id)
-        .bind(query.user_id)
-        .bind(limit)
+        .bind(query.user_id.map(i64::from))
+        .bind(query.user_id.map(i64::from))
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows

@@ -79,7 +79,9 @@ pub struct LoginResponse {
 
 #[derive(sqlx::FromRow)]
 struct PrincipalRow {
+    #[sqlx(try_from = "i64")]
     user_id: u32,
+    #[sqlx(try_from = "i64")]
     org_id: u32,
     email: String,
     role: String,
@@ -140,16 +142,16 @@ impl ControlPlane {
         let now = now_ms();
         let expires_at = now.saturating_add(SESSION_TTL_MS);
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM api_tokens WHERE user_id = ? AND expires_at <= ?")
-            .bind(user.id)
+        sqlx::query("DELETE FROM api_tokens WHERE user_id = $1 AND expires_at <= $2")
+            .bind(i64::from(user.id))
             .bind(now)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
             "INSERT INTO api_tokens (user_id, token_hash, kind, created_at, expires_at)
-             VALUES (?, ?, 'session', ?, ?)",
+             VALUES ($1, $2, 'session', $3, $4)",
         )
-        .bind(user.id)
+        .bind(i64::from(user.id))
         .bind(secrets::token_digest(&token)?)
         .bind(now)
         .bind(expires_at)
@@ -174,7 +176,7 @@ impl ControlPlane {
         let row: Option<PrincipalRow> = sqlx::query_as(
             "SELECT u.id AS user_id, u.org_id, u.email, u.role, t.scopes
              FROM api_tokens t JOIN users u ON u.id = t.user_id
-             WHERE t.token_hash = ? AND (t.expires_at IS NULL OR t.expires_at > ?)
+             WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2)
                AND u.disabled = 0",
         )
         .bind(secrets::token_digest(token)?)
@@ -197,7 +199,7 @@ impl ControlPlane {
     /// Ends the session of a bearer token (no error if it is already gone).
     pub async fn logout(&self, bearer_token: &str) -> Result<()> {
         let digest = secrets::token_digest(bearer_token.trim())?;
-        sqlx::query("DELETE FROM api_tokens WHERE token_hash = ?")
+        sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
             .bind(digest)
             .execute(&self.pool)
             .await?;
@@ -207,9 +209,9 @@ impl ControlPlane {
     /// The user behind a principal, as shown by the API.
     pub async fn user(&self, principal: &Principal) -> Result<UserView> {
         let row: Option<UserRow> =
-            sqlx::query_as("SELECT * FROM users WHERE id = ? AND org_id = ?")
-                .bind(principal.user_id)
-                .bind(principal.org_id)
+            sqlx::query_as("SELECT * FROM users WHERE id = $1 AND org_id = $2")
+                .bind(i64::from(principal.user_id))
+                .bind(i64::from(principal.org_id))
                 .fetch_optional(&self.pool)
                 .await?;
         row.ok_or_else(|| ControlError::not_found("user not found"))?

@@ -19,6 +19,7 @@
 //!
 //! `cooldown_secs` is the least time between two firings (default 0).
 
+use crate::control::Narrow;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ControlError, Result};
@@ -173,12 +174,16 @@ fn enabled_default() -> bool {
 
 #[derive(sqlx::FromRow)]
 struct AutomationRow {
+    #[sqlx(try_from = "i64")]
     id: u32,
+    #[sqlx(try_from = "i64")]
     org_id: u32,
     name: String,
+    #[sqlx(try_from = "crate::control::Flag")]
     enabled: bool,
     trigger: String,
     actions: String,
+    #[sqlx(try_from = "i64")]
     cooldown_secs: u32,
     created_at: i64,
     updated_at: i64,
@@ -249,10 +254,12 @@ impl ControlPlane {
             )));
         }
         let device_in_org = |device_id: u32| async move {
-            let org: Option<u32> = sqlx::query_scalar("SELECT org_id FROM devices WHERE id = ?")
-                .bind(device_id)
-                .fetch_optional(&self.pool)
-                .await?;
+            let org: Option<u32> =
+                sqlx::query_scalar::<_, i64>("SELECT org_id FROM devices WHERE id = $1")
+                    .bind(i64::from(device_id))
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .narrow()?;
             if org == Some(org_id) {
                 Ok(())
             } else {
@@ -365,10 +372,11 @@ impl ControlPlane {
                 }
                 AutomationAction::Webhook { webhook_id } => {
                     let org: Option<u32> =
-                        sqlx::query_scalar("SELECT org_id FROM webhooks WHERE id = ?")
-                            .bind(webhook_id)
+                        sqlx::query_scalar::<_, i64>("SELECT org_id FROM webhooks WHERE id = $1")
+                            .bind(i64::from(*webhook_id))
                             .fetch_optional(&self.pool)
-                            .await?;
+                            .await?
+                            .narrow()?;
                     if org != Some(org_id) {
                         return Err(ControlError::validation(format!(
                             "webhook {webhook_id} is not a webhook of organization {org_id}"
@@ -388,8 +396,8 @@ impl ControlPlane {
         new: &NewAutomation,
     ) -> Result<Automation> {
         self.validate_automation(org_id, new).await?;
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM automations WHERE org_id = ?")
-            .bind(org_id)
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM automations WHERE org_id = $1")
+            .bind(i64::from(org_id))
             .fetch_one(&self.pool)
             .await?;
         if count >= MAX_AUTOMATIONS_PER_ORG {
@@ -400,15 +408,15 @@ impl ControlPlane {
         let now = now_ms();
         let row: AutomationRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO automations (org_id, name, enabled, trigger, actions, cooldown_secs, created_by, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {AUTOMATION_COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {AUTOMATION_COLUMNS}"
         )))
-        .bind(org_id)
+        .bind(i64::from(org_id))
         .bind(new.name.trim())
-        .bind(new.enabled)
+        .bind(i64::from(new.enabled))
         .bind(json(&new.trigger)?)
         .bind(json(&new.actions)?)
-        .bind(new.cooldown_secs)
-        .bind(created_by)
+        .bind(i64::from(new.cooldown_secs))
+        .bind(i64::from(created_by))
         .bind(now)
         .bind(now)
         .fetch_one(&self.pool)
@@ -425,16 +433,16 @@ impl ControlPlane {
             .ok_or_else(|| ControlError::not_found(format!("automation {id} not found")))?;
         self.validate_automation(current.org_id, new).await?;
         let row: AutomationRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE automations SET name = ?, enabled = ?, trigger = ?, actions = ?, cooldown_secs = ?, updated_at = ?
-             WHERE id = ? RETURNING {AUTOMATION_COLUMNS}"
+            "UPDATE automations SET name = $1, enabled = $2, trigger = $3, actions = $4, cooldown_secs = $5, updated_at = $6
+             WHERE id = $7 RETURNING {AUTOMATION_COLUMNS}"
         )))
         .bind(new.name.trim())
-        .bind(new.enabled)
+        .bind(i64::from(new.enabled))
         .bind(json(&new.trigger)?)
         .bind(json(&new.actions)?)
-        .bind(new.cooldown_secs)
+        .bind(i64::from(new.cooldown_secs))
         .bind(now_ms())
-        .bind(id)
+        .bind(i64::from(id))
         .fetch_one(&self.pool)
         .await?;
         self.signals.automations_changed.notify_one();
@@ -443,8 +451,8 @@ impl ControlPlane {
 
     /// Deletes an automation.
     pub async fn delete_automation(&self, id: u32) -> Result<()> {
-        sqlx::query("DELETE FROM automations WHERE id = ?")
-            .bind(id)
+        sqlx::query("DELETE FROM automations WHERE id = $1")
+            .bind(i64::from(id))
             .execute(&self.pool)
             .await?;
         self.signals.automations_changed.notify_one();
@@ -454,9 +462,9 @@ impl ControlPlane {
     /// One automation by id (authorization is the caller's business).
     pub async fn automation(&self, id: u32) -> Result<Option<Automation>> {
         let row: Option<AutomationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {AUTOMATION_COLUMNS} FROM automations WHERE id = ?"
+            "SELECT {AUTOMATION_COLUMNS} FROM automations WHERE id = $1"
         )))
-        .bind(id)
+        .bind(i64::from(id))
         .fetch_optional(&self.pool)
         .await?;
         row.map(Automation::try_from).transpose()
@@ -477,9 +485,9 @@ impl ControlPlane {
                 let mut out = Vec::new();
                 for org in orgs {
                     let rows: Vec<AutomationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                        "SELECT {AUTOMATION_COLUMNS} FROM automations WHERE org_id = ? ORDER BY id"
+                        "SELECT {AUTOMATION_COLUMNS} FROM automations WHERE org_id = $1 ORDER BY id"
                     )))
-                    .bind(org)
+                    .bind(i64::from(*org))
                     .fetch_all(&self.pool)
                     .await?;
                     out.extend(rows);
@@ -498,12 +506,12 @@ impl ControlPlane {
         error: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE automations SET last_fired_at = ?, fire_count = fire_count + 1, last_error = ?
-             WHERE id = ?",
+            "UPDATE automations SET last_fired_at = $1, fire_count = fire_count + 1, last_error = $2
+             WHERE id = $3",
         )
         .bind(at_ms)
         .bind(error)
-        .bind(id)
+        .bind(i64::from(id))
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -30,7 +30,9 @@ const DAY_MS: i64 = 86_400_000;
 /// An entry of the device timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeviceEvent {
+    #[sqlx(try_from = "i64")]
     pub id: u32,
+    #[sqlx(try_from = "i64")]
     pub device_id: u32,
     /// `"device"` (logged by the device) or `"system"` (online, offline, OTA).
     pub source: String,
@@ -45,6 +47,7 @@ pub struct DeviceEvent {
     #[sqlx(skip)]
     pub resolved_at: Option<String>,
     /// The user who resolved it; `null` if open or resolved by the device.
+    #[sqlx(try_from = "crate::control::NullableInt")]
     pub resolved_by_user_id: Option<u32>,
 }
 
@@ -100,16 +103,16 @@ pub struct SystemEvent<'a> {
 
 /// Writes a system event inside the caller's transaction (or on a pool connection).
 pub(crate) async fn insert_system_event(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     device_id: u32,
     event: SystemEvent<'_>,
     at_ms: i64,
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO device_events (device_id, source, code, name, severity, description, created_at)
-         VALUES (?, 'system', ?, ?, ?, ?, ?)",
+         VALUES ($1, 'system', $2, $3, $4, $5, $6)",
     )
-    .bind(device_id)
+    .bind(i64::from(device_id))
     .bind(event.code)
     .bind(event.name)
     .bind(event.severity)
@@ -157,8 +160,8 @@ impl ControlPlane {
             ));
         }
         let template_id: Option<String> =
-            sqlx::query_scalar("SELECT template_id FROM devices WHERE id = ?")
-                .bind(device_id)
+            sqlx::query_scalar("SELECT template_id FROM devices WHERE id = $1")
+                .bind(i64::from(device_id))
                 .fetch_optional(&self.pool)
                 .await?;
         let Some(template_id) = template_id else {
@@ -167,7 +170,7 @@ impl ControlPlane {
             )));
         };
         let declared: Option<(String, String)> = sqlx::query_as(
-            "SELECT name, severity FROM template_events WHERE template_id = ? AND code = ?",
+            "SELECT name, severity FROM template_events WHERE template_id = $1 AND code = $2",
         )
         .bind(&template_id)
         .bind(code)
@@ -183,10 +186,10 @@ impl ControlPlane {
         let now = now_ms();
         let day_start = now - now.rem_euclid(DAY_MS);
         let (today, last_same): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MAX(CASE WHEN code = ?3 THEN created_at END) FROM device_events
-             WHERE device_id = ?1 AND source = 'device' AND created_at >= ?2",
+            "SELECT COUNT(*), MAX(CASE WHEN code = $3 THEN created_at END) FROM device_events
+             WHERE device_id = $1 AND source = 'device' AND created_at >= $2",
         )
-        .bind(device_id)
+        .bind(i64::from(device_id))
         .bind(day_start.min(now - MIN_EVENT_INTERVAL_MS))
         .bind(code)
         .fetch_one(&self.pool)
@@ -196,9 +199,9 @@ impl ControlPlane {
         if today >= MAX_EVENTS_PER_DAY {
             let exact: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM device_events
-                 WHERE device_id = ? AND source = 'device' AND created_at >= ?",
+                 WHERE device_id = $1 AND source = 'device' AND created_at >= $2",
             )
-            .bind(device_id)
+            .bind(i64::from(device_id))
             .bind(day_start)
             .fetch_one(&self.pool)
             .await?;
@@ -219,9 +222,9 @@ impl ControlPlane {
         }
         let row: EventRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO device_events (device_id, source, code, name, severity, description, created_at)
-             VALUES (?, 'device', ?, ?, ?, ?, ?) RETURNING {EVENT_COLUMNS}"
+             VALUES ($1, 'device', $2, $3, $4, $5, $6) RETURNING {EVENT_COLUMNS}"
         )))
-        .bind(device_id)
+        .bind(i64::from(device_id))
         .bind(code)
         .bind(name)
         .bind(severity)
@@ -253,16 +256,16 @@ impl ControlPlane {
         let code = code.trim();
         let now = now_ms();
         let sql = if all {
-            "UPDATE device_events SET resolved_at = ?3
-             WHERE device_id = ?1 AND code = ?2 AND source = 'device' AND resolved_at IS NULL"
+            "UPDATE device_events SET resolved_at = $3
+             WHERE device_id = $1 AND code = $2 AND source = 'device' AND resolved_at IS NULL"
         } else {
-            "UPDATE device_events SET resolved_at = ?3 WHERE id = (
+            "UPDATE device_events SET resolved_at = $3 WHERE id = (
                  SELECT id FROM device_events
-                 WHERE device_id = ?1 AND code = ?2 AND source = 'device' AND resolved_at IS NULL
+                 WHERE device_id = $1 AND code = $2 AND source = 'device' AND resolved_at IS NULL
                  ORDER BY created_at DESC, id DESC LIMIT 1)"
         };
         let resolved = sqlx::query(sql)
-            .bind(device_id)
+            .bind(i64::from(device_id))
             .bind(code)
             .bind(now)
             .execute(&self.pool)
@@ -280,20 +283,20 @@ impl ControlPlane {
         user_id: u32,
     ) -> Result<Option<DeviceEvent>> {
         sqlx::query(
-            "UPDATE device_events SET resolved_at = ?, resolved_by_user_id = ?
-             WHERE id = ? AND device_id = ? AND resolved_at IS NULL",
+            "UPDATE device_events SET resolved_at = $1, resolved_by_user_id = $2
+             WHERE id = $3 AND device_id = $4 AND resolved_at IS NULL",
         )
         .bind(now_ms())
-        .bind(user_id)
-        .bind(event_id)
-        .bind(device_id)
+        .bind(i64::from(user_id))
+        .bind(i64::from(event_id))
+        .bind(i64::from(device_id))
         .execute(&self.pool)
         .await?;
         let row: Option<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {EVENT_COLUMNS} FROM device_events WHERE id = ? AND device_id = ?"
+            "SELECT {EVENT_COLUMNS} FROM device_events WHERE id = $1 AND device_id = $2"
         )))
-        .bind(event_id)
-        .bind(device_id)
+        .bind(i64::from(event_id))
+        .bind(i64::from(device_id))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(DeviceEvent::from))
@@ -312,15 +315,15 @@ impl ControlPlane {
             .clamp(1, MAX_TIMELINE_PAGE);
         let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM device_events
-             WHERE device_id = ? AND created_at >= ? AND created_at < ?
-               AND (? = 0 OR resolved_at IS NULL)
-             ORDER BY created_at DESC, id DESC LIMIT ?"
+             WHERE device_id = $1 AND created_at >= $2 AND created_at < $3
+               AND ($4 = 0 OR resolved_at IS NULL)
+             ORDER BY created_at DESC, id DESC LIMIT $5"
         )))
-        .bind(device_id)
+        .bind(i64::from(device_id))
         .bind(query.from.unwrap_or(i64::MIN))
         .bind(query.to.unwrap_or(i64::MAX))
-        .bind(query.open)
-        .bind(limit)
+        .bind(i64::from(query.open))
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(DeviceEvent::from).collect())

@@ -30,6 +30,7 @@ pub struct DeviceProperty {
 
 #[derive(sqlx::FromRow)]
 struct PropertyRow {
+    #[sqlx(try_from = "i64")]
     pin: u16,
     property: String,
     value: String,
@@ -83,21 +84,24 @@ impl ControlPlane {
         }
         let value =
             serde_json::to_string(values).map_err(|e| ControlError::internal(e.to_string()))?;
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM devices WHERE id = ?)")
-            .bind(device_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let exists: bool = sqlx::query_scalar::<_, i64>(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM devices WHERE id = $1) THEN 1 ELSE 0 END",
+        )
+        .bind(i64::from(device_id))
+        .fetch_one(&self.pool)
+        .await?
+            != 0;
         if !exists {
             return Err(ControlError::not_found(format!(
                 "device {device_id} not found"
             )));
         }
         let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM device_properties WHERE device_id = ?
-               AND NOT (pin = ? AND property = ?)",
+            "SELECT COUNT(*) FROM device_properties WHERE device_id = $1
+               AND NOT (pin = $2 AND property = $3)",
         )
-        .bind(device_id)
-        .bind(pin)
+        .bind(i64::from(device_id))
+        .bind(i64::from(pin))
         .bind(property)
         .fetch_one(&self.pool)
         .await?;
@@ -110,11 +114,11 @@ impl ControlPlane {
         }
         sqlx::query(
             "INSERT INTO device_properties (device_id, pin, property, value, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (device_id, pin, property) DO UPDATE SET value = ?4, updated_at = ?5",
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (device_id, pin, property) DO UPDATE SET value = $4, updated_at = $5",
         )
-        .bind(device_id)
-        .bind(pin)
+        .bind(i64::from(device_id))
+        .bind(i64::from(pin))
         .bind(property)
         .bind(value)
         .bind(now_ms())
@@ -128,9 +132,9 @@ impl ControlPlane {
     pub async fn device_properties(&self, device_id: u32) -> Result<Vec<DeviceProperty>> {
         let rows: Vec<PropertyRow> = sqlx::query_as(
             "SELECT pin, property, value, updated_at FROM device_properties
-             WHERE device_id = ? ORDER BY pin, property",
+             WHERE device_id = $1 ORDER BY pin, property",
         )
-        .bind(device_id)
+        .bind(i64::from(device_id))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows

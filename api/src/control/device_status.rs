@@ -4,6 +4,7 @@
 //! Going online or offline also writes a system event (`online` / `offline`) to the device
 //! timeline.
 
+use crate::control::Narrow;
 use pinhouse_protocol::body::DeviceInfo;
 use serde::Serialize;
 
@@ -49,6 +50,7 @@ pub struct ReportedInfo {
 
 #[derive(sqlx::FromRow)]
 struct StatusRow {
+    #[sqlx(try_from = "crate::control::Flag")]
     online: bool,
     connected_at: Option<i64>,
     disconnected_at: Option<i64>,
@@ -60,7 +62,9 @@ struct StatusRow {
     board: Option<String>,
     cpu: Option<String>,
     connection: Option<String>,
+    #[sqlx(try_from = "crate::control::NullableInt")]
     heartbeat_secs: Option<u32>,
+    #[sqlx(try_from = "crate::control::NullableInt")]
     buffer_in: Option<u32>,
     reported_template_id: Option<String>,
     info_at: Option<i64>,
@@ -110,17 +114,18 @@ impl ControlPlane {
         let now = at_ms;
         let mut tx = self.begin_write().await?;
         let was_online: Option<bool> =
-            sqlx::query_scalar("SELECT online FROM device_status WHERE device_id = ?")
-                .bind(device_id)
+            sqlx::query_scalar::<_, i64>("SELECT online FROM device_status WHERE device_id = $1")
+                .bind(i64::from(device_id))
                 .fetch_optional(&mut *tx)
-                .await?;
+                .await?
+                .map(|online| online != 0);
         let changed = sqlx::query(
             "INSERT INTO device_status (device_id, online, connected_at, last_seen_at)
-             SELECT id, 1, ?2, ?2 FROM devices WHERE id = ?1
+             SELECT id, 1, $2, $2 FROM devices WHERE id = $1
              ON CONFLICT (device_id) DO UPDATE
-             SET online = 1, connected_at = ?2, last_seen_at = ?2",
+             SET online = 1, connected_at = $2, last_seen_at = $2",
         )
-        .bind(device_id)
+        .bind(i64::from(device_id))
         .bind(now)
         .execute(&mut *tx)
         .await?
@@ -154,10 +159,10 @@ impl ControlPlane {
         let now = at_ms;
         let mut tx = self.begin_write().await?;
         let changed = sqlx::query(
-            "UPDATE device_status SET online = 0, disconnected_at = ?2, last_seen_at = ?2
-             WHERE device_id = ?1 AND online = 1",
+            "UPDATE device_status SET online = 0, disconnected_at = $2, last_seen_at = $2
+             WHERE device_id = $1 AND online = 1",
         )
-        .bind(device_id)
+        .bind(i64::from(device_id))
         .bind(now)
         .execute(&mut *tx)
         .await?
@@ -183,10 +188,11 @@ impl ControlPlane {
     /// The organization of a device (0 if it was deleted meanwhile).
     pub(crate) async fn device_org(&self, device_id: u32) -> Result<u32> {
         Ok(
-            sqlx::query_scalar("SELECT org_id FROM devices WHERE id = ?")
-                .bind(device_id)
+            sqlx::query_scalar::<_, i64>("SELECT org_id FROM devices WHERE id = $1")
+                .bind(i64::from(device_id))
                 .fetch_optional(&self.pool)
                 .await?
+                .narrow()?
                 .unwrap_or(0),
         )
     }
@@ -194,9 +200,9 @@ impl ControlPlane {
     /// Records that the device was heard from now (call it at most every few seconds per
     /// device, not per message).
     pub async fn device_seen(&self, device_id: u32) -> Result<()> {
-        sqlx::query("UPDATE device_status SET last_seen_at = ? WHERE device_id = ?")
+        sqlx::query("UPDATE device_status SET last_seen_at = $1 WHERE device_id = $2")
             .bind(now_ms())
-            .bind(device_id)
+            .bind(i64::from(device_id))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -205,15 +211,13 @@ impl ControlPlane {
     /// Marks every device offline without timeline events: at server start, when no
     /// connection can exist yet. Returns how many were marked.
     pub async fn mark_all_offline(&self) -> Result<u64> {
-        Ok(
-            sqlx::query(
-                "UPDATE device_status SET online = 0, disconnected_at = ? WHERE online = 1",
-            )
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?
-            .rows_affected(),
+        Ok(sqlx::query(
+            "UPDATE device_status SET online = 0, disconnected_at = $1 WHERE online = 1",
         )
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     /// Stores the info message the device sent after login (replacing the previous one).
@@ -229,13 +233,13 @@ impl ControlPlane {
             "INSERT INTO device_status (device_id, last_seen_at, firmware, firmware_type, build,
                  library_version, board, cpu, connection, heartbeat_secs, buffer_in,
                  reported_template_id, info_at)
-             SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?2 FROM devices WHERE id = ?1
-             ON CONFLICT (device_id) DO UPDATE SET last_seen_at = ?2, firmware = ?3,
-                 firmware_type = ?4, build = ?5, library_version = ?6, board = ?7, cpu = ?8,
-                 connection = ?9, heartbeat_secs = ?10, buffer_in = ?11,
-                 reported_template_id = ?12, info_at = ?2",
+             SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $2 FROM devices WHERE id = $1
+             ON CONFLICT (device_id) DO UPDATE SET last_seen_at = $2, firmware = $3,
+                 firmware_type = $4, build = $5, library_version = $6, board = $7, cpu = $8,
+                 connection = $9, heartbeat_secs = $10, buffer_in = $11,
+                 reported_template_id = $12, info_at = $2",
         )
-        .bind(device_id)
+        .bind(i64::from(device_id))
         .bind(now)
         .bind(clip(&info.firmware))
         .bind(clip(&info.fw_type))
@@ -244,8 +248,8 @@ impl ControlPlane {
         .bind(clip(&info.board))
         .bind(clip(&info.cpu))
         .bind(clip(&info.connection))
-        .bind(info.heartbeat_secs)
-        .bind(info.buff_in)
+        .bind(info.heartbeat_secs.map(i64::from))
+        .bind(info.buff_in.map(i64::from))
         .bind(clip(&info.template_id))
         .execute(&self.pool)
         .await?;
@@ -256,8 +260,8 @@ impl ControlPlane {
     /// organization: callers check that the device is visible first.
     pub async fn device_status(&self, device_id: u32) -> Result<DeviceStatus> {
         let row: Option<StatusRow> =
-            sqlx::query_as("SELECT * FROM device_status WHERE device_id = ?")
-                .bind(device_id)
+            sqlx::query_as("SELECT * FROM device_status WHERE device_id = $1")
+                .bind(i64::from(device_id))
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(row.map(DeviceStatus::from).unwrap_or_default())

@@ -39,11 +39,14 @@ pub struct NewDevice {
 
 #[derive(sqlx::FromRow)]
 struct DeviceRow {
+    #[sqlx(try_from = "i64")]
     id: u32,
+    #[sqlx(try_from = "i64")]
     org_id: u32,
     name: String,
     template_id: String,
     token: String,
+    #[sqlx(try_from = "crate::control::NullableInt")]
     owner_user_id: Option<u32>,
     created_at: i64,
 }
@@ -76,13 +79,14 @@ impl ControlPlane {
             return Err(ControlError::validation("device name must not be empty"));
         }
         let template_id = new.template_id.trim();
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM templates WHERE id = ? AND org_id = ?)",
+        let exists: bool = sqlx::query_scalar::<_, i64>(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM templates WHERE id = $1 AND org_id = $2) THEN 1 ELSE 0 END",
         )
         .bind(template_id)
-        .bind(org_id)
+        .bind(i64::from(org_id))
         .fetch_one(&self.pool)
-        .await?;
+        .await?
+            != 0;
         if !exists {
             return Err(unknown_template(template_id));
         }
@@ -91,13 +95,13 @@ impl ControlPlane {
             attempt += 1;
             let inserted = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO devices (org_id, template_id, name, token, owner_user_id, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?) RETURNING {DEVICE_COLUMNS}"
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING {DEVICE_COLUMNS}"
             )))
-            .bind(org_id)
+            .bind(i64::from(org_id))
             .bind(template_id)
             .bind(name)
             .bind(secrets::device_token())
-            .bind(principal.user_id)
+            .bind(i64::from(principal.user_id))
             .bind(now_ms())
             .fetch_one(&self.pool)
             .await;
@@ -125,9 +129,9 @@ impl ControlPlane {
     /// The devices of `org_id`, by id.
     pub async fn devices(&self, org_id: u32) -> Result<Vec<DeviceRecord>> {
         let rows: Vec<DeviceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE org_id = ? ORDER BY id"
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE org_id = $1 ORDER BY id"
         )))
-        .bind(org_id)
+        .bind(i64::from(org_id))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(DeviceRecord::from).collect())
@@ -136,10 +140,10 @@ impl ControlPlane {
     /// The device `device_id` if it belongs to `org_id`.
     pub async fn device(&self, org_id: u32, device_id: u32) -> Result<Option<DeviceRecord>> {
         let row: Option<DeviceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ? AND org_id = ?"
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 AND org_id = $2"
         )))
-        .bind(device_id)
-        .bind(org_id)
+        .bind(i64::from(device_id))
+        .bind(i64::from(org_id))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(DeviceRecord::from))
@@ -153,8 +157,8 @@ impl ControlPlane {
         }
         // A dynamic token whose device never logged in stops working when it expires.
         let row: Option<DeviceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE token = ?
-               AND (provision_expires_at IS NULL OR provision_expires_at > ?)"
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE token = $1
+               AND (provision_expires_at IS NULL OR provision_expires_at > $2)"
         )))
         .bind(token)
         .bind(now_ms())
@@ -168,9 +172,9 @@ impl ControlPlane {
     /// The device `device_id`, whatever its organization (callers check access).
     pub async fn device_by_id(&self, device_id: u32) -> Result<Option<DeviceRecord>> {
         let row: Option<DeviceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?"
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"
         )))
-        .bind(device_id)
+        .bind(i64::from(device_id))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(DeviceRecord::from))
@@ -179,8 +183,8 @@ impl ControlPlane {
     /// Deletes a device with its runtime state, events, properties and tags (telemetry stays
     /// in the store under the old id, which is never reused).
     pub async fn delete_device(&self, device_id: u32) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM devices WHERE id = ?")
-            .bind(device_id)
+        let done = sqlx::query("DELETE FROM devices WHERE id = $1")
+            .bind(i64::from(device_id))
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
@@ -192,10 +196,10 @@ impl ControlPlane {
         for _ in 0..5 {
             let updated: std::result::Result<Option<DeviceRow>, sqlx::Error> =
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "UPDATE devices SET token = ? WHERE id = ? RETURNING {DEVICE_COLUMNS}"
+                    "UPDATE devices SET token = $1 WHERE id = $2 RETURNING {DEVICE_COLUMNS}"
                 )))
                 .bind(secrets::device_token())
-                .bind(device_id)
+                .bind(i64::from(device_id))
                 .fetch_optional(&self.pool)
                 .await;
             match updated {

@@ -2,6 +2,7 @@
 //! role; the invitee accepts with the secret token (sent to them by the inviter or by e-mail),
 //! choosing a password, which creates the user.
 
+use crate::control::Narrow;
 use serde::{Deserialize, Serialize};
 
 use super::ControlPlane;
@@ -27,11 +28,14 @@ pub struct NewInvitation {
 /// An invitation as listed (never its secret).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Invitation {
+    #[sqlx(try_from = "i64")]
     pub id: u32,
+    #[sqlx(try_from = "i64")]
     pub org_id: u32,
     pub email: String,
     /// `admin`, `staff` or `user`.
     pub role: String,
+    #[sqlx(try_from = "crate::control::NullableInt")]
     pub invited_by_user_id: Option<u32>,
     #[sqlx(skip)]
     pub created_at: String,
@@ -97,13 +101,13 @@ impl ControlPlane {
         let row: InvitationRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO invitations (org_id, email, role, token_hash, invited_by_user_id,
                  created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
         )))
-        .bind(org_id)
+        .bind(i64::from(org_id))
         .bind(email)
         .bind(new.role.as_str())
         .bind(secrets::token_digest(&token)?)
-        .bind(invited_by)
+        .bind(i64::from(invited_by))
         .bind(now)
         .bind(now.saturating_add(INVITATION_TTL_MS))
         .fetch_one(&self.pool)
@@ -121,8 +125,9 @@ impl ControlPlane {
             serde_json::to_string(org_ids).map_err(|e| ControlError::internal(e.to_string()))?;
         let rows: Vec<InvitationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM invitations
-             WHERE org_id IN (SELECT value FROM json_each(?)) AND accepted_at IS NULL
-               AND expires_at > ? ORDER BY id"
+             WHERE org_id IN ({}) AND accepted_at IS NULL
+               AND expires_at > $2 ORDER BY id",
+            self.backend.json_ids("$1")
         )))
         .bind(ids)
         .bind(now_ms())
@@ -133,18 +138,19 @@ impl ControlPlane {
 
     /// The organization of an open invitation (for the permission check before revoking).
     pub async fn invitation_org(&self, id: u32) -> Result<Option<u32>> {
-        Ok(sqlx::query_scalar(
-            "SELECT org_id FROM invitations WHERE id = ? AND accepted_at IS NULL",
+        sqlx::query_scalar::<_, i64>(
+            "SELECT org_id FROM invitations WHERE id = $1 AND accepted_at IS NULL",
         )
-        .bind(id)
+        .bind(i64::from(id))
         .fetch_optional(&self.pool)
-        .await?)
+        .await?
+        .narrow()
     }
 
     /// Deletes an open invitation; `false` if there is none.
     pub async fn revoke_invitation(&self, id: u32) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM invitations WHERE id = ? AND accepted_at IS NULL")
-            .bind(id)
+        let done = sqlx::query("DELETE FROM invitations WHERE id = $1 AND accepted_at IS NULL")
+            .bind(i64::from(id))
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
@@ -155,15 +161,16 @@ impl ControlPlane {
     pub async fn accept_invitation(&self, accept: &AcceptInvitation) -> Result<UserView> {
         let gone = || ControlError::not_found("invitation not found, used or expired");
         let digest = secrets::token_digest(accept.token.trim()).map_err(|_| gone())?;
-        let row: Option<(u32, u32, String, String)> = sqlx::query_as(
+        let row: Option<(i64, i64, String, String)> = sqlx::query_as(
             "SELECT id, org_id, email, role FROM invitations
-             WHERE token_hash = ? AND accepted_at IS NULL AND expires_at > ?",
+             WHERE token_hash = $1 AND accepted_at IS NULL AND expires_at > $2",
         )
         .bind(&digest)
         .bind(now_ms())
         .fetch_optional(&self.pool)
         .await?;
         let (id, org_id, email, role) = row.ok_or_else(gone)?;
+        let (id, org_id): (u32, u32) = (id.narrow()?, org_id.narrow()?);
         let role = Role::parse(&role).ok_or_else(|| ControlError::internal("bad stored role"))?;
         let user = self
             .create_user(
@@ -178,12 +185,12 @@ impl ControlPlane {
             )
             .await?;
         let done = sqlx::query(
-            "UPDATE invitations SET accepted_at = ?, accepted_user_id = ?
-             WHERE id = ? AND accepted_at IS NULL",
+            "UPDATE invitations SET accepted_at = $1, accepted_user_id = $2
+             WHERE id = $3 AND accepted_at IS NULL",
         )
         .bind(now_ms())
-        .bind(user.id)
-        .bind(id)
+        .bind(i64::from(user.id))
+        .bind(i64::from(id))
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {

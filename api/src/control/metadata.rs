@@ -44,6 +44,7 @@ const STORED_SYSTEM: [(&str, &str); 2] = [("Hotspot Name", "text"), ("Time Zone"
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct MetaField {
     /// 1, 2, … in declaration order (`metaFieldId`).
+    #[sqlx(try_from = "i64")]
     pub id: u32,
     pub name: String,
     /// One of `text`, `number`, `email`, `phone`, `location`, `timezone`, `imei`, `iccid`.
@@ -201,17 +202,17 @@ pub fn validate_meta_fields(fields: &[NewMetaField]) -> Result<Vec<MetaField>> {
 
 /// Writes a template's metadata fields inside the caller's transaction.
 pub(crate) async fn insert_meta_fields(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     template_id: &str,
     fields: &[MetaField],
 ) -> Result<()> {
     for field in fields {
         sqlx::query(
             "INSERT INTO template_metadata (template_id, id, name, kind, default_value)
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(template_id)
-        .bind(field.id)
+        .bind(i64::from(field.id))
         .bind(&field.name)
         .bind(&field.kind)
         .bind(&field.default_value)
@@ -234,7 +235,7 @@ impl ControlPlane {
     pub async fn meta_fields(&self, template_id: &str) -> Result<Vec<MetaField>> {
         Ok(sqlx::query_as(
             "SELECT id, name, kind, default_value FROM template_metadata
-             WHERE template_id = ? ORDER BY id",
+             WHERE template_id = $1 ORDER BY id",
         )
         .bind(template_id)
         .fetch_all(&self.pool)
@@ -244,9 +245,9 @@ impl ControlPlane {
     async fn device_facts(&self, device_id: u32) -> Result<DeviceFacts> {
         sqlx::query_as(
             "SELECT d.name, d.token, d.template_id, u.email AS owner_email
-             FROM devices d LEFT JOIN users u ON u.id = d.owner_user_id WHERE d.id = ?",
+             FROM devices d LEFT JOIN users u ON u.id = d.owner_user_id WHERE d.id = $1",
         )
-        .bind(device_id)
+        .bind(i64::from(device_id))
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| ControlError::not_found(format!("device {device_id} not found")))
@@ -257,8 +258,8 @@ impl ControlPlane {
     pub async fn device_metadata(&self, device_id: u32) -> Result<Vec<MetaValue>> {
         let facts = self.device_facts(device_id).await?;
         let stored: Vec<(String, String)> =
-            sqlx::query_as("SELECT name, value FROM device_metadata WHERE device_id = ?")
-                .bind(device_id)
+            sqlx::query_as("SELECT name, value FROM device_metadata WHERE device_id = $1")
+                .bind(i64::from(device_id))
                 .fetch_all(&self.pool)
                 .await?;
         let stored_value = |name: &str| {
@@ -367,10 +368,10 @@ impl ControlPlane {
         };
         let value = check_meta_value(&kind, value)?;
         sqlx::query(
-            "INSERT INTO device_metadata (device_id, name, value, updated_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO device_metadata (device_id, name, value, updated_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (device_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
         )
-        .bind(device_id)
+        .bind(i64::from(device_id))
         .bind(name)
         .bind(&value)
         .bind(now_ms())

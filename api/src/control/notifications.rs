@@ -15,6 +15,7 @@
 //!
 //! Rows over a rate limit are kept with status `rate_limited` (visible in the API), not sent.
 
+use crate::control::Narrow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -95,7 +96,9 @@ pub struct NewWebhook {
 
 #[derive(sqlx::FromRow)]
 struct WebhookRow {
+    #[sqlx(try_from = "i64")]
     id: u32,
+    #[sqlx(try_from = "i64")]
     org_id: u32,
     name: String,
     url: String,
@@ -120,18 +123,24 @@ impl From<WebhookRow> for Webhook {
 /// One delivery in the outbox, as the API shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Notification {
+    #[sqlx(try_from = "i64")]
     pub id: u32,
+    #[sqlx(try_from = "i64")]
     pub org_id: u32,
+    #[sqlx(try_from = "crate::control::NullableInt")]
     pub device_id: Option<u32>,
+    #[sqlx(try_from = "crate::control::NullableInt")]
     pub event_id: Option<u32>,
     /// `email`, `webhook`, `push` or `sms`.
     pub channel: String,
     /// E-mail address (e-mail channel).
     pub recipient: Option<String>,
+    #[sqlx(try_from = "crate::control::NullableInt")]
     pub webhook_id: Option<u32>,
     pub subject: String,
     /// `pending`, `delivered`, `failed` or `rate_limited`.
     pub status: String,
+    #[sqlx(try_from = "i64")]
     pub attempts: u32,
     pub last_error: Option<String>,
     /// RFC 3339.
@@ -159,11 +168,13 @@ impl Notification {
 /// A delivery due now, with what the worker needs to send it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DueDelivery {
+    #[sqlx(try_from = "i64")]
     pub id: u32,
     pub channel: String,
     pub recipient: Option<String>,
     pub subject: String,
     pub body: String,
+    #[sqlx(try_from = "i64")]
     pub attempts: u32,
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<String>,
@@ -244,8 +255,8 @@ impl ControlPlane {
                 "channels must be a non-empty list of {WEBHOOK_CHANNELS:?}"
             )));
         }
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE org_id = ?")
-            .bind(org_id)
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE org_id = $1")
+            .bind(i64::from(org_id))
             .fetch_one(&self.pool)
             .await?;
         if count >= MAX_WEBHOOKS_PER_ORG {
@@ -256,15 +267,15 @@ impl ControlPlane {
         let secret = super::secrets::bearer_token();
         let row: WebhookRow = sqlx::query_as(
             "INSERT INTO webhooks (org_id, name, url, secret, channels, created_by, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              RETURNING id, org_id, name, url, channels, created_at",
         )
-        .bind(org_id)
+        .bind(i64::from(org_id))
         .bind(name)
         .bind(new.url.trim())
         .bind(&secret)
         .bind(serde_json::to_string(&channels).unwrap_or_else(|_| "[]".into()))
-        .bind(created_by)
+        .bind(i64::from(created_by))
         .bind(now_ms())
         .fetch_one(&self.pool)
         .await?;
@@ -279,9 +290,9 @@ impl ControlPlane {
         for org_id in org_ids {
             let rows: Vec<WebhookRow> = sqlx::query_as(
                 "SELECT id, org_id, name, url, channels, created_at FROM webhooks
-                 WHERE org_id = ? ORDER BY id",
+                 WHERE org_id = $1 ORDER BY id",
             )
-            .bind(org_id)
+            .bind(i64::from(*org_id))
             .fetch_all(&self.pool)
             .await?;
             out.extend(rows.into_iter().map(Webhook::from));
@@ -292,9 +303,9 @@ impl ControlPlane {
     /// One webhook, by id (authorization is the caller's business).
     pub async fn webhook(&self, id: u32) -> Result<Option<Webhook>> {
         let row: Option<WebhookRow> = sqlx::query_as(
-            "SELECT id, org_id, name, url, channels, created_at FROM webhooks WHERE id = ?",
+            "SELECT id, org_id, name, url, channels, created_at FROM webhooks WHERE id = $1",
         )
-        .bind(id)
+        .bind(i64::from(id))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(Webhook::from))
@@ -302,8 +313,8 @@ impl ControlPlane {
 
     /// Deletes a webhook (its pending deliveries go with it).
     pub async fn delete_webhook(&self, id: u32) -> Result<()> {
-        sqlx::query("DELETE FROM webhooks WHERE id = ?")
-            .bind(id)
+        sqlx::query("DELETE FROM webhooks WHERE id = $1")
+            .bind(i64::from(id))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -346,20 +357,18 @@ impl ControlPlane {
         if org_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders = vec!["?"; org_ids.len()].join(", ");
+        let ids =
+            serde_json::to_string(org_ids).map_err(|e| ControlError::internal(e.to_string()))?;
         let sql = format!(
             "SELECT {NOTIFICATION_COLUMNS} FROM notifications
-             WHERE org_id IN ({placeholders}) AND (? IS NULL OR status = ?)
-             ORDER BY id DESC LIMIT ?"
+             WHERE org_id IN ({}) AND ($2 IS NULL OR status = $2)
+             ORDER BY id DESC LIMIT $3",
+            self.backend.json_ids("$1")
         );
-        let mut query = sqlx::query_as::<_, Notification>(sqlx::AssertSqlSafe(sql));
-        for org in org_ids {
-            query = query.bind(org);
-        }
-        let rows = query
+        let rows = sqlx::query_as::<_, Notification>(sqlx::AssertSqlSafe(sql))
+            .bind(ids)
             .bind(status)
-            .bind(status)
-            .bind(limit)
+            .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.into_iter().map(Notification::finish).collect())
@@ -367,9 +376,9 @@ impl ControlPlane {
 
     async fn notification(&self, id: u32) -> Result<Option<Notification>> {
         let row: Option<Notification> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = ?"
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1"
         )))
-        .bind(id)
+        .bind(i64::from(id))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(Notification::finish))
@@ -389,24 +398,25 @@ impl ControlPlane {
         status: &str,
     ) -> Result<u32> {
         let now = now_ms();
-        Ok(sqlx::query_scalar(
+        sqlx::query_scalar::<_, i64>(
             "INSERT INTO notifications (org_id, device_id, event_id, channel, recipient, webhook_id,
                  subject, body, status, next_attempt_at, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
-        .bind(org_id)
-        .bind(device_id)
-        .bind(event_id)
+        .bind(i64::from(org_id))
+        .bind(device_id.map(i64::from))
+        .bind(event_id.map(i64::from))
         .bind(channel)
         .bind(recipient)
-        .bind(webhook_id)
+        .bind(webhook_id.map(i64::from))
         .bind(subject)
         .bind(body)
         .bind(status)
         .bind(now)
         .bind(now)
         .fetch_one(&self.pool)
-        .await?)
+        .await?
+        .narrow()
     }
 
     /// Status for a new delivery under the rate limits: `pending` or `rate_limited`.
@@ -415,9 +425,9 @@ impl ControlPlane {
         let hour_ago = now_ms() - 3_600_000;
         let org_count: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM notifications
-             WHERE org_id = ? AND created_at >= ? AND status != 'rate_limited'",
+             WHERE org_id = $1 AND created_at >= $2 AND status != 'rate_limited'",
         )
-        .bind(org_id)
+        .bind(i64::from(org_id))
         .bind(hour_ago)
         .fetch_one(&self.pool)
         .await?;
@@ -427,7 +437,7 @@ impl ControlPlane {
         if let Some(to) = recipient {
             let to_count: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM notifications
-                 WHERE recipient = ? AND created_at >= ? AND status != 'rate_limited'",
+                 WHERE recipient = $1 AND created_at >= $2 AND status != 'rate_limited'",
             )
             .bind(to)
             .bind(hour_ago)
@@ -476,9 +486,9 @@ impl ControlPlane {
     /// The addresses of the enabled admins of an organization (at most 50).
     async fn admin_emails(&self, org_id: u32) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT email FROM users WHERE org_id = ? AND role = 'admin' AND disabled = 0 ORDER BY id LIMIT ?",
+            "SELECT email FROM users WHERE org_id = $1 AND role = 'admin' AND disabled = 0 ORDER BY id LIMIT $2",
         )
-        .bind(org_id)
+        .bind(i64::from(org_id))
         .bind(MAX_EMAIL_RECIPIENTS)
         .fetch_all(&self.pool)
         .await?)
@@ -528,10 +538,12 @@ impl ControlPlane {
         subject: &str,
         payload: &str,
     ) -> Result<bool> {
-        let owner: Option<u32> = sqlx::query_scalar("SELECT org_id FROM webhooks WHERE id = ?")
-            .bind(webhook_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let owner: Option<u32> =
+            sqlx::query_scalar::<_, i64>("SELECT org_id FROM webhooks WHERE id = $1")
+                .bind(i64::from(webhook_id))
+                .fetch_optional(&self.pool)
+                .await?
+                .narrow()?;
         if owner != Some(org_id) {
             return Err(ControlError::not_found(format!(
                 "webhook {webhook_id} not found"
@@ -564,7 +576,7 @@ impl ControlPlane {
     ) -> Result<usize> {
         let settings: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
             "SELECT notifications, notify_period_secs, notify_every_nth FROM template_events
-             WHERE template_id = ? AND code = ?",
+             WHERE template_id = $1 AND code = $2",
         )
         .bind(template_id)
         .bind(&event.code)
@@ -580,11 +592,11 @@ impl ControlPlane {
         // The event's own limits: every Nth occurrence, at most once per period.
         let now = now_ms();
         let (occurrences, last): (i64, Option<i64>) = sqlx::query_as(
-            "INSERT INTO event_notify_state (device_id, code, occurrences) VALUES (?, ?, 1)
-             ON CONFLICT (device_id, code) DO UPDATE SET occurrences = occurrences + 1
+            "INSERT INTO event_notify_state (device_id, code, occurrences) VALUES ($1, $2, 1)
+             ON CONFLICT (device_id, code) DO UPDATE SET occurrences = event_notify_state.occurrences + 1
              RETURNING occurrences, last_notified_at",
         )
-        .bind(event.device_id)
+        .bind(i64::from(event.device_id))
         .bind(&event.code)
         .fetch_one(&self.pool)
         .await?;
@@ -595,19 +607,20 @@ impl ControlPlane {
             return Ok(0);
         }
         sqlx::query(
-            "UPDATE event_notify_state SET last_notified_at = ? WHERE device_id = ? AND code = ?",
+            "UPDATE event_notify_state SET last_notified_at = $1 WHERE device_id = $2 AND code = $3",
         )
         .bind(now)
-        .bind(event.device_id)
+        .bind(i64::from(event.device_id))
         .bind(&event.code)
         .execute(&self.pool)
         .await?;
 
-        let (org_id, device_name, owner): (u32, String, Option<u32>) =
-            sqlx::query_as("SELECT org_id, name, owner_user_id FROM devices WHERE id = ?")
-                .bind(event.device_id)
+        let (org_id, device_name, owner): (i64, String, Option<i64>) =
+            sqlx::query_as("SELECT org_id, name, owner_user_id FROM devices WHERE id = $1")
+                .bind(i64::from(event.device_id))
                 .fetch_one(&self.pool)
                 .await?;
+        let (org_id, owner): (u32, Option<u32>) = (org_id.narrow()?, owner.narrow()?);
         let subject = format!(
             "[pinhouse] {}: {} on {device_name}",
             event.severity, event.name
@@ -616,8 +629,8 @@ impl ControlPlane {
         if channels.email {
             let recipients: Vec<String> = match owner {
                 Some(user) => {
-                    sqlx::query_scalar("SELECT email FROM users WHERE id = ? AND disabled = 0")
-                        .bind(user)
+                    sqlx::query_scalar("SELECT email FROM users WHERE id = $1 AND disabled = 0")
+                        .bind(i64::from(user))
                         .fetch_all(&self.pool)
                         .await?
                 }
@@ -652,14 +665,16 @@ impl ControlPlane {
             if !wanted {
                 continue;
             }
-            let hooks: Vec<u32> = sqlx::query_scalar(
-                "SELECT w.id FROM webhooks w, json_each(w.channels) c
-                 WHERE w.org_id = ? AND c.value = ? ORDER BY w.id",
-            )
-            .bind(org_id)
+            let hooks: Vec<u32> = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT w.id FROM webhooks w
+                     WHERE w.org_id = $1 AND $2 IN ({}) ORDER BY w.id",
+                self.backend.json_strings("w.channels")
+            )))
+            .bind(i64::from(org_id))
             .bind(channel)
             .fetch_all(&self.pool)
-            .await?;
+            .await?
+            .narrow()?;
             let payload = json!({
                 "type": "device.event",
                 "channel": channel,
@@ -701,11 +716,11 @@ impl ControlPlane {
             "SELECT n.id, n.channel, n.recipient, n.subject, n.body, n.attempts,
                     w.url AS webhook_url, w.secret AS webhook_secret
              FROM notifications n LEFT JOIN webhooks w ON w.id = n.webhook_id
-             WHERE n.status = 'pending' AND n.next_attempt_at <= ?
-             ORDER BY n.next_attempt_at LIMIT ?",
+             WHERE n.status = 'pending' AND n.next_attempt_at <= $1
+             ORDER BY n.next_attempt_at LIMIT $2",
         )
         .bind(now_ms())
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?)
     }
@@ -716,23 +731,23 @@ impl ControlPlane {
         let query = match outcome {
             DeliveryOutcome::Delivered => sqlx::query(
                 "UPDATE notifications SET status = 'delivered', attempts = attempts + 1,
-                     delivered_at = ?, last_error = NULL WHERE id = ?",
+                     delivered_at = $1, last_error = NULL WHERE id = $2",
             )
             .bind(now)
-            .bind(id),
+            .bind(i64::from(id)),
             DeliveryOutcome::Retry { error, retry_at_ms } => sqlx::query(
-                "UPDATE notifications SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?
-                 WHERE id = ?",
+                "UPDATE notifications SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2
+                 WHERE id = $3",
             )
             .bind(retry_at_ms)
             .bind(error)
-            .bind(id),
+            .bind(i64::from(id)),
             DeliveryOutcome::Failed { error } => sqlx::query(
-                "UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = ?
-                 WHERE id = ?",
+                "UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = $1
+                 WHERE id = $2",
             )
             .bind(error)
-            .bind(id),
+            .bind(i64::from(id)),
         };
         query.execute(&self.pool).await?;
         Ok(())

@@ -1,6 +1,7 @@
 //! Organizations (tenants), a tree through `parent_id`, and the first-start bootstrap that
 //! creates the root organization with its admin.
 
+use crate::control::Narrow;
 use serde::Serialize;
 
 use super::ControlPlane;
@@ -19,7 +20,9 @@ pub const DEFAULT_ORG_NAME: &str = "pinhouse";
 /// An organization as the API shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Organization {
+    #[sqlx(try_from = "i64")]
     pub id: u32,
+    #[sqlx(try_from = "crate::control::NullableInt")]
     pub parent_id: Option<u32>,
     pub name: String,
     /// Unix ms in the database, RFC 3339 in JSON.
@@ -46,9 +49,9 @@ impl ControlPlane {
             ));
         }
         let org: Organization = sqlx::query_as(
-            "INSERT INTO organizations (parent_id, name, created_at) VALUES (?, ?, ?) RETURNING *",
+            "INSERT INTO organizations (parent_id, name, created_at) VALUES ($1, $2, $3) RETURNING *",
         )
-        .bind(parent_id)
+        .bind(parent_id.map(i64::from))
         .bind(name)
         .bind(now_ms())
         .fetch_one(&self.pool)
@@ -71,9 +74,9 @@ impl ControlPlane {
                 "organization name must not be empty",
             ));
         }
-        sqlx::query_as("UPDATE organizations SET name = ? WHERE id = ? RETURNING *")
+        sqlx::query_as("UPDATE organizations SET name = $1 WHERE id = $2 RETURNING *")
             .bind(name)
-            .bind(org_id)
+            .bind(i64::from(org_id))
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| ControlError::not_found(format!("organization {org_id} not found")))
@@ -81,8 +84,8 @@ impl ControlPlane {
 
     /// The organization `org_id`.
     pub async fn organization(&self, org_id: u32) -> Result<Option<Organization>> {
-        Ok(sqlx::query_as("SELECT * FROM organizations WHERE id = ?")
-            .bind(org_id)
+        Ok(sqlx::query_as("SELECT * FROM organizations WHERE id = $1")
+            .bind(i64::from(org_id))
             .fetch_optional(&self.pool)
             .await?)
     }
@@ -91,13 +94,13 @@ impl ControlPlane {
     pub async fn organization_subtree(&self, root: u32) -> Result<Vec<Organization>> {
         Ok(sqlx::query_as(
             "WITH RECURSIVE subtree(id) AS (
-                 SELECT id FROM organizations WHERE id = ?
+                 SELECT id FROM organizations WHERE id = $1
                  UNION ALL
                  SELECT o.id FROM organizations o JOIN subtree s ON o.parent_id = s.id
              )
              SELECT o.* FROM organizations o JOIN subtree s ON s.id = o.id ORDER BY o.id",
         )
-        .bind(root)
+        .bind(i64::from(root))
         .fetch_all(&self.pool)
         .await?)
     }
@@ -107,18 +110,19 @@ impl ControlPlane {
         if root == org_id {
             return Ok(true);
         }
-        Ok(sqlx::query_scalar(
+        Ok(sqlx::query_scalar::<_, i64>(
             "WITH RECURSIVE ancestors(id) AS (
-                 SELECT parent_id FROM organizations WHERE id = ?
+                 SELECT parent_id FROM organizations WHERE id = $1
                  UNION ALL
                  SELECT o.parent_id FROM organizations o JOIN ancestors a ON o.id = a.id
              )
-             SELECT EXISTS (SELECT 1 FROM ancestors WHERE id = ?)",
+             SELECT CASE WHEN EXISTS (SELECT 1 FROM ancestors WHERE id = $2) THEN 1 ELSE 0 END",
         )
-        .bind(org_id)
-        .bind(root)
+        .bind(i64::from(org_id))
+        .bind(i64::from(root))
         .fetch_one(&self.pool)
-        .await?)
+        .await?
+            != 0)
     }
 
     /// On an empty database, creates the root organization and its admin user from
@@ -131,9 +135,12 @@ impl ControlPlane {
         admin_email: Option<&str>,
         admin_password: Option<&str>,
     ) -> Result<Option<String>> {
-        let initialized: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations)")
-            .fetch_one(&self.pool)
-            .await?;
+        let initialized: bool = sqlx::query_scalar::<_, i64>(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM organizations) THEN 1 ELSE 0 END",
+        )
+        .fetch_one(&self.pool)
+        .await?
+            != 0;
         if initialized {
             tracing::debug!("control plane already initialized, bootstrap skipped");
             return Ok(None);
@@ -158,28 +165,30 @@ impl ControlPlane {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         // Conditional insert: of two servers starting at once on one database, one wins.
-        let org_id: Option<u32> = sqlx::query_scalar(
+        let org_id: Option<u32> = sqlx::query_scalar::<_, i64>(
             "INSERT INTO organizations (name, created_at)
-             SELECT ?, ? WHERE NOT EXISTS (SELECT 1 FROM organizations) RETURNING id",
+             SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM organizations) RETURNING id",
         )
         .bind(DEFAULT_ORG_NAME)
         .bind(now)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await?
+        .narrow()?;
         let Some(org_id) = org_id else {
             return Ok(None);
         };
-        let user_id: u32 = sqlx::query_scalar(
+        let user_id: u32 = sqlx::query_scalar::<_, i64>(
             "INSERT INTO users (org_id, email, name, password_hash, role, created_at)
-             VALUES (?, ?, 'Administrator', ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, 'Administrator', $3, $4, $5) RETURNING id",
         )
-        .bind(org_id)
+        .bind(i64::from(org_id))
         .bind(&email)
         .bind(hash)
         .bind(Role::Admin.as_str())
         .bind(now)
         .fetch_one(&mut *tx)
-        .await?;
+        .await?
+        .narrow()?;
         tx.commit().await?;
         tracing::info!(
             org_id,

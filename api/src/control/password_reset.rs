@@ -2,6 +2,7 @@
 //! session and API token of the user. Issued by an admin for a user (`user.manage`); the token is
 //! shown once to be passed on to the user.
 
+use crate::control::Narrow;
 use serde::{Deserialize, Serialize};
 
 use super::ControlPlane;
@@ -37,16 +38,16 @@ impl ControlPlane {
         let now = now_ms();
         let expires_at = now.saturating_add(PASSWORD_RESET_TTL_MS);
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM password_resets WHERE user_id = ?")
-            .bind(user_id)
+        sqlx::query("DELETE FROM password_resets WHERE user_id = $1")
+            .bind(i64::from(user_id))
             .execute(&mut *tx)
             .await?;
         sqlx::query(
             "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at)
-             VALUES (?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(secrets::token_digest(&token)?)
-        .bind(user_id)
+        .bind(i64::from(user_id))
         .bind(now)
         .bind(expires_at)
         .execute(&mut *tx)
@@ -75,22 +76,23 @@ impl ControlPlane {
             .await
             .map_err(|e| ControlError::internal(format!("password hash task: {e}")))??;
         let mut tx = self.begin_write().await?;
-        let user_id: Option<u32> = sqlx::query_scalar(
-            "UPDATE password_resets SET used_at = ?1
-             WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1 RETURNING user_id",
+        let user_id: Option<u32> = sqlx::query_scalar::<_, i64>(
+            "UPDATE password_resets SET used_at = $1
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
         )
         .bind(now_ms())
         .bind(&digest)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await?
+        .narrow()?;
         let user_id = user_id.ok_or_else(gone)?;
-        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
-            .bind(user_id)
+            .bind(i64::from(user_id))
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM api_tokens WHERE user_id = ?")
-            .bind(user_id)
+        sqlx::query("DELETE FROM api_tokens WHERE user_id = $1")
+            .bind(i64::from(user_id))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

@@ -10,6 +10,7 @@
 //!   code). A user redeems the code (`POST /api/v1/devices/claim`) and becomes the owner; the
 //!   code works once.
 
+use crate::control::Narrow;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Principal;
@@ -102,9 +103,9 @@ fn claim_code() -> String {
 impl ControlPlane {
     /// The name of template `template_id` if it belongs to `org_id`.
     async fn template_name_in(&self, org_id: u32, template_id: &str) -> Result<String> {
-        sqlx::query_scalar("SELECT name FROM templates WHERE id = ? AND org_id = ?")
+        sqlx::query_scalar("SELECT name FROM templates WHERE id = $1 AND org_id = $2")
             .bind(template_id)
-            .bind(org_id)
+            .bind(i64::from(org_id))
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| {
@@ -141,10 +142,10 @@ impl ControlPlane {
             .await?;
         let expires = now_ms() + PROVISION_TTL_MS;
         sqlx::query(
-            "UPDATE devices SET token_kind = 'dynamic', provision_expires_at = ? WHERE id = ?",
+            "UPDATE devices SET token_kind = 'dynamic', provision_expires_at = $1 WHERE id = $2",
         )
         .bind(expires)
-        .bind(device.id)
+        .bind(i64::from(device.id))
         .execute(&self.pool)
         .await?;
         tracing::info!(
@@ -189,31 +190,38 @@ impl ControlPlane {
             loop {
                 attempt += 1;
                 let (token, code) = (secrets::device_token(), claim_code());
-                let inserted: std::result::Result<u32, sqlx::Error> = sqlx::query_scalar(
+                // A collision inserts nothing (no error: on PostgreSQL an error would abort
+                // the whole transaction).
+                let inserted: Option<i64> = sqlx::query_scalar(
                     "INSERT INTO devices (org_id, template_id, name, token, owner_user_id, created_at,
                          token_kind, claim_code)
-                     VALUES (?, ?, ?, ?, NULL, ?, 'static', ?) RETURNING id",
+                     VALUES ($1, $2, $3, $4, NULL, $5, 'static', $6)
+                     ON CONFLICT DO NOTHING RETURNING id",
                 )
-                .bind(org_id)
+                .bind(i64::from(org_id))
                 .bind(template_id)
                 .bind(&name)
                 .bind(&token)
                 .bind(now)
                 .bind(&code)
-                .fetch_one(&mut *tx)
-                .await;
+                .fetch_optional(&mut *tx)
+                .await?;
                 match inserted {
-                    Ok(device_id) => {
+                    Some(device_id) => {
                         out.push(StaticDevice {
-                            device_id,
+                            device_id: device_id.narrow()?,
                             name: name.clone(),
                             token,
                             claim_code: code,
                         });
                         break;
                     }
-                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() && attempt < 5 => {}
-                    Err(e) => return Err(e.into()),
+                    None if attempt < 5 => {}
+                    None => {
+                        return Err(ControlError::internal(
+                            "could not draw a unique device token and claim code",
+                        ));
+                    }
                 }
             }
         }
@@ -239,12 +247,13 @@ impl ControlPlane {
         if code.len() != CLAIM_CODE_LEN {
             return Err(not_found());
         }
-        let found: Option<(u32, u32)> =
-            sqlx::query_as("SELECT id, org_id FROM devices WHERE claim_code = ?")
+        let found: Option<(i64, i64)> =
+            sqlx::query_as("SELECT id, org_id FROM devices WHERE claim_code = $1")
                 .bind(&code)
                 .fetch_optional(&self.pool)
                 .await?;
         let (device_id, org_id) = found.ok_or_else(not_found)?;
+        let (device_id, org_id): (u32, u32) = (device_id.narrow()?, org_id.narrow()?);
         let target = Target {
             org_id,
             owner_user_id: None,
@@ -267,14 +276,14 @@ impl ControlPlane {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let claimed = sqlx::query(
-            "UPDATE devices SET owner_user_id = ?, claimed_at = ?, claim_code = NULL,
-                 name = COALESCE(?, name)
-             WHERE id = ? AND claim_code = ?",
+            "UPDATE devices SET owner_user_id = $1, claimed_at = $2, claim_code = NULL,
+                 name = COALESCE($3, name)
+             WHERE id = $4 AND claim_code = $5",
         )
-        .bind(principal.user_id)
+        .bind(i64::from(principal.user_id))
         .bind(now)
         .bind(name)
-        .bind(device_id)
+        .bind(i64::from(device_id))
         .bind(&code)
         .execute(&mut *tx)
         .await?
@@ -311,16 +320,16 @@ impl ControlPlane {
 /// [`ControlPlane::activate_device`] inside the caller's write transaction (a login records the
 /// device online and activates it in one transaction).
 pub(crate) async fn activate_in(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     device_id: u32,
     at_ms: i64,
 ) -> Result<bool> {
     let changed = sqlx::query(
-        "UPDATE devices SET activated_at = ?, provision_expires_at = NULL
-         WHERE id = ? AND token_kind = 'dynamic' AND activated_at IS NULL",
+        "UPDATE devices SET activated_at = $1, provision_expires_at = NULL
+         WHERE id = $2 AND token_kind = 'dynamic' AND activated_at IS NULL",
     )
     .bind(at_ms)
-    .bind(device_id)
+    .bind(i64::from(device_id))
     .execute(&mut *conn)
     .await?
     .rows_affected();

@@ -1,6 +1,7 @@
 //! Tags on devices and users: short labels (`floor-2`, `beta`) to group them, e.g. as the target
 //! set of an automation or a filter of the device list.
 
+use crate::control::Narrow;
 use std::collections::BTreeSet;
 
 use super::ControlPlane;
@@ -47,13 +48,13 @@ impl ControlPlane {
     pub async fn set_device_tags(&self, device_id: u32, tags: &[String]) -> Result<Vec<String>> {
         let tags = normalize_tags(tags)?;
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM device_tags WHERE device_id = ?")
-            .bind(device_id)
+        sqlx::query("DELETE FROM device_tags WHERE device_id = $1")
+            .bind(i64::from(device_id))
             .execute(&mut *tx)
             .await?;
         for tag in &tags {
-            sqlx::query("INSERT INTO device_tags (device_id, tag) VALUES (?, ?)")
-                .bind(device_id)
+            sqlx::query("INSERT INTO device_tags (device_id, tag) VALUES ($1, $2)")
+                .bind(i64::from(device_id))
                 .bind(tag)
                 .execute(&mut *tx)
                 .await?;
@@ -65,8 +66,8 @@ impl ControlPlane {
     /// The tags of a device, sorted.
     pub async fn device_tags(&self, device_id: u32) -> Result<Vec<String>> {
         Ok(
-            sqlx::query_scalar("SELECT tag FROM device_tags WHERE device_id = ? ORDER BY tag")
-                .bind(device_id)
+            sqlx::query_scalar("SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag")
+                .bind(i64::from(device_id))
                 .fetch_all(&self.pool)
                 .await?,
         )
@@ -76,13 +77,13 @@ impl ControlPlane {
     pub async fn set_user_tags(&self, user_id: u32, tags: &[String]) -> Result<Vec<String>> {
         let tags = normalize_tags(tags)?;
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM user_tags WHERE user_id = ?")
-            .bind(user_id)
+        sqlx::query("DELETE FROM user_tags WHERE user_id = $1")
+            .bind(i64::from(user_id))
             .execute(&mut *tx)
             .await?;
         for tag in &tags {
-            sqlx::query("INSERT INTO user_tags (user_id, tag) VALUES (?, ?)")
-                .bind(user_id)
+            sqlx::query("INSERT INTO user_tags (user_id, tag) VALUES ($1, $2)")
+                .bind(i64::from(user_id))
                 .bind(tag)
                 .execute(&mut *tx)
                 .await?;
@@ -94,8 +95,8 @@ impl ControlPlane {
     /// The tags of a user, sorted.
     pub async fn user_tags(&self, user_id: u32) -> Result<Vec<String>> {
         Ok(
-            sqlx::query_scalar("SELECT tag FROM user_tags WHERE user_id = ? ORDER BY tag")
-                .bind(user_id)
+            sqlx::query_scalar("SELECT tag FROM user_tags WHERE user_id = $1 ORDER BY tag")
+                .bind(i64::from(user_id))
                 .fetch_all(&self.pool)
                 .await?,
         )
@@ -104,14 +105,15 @@ impl ControlPlane {
     /// Ids of the devices of organization `org_id` that carry `tag`, by id (the target set of a
     /// tag-addressed action).
     pub async fn device_ids_with_tag(&self, org_id: u32, tag: &str) -> Result<Vec<u32>> {
-        Ok(sqlx::query_scalar(
+        sqlx::query_scalar::<_, i64>(
             "SELECT d.id FROM devices d JOIN device_tags t ON t.device_id = d.id
-             WHERE d.org_id = ? AND t.tag = ? ORDER BY d.id",
+             WHERE d.org_id = $1 AND t.tag = $2 ORDER BY d.id",
         )
-        .bind(org_id)
+        .bind(i64::from(org_id))
         .bind(tag)
         .fetch_all(&self.pool)
-        .await?)
+        .await?
+        .narrow()
     }
 }
 

@@ -79,7 +79,9 @@ pub(crate) struct TemplateEventRow {
     pub severity: String,
     pub description: String,
     pub notifications: String,
+    #[sqlx(try_from = "crate::control::NullableInt")]
     pub notify_period_secs: Option<u32>,
+    #[sqlx(try_from = "crate::control::NullableInt")]
     pub notify_every_nth: Option<u32>,
 }
 
@@ -183,7 +185,7 @@ pub fn validate_events(events: &[NewTemplateEvent]) -> Result<Vec<TemplateEvent>
 
 /// Inserts the events of a new template inside its transaction.
 pub(crate) async fn insert_events(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     template_id: &str,
     events: &[TemplateEvent],
 ) -> Result<()> {
@@ -193,7 +195,7 @@ pub(crate) async fn insert_events(
         sqlx::query(
             "INSERT INTO template_events (template_id, code, name, severity, description,
                  notifications, notify_period_secs, notify_every_nth)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(template_id)
         .bind(&ev.code)
@@ -201,8 +203,8 @@ pub(crate) async fn insert_events(
         .bind(&ev.severity)
         .bind(&ev.description)
         .bind(notifications)
-        .bind(ev.notify_period_secs)
-        .bind(ev.notify_every_nth)
+        .bind(ev.notify_period_secs.map(i64::from))
+        .bind(ev.notify_every_nth.map(i64::from))
         .execute(&mut *tx)
         .await?;
     }

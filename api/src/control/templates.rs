@@ -1,6 +1,7 @@
 //! Templates (Blynk "products"): a template id like `TMPLa1B2c3D4`, a name, and datastreams —
 //! the typed virtual pins V0–V255 that devices of the template write.
 
+use crate::control::Narrow;
 use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,7 @@ pub const MAX_DECIMALS: i64 = 10;
 /// A typed virtual pin of a template.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Datastream {
+    #[sqlx(try_from = "i64")]
     pub pin: u16,
     pub name: String,
     /// One of [`DATASTREAM_KINDS`]; `"type"` in JSON.
@@ -34,10 +36,12 @@ pub struct Datastream {
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub units: Option<String>,
+    #[sqlx(try_from = "crate::control::NullableInt")]
     pub decimals: Option<u8>,
     /// Initial value, returned before anything was written.
     pub default_value: Option<String>,
     /// Whether the stream answers a device's sync after reconnect.
+    #[sqlx(try_from = "crate::control::Flag")]
     pub sync_on_reconnect: bool,
 }
 
@@ -110,6 +114,7 @@ pub struct NewDatastream {
 #[derive(sqlx::FromRow)]
 struct TemplateRow {
     id: String,
+    #[sqlx(try_from = "i64")]
     org_id: u32,
     name: String,
     description: String,
@@ -280,7 +285,7 @@ fn validate_dashboard(dashboard: Option<&serde_json::Value>) -> Result<String> {
 
 /// Writes the datastreams, events and metadata fields of a template inside a transaction.
 async fn insert_parts(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     template_id: &str,
     datastreams: &[Datastream],
     events: &[TemplateEvent],
@@ -290,18 +295,22 @@ async fn insert_parts(
         sqlx::query(
             "INSERT INTO datastreams (template_id, pin, name, kind, min, max, units, decimals,
                  default_value, sync_on_reconnect)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(template_id)
-        .bind(ds.pin)
+        .bind(i64::from(ds.pin))
         .bind(&ds.name)
         .bind(&ds.kind)
         .bind(ds.min)
         .bind(ds.max)
         .bind(&ds.units)
-        .bind(ds.decimals)
+        .bind(ds.decimals.map(i64::from))
         .bind(&ds.default_value)
-        .bind(ds.sync_on_reconnect)
+        .bind(i64::from(ds.sync_on_reconnect))
+        // Not a cached prepared statement: sqlx 0.9's `Any` driver sends a NULL `f64` as a
+        // PostgreSQL `float4`, and a statement prepared with a NULL `min` would then reject
+        // the 8 bytes of a later non-NULL one ("incorrect binary data format").
+        .persistent(false)
         .execute(&mut *conn)
         .await?;
     }
@@ -326,8 +335,8 @@ impl ControlPlane {
         };
         let mut tx = self.begin_write().await?;
         let row: TemplateRow = sqlx::query_as(
-            "UPDATE templates SET name = ?, description = ?, dashboard = COALESCE(?, dashboard),
-                 updated_at = ? WHERE id = ? RETURNING *",
+            "UPDATE templates SET name = $1, description = $2, dashboard = COALESCE($3, dashboard),
+                 updated_at = $4 WHERE id = $5 RETURNING *",
         )
         .bind(&name)
         .bind(new.description.trim())
@@ -339,7 +348,7 @@ impl ControlPlane {
         .ok_or_else(|| ControlError::not_found(format!("template {template_id:?} not found")))?;
         for table in ["datastreams", "template_events", "template_metadata"] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE template_id = ?"
+                "DELETE FROM {table} WHERE template_id = $1"
             )))
             .bind(template_id)
             .execute(&mut *tx)
@@ -371,10 +380,10 @@ impl ControlPlane {
             let mut tx = self.begin_write().await?;
             let inserted: std::result::Result<TemplateRow, sqlx::Error> = sqlx::query_as(
                 "INSERT INTO templates (id, org_id, name, description, created_at, updated_at, dashboard)
-                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
             )
             .bind(secrets::template_id())
-            .bind(org_id)
+            .bind(i64::from(org_id))
             .bind(&name)
             .bind(description)
             .bind(now)
@@ -406,17 +415,17 @@ impl ControlPlane {
     /// The templates of `org_id`, oldest first.
     pub async fn templates(&self, org_id: u32) -> Result<Vec<Template>> {
         let rows: Vec<TemplateRow> =
-            sqlx::query_as("SELECT * FROM templates WHERE org_id = ? ORDER BY created_at, id")
-                .bind(org_id)
+            sqlx::query_as("SELECT * FROM templates WHERE org_id = $1 ORDER BY created_at, id")
+                .bind(i64::from(org_id))
                 .fetch_all(&self.pool)
                 .await?;
         let ds_rows: Vec<DatastreamRow> = sqlx::query_as(
             "SELECT d.template_id, d.pin, d.name, d.kind, d.min, d.max, d.units, d.decimals,
                  d.default_value, d.sync_on_reconnect
              FROM datastreams d JOIN templates t ON t.id = d.template_id
-             WHERE t.org_id = ? ORDER BY d.template_id, d.pin",
+             WHERE t.org_id = $1 ORDER BY d.template_id, d.pin",
         )
-        .bind(org_id)
+        .bind(i64::from(org_id))
         .fetch_all(&self.pool)
         .await?;
         let mut by_template: BTreeMap<String, Vec<Datastream>> = BTreeMap::new();
@@ -428,9 +437,9 @@ impl ControlPlane {
         }
         let ev_rows: Vec<TemplateEventRow> = sqlx::query_as(
             "SELECT e.* FROM template_events e JOIN templates t ON t.id = e.template_id
-             WHERE t.org_id = ? ORDER BY e.template_id, e.code",
+             WHERE t.org_id = $1 ORDER BY e.template_id, e.code",
         )
-        .bind(org_id)
+        .bind(i64::from(org_id))
         .fetch_all(&self.pool)
         .await?;
         let mut events_by_template: BTreeMap<String, Vec<TemplateEvent>> = BTreeMap::new();
@@ -453,9 +462,9 @@ impl ControlPlane {
     /// The template `template_id` if it belongs to `org_id`.
     pub async fn template(&self, org_id: u32, template_id: &str) -> Result<Option<Template>> {
         let row: Option<TemplateRow> =
-            sqlx::query_as("SELECT * FROM templates WHERE id = ? AND org_id = ?")
+            sqlx::query_as("SELECT * FROM templates WHERE id = $1 AND org_id = $2")
                 .bind(template_id)
-                .bind(org_id)
+                .bind(i64::from(org_id))
                 .fetch_optional(&self.pool)
                 .await?;
         match row {
@@ -474,7 +483,7 @@ impl ControlPlane {
     pub async fn datastreams(&self, template_id: &str) -> Result<Vec<Datastream>> {
         Ok(sqlx::query_as(
             "SELECT pin, name, kind, min, max, units, decimals, default_value, sync_on_reconnect
-             FROM datastreams WHERE template_id = ? ORDER BY pin",
+             FROM datastreams WHERE template_id = $1 ORDER BY pin",
         )
         .bind(template_id)
         .fetch_all(&self.pool)
@@ -490,7 +499,7 @@ impl ControlPlane {
         dashboard: &serde_json::Value,
     ) -> Result<()> {
         let dashboard = validate_dashboard(Some(dashboard))?;
-        sqlx::query("UPDATE templates SET dashboard = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE templates SET dashboard = $1, updated_at = $2 WHERE id = $3")
             .bind(dashboard)
             .bind(now_ms())
             .bind(template_id)
@@ -501,19 +510,18 @@ impl ControlPlane {
 
     /// The organization owning template `template_id`.
     pub async fn template_org(&self, template_id: &str) -> Result<Option<u32>> {
-        Ok(
-            sqlx::query_scalar("SELECT org_id FROM templates WHERE id = ?")
-                .bind(template_id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        sqlx::query_scalar::<_, i64>("SELECT org_id FROM templates WHERE id = $1")
+            .bind(template_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .narrow()
     }
 
     /// The events a template declares, by code (empty for an unknown template). Not scoped by
     /// organization: for the device side.
     pub async fn template_events(&self, template_id: &str) -> Result<Vec<TemplateEvent>> {
         let rows: Vec<TemplateEventRow> =
-            sqlx::query_as("SELECT * FROM template_events WHERE template_id = ? ORDER BY code")
+            sqlx::query_as("SELECT * FROM template_events WHERE template_id = $1 ORDER BY code")
                 .bind(template_id)
                 .fetch_all(&self.pool)
                 .await?;

@@ -1,5 +1,9 @@
 //! Tests of the control plane through its HTTP API: a real axum server on 127.0.0.1:0 over a
-//! temporary SQLite file, spoken to with a minimal HTTP/1.1 client.
+//! fresh database, spoken to with a minimal HTTP/1.1 client.
+//!
+//! The database is a temporary SQLite file, or — when `PINHOUSE_TEST_POSTGRES_URL` names a
+//! PostgreSQL server (`scripts/test` starts one) — a new database on that server for every test,
+//! so the same suite runs on both backends.
 
 use std::net::SocketAddr;
 
@@ -20,10 +24,84 @@ mod runtime;
 const EMAIL: &str = "admin@example.com";
 const PASSWORD: &str = "correct horse battery staple";
 
+/// The variable naming a PostgreSQL server (an admin url, e.g.
+/// `postgres://postgres@127.0.0.1:5433/postgres`) to run the control-plane tests on.
+pub(crate) const TEST_POSTGRES_URL: &str = "PINHOUSE_TEST_POSTGRES_URL";
+
+/// A fresh, empty database for one test: the url to open, and what keeps it alive.
+pub(crate) struct TestDb {
+    pub(crate) url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// A new database on the PostgreSQL server of [`TEST_POSTGRES_URL`] when it is set, else a
+    /// SQLite file in a temporary directory.
+    pub(crate) async fn new() -> TestDb {
+        match std::env::var(TEST_POSTGRES_URL) {
+            Ok(admin) if !admin.is_empty() => {
+                use sqlx::Connection;
+                sqlx::any::install_default_drivers();
+                let name = format!("pinhouse_test_{}", secrets::device_token());
+                let mut conn = sqlx::AnyConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("{TEST_POSTGRES_URL}: cannot connect: {e}"));
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+                TestDb {
+                    url: with_database(&admin, &name),
+                    _dir: None,
+                }
+            }
+            _ => {
+                let dir = tempfile::tempdir().unwrap();
+                TestDb {
+                    url: format!("sqlite://{}/control.db?mode=rwc", dir.path().display()),
+                    _dir: Some(dir),
+                }
+            }
+        }
+    }
+
+    /// Opens the control plane on this database.
+    pub(crate) async fn open(&self) -> ControlPlane {
+        ControlPlane::open(&self.url).await.unwrap()
+    }
+}
+
+/// `url` (`postgres://…/DB?…`) with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+#[test]
+fn test_database_urls_swap_the_database() {
+    assert_eq!(
+        with_database(
+            "postgres://u:p@127.0.0.1:5433/postgres?sslmode=disable",
+            "t1"
+        ),
+        "postgres://u:p@127.0.0.1:5433/t1?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://h", "t2"), "postgres://h/t2");
+}
+
 struct TestServer {
     addr: SocketAddr,
     control: ControlPlane,
-    _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 struct Reply {
@@ -35,9 +113,8 @@ struct Reply {
 impl TestServer {
     /// A server over a fresh database bootstrapped with [`EMAIL`] / [`PASSWORD`].
     async fn start() -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/control.db?mode=rwc", dir.path().display());
-        let control = ControlPlane::open(&url).await.unwrap();
+        let db = TestDb::new().await;
+        let control = db.open().await;
         assert_eq!(
             control
                 .bootstrap(Some(EMAIL), Some(PASSWORD))
@@ -53,7 +130,7 @@ impl TestServer {
         TestServer {
             addr,
             control,
-            _dir: dir,
+            _db: db,
         }
     }
 

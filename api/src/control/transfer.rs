@@ -9,6 +9,7 @@ use super::ControlPlane;
 use super::devices::DeviceRecord;
 use super::error::{ControlError, Result};
 use super::users::UserView;
+use crate::control::Narrow;
 
 impl ControlPlane {
     /// Moves device `device_id` to `to_org`, switching to `template_id` when given (it must
@@ -19,9 +20,9 @@ impl ControlPlane {
         to_org: u32,
         template_id: Option<&str>,
     ) -> Result<DeviceRecord> {
-        let current: Option<(u32, String)> =
-            sqlx::query_as("SELECT org_id, template_id FROM devices WHERE id = ?")
-                .bind(device_id)
+        let current: Option<(i64, String)> =
+            sqlx::query_as("SELECT org_id, template_id FROM devices WHERE id = $1")
+                .bind(i64::from(device_id))
                 .fetch_optional(&self.pool)
                 .await?;
         let Some((from_org, current_template)) = current else {
@@ -29,17 +30,19 @@ impl ControlPlane {
                 "device {device_id} not found"
             )));
         };
+        let from_org: u32 = from_org.narrow()?;
         let template_id = template_id
             .map(str::trim)
             .unwrap_or(current_template.as_str())
             .to_owned();
-        let usable: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM templates WHERE id = ? AND org_id = ?)",
+        let usable: bool = sqlx::query_scalar::<_, i64>(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM templates WHERE id = $1 AND org_id = $2) THEN 1 ELSE 0 END",
         )
         .bind(&template_id)
-        .bind(to_org)
+        .bind(i64::from(to_org))
         .fetch_one(&self.pool)
-        .await?;
+        .await?
+            != 0;
         if !usable {
             return Err(ControlError::validation(format!(
                 "template {template_id:?} does not belong to organization {to_org}: \
@@ -47,13 +50,13 @@ impl ControlPlane {
             )));
         }
         sqlx::query(
-            "UPDATE devices SET org_id = ?1, template_id = ?2,
-                 owner_user_id = (SELECT id FROM users WHERE id = owner_user_id AND org_id = ?1)
-             WHERE id = ?3",
+            "UPDATE devices SET org_id = $1, template_id = $2,
+                 owner_user_id = (SELECT id FROM users WHERE id = owner_user_id AND org_id = $1)
+             WHERE id = $3",
         )
-        .bind(to_org)
+        .bind(i64::from(to_org))
         .bind(&template_id)
-        .bind(device_id)
+        .bind(i64::from(device_id))
         .execute(&self.pool)
         .await?;
         tracing::info!(device_id, from_org, to_org, %template_id, "device transferred");
@@ -64,9 +67,9 @@ impl ControlPlane {
 
     /// Moves user `user_id` to `to_org`. Devices they own stay where they are.
     pub async fn transfer_user(&self, user_id: u32, to_org: u32) -> Result<UserView> {
-        let done = sqlx::query("UPDATE users SET org_id = ? WHERE id = ?")
-            .bind(to_org)
-            .bind(user_id)
+        let done = sqlx::query("UPDATE users SET org_id = $1 WHERE id = $2")
+            .bind(i64::from(to_org))
+            .bind(i64::from(user_id))
             .execute(&self.pool)
             .await
             .map_err(|e| match &e {

@@ -23,12 +23,15 @@ pub struct UserView {
 /// A row of `users`.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct UserRow {
+    #[sqlx(try_from = "i64")]
     pub id: u32,
+    #[sqlx(try_from = "i64")]
     pub org_id: u32,
     pub email: String,
     pub name: String,
     pub password_hash: String,
     pub role: String,
+    #[sqlx(try_from = "crate::control::Flag")]
     pub disabled: bool,
     pub created_at: i64,
 }
@@ -102,9 +105,9 @@ impl ControlPlane {
             .map_err(|e| ControlError::internal(format!("password hash task: {e}")))??;
         let row: UserRow = sqlx::query_as(
             "INSERT INTO users (org_id, email, name, password_hash, role, created_at)
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
         )
-        .bind(org_id)
+        .bind(i64::from(org_id))
         .bind(email)
         .bind(new.name.trim())
         .bind(hash)
@@ -132,27 +135,30 @@ impl ControlPlane {
 
     /// The users of `org_id`, by id.
     pub async fn users(&self, org_id: u32) -> Result<Vec<UserView>> {
-        let rows: Vec<UserRow> = sqlx::query_as("SELECT * FROM users WHERE org_id = ? ORDER BY id")
-            .bind(org_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<UserRow> =
+            sqlx::query_as("SELECT * FROM users WHERE org_id = $1 ORDER BY id")
+                .bind(i64::from(org_id))
+                .fetch_all(&self.pool)
+                .await?;
         rows.into_iter().map(UserRow::view).collect()
     }
 
     /// The user `user_id`, whatever its organization (callers check visibility).
     pub async fn user_by_id(&self, user_id: u32) -> Result<Option<UserView>> {
-        let row: Option<UserRow> = sqlx::query_as("SELECT * FROM users WHERE id = ?")
-            .bind(user_id)
+        let row: Option<UserRow> = sqlx::query_as("SELECT * FROM users WHERE id = $1")
+            .bind(i64::from(user_id))
             .fetch_optional(&self.pool)
             .await?;
         row.map(UserRow::view).transpose()
     }
 
     pub(crate) async fn user_row_by_email(&self, email: &str) -> Result<Option<UserRow>> {
-        Ok(sqlx::query_as("SELECT * FROM users WHERE email = ?")
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM users WHERE lower(email) = lower($1)")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 }
 

@@ -27,7 +27,9 @@ use crate::control::{ControlError, Result};
 /// What a download needs to know about its firmware and device.
 #[derive(sqlx::FromRow)]
 pub(super) struct Grant {
+    #[sqlx(try_from = "i64")]
     shipment_id: u32,
+    #[sqlx(try_from = "i64")]
     device_id: u32,
     device_status: String,
     shipment_status: String,
@@ -133,7 +135,7 @@ impl Ota {
             ));
         }
         let grant: Option<Grant> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{GRANT_SELECT} WHERE d.link_hash = ?"
+            "{GRANT_SELECT} WHERE d.link_hash = $1"
         )))
         .bind(link_hash(link))
         .fetch_optional(self.pool())
@@ -177,12 +179,12 @@ impl Ota {
             .await?
             .ok_or_else(|| ControlError::unauthorized("Invalid token."))?;
         let grant: Option<Grant> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{GRANT_SELECT} WHERE d.device_id = ? AND s.firmware_id = ? AND s.org_id = ?
+            "{GRANT_SELECT} WHERE d.device_id = $1 AND s.firmware_id = $2 AND s.org_id = $3
                AND d.status IN ('sent', 'downloading') ORDER BY d.shipment_id DESC LIMIT 1"
         )))
-        .bind(device.id)
-        .bind(firmware_id)
-        .bind(device.org_id)
+        .bind(i64::from(device.id))
+        .bind(i64::from(firmware_id))
+        .bind(i64::from(device.org_id))
         .fetch_optional(self.pool())
         .await?;
         let Some(grant) = grant else {
@@ -249,12 +251,12 @@ impl Ota {
             })?;
         let now = now_ms();
         sqlx::query(
-            "UPDATE ota_shipment_devices SET status = 'downloading', downloads = downloads + 1, updated_at = ?
-             WHERE shipment_id = ? AND device_id = ?",
+            "UPDATE ota_shipment_devices SET status = 'downloading', downloads = downloads + 1, updated_at = $1
+             WHERE shipment_id = $2 AND device_id = $3",
         )
         .bind(now)
-        .bind(grant.shipment_id)
-        .bind(grant.device_id)
+        .bind(i64::from(grant.shipment_id))
+        .bind(i64::from(grant.device_id))
         .execute(self.pool())
         .await?;
         tracing::info!(
@@ -275,16 +277,16 @@ impl Ota {
             let complete = finished && reaches_end && sent == len;
             tokio::spawn(async move {
                 let res = sqlx::query(
-                    "UPDATE ota_shipment_devices SET bytes_sent = bytes_sent + ?,
-                         downloaded_at = CASE WHEN ? THEN ? ELSE downloaded_at END, updated_at = ?
-                     WHERE shipment_id = ? AND device_id = ?",
+                    "UPDATE ota_shipment_devices SET bytes_sent = bytes_sent + $1,
+                         downloaded_at = CASE WHEN $2 THEN $3 ELSE downloaded_at END, updated_at = $4
+                     WHERE shipment_id = $5 AND device_id = $6",
                 )
                 .bind(sent as i64)
                 .bind(complete)
                 .bind(now_ms())
                 .bind(now_ms())
-                .bind(shipment_id)
-                .bind(device_id)
+                .bind(i64::from(shipment_id))
+                .bind(i64::from(device_id))
                 .execute(&pool)
                 .await;
                 if let Err(err) = res {

@@ -2,6 +2,7 @@
 //! judges the devices already signalled, signals the pending devices of the
 //! open cohorts that are online, and applies the health gate.
 
+use crate::control::Narrow;
 use bytes::BytesMut;
 use pinhouse_protocol::{command, encode_fields};
 use rand::RngCore;
@@ -41,8 +42,11 @@ pub(super) async fn run(ota: Ota, mut shutdown: watch::Receiver<bool>) {
 /// A signalled device with what it reported since.
 #[derive(sqlx::FromRow)]
 struct InFlight {
+    #[sqlx(try_from = "i64")]
     device_id: u32,
+    #[sqlx(try_from = "i64")]
     org_id: u32,
+    #[sqlx(try_from = "i64")]
     attempts: u32,
     sent_at: Option<i64>,
     reported_at: Option<i64>,
@@ -82,9 +86,9 @@ impl Ota {
              FROM ota_shipment_devices d
              JOIN devices dev ON dev.id = d.device_id
              LEFT JOIN device_status st ON st.device_id = d.device_id
-             WHERE d.shipment_id = ? AND d.status IN ('sent', 'downloading')",
+             WHERE d.shipment_id = $1 AND d.status IN ('sent', 'downloading')",
         )
-        .bind(s.id)
+        .bind(i64::from(s.id))
         .fetch_all(self.pool())
         .await?;
         for d in rows {
@@ -97,13 +101,13 @@ impl Ota {
                 let reported = d.reported_at.unwrap_or_else(|| d.info_at.unwrap_or(now));
                 if d.reported_at.is_none() {
                     sqlx::query(
-                        "UPDATE ota_shipment_devices SET reported_at = ?, updated_at = ?
-                         WHERE shipment_id = ? AND device_id = ?",
+                        "UPDATE ota_shipment_devices SET reported_at = $1, updated_at = $2
+                         WHERE shipment_id = $3 AND device_id = $4",
                     )
                     .bind(reported)
                     .bind(now)
-                    .bind(s.id)
-                    .bind(d.device_id)
+                    .bind(i64::from(s.id))
+                    .bind(i64::from(d.device_id))
                     .execute(self.pool())
                     .await?;
                     self.timeline(
@@ -142,14 +146,14 @@ impl Ota {
                         s.build, d.attempts, s.attempts_limit
                     );
                     sqlx::query(
-                        "UPDATE ota_shipment_devices SET status = 'pending', reason = ?, link_hash = NULL,
-                             link_expires_at = NULL, updated_at = ?
-                         WHERE shipment_id = ? AND device_id = ?",
+                        "UPDATE ota_shipment_devices SET status = 'pending', reason = $1, link_hash = NULL,
+                             link_expires_at = NULL, updated_at = $2
+                         WHERE shipment_id = $3 AND device_id = $4",
                     )
                     .bind(&why)
                     .bind(now)
-                    .bind(s.id)
-                    .bind(d.device_id)
+                    .bind(i64::from(s.id))
+                    .bind(i64::from(d.device_id))
                     .execute(self.pool())
                     .await?;
                     tracing::warn!(
@@ -198,16 +202,16 @@ impl Ota {
         now: i64,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE ota_shipment_devices SET status = ?, reason = ?, finished_at = ?, updated_at = ?,
+            "UPDATE ota_shipment_devices SET status = $1, reason = $2, finished_at = $3, updated_at = $4,
                  link_hash = NULL, link_expires_at = NULL
-             WHERE shipment_id = ? AND device_id = ?",
+             WHERE shipment_id = $5 AND device_id = $6",
         )
         .bind(status)
         .bind(&reason)
         .bind(now)
         .bind(now)
-        .bind(s.id)
-        .bind(device_id)
+        .bind(i64::from(s.id))
+        .bind(i64::from(device_id))
         .execute(self.pool())
         .await?;
         let text = match &reason {
@@ -235,20 +239,21 @@ impl Ota {
         // Online devices of open cohorts whose info for the current session has arrived (so the
         // old info of this very session is never mistaken for the device coming back).
         // With the device's Time Zone metadata: the window is in the device's local time.
-        let pending: Vec<(u32, Option<String>)> = sqlx::query_as(
+        let pending: Vec<(i64, Option<String>)> = sqlx::query_as(
             "SELECT d.device_id, tz.value FROM ota_shipment_devices d
              JOIN device_status st ON st.device_id = d.device_id
              LEFT JOIN device_metadata tz ON tz.device_id = d.device_id AND tz.name = 'Time Zone'
-             WHERE d.shipment_id = ? AND d.status = 'pending' AND d.cohort <= ?
+             WHERE d.shipment_id = $1 AND d.status = 'pending' AND d.cohort <= $2
                AND st.online = 1 AND st.info_at >= st.connected_at
-             ORDER BY d.cohort, d.device_id LIMIT ?",
+             ORDER BY d.cohort, d.device_id LIMIT $3",
         )
-        .bind(s.id)
-        .bind(s.current_cohort)
+        .bind(i64::from(s.id))
+        .bind(i64::from(s.current_cohort))
         .bind(SIGNALS_PER_TICK)
         .fetch_all(self.pool())
         .await?;
         for (device_id, time_zone) in pending {
+            let device_id: u32 = device_id.narrow()?;
             if !in_window(local_minute(now, time_zone.as_deref()), window) {
                 continue;
             }
@@ -261,16 +266,16 @@ impl Ota {
             let url = format!("{}/ota/download/{token}", self.inner.config.public_url);
             let expires = now + self.inner.config.link_ttl.as_millis() as i64;
             sqlx::query(
-                "UPDATE ota_shipment_devices SET status = 'sent', attempts = attempts + 1, link_hash = ?,
-                     link_expires_at = ?, sent_at = ?, updated_at = ?
-                 WHERE shipment_id = ? AND device_id = ? AND status = 'pending'",
+                "UPDATE ota_shipment_devices SET status = 'sent', attempts = attempts + 1, link_hash = $1,
+                     link_expires_at = $2, sent_at = $3, updated_at = $4
+                 WHERE shipment_id = $5 AND device_id = $6 AND status = 'pending'",
             )
             .bind(link_hash(&token))
             .bind(expires)
             .bind(now)
             .bind(now)
-            .bind(s.id)
-            .bind(device_id)
+            .bind(i64::from(s.id))
+            .bind(i64::from(device_id))
             .execute(self.pool())
             .await?;
             let mut frame = BytesMut::new();
@@ -284,12 +289,12 @@ impl Ota {
                 // The session went away (or its queue is full): back to pending, attempt not used.
                 sqlx::query(
                     "UPDATE ota_shipment_devices SET status = 'pending', attempts = attempts - 1,
-                         link_hash = NULL, link_expires_at = NULL, sent_at = NULL, updated_at = ?
-                     WHERE shipment_id = ? AND device_id = ?",
+                         link_hash = NULL, link_expires_at = NULL, sent_at = NULL, updated_at = $1
+                     WHERE shipment_id = $2 AND device_id = $3",
                 )
                 .bind(now)
-                .bind(s.id)
-                .bind(device_id)
+                .bind(i64::from(s.id))
+                .bind(i64::from(device_id))
                 .execute(self.pool())
                 .await?;
                 continue;
@@ -309,10 +314,10 @@ impl Ota {
     async fn apply_gate(&self, s: &ShipmentRow, now: i64) -> Result<()> {
         let counts: Vec<(String, i64)> = sqlx::query_as(
             "SELECT status, count(*) FROM ota_shipment_devices
-             WHERE shipment_id = ? AND cohort = ? GROUP BY status",
+             WHERE shipment_id = $1 AND cohort = $2 GROUP BY status",
         )
-        .bind(s.id)
-        .bind(s.current_cohort)
+        .bind(i64::from(s.id))
+        .bind(i64::from(s.current_cohort))
         .fetch_all(self.pool())
         .await?;
         let mut tally = Tally::default();
@@ -331,12 +336,12 @@ impl Ota {
             Gate::Wait => {}
             Gate::Advance => {
                 sqlx::query(
-                    "UPDATE ota_shipments SET current_cohort = current_cohort + 1, updated_at = ?
-                     WHERE id = ? AND current_cohort = ?",
+                    "UPDATE ota_shipments SET current_cohort = current_cohort + 1, updated_at = $1
+                     WHERE id = $2 AND current_cohort = $3",
                 )
                 .bind(now)
-                .bind(s.id)
-                .bind(s.current_cohort)
+                .bind(i64::from(s.id))
+                .bind(i64::from(s.current_cohort))
                 .execute(self.pool())
                 .await?;
                 tracing::info!(shipment_id = s.id, cohort = index + 2, "OTA cohort opened");
@@ -361,13 +366,13 @@ impl Ota {
         now: i64,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE ota_shipments SET status = ?, status_reason = ?, updated_at = ?
-             WHERE id = ? AND status IN ('running', 'paused')",
+            "UPDATE ota_shipments SET status = $1, status_reason = $2, updated_at = $3
+             WHERE id = $4 AND status IN ('running', 'paused')",
         )
         .bind(status)
         .bind(reason)
         .bind(now)
-        .bind(s.id)
+        .bind(i64::from(s.id))
         .execute(self.pool())
         .await?;
         Ok(())

@@ -13,7 +13,9 @@ use crate::control::{ControlError, Principal, Result};
 /// A stored firmware binary and what its info tag says.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct FirmwareRecord {
+    #[sqlx(try_from = "i64")]
     pub id: u32,
+    #[sqlx(try_from = "i64")]
     pub org_id: u32,
     pub template_id: String,
     pub file_name: String,
@@ -138,9 +140,9 @@ impl Ota {
         };
         let record: FirmwareRecord = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO firmware (org_id, template_id, file_name, fw_type, version, build, library, size, md5, sha256, created_by, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {FIRMWARE_COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {FIRMWARE_COLUMNS}"
         )))
-        .bind(principal.org_id)
+        .bind(i64::from(principal.org_id))
         .bind(&template.id)
         .bind(file_name)
         .bind(&tag.fw_type)
@@ -150,7 +152,7 @@ impl Ota {
         .bind(body.len() as i64)
         .bind(&md5)
         .bind(&sha256)
-        .bind(principal.user_id)
+        .bind(i64::from(principal.user_id))
         .bind(super::now_ms())
         .fetch_one(self.pool())
         .await?;
@@ -169,9 +171,9 @@ impl Ota {
     /// Firmware of the caller's organization, newest first.
     pub async fn firmware_list(&self, principal: &Principal) -> Result<Vec<FirmwareRecord>> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {FIRMWARE_COLUMNS} FROM firmware WHERE org_id = ? ORDER BY id DESC"
+            "SELECT {FIRMWARE_COLUMNS} FROM firmware WHERE org_id = $1 ORDER BY id DESC"
         )))
-        .bind(principal.org_id)
+        .bind(i64::from(principal.org_id))
         .fetch_all(self.pool())
         .await?)
     }
@@ -179,10 +181,10 @@ impl Ota {
     /// One firmware of the caller's organization.
     pub async fn firmware(&self, org_id: u32, id: u32) -> Result<FirmwareRecord> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {FIRMWARE_COLUMNS} FROM firmware WHERE id = ? AND org_id = ?"
+            "SELECT {FIRMWARE_COLUMNS} FROM firmware WHERE id = $1 AND org_id = $2"
         )))
-        .bind(id)
-        .bind(org_id)
+        .bind(i64::from(id))
+        .bind(i64::from(org_id))
         .fetch_optional(self.pool())
         .await?
         .ok_or_else(|| ControlError::not_found(format!("no firmware {id}")))

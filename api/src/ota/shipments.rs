@@ -1,6 +1,7 @@
 //! Shipments: creation (target, filter, cohorts, limits, window), listing with
 //! progress counts, per-device status, pause / resume / cancel.
 
+use crate::control::Narrow;
 use serde::{Deserialize, Serialize};
 
 use super::rollout::{cohort_ends, validate_cohorts};
@@ -129,20 +130,26 @@ pub struct ShipmentDeviceView {
 
 #[derive(sqlx::FromRow)]
 pub(super) struct ShipmentRow {
+    #[sqlx(try_from = "i64")]
     pub id: u32,
     pub name: String,
+    #[sqlx(try_from = "i64")]
     pub firmware_id: u32,
     pub version: String,
     pub build: String,
     pub status: String,
     pub status_reason: Option<String>,
     pub cohorts: String,
+    #[sqlx(try_from = "i64")]
     pub current_cohort: u32,
     pub failure_threshold: f64,
     pub device_timeout_ms: i64,
     pub health_grace_ms: i64,
+    #[sqlx(try_from = "i64")]
     pub attempts_limit: u32,
+    #[sqlx(try_from = "crate::control::NullableInt")]
     pub window_start_min: Option<u32>,
+    #[sqlx(try_from = "crate::control::NullableInt")]
     pub window_end_min: Option<u32>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -162,11 +169,15 @@ impl ShipmentRow {
 
 #[derive(sqlx::FromRow)]
 struct DeviceRow {
+    #[sqlx(try_from = "i64")]
     device_id: u32,
+    #[sqlx(try_from = "i64")]
     cohort: u32,
     status: String,
     reason: Option<String>,
+    #[sqlx(try_from = "i64")]
     attempts: u32,
+    #[sqlx(try_from = "i64")]
     downloads: u32,
     bytes_sent: i64,
     sent_at: Option<i64>,
@@ -276,15 +287,20 @@ impl Ota {
         let candidates: Vec<(u32, Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT d.id, st.firmware, st.build FROM devices d
              LEFT JOIN device_status st ON st.device_id = d.id
-             WHERE d.org_id = ? AND d.template_id = ?
-               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = d.id AND t.tag = ?3))
+             WHERE d.org_id = $1 AND d.template_id = $2
+               AND ($3 IS NULL OR EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = d.id AND t.tag = $3))
              ORDER BY d.id",
         )
-        .bind(principal.org_id)
+        .bind(i64::from(principal.org_id))
         .bind(&firmware.template_id)
         .bind(target.tag.as_deref())
         .fetch_all(self.pool())
-        .await?;
+        .await?
+        .into_iter()
+        .map(|(id, version, build): (i64, Option<String>, Option<String>)| {
+            Ok((id.narrow()?, version, build))
+        })
+        .collect::<Result<_>>()?;
         let candidates: Vec<_> = match &target.devices {
             Some(ids) => {
                 if ids.is_empty() || ids.len() > 100_000 {
@@ -344,27 +360,28 @@ impl Ota {
                 str::to_owned,
             );
         let mut tx = self.inner.control.begin_write().await?;
-        let id: u32 = sqlx::query_scalar(
+        let id: u32 = sqlx::query_scalar::<_, i64>(
             "INSERT INTO ota_shipments (org_id, firmware_id, name, status, cohorts, failure_threshold,
                  device_timeout_ms, health_grace_ms, attempts_limit, window_start_min, window_end_min,
                  created_by, created_at, updated_at)
-             VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
         )
-        .bind(principal.org_id)
-        .bind(firmware.id)
+        .bind(i64::from(principal.org_id))
+        .bind(i64::from(firmware.id))
         .bind(&name)
         .bind(serde_json::to_string(&cohorts).map_err(|e| ControlError::internal(e.to_string()))?)
         .bind(threshold)
         .bind((timeout_secs * 1000) as i64)
         .bind((grace_secs * 1000) as i64)
-        .bind(attempts)
-        .bind(window.map(|w| w.0))
-        .bind(window.map(|w| w.1))
-        .bind(principal.user_id)
+        .bind(i64::from(attempts))
+        .bind(window.map(|w| w.0).map(i64::from))
+        .bind(window.map(|w| w.1).map(i64::from))
+        .bind(i64::from(principal.user_id))
         .bind(now)
         .bind(now)
         .fetch_one(&mut *tx)
-        .await?;
+        .await?
+        .narrow()?;
         for (rank, device_id) in eligible.iter().enumerate() {
             let cohort = ends
                 .iter()
@@ -372,11 +389,11 @@ impl Ota {
                 .unwrap_or(ends.len() - 1);
             sqlx::query(
                 "INSERT INTO ota_shipment_devices (shipment_id, device_id, cohort, status, updated_at)
-                 VALUES (?, ?, ?, 'pending', ?)",
+                 VALUES ($1, $2, $3, 'pending', $4)",
             )
-            .bind(id)
-            .bind(device_id)
-            .bind(cohort as u32)
+            .bind(i64::from(id))
+            .bind(i64::from(*device_id))
+            .bind(i64::from(cohort as u32))
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -396,10 +413,10 @@ impl Ota {
     /// One shipment of `org_id` with its progress counts.
     pub async fn shipment(&self, org_id: u32, id: u32) -> Result<ShipmentView> {
         let row: ShipmentRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SHIPMENT_SELECT} WHERE s.id = ? AND s.org_id = ?"
+            "{SHIPMENT_SELECT} WHERE s.id = $1 AND s.org_id = $2"
         )))
-        .bind(id)
-        .bind(org_id)
+        .bind(i64::from(id))
+        .bind(i64::from(org_id))
         .fetch_optional(self.pool())
         .await?
         .ok_or_else(|| ControlError::not_found(format!("no shipment {id}")))?;
@@ -409,9 +426,9 @@ impl Ota {
     /// Shipments of the caller's organization, newest first.
     pub async fn shipments(&self, org_id: u32) -> Result<Vec<ShipmentView>> {
         let rows: Vec<ShipmentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SHIPMENT_SELECT} WHERE s.org_id = ? ORDER BY s.id DESC"
+            "{SHIPMENT_SELECT} WHERE s.org_id = $1 ORDER BY s.id DESC"
         )))
-        .bind(org_id)
+        .bind(i64::from(org_id))
         .fetch_all(self.pool())
         .await?;
         let mut views = Vec::with_capacity(rows.len());
@@ -423,9 +440,9 @@ impl Ota {
 
     async fn view(&self, row: ShipmentRow) -> Result<ShipmentView> {
         let counts: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT status, count(*) FROM ota_shipment_devices WHERE shipment_id = ? GROUP BY status",
+            "SELECT status, count(*) FROM ota_shipment_devices WHERE shipment_id = $1 GROUP BY status",
         )
-        .bind(row.id)
+        .bind(i64::from(row.id))
         .fetch_all(self.pool())
         .await?;
         let mut progress = Progress::default();
@@ -472,9 +489,9 @@ impl Ota {
         let rows: Vec<DeviceRow> = sqlx::query_as(
             "SELECT device_id, cohort, status, reason, attempts, downloads, bytes_sent, sent_at,
                     downloaded_at, reported_at, finished_at, updated_at
-             FROM ota_shipment_devices WHERE shipment_id = ? ORDER BY cohort, device_id",
+             FROM ota_shipment_devices WHERE shipment_id = $1 ORDER BY cohort, device_id",
         )
-        .bind(id)
+        .bind(i64::from(id))
         .fetch_all(self.pool())
         .await?;
         Ok(rows
@@ -528,14 +545,14 @@ impl Ota {
         }
         let reason = (action == "cancel").then(|| format!("cancelled by user {}", principal.email));
         sqlx::query(
-            "UPDATE ota_shipments SET status = ?, status_reason = coalesce(?, status_reason), updated_at = ?
-             WHERE id = ? AND org_id = ?",
+            "UPDATE ota_shipments SET status = $1, status_reason = coalesce($2, status_reason), updated_at = $3
+             WHERE id = $4 AND org_id = $5",
         )
         .bind(to)
         .bind(&reason)
         .bind(now_ms())
-        .bind(id)
-        .bind(principal.org_id)
+        .bind(i64::from(id))
+        .bind(i64::from(principal.org_id))
         .execute(self.pool())
         .await?;
         tracing::info!(

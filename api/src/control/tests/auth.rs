@@ -6,7 +6,8 @@ use super::*;
 
 #[tokio::test]
 async fn bootstrap_with_credentials_is_idempotent() {
-    let control = ControlPlane::open("sqlite::memory:").await.unwrap();
+    let db = TestDb::new().await;
+    let control = db.open().await;
     assert_eq!(
         control
             .bootstrap(Some(EMAIL), Some(PASSWORD))
@@ -34,9 +35,8 @@ async fn bootstrap_with_credentials_is_idempotent() {
 
 #[tokio::test]
 async fn bootstrap_generates_a_password_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/control.db?mode=rwc", dir.path().display());
-    let control = ControlPlane::open(&url).await.unwrap();
+    let db = TestDb::new().await;
+    let control = db.open().await;
     let password = control.bootstrap(None, None).await.unwrap().unwrap();
     assert!(password.len() >= 16);
     let principal_token = control
@@ -47,7 +47,7 @@ async fn bootstrap_generates_a_password_once() {
     control.close().await;
 
     // Restart on the same file: no second password, the first one still works.
-    let control = ControlPlane::open(&url).await.unwrap();
+    let control = db.open().await;
     assert_eq!(control.bootstrap(None, None).await.unwrap(), None);
     assert!(control.login(DEFAULT_ADMIN_EMAIL, &password).await.is_ok());
     let principal = control.authenticate(&principal_token).await.unwrap();
@@ -56,7 +56,8 @@ async fn bootstrap_generates_a_password_once() {
 
 #[tokio::test]
 async fn bootstrap_rejects_a_bad_email() {
-    let control = ControlPlane::open("sqlite::memory:").await.unwrap();
+    let db = TestDb::new().await;
+    let control = db.open().await;
     assert!(matches!(
         control.bootstrap(Some("not-an-email"), Some("x")).await,
         Err(ControlError::Validation(_))

@@ -215,27 +215,27 @@ async fn device_events_follow_template_and_limits() {
     let now = super::super::time::now_ms();
     let day_start = now - now.rem_euclid(DAY_MS);
     let logged: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM device_events WHERE device_id = ? AND source = 'device'",
+        "SELECT COUNT(*) FROM device_events WHERE device_id = $1 AND source = 'device'",
     )
-    .bind(device_id)
+    .bind(i64::from(device_id))
     .fetch_one(control.pool())
     .await
     .unwrap();
     for _ in logged..MAX_EVENTS_PER_DAY {
         sqlx::query(
             "INSERT INTO device_events (device_id, source, code, name, severity, created_at)
-             VALUES (?, 'device', 'door_open', 'door_open', 'info', ?)",
+             VALUES ($1, 'device', 'door_open', 'door_open', 'info', $2)",
         )
-        .bind(device_id)
+        .bind(i64::from(device_id))
         .bind(day_start)
         .execute(control.pool())
         .await
         .unwrap();
     }
     // Events of yesterday do not count.
-    sqlx::query("UPDATE device_events SET created_at = ? WHERE id = ?")
+    sqlx::query("UPDATE device_events SET created_at = $1 WHERE id = $2")
         .bind(day_start - 1)
-        .bind(event.id)
+        .bind(i64::from(event.id))
         .execute(control.pool())
         .await
         .unwrap();
@@ -370,7 +370,7 @@ async fn dynamic_tokens_expire_unless_the_device_logs_in() {
     }
     // A day later: the unused token is refused, the activated one still works.
     sqlx::query(
-        "UPDATE devices SET provision_expires_at = ? WHERE provision_expires_at IS NOT NULL",
+        "UPDATE devices SET provision_expires_at = $1 WHERE provision_expires_at IS NOT NULL",
     )
     .bind(now_ms() - 1)
     .execute(control.pool())
