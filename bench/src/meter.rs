@@ -1,0 +1,143 @@
+//! Live counters of a running scenario: a progress line on stderr once a second and the
+//! per-second rates kept as a time series (for the throughput-over-time chart).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Named counters (values sent, requests answered …) sampled once a second.
+#[derive(Debug)]
+pub struct Meter {
+    names: Vec<&'static str>,
+    counts: Vec<AtomicU64>,
+    started: Instant,
+    series: Mutex<Vec<Interval>>,
+}
+
+/// The rates of one sampling interval.
+#[derive(Debug, Clone)]
+pub struct Interval {
+    /// Seconds since the meter started, at the end of the interval.
+    pub at_secs: f64,
+    /// Events per second of each counter over the interval, in the meter's order.
+    pub rates: Vec<f64>,
+}
+
+/// How often the progress line is refreshed and a rate sample taken.
+const PERIOD: Duration = Duration::from_secs(1);
+
+impl Meter {
+    /// Counters named `names`, all zero; the clock starts now.
+    pub fn new(names: &[&'static str]) -> Arc<Self> {
+        Arc::new(Self {
+            names: names.to_vec(),
+            counts: names.iter().map(|_| AtomicU64::new(0)).collect(),
+            started: Instant::now(),
+            series: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Count `n` events of counter `i`.
+    pub fn add(&self, i: usize, n: u64) {
+        self.counts[i].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Events of counter `i` so far.
+    pub fn total(&self, i: usize) -> u64 {
+        self.counts[i].load(Ordering::Relaxed)
+    }
+
+    /// Sample once a second on a tokio task (tokio's clock), printing
+    /// `\r<elapsed> name rate/s …` to stderr, until [`Meter::finish`].
+    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let meter = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut last: Vec<u64> = (0..meter.names.len()).map(|i| meter.total(i)).collect();
+            let mut last_at = Instant::now();
+            let mut tick = tokio::time::interval_at(Instant::now() + PERIOD, PERIOD);
+            loop {
+                tick.tick().await;
+                let now = Instant::now();
+                let secs = now.duration_since(last_at).as_secs_f64().max(1e-9);
+                let totals: Vec<u64> = (0..meter.names.len()).map(|i| meter.total(i)).collect();
+                let rates: Vec<f64> = totals
+                    .iter()
+                    .zip(&last)
+                    .map(|(t, l)| t.saturating_sub(*l) as f64 / secs)
+                    .collect();
+                let at_secs = now.duration_since(meter.started).as_secs_f64();
+                eprint!("\r{}", meter.line(at_secs, &rates));
+                meter
+                    .series
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Interval { at_secs, rates });
+                (last, last_at) = (totals, now);
+            }
+        })
+    }
+
+    /// Stop sampling (the line is ended with a newline) and return the rate series (whole
+    /// intervals only).
+    pub async fn finish(&self, task: tokio::task::JoinHandle<()>) -> Vec<Interval> {
+        task.abort();
+        let _ = task.await;
+        eprintln!();
+        self.series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn line(&self, at_secs: f64, rates: &[f64]) -> String {
+        let mut line = format!("{at_secs:>6.0} s");
+        for (name, rate) in self.names.iter().zip(rates) {
+            line.push_str(&format!("  {name} {}/s", si(*rate)));
+        }
+        line.push_str("   ");
+        line
+    }
+}
+
+/// `1234567.0` → `1.23 M`, for progress lines.
+pub fn si(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else if x >= 1e4 {
+        format!("{:.1} k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn si_prefixes() {
+        assert_eq!(si(12.4), "12");
+        assert_eq!(si(12_345.0), "12.3 k");
+        assert_eq!(si(2_345_678.0), "2.35 M");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn samples_rates_per_interval() {
+        let meter = Meter::new(&["values", "requests"]);
+        let task = meter.spawn();
+        meter.add(0, 500);
+        meter.add(1, 3);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        meter.add(0, 200);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let series = meter.finish(task).await;
+        assert_eq!(series.len(), 2, "{series:?}");
+        assert_eq!(series[0].rates, [500.0, 3.0]);
+        assert_eq!(series[1].rates, [200.0, 0.0]);
+        assert!((series[1].at_secs - 2.0).abs() < 1e-3, "{series:?}");
+        assert_eq!(meter.total(0), 700);
+        assert_eq!(meter.total(1), 3);
+    }
+}
