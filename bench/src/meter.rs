@@ -13,7 +13,15 @@ pub struct Meter {
     names: Vec<&'static str>,
     counts: Vec<AtomicU64>,
     started: Instant,
-    series: Mutex<Vec<Interval>>,
+    sampled: Mutex<Sampled>,
+}
+
+/// The series so far and the totals of the last sample.
+#[derive(Debug)]
+struct Sampled {
+    series: Vec<Interval>,
+    totals: Vec<u64>,
+    at: Instant,
 }
 
 /// The rates of one sampling interval.
@@ -31,11 +39,16 @@ const PERIOD: Duration = Duration::from_secs(1);
 impl Meter {
     /// Counters named `names`, all zero; the clock starts now.
     pub fn new(names: &[&'static str]) -> Arc<Self> {
+        let started = Instant::now();
         Arc::new(Self {
             names: names.to_vec(),
             counts: names.iter().map(|_| AtomicU64::new(0)).collect(),
-            started: Instant::now(),
-            series: Mutex::new(Vec::new()),
+            started,
+            sampled: Mutex::new(Sampled {
+                series: Vec::new(),
+                totals: vec![0; names.len()],
+                at: started,
+            }),
         })
     }
 
@@ -49,45 +62,53 @@ impl Meter {
         self.counts[i].load(Ordering::Relaxed)
     }
 
+    /// Close the interval since the last sample: append its rates to the series; the rates.
+    fn sample(&self) -> (f64, Vec<f64>) {
+        let now = Instant::now();
+        let totals: Vec<u64> = (0..self.names.len()).map(|i| self.total(i)).collect();
+        let mut sampled = self.sampled.lock().unwrap_or_else(|e| e.into_inner());
+        let secs = now.duration_since(sampled.at).as_secs_f64();
+        let rates: Vec<f64> = totals
+            .iter()
+            .zip(&sampled.totals)
+            .map(|(t, l)| t.saturating_sub(*l) as f64 / secs.max(1e-9))
+            .collect();
+        let at_secs = now.duration_since(self.started).as_secs_f64();
+        if secs > 0.0 {
+            sampled.series.push(Interval {
+                at_secs,
+                rates: rates.clone(),
+            });
+        }
+        (sampled.totals, sampled.at) = (totals, now);
+        (at_secs, rates)
+    }
+
     /// Sample once a second on a tokio task (tokio's clock), printing
     /// `\r<elapsed> name rate/s …` to stderr, until [`Meter::finish`].
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let meter = Arc::clone(self);
         tokio::spawn(async move {
-            let mut last: Vec<u64> = (0..meter.names.len()).map(|i| meter.total(i)).collect();
-            let mut last_at = Instant::now();
             let mut tick = tokio::time::interval_at(Instant::now() + PERIOD, PERIOD);
             loop {
                 tick.tick().await;
-                let now = Instant::now();
-                let secs = now.duration_since(last_at).as_secs_f64().max(1e-9);
-                let totals: Vec<u64> = (0..meter.names.len()).map(|i| meter.total(i)).collect();
-                let rates: Vec<f64> = totals
-                    .iter()
-                    .zip(&last)
-                    .map(|(t, l)| t.saturating_sub(*l) as f64 / secs)
-                    .collect();
-                let at_secs = now.duration_since(meter.started).as_secs_f64();
+                let (at_secs, rates) = meter.sample();
                 eprint!("\r{}", meter.line(at_secs, &rates));
-                meter
-                    .series
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(Interval { at_secs, rates });
-                (last, last_at) = (totals, now);
             }
         })
     }
 
-    /// Stop sampling (the line is ended with a newline) and return the rate series (whole
-    /// intervals only).
+    /// Stop sampling (the progress line is ended) and return the rate series, the last,
+    /// shorter interval included so that a run shorter than a second has one point.
     pub async fn finish(&self, task: tokio::task::JoinHandle<()>) -> Vec<Interval> {
         task.abort();
         let _ = task.await;
+        self.sample();
         eprintln!();
-        self.series
+        self.sampled
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .series
             .clone()
     }
 
@@ -132,12 +153,16 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         meter.add(0, 200);
         tokio::time::sleep(Duration::from_millis(1000)).await;
+        meter.add(1, 1);
         let series = meter.finish(task).await;
-        assert_eq!(series.len(), 2, "{series:?}");
+        assert_eq!(series.len(), 3, "{series:?}");
         assert_eq!(series[0].rates, [500.0, 3.0]);
         assert_eq!(series[1].rates, [200.0, 0.0]);
         assert!((series[1].at_secs - 2.0).abs() < 1e-3, "{series:?}");
+        // The last half second: one request, 2 per second.
+        assert_eq!(series[2].rates, [0.0, 2.0]);
+        assert!((series[2].at_secs - 2.5).abs() < 1e-3, "{series:?}");
         assert_eq!(meter.total(0), 700);
-        assert_eq!(meter.total(1), 3);
+        assert_eq!(meter.total(1), 4);
     }
 }
