@@ -279,9 +279,9 @@ pub fn run(args: ReportArgs) -> Result<PathBuf> {
             {
                 writeln!(
                     md,
-                    "\n{name} took the same data set as line protocol over HTTP at {} values/s: \
-                     pinhouse ({t}, committed) / {name} = **{:.2}** (different protocols; same \
-                     machine, same run).",
+                    "\n{name} took the shared data set (`bench/src/data.rs`) as line protocol over \
+                     HTTP at {} values/s: pinhouse ({t}, committed) / {name} = **{:.2}** \
+                     (different protocols and payloads; same machine, same run).",
                     si(rate),
                     best / rate
                 )?;
