@@ -25,6 +25,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::fleet::{self, FleetArgs};
+use crate::output::OutputArgs;
 
 /// Which server the sessions talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -70,9 +71,8 @@ pub struct ConnectionsArgs {
     /// enough tokens, extended otherwise.
     #[arg(long)]
     tokens_file: Option<PathBuf>,
-    /// Also print the report as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    out: OutputArgs,
 }
 
 /// Resident set size of a process in bytes, from `/proc/<pid>/status`.
@@ -356,23 +356,21 @@ pub async fn run(args: ConnectionsArgs) -> Result<()> {
     if let Some(e) = &first_error {
         eprintln!("first session error: {e:#}");
     }
-    if args.json {
-        let report = json!({
-            "scenario": "connections",
-            "target": target,
-            "sessions": connected,
-            "failed": failed,
-            "dropped": dropped,
-            "heartbeat_secs": args.heartbeat,
-            "pings_sent": counters.pings.load(Ordering::Relaxed),
-            "connect_seconds": connect_secs,
-            "server_rss_before": rss_before,
-            "server_rss_connected": rss_after,
-            "server_rss_held": rss_held,
-            "bytes_per_session": per_session,
-        });
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
+    let report = json!({
+        "scenario": "connections",
+        "target": target,
+        "sessions": connected,
+        "failed": failed,
+        "dropped": dropped,
+        "heartbeat_secs": args.heartbeat,
+        "pings_sent": counters.pings.load(Ordering::Relaxed),
+        "connect_seconds": connect_secs,
+        "server_rss_before": rss_before,
+        "server_rss_connected": rss_after,
+        "server_rss_held": rss_held,
+        "bytes_per_session": per_session,
+    });
+    args.out.emit(&report)?;
     if connected == 0 {
         bail!("no session could be opened");
     }

@@ -1,6 +1,7 @@
 //! Fleet set-up shared by scenarios: a template and N devices created
-//! through the REST API, with their tokens optionally cached in a file so
-//! that repeated runs against the same data dir skip the set-up.
+//! through the REST API, with their ids and tokens optionally cached in a
+//! file (`id token` per line) so that repeated runs against the same data dir
+//! skip the set-up.
 
 use std::path::Path;
 
@@ -31,24 +32,64 @@ pub struct FleetArgs {
 /// Device creations in flight at once.
 const CREATE_CONCURRENCY: usize = 16;
 
-/// Tokens of `count` devices of a template with `pins` double datastreams
-/// (V0..), reusing the ones in `cache` when it holds enough.
+/// A simulated device known to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Control-plane id.
+    pub id: u64,
+    /// Auth token.
+    pub token: String,
+}
+
+fn read_cache(path: &Path) -> Result<Vec<Device>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let (id, token) = line.trim().split_once(' ').with_context(|| {
+                format!(
+                    "{}: lines are `id token` (an older cache? delete it)",
+                    path.display()
+                )
+            })?;
+            Ok(Device {
+                id: id
+                    .parse()
+                    .with_context(|| format!("bad id in {}", path.display()))?,
+                token: token.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Tokens of `count` devices (see [`devices`]).
 pub async fn device_tokens(
     args: &FleetArgs,
     count: u32,
     pins: u8,
     cache: Option<&Path>,
 ) -> Result<Vec<String>> {
-    let mut tokens: Vec<String> = match cache {
-        Some(path) if path.exists() => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_owned)
-            .collect(),
+    Ok(devices(args, count, pins, cache)
+        .await?
+        .into_iter()
+        .map(|d| d.token)
+        .collect())
+}
+
+/// `count` devices of a template with `pins` double datastreams (V0..), reusing the ones in
+/// `cache` when it holds enough.
+pub async fn devices(
+    args: &FleetArgs,
+    count: u32,
+    pins: u8,
+    cache: Option<&Path>,
+) -> Result<Vec<Device>> {
+    let mut known: Vec<Device> = match cache {
+        Some(path) if path.exists() => read_cache(path)?,
         _ => Vec::new(),
     };
-    let missing = (count as usize).saturating_sub(tokens.len());
+    let missing = (count as usize).saturating_sub(known.len());
     if missing > 0 {
         if args.password.is_empty() {
             bail!("set --password (or PINHOUSE_ADMIN_PASSWORD) to create devices");
@@ -65,8 +106,8 @@ pub async fn device_tokens(
             .await?;
         let template_id = template["id"].as_str().context("template id")?.to_owned();
         eprintln!("creating {missing} devices…");
-        let first = tokens.len();
-        let created: Vec<String> = futures::stream::iter(first..first + missing)
+        let first = known.len();
+        let created: Vec<Device> = futures::stream::iter(first..first + missing)
             .map(|i| {
                 let (rest, template_id) = (&rest, &template_id);
                 async move {
@@ -79,19 +120,26 @@ pub async fn device_tokens(
                     if i % 1000 == 999 {
                         eprint!("\rcreated {}/{}", i + 1 - first, missing);
                     }
-                    Ok::<_, anyhow::Error>(device["token"].as_str().context("token")?.to_owned())
+                    Ok::<_, anyhow::Error>(Device {
+                        id: device["id"].as_u64().context("device id")?,
+                        token: device["token"].as_str().context("token")?.to_owned(),
+                    })
                 }
             })
             .buffered(CREATE_CONCURRENCY)
             .try_collect()
             .await?;
         eprintln!();
-        tokens.extend(created);
+        known.extend(created);
         if let Some(path) = cache {
-            std::fs::write(path, tokens.join("\n"))
+            let lines: Vec<String> = known
+                .iter()
+                .map(|d| format!("{} {}", d.id, d.token))
+                .collect();
+            std::fs::write(path, lines.join("\n"))
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
     }
-    tokens.truncate(count as usize);
-    Ok(tokens)
+    known.truncate(count as usize);
+    Ok(known)
 }

@@ -13,17 +13,31 @@
 //!
 //! Scenario `storage`: the storage engine in-process: values/s into WAL + memtable per fsync
 //! policy, and bytes per point on disk for a realistic fleet.
+//!
+//! Scenario `query`: dashboard reads and data-team SQL over a large data set in-process,
+//! optionally beside DuckDB.
+//!
+//! Scenario `mixed`: ingest, dashboard reads and SQL at once against one running server.
+//!
+//! Every scenario prints a summary table and, with `--json` / `--json-file`, a JSON report;
+//! `ingest` and `mixed` draw PNG charts with `--chart-dir`.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod chart;
 mod connections;
 mod data;
+mod device;
 mod fleet;
 mod ingest;
 mod latency;
 mod line;
+mod meter;
+mod mixed;
+mod output;
 mod query;
+mod report;
 mod rest;
 mod storage;
 mod transport;
@@ -40,7 +54,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
-    /// Simulated devices stream virtual-pin values over plain TCP.
+    /// Simulated devices stream virtual-pin values over TCP, TLS, WebSocket or QUIC.
     Ingest(ingest::IngestArgs),
     /// Hold many idle device sessions (pinhouse or an MQTT broker) and report
     /// the server's memory per session.
@@ -53,6 +67,11 @@ enum Scenario {
     /// Dashboard reads and data-team SQL over a large data set in-process, optionally side by
     /// side with DuckDB on the same Parquet files.
     Query(query::QueryArgs),
+    /// Ingest, dashboard reads (history, last values) and SQL at once against one running
+    /// server: values/s and the latency of each request class.
+    Mixed(mixed::MixedArgs),
+    /// Write `report.md` from the JSON reports and charts of one results directory.
+    Report(report::ReportArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,5 +87,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Line(args) => runtime()?.block_on(line::run(args)),
         Scenario::Storage(args) => storage::run(args),
         Scenario::Query(args) => runtime()?.block_on(query::run(args)),
+        Scenario::Mixed(args) => runtime()?.block_on(mixed::run(args)),
+        Scenario::Report(args) => report::run(args).map(drop),
     }
 }

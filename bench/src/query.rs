@@ -25,6 +25,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
+use crate::output::OutputArgs;
 use crate::storage::Fleet;
 
 /// Flags of `pinhouse-bench query`.
@@ -54,9 +55,8 @@ pub struct QueryArgs {
     /// Also run the SQL statements in DuckDB over the same Parquet files.
     #[arg(long)]
     duckdb: bool,
-    /// Also print the report as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    out: OutputArgs,
 }
 
 /// End of the data set: 2026-11-25T00:00:00Z, µs.
@@ -367,9 +367,8 @@ pub async fn run(args: QueryArgs) -> Result<()> {
     }
     report.insert("sql".into(), sql_rows.into());
     storage.close()?;
-    if args.json {
-        println!("{}", serde_json::Value::Object(report));
-    }
+    report.insert("scenario".into(), json!("query"));
+    args.out.emit(&serde_json::Value::Object(report))?;
     Ok(())
 }
 

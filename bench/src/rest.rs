@@ -3,7 +3,8 @@
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-/// An authenticated REST client.
+/// An authenticated REST client (cheap to clone: one connection pool).
+#[derive(Debug, Clone)]
 pub struct Rest {
     base: String,
     token: String,
@@ -48,6 +49,39 @@ impl Rest {
             bail!("POST {path}: {status} {body}");
         }
         Ok(body)
+    }
+
+    /// GET, expecting 2xx; the body's length (the body is read whole, not parsed).
+    pub async fn get_len(&self, path: &str) -> Result<usize> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        if !status.is_success() {
+            bail!("GET {path}: {status} {}", String::from_utf8_lossy(&body));
+        }
+        Ok(body.len())
+    }
+
+    /// Run SQL, expecting 2xx; the JSON result's length in bytes (read whole, not parsed).
+    pub async fn sql_len(&self, sql: &str) -> Result<usize> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/sql", self.base))
+            .bearer_auth(&self.token)
+            .body(sql.to_owned())
+            .send()
+            .await?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        if !status.is_success() {
+            bail!("sql: {status} {}", String::from_utf8_lossy(&body));
+        }
+        Ok(body.len())
     }
 
     /// Run SQL and return the rows.

@@ -18,6 +18,7 @@ use pinhouse_storage::{FsyncPolicy, Point, Storage, StorageConfig};
 use serde_json::json;
 
 use crate::data::{Sample, SensorFleet};
+use crate::output::OutputArgs;
 
 /// Flags of `pinhouse-bench storage`.
 #[derive(Debug, clap::Args)]
@@ -59,9 +60,8 @@ pub struct StorageArgs {
     /// Skip the bytes-per-point phase.
     #[arg(long)]
     no_size: bool,
-    /// Also print the report as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    out: OutputArgs,
 }
 
 /// 2026-11-25T00:00:00Z
@@ -338,8 +338,7 @@ pub fn run(args: StorageArgs) -> Result<()> {
             }),
         );
     }
-    if args.json {
-        println!("{}", serde_json::Value::Object(report));
-    }
+    report.insert("scenario".into(), json!("storage"));
+    args.out.emit(&serde_json::Value::Object(report))?;
     Ok(())
 }

@@ -31,6 +31,60 @@ pub enum Kind {
     Quic,
 }
 
+/// Flags saying how simulated devices reach the server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// Address of the server's Blynk TCP listener.
+    #[arg(long, default_value = "127.0.0.1:8442")]
+    pub hardware: SocketAddr,
+    /// Transport of the simulated devices.
+    #[arg(long, value_enum, default_value_t = Kind::Tcp)]
+    pub transport: Kind,
+    /// Address of the server's TLS listener (`--transport tls`).
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    pub tls: SocketAddr,
+    /// Address of the server's QUIC listener (`--transport quic`).
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    pub quic: SocketAddr,
+    /// CA file the server's certificate chains to (tls, quic): the server's
+    /// `<data dir>/tls/ca.pem` when it generated its own.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Loopback source addresses to spread connections over (127.0.0.1 ..
+    /// 127.0.0.N; TCP-based transports).
+    #[arg(long, default_value_t = 1)]
+    pub sources: u8,
+}
+
+impl ConnectArgs {
+    /// The connector these flags describe; `http` is the server's HTTP base URL (WebSocket).
+    pub fn connector(&self, http: &str) -> Result<Connector> {
+        let addr = match self.transport {
+            Kind::Tcp | Kind::Ws => self.hardware,
+            Kind::Tls => self.tls,
+            Kind::Quic => self.quic,
+        };
+        Connector::new(self.transport, addr, http, self.ca.as_ref())
+    }
+
+    /// The transport's name in reports and file names.
+    pub fn name(&self) -> &'static str {
+        self.transport.name()
+    }
+}
+
+impl Kind {
+    /// Lower-case name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Tcp => "tcp",
+            Kind::Tls => "tls",
+            Kind::Ws => "ws",
+            Kind::Quic => "quic",
+        }
+    }
+}
+
 /// A device byte stream, whatever the transport.
 pub trait DeviceStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> DeviceStream for T {}
