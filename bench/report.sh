@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole benchmark report in one command, on a fresh machine of the project's kind:
 # builds pinhouse and pinhouse-bench, starts a pinhouse server on free loopback ports, runs
-# every scenario (ingest over tcp/tls/ws/quic, connections, mixed, storage, query with
+# every scenario (ingest over tcp/tls/ws/quic/http, from many devices one frame per write,
+# at half load with the live probe; connections, mixed, storage, query with
 # DuckDB) and every peer script (VictoriaMetrics, InfluxDB 1.x, Mosquitto), and writes the
 # JSON reports, the PNG charts and report.md (targets met / not met, ratios to the peers)
 # into one directory.
@@ -34,6 +35,8 @@ OUT="$(cd "$OUT" && pwd)"
 case "$SCALE" in
 full)
     INGEST=(--devices 100 --values 20000 --frames-per-write 100)
+    FLEET=(--devices 10000 --values 100)
+    LIVE=(100 20)
     SESSIONS=10000
     MIXED=(--devices 1000 --rate 100 --dashboards 8 --sql 2 --warmup 10 --duration 60)
     STORAGE=(--values 10000000 --devices 10000 --hours 1)
@@ -42,6 +45,8 @@ full)
     ;;
 small)
     INGEST=(--devices 50 --values 4000 --frames-per-write 100)
+    FLEET=(--devices 2000 --values 50)
+    LIVE=(50 10)
     SESSIONS=2000
     MIXED=(--devices 200 --rate 50 --dashboards 4 --sql 1 --warmup 5 --duration 20)
     STORAGE=(--values 1000000 --devices 1000 --hours 1)
@@ -50,6 +55,8 @@ small)
     ;;
 tiny)
     INGEST=(--devices 3 --values 200 --frames-per-write 20)
+    FLEET=(--devices 10 --values 20)
+    LIVE=(3 2)
     SESSIONS=20
     MIXED=(--devices 4 --rate 100 --dashboards 2 --sql 1 --warmup 1 --duration 3)
     STORAGE=(--values 20000 --writers 2 --devices 50 --interval-s 60)
@@ -115,11 +122,22 @@ done
 curl -fsS -o /dev/null "http://$HTTP/healthz"
 CONNECT=(--http "http://$HTTP" --hardware "$HW" --tls "$TLS" --quic "$QUIC" --ca "$WORK/server/tls/ca.pem")
 
-for transport in tcp tls ws quic; do
+for transport in tcp tls ws quic http; do
     log "ingest over $transport"
     "$BENCH" ingest --transport "$transport" "${CONNECT[@]}" "${INGEST[@]}" \
         --chart-dir "$OUT" --json-file "$OUT/ingest-$transport.json"
 done
+log "ingest from ${FLEET[1]} devices over tcp, one frame per write"
+"$BENCH" ingest "${CONNECT[@]}" "${FLEET[@]}" --frames-per-write 1 --sources 4 \
+    --json-file "$OUT/ingest-fleet.json"
+# Half of the TCP rate just measured, spread over LIVE[0] devices for LIVE[1] seconds, with
+# the device → live subscriber probe.
+RATE="$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(max(1, int(r["committed_values_per_sec"] / 2 / int(sys.argv[2]))))' \
+    "$OUT/ingest-tcp.json" "${LIVE[0]}")"
+log "ingest over tcp at half that rate ($RATE values/s × ${LIVE[0]} devices), live probe"
+"$BENCH" ingest "${CONNECT[@]}" --devices "${LIVE[0]}" --rate "$RATE" \
+    --values "$((RATE * LIVE[1]))" --frames-per-write 100 --live-probe \
+    --json-file "$OUT/ingest-live.json"
 log "connections ($SESSIONS idle sessions)"
 "$BENCH" connections --http "http://$HTTP" --addr "$HW" --count "$SESSIONS" --sources 4 \
     --heartbeat 30 --hold 10 --server-pid "$SERVER_PID" --json-file "$OUT/connections.json"

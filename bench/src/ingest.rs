@@ -16,6 +16,7 @@ use crate::fleet::{self, FleetArgs};
 use crate::latency::{self, Latencies};
 use crate::meter::{Interval, Meter};
 use crate::output::{ChartArgs, OutputArgs};
+use crate::probe;
 use crate::rest::Rest;
 use crate::transport::ConnectArgs;
 
@@ -50,6 +51,11 @@ pub struct IngestArgs {
     /// fires (its cost beside ingest, without side effects).
     #[arg(long, default_value_t = 0)]
     automations: u32,
+    /// Also run the device → live subscriber probe (one extra device, see `probe.rs`) while
+    /// the fleet streams: its latency is reported as `live_latency`. Pace the fleet with
+    /// `--rate` to measure the live path at a chosen load.
+    #[arg(long)]
+    live_probe: bool,
     /// Seconds to wait for every value to be visible in SQL.
     #[arg(long, default_value_t = 120)]
     commit_timeout: u64,
@@ -106,7 +112,14 @@ pub fn series_json(series: &[Interval], i: usize) -> Value {
 /// Run the scenario.
 pub async fn run(args: IngestArgs) -> Result<()> {
     let rest = Rest::login(&args.fleet.http, &args.fleet.email, &args.fleet.password).await?;
-    let devices = fleet::devices(&args.fleet, args.devices, args.pins, None).await?;
+    let mut devices = fleet::devices(
+        &args.fleet,
+        args.devices + u32::from(args.live_probe),
+        args.pins,
+        None,
+    )
+    .await?;
+    let probe_device = if args.live_probe { devices.pop() } else { None };
     if args.automations > 0 {
         eprintln!("creating {} automations…", args.automations);
         for i in 0..args.automations {
@@ -143,12 +156,28 @@ pub async fn run(args: IngestArgs) -> Result<()> {
     control
         .recording
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    let probe = match probe_device {
+        Some(d) => {
+            let session = device::Device::login(&connector, 0, &d.token).await?;
+            let probe = probe::subscribe(&rest, session, d.id).await?;
+            Some(tokio::spawn(probe.run(Arc::clone(&control))))
+        }
+        None => None,
+    };
     let meter = Meter::new(&["sent"]);
     let started = Instant::now();
     let sampler = meter.spawn();
-    let latencies = device::stream_all(sessions, plan, control, Arc::clone(&meter), 0).await?;
+    let latencies =
+        device::stream_all(sessions, plan, Arc::clone(&control), Arc::clone(&meter), 0).await?;
     let sent_secs = started.elapsed().as_secs_f64();
     let series = meter.finish(sampler).await;
+    control
+        .stop
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let probe = match probe {
+        Some(task) => Some(task.await??),
+        None => None,
+    };
     let committed = wait_visible(
         &rest,
         &devices,
@@ -165,6 +194,8 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         "automations": args.automations,
         "rate_per_device": args.rate,
         "write_latency": args.latency.then(|| latencies.report()),
+        "live_latency": probe.as_ref().map(|p| latency_json(&p.latencies)),
+        "live_lost": probe.as_ref().map(|p| p.lost),
         "devices": args.devices,
         "pins": args.pins,
         "values_per_device": args.values,
@@ -186,8 +217,21 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         expected as f64 / committed_secs,
         committed_secs
     );
+    let mut classes = Vec::new();
     if args.latency {
-        latency::print_table(&[("write → ping", &latencies)], sent_secs);
+        classes.push(("write → ping", &latencies));
+    }
+    if let Some(p) = &probe {
+        classes.push(("device → live", &p.latencies));
+        if p.lost > 0 {
+            eprintln!(
+                "warning: {} probe values never reached the live subscriber",
+                p.lost
+            );
+        }
+    }
+    if !classes.is_empty() {
+        latency::print_table(&classes, sent_secs);
     }
     if let Some(dir) = args.charts.charts()? {
         let prefix = format!("ingest-{transport}");
@@ -200,11 +244,11 @@ pub async fn run(args: IngestArgs) -> Result<()> {
             "values/s",
             &[("sent", chart::column(&series, 0))],
         )?;
-        if args.latency {
+        if !classes.is_empty() {
             chart::latency(
                 &dir.join(format!("{prefix}-latency.png")),
-                &format!("ingest over {transport}: write → ping latency"),
-                &[("write → ping", &latencies)],
+                &format!("ingest over {transport}: latency"),
+                &classes,
             )?;
         }
     }

@@ -36,6 +36,7 @@ mod line;
 mod meter;
 mod mixed;
 mod output;
+mod probe;
 mod query;
 mod report;
 mod rest;

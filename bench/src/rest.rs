@@ -34,6 +34,16 @@ impl Rest {
         Ok(Self { base, token, http })
     }
 
+    /// The server's base URL (no trailing `/`).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The session's bearer token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// POST JSON, expecting 2xx.
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
         let resp = self

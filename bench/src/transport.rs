@@ -1,12 +1,13 @@
 //! Device connections over every transport the server offers: plain TCP,
-//! TLS, Blynk-over-WebSocket and QUIC (ALPN `blynk`).
+//! TLS, Blynk-over-WebSocket and QUIC (ALPN `blynk`), and the Blynk device HTTP API
+//! (no byte stream: see [`crate::device`]).
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt, future};
 use rustls_pki_types::pem::PemObject;
@@ -29,6 +30,9 @@ pub enum Kind {
     Ws,
     /// One QUIC connection per device, one bidirectional stream.
     Quic,
+    /// The Blynk device HTTP API on the HTTP port: each write is one
+    /// `POST /external/api/batch/update?token=…&pin=V…` of `[[ts_ms, value], …]`.
+    Http,
 }
 
 /// Flags saying how simulated devices reach the server.
@@ -60,7 +64,7 @@ impl ConnectArgs {
     /// The connector these flags describe; `http` is the server's HTTP base URL (WebSocket).
     pub fn connector(&self, http: &str) -> Result<Connector> {
         let addr = match self.transport {
-            Kind::Tcp | Kind::Ws => self.hardware,
+            Kind::Tcp | Kind::Ws | Kind::Http => self.hardware,
             Kind::Tls => self.tls,
             Kind::Quic => self.quic,
         };
@@ -81,6 +85,7 @@ impl Kind {
             Kind::Tls => "tls",
             Kind::Ws => "ws",
             Kind::Quic => "quic",
+            Kind::Http => "http",
         }
     }
 }
@@ -98,6 +103,17 @@ pub struct Connector {
     ws_addr: Option<SocketAddr>,
     tls: Option<Arc<rustls::ClientConfig>>,
     quic: Option<quinn::Endpoint>,
+    http: Option<HttpTarget>,
+}
+
+/// Where `--transport http` devices send: the server's base URL and one shared
+/// keep-alive connection pool.
+#[derive(Debug, Clone)]
+pub struct HttpTarget {
+    /// Base URL without a trailing `/`.
+    pub base: String,
+    /// The pool every device uses.
+    pub client: reqwest::Client,
 }
 
 fn client_config(ca: &Path, alpn: Option<&[u8]>) -> Result<rustls::ClientConfig> {
@@ -155,6 +171,10 @@ impl Connector {
             ),
             _ => None,
         };
+        let http = (kind == Kind::Http).then(|| HttpTarget {
+            base: http.trim_end_matches('/').to_owned(),
+            client: reqwest::Client::new(),
+        });
         Ok(Self {
             kind,
             addr,
@@ -162,7 +182,13 @@ impl Connector {
             ws_addr,
             tls,
             quic,
+            http,
         })
+    }
+
+    /// The HTTP target when the transport is `http` (which has no byte stream).
+    pub fn http(&self) -> Option<&HttpTarget> {
+        self.http.as_ref()
     }
 
     /// A new device connection from loopback source address number `source`
@@ -206,6 +232,7 @@ impl Connector {
                     io: tokio::io::join(recv, send),
                 }))
             }
+            Kind::Http => bail!("the http transport has no byte stream"),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Smoke runs of every `pinhouse-bench` scenario at tiny sizes, so that none can rot
-//! silently: `ingest` over each transport, `connections`, `mixed` (with its charts), the
+//! silently: `ingest` over each transport (the Blynk HTTP API included), `connections`, `mixed` (with its charts), the
 //! in-process `storage` and `query`, and the Markdown `report` of their JSON files. The
 //! server is the real one, started from this test binary in a child process on free loopback
 //! ports (as the end-to-end tests do); the bench tool is the built binary, run as a user would.
@@ -102,7 +102,7 @@ async fn every_scenario_then_the_report() {
     ];
 
     // ingest, every transport: 3 devices × 200 values, all committed.
-    for transport in ["tcp", "tls", "ws", "quic"] {
+    for transport in ["tcp", "tls", "ws", "quic", "http"] {
         let mut args = vec!["ingest", "--transport", transport];
         args.extend(login);
         args.extend(connect);
@@ -126,6 +126,42 @@ async fn every_scenario_then_the_report() {
         assert_eq!(r["write_latency"]["count"], 30, "{r}");
         assert_png(&results.join(format!("ingest-{transport}-latency.png")));
     }
+
+    // ingest from many devices, one frame per write.
+    let mut args = vec!["ingest"];
+    args.extend(login);
+    args.extend(connect);
+    args.extend([
+        "--devices",
+        "10",
+        "--values",
+        "20",
+        "--frames-per-write",
+        "1",
+    ]);
+    let r = bench(&results, "ingest-fleet", &args);
+    assert_eq!(r["values"], 200, "{r}");
+    assert!(r["committed"].as_u64().unwrap() >= 200, "{r}");
+
+    // ingest paced, with the device → live subscriber probe: every probe value arrives.
+    let mut args = vec!["ingest"];
+    args.extend(login);
+    args.extend(connect);
+    args.extend([
+        "--devices",
+        "3",
+        "--values",
+        "200",
+        "--rate",
+        "1000",
+        "--frames-per-write",
+        "10",
+        "--live-probe",
+    ]);
+    let r = bench(&results, "ingest-live", &args);
+    assert!(r["live_latency"]["count"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(r["live_lost"], 0, "{r}");
+    assert_eq!(r["values"], 600, "{r}");
 
     // connections: idle sessions, memory read from the server's /proc entry.
     let pid = server.pid().to_string();
@@ -275,8 +311,12 @@ async fn every_scenario_then_the_report() {
     let md = std::fs::read_to_string(results.join("report.md")).unwrap();
     for needle in [
         "| ingest | committed values/s",
-        "| tcp | 3 | 600 |",
-        "| quic | 3 | 600 |",
+        "| tcp | 3 | 20 | 600 |",
+        "| quic | 3 | 20 | 600 |",
+        "| http | 3 | 20 | 600 |",
+        "| tcp, one frame per write | 10 | 1 | 200 |",
+        "| ingest | device → live subscriber p99",
+        "| ingest | QUIC committed values/s / TCP |",
         "| storage | bytes per point after compaction |",
         "| query | history, 24 h at 1,440 points, p50 |",
         "| history |",
