@@ -14,9 +14,13 @@
 //! JDBC and pgx use): `$1`, `$2`, … parameters in text or binary format (types
 //! inferred by DataFusion when the client leaves them open), results in text or
 //! binary format with PostgreSQL types for integers, floats, booleans, text and
-//! timestamps. `information_schema` lists the tables and columns. `SET`,
-//! `BEGIN`, `COMMIT`, `ROLLBACK` and `DISCARD` are accepted and do nothing. Not
-//! yet: the `pg_catalog` tables (so `\d` in psql does not work).
+//! timestamps. `information_schema` lists the tables and columns, and so does
+//! `pg_catalog` (`pg_class`, `pg_namespace`, `pg_attribute`, `pg_type`, … with
+//! PostgreSQL's catalog functions), so that `psql`'s `\d`, `\dt` and `\d table`
+//! and Grafana's table and column pickers work: statements pass through a
+//! rewriting parser that turns the PostgreSQL-only syntax of those catalog
+//! queries into SQL DataFusion plans (`pinhouse_query::postgres`). `SET`,
+//! `BEGIN`, `COMMIT`, `ROLLBACK` and `DISCARD` are accepted and do nothing.
 
 use std::fmt::{Debug, Write};
 use std::sync::Arc;
@@ -26,7 +30,6 @@ use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::ScalarValue;
-use datafusion::sql::parser::DFParser;
 use futures::{Sink, SinkExt};
 use pgwire::api::auth::{
     DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
@@ -44,7 +47,7 @@ use pgwire::api::{
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use pinhouse_query::{OrgScope, QueryEngine, QueryError, QueryResult};
+use pinhouse_query::{OrgScope, QueryEngine, QueryError, QueryResult, postgres};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
@@ -70,13 +73,17 @@ pub struct PgHandlers(Shared);
 
 impl PgHandlers {
     /// Handlers authenticating through `control` and querying `query` on `runtime`.
-    pub fn new(control: ControlPlane, query: QueryEngine, runtime: QueryRuntime) -> Arc<Self> {
-        Arc::new(Self(Shared {
+    pub fn new(
+        control: ControlPlane,
+        query: &QueryEngine,
+        runtime: QueryRuntime,
+    ) -> Result<Arc<Self>, QueryError> {
+        Ok(Arc::new(Self(Shared {
             control,
-            query,
+            query: query.with_pg_catalog()?,
             runtime,
             pids: Arc::new(RandomPidSecretKeyGenerator::default()),
-        }))
+        })))
     }
 }
 
@@ -202,14 +209,13 @@ impl SimpleQueryHandler for Connection {
             return Err(user_error("28000", "not authenticated"));
         };
         // One query string may hold several statements (`psql -c "SET …; SELECT …"`).
-        let statements = DFParser::parse_sql(query)
-            .map_err(|err| user_error("42601", format!("syntax error: {err}")))?;
+        let statements =
+            postgres::statements(query).map_err(|err| user_error("42601", err.to_string()))?;
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
         let mut responses = Vec::with_capacity(statements.len());
-        for statement in statements {
-            let sql = statement.to_string();
+        for sql in statements {
             if let Some(tag) = no_op_tag(&sql) {
                 responses.push(Response::Execution(Tag::new(tag)));
                 continue;
@@ -415,11 +421,11 @@ impl QueryParser for PgParser {
         let Some(session) = client.session_extensions().get::<PgSession>() else {
             return Err(user_error("28000", "not authenticated"));
         };
-        let statements = DFParser::parse_sql(sql)
-            .map_err(|err| user_error("42601", format!("syntax error: {err}")))?;
+        let mut statements =
+            postgres::statements(sql).map_err(|err| user_error("42601", err.to_string()))?;
         let statement = match statements.len() {
             0 => return Ok(None),
-            1 => statements[0].to_string(),
+            1 => statements.remove(0),
             _ => {
                 return Err(user_error(
                     "42601",

@@ -263,9 +263,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
             let addr = listener.local_addr().map_err(io("pg address"))?;
             let handlers = PgHandlers::new(
                 state.control.clone(),
-                state.query.clone(),
+                &state.query,
                 state.query_runtime.clone(),
-            );
+            )?;
             let tls = pgwire::tokio::TlsAcceptor::from(identity.tcp_config()?);
             tracing::info!(%addr, "PostgreSQL wire protocol ready (TLS offered)");
             Some(tokio::spawn(crate::pg::serve(

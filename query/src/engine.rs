@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Float64Type, SchemaRef, TimestampMicrosecondType};
+use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::ScalarValue;
+use datafusion::datasource::empty::EmptyTable;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -57,6 +59,10 @@ pub struct QueryEngine {
     runtime: Arc<RuntimeEnv>,
     /// Tables from outside the store (devices, templates, …), if any.
     catalog: Option<Arc<dyn CatalogSource>>,
+    /// Sessions also hold PostgreSQL's `pg_catalog` (see [`crate::postgres`]): this one
+    /// schema, shared by every session so that table OIDs stay the same from one statement
+    /// to the next (psql looks a table's OID up, then its columns by that OID).
+    pg_catalog: Option<Arc<dyn SchemaProvider>>,
 }
 
 impl QueryEngine {
@@ -99,6 +105,7 @@ impl QueryEngine {
             }),
             runtime: Arc::new(RuntimeEnv::default()),
             catalog: None,
+            pg_catalog: None,
         }
     }
 
@@ -106,6 +113,27 @@ impl QueryEngine {
     pub fn with_catalog(mut self, source: Arc<dyn CatalogSource>) -> Self {
         self.catalog = Some(source);
         self
+    }
+
+    /// This engine (a clone sharing the store, rollups and memory pool) with PostgreSQL's
+    /// `pg_catalog` schema and catalog functions in every session: for the PostgreSQL wire
+    /// protocol, whose clients (`psql`'s `\d`, Grafana) read them.
+    pub fn with_pg_catalog(&self) -> Result<Self> {
+        // The catalog describes a session whose tables have this engine's names and schemas
+        // (it never reads rows: the tables here are empty).
+        let template = self.session();
+        let scope = OrgScope::many(Vec::new());
+        let snapshot = Arc::new(self.inner.storage.snapshot());
+        let telemetry = TelemetryTable::from_snapshot(snapshot, scope).schema();
+        template.register_table(TELEMETRY_TABLE, Arc::new(EmptyTable::new(telemetry)))?;
+        if let Some(source) = &self.catalog {
+            for (name, schema) in source.tables() {
+                template.register_table(name, Arc::new(EmptyTable::new(schema)))?;
+            }
+        }
+        let mut engine = self.clone();
+        engine.pg_catalog = Some(crate::postgres::catalog_of(&template)?);
+        Ok(engine)
     }
 
     /// Caps the memory all running queries of this engine may hold together
@@ -154,6 +182,9 @@ impl QueryEngine {
                 let table = CatalogTable::new(name, schema, Arc::clone(source), scope.clone());
                 ctx.register_table(name, Arc::new(table))?;
             }
+        }
+        if let Some(pg_catalog) = &self.pg_catalog {
+            crate::postgres::install(&ctx, Arc::clone(pg_catalog))?;
         }
         Ok(ctx)
     }

@@ -9,13 +9,18 @@
 //! rewriting SQL text, and statements that could escape the scope (DDL such as
 //! `CREATE EXTERNAL TABLE`, DML, `COPY`, `SET`) are refused.
 //!
-//! Depends on `pinhouse-storage` and `datafusion` only. It must not depend on
-//! tokio directly, on `pinhouse-ingest`, or on `pinhouse-api`.
+//! For PostgreSQL clients, an engine made with [`QueryEngine::with_pg_catalog`] also answers
+//! the `pg_catalog` queries of `psql` and Grafana, and [`postgres::statements`] rewrites
+//! PostgreSQL-only syntax for DataFusion (`postgres.rs`).
+//!
+//! Depends on `pinhouse-storage`, `datafusion` and `datafusion-pg-catalog` only. It must not
+//! depend on tokio directly, on `pinhouse-ingest`, or on `pinhouse-api`.
 
 mod catalog_tables;
 mod engine;
 mod error;
 pub mod history;
+pub mod postgres;
 mod rollup;
 mod scope;
 mod telemetry_table;

@@ -190,3 +190,131 @@ async fn psycopg_uses_the_extended_query_protocol() {
     assert_eq!(result["error"], "42601", "unknown table: {result}");
     assert!(result["ddl"].is_string(), "DDL refused: {result}");
 }
+
+/// Run psql meta-commands (`\d`, …) or queries with headers, as a person at the prompt would.
+fn psql_script(addr: SocketAddr, script: &str) -> (bool, String, String) {
+    let conninfo = format!(
+        "host={} port={} user={ADMIN_EMAIL} dbname=pinhouse sslmode=disable connect_timeout=10",
+        addr.ip(),
+        addr.port()
+    );
+    let out = Command::new("psql")
+        .arg(conninfo)
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", script])
+        .env("PGPASSWORD", ADMIN_PASSWORD)
+        .output()
+        .expect("psql runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_describes_tables_and_grafana_reads_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, pg, _, _) = server_with_values(dir.path(), "Catalog meter").await;
+    let run = |script: &'static str| tokio::task::spawn_blocking(move || psql_script(pg, script));
+
+    // `\dt` and `\d` list the tables; `\d telemetry` its columns with PostgreSQL types.
+    for command in ["\\dt", "\\d"] {
+        let (ok, out, err) = run(command).await.unwrap();
+        assert!(ok, "{command}: {err}\nserver log:\n{}", server.log_text());
+        for table in ["telemetry", "devices", "templates", "datastreams", "events"] {
+            assert!(
+                out.lines()
+                    .any(|l| l.contains(&format!(" {table} ")) && l.contains("table")),
+                "{command} lacks {table}:\n{out}"
+            );
+        }
+    }
+    let (ok, out, err) = run("\\d telemetry").await.unwrap();
+    assert!(
+        ok,
+        "\\d telemetry: {err}\nserver log:\n{}",
+        server.log_text()
+    );
+    assert!(out.contains("Table \"public.telemetry\""), "{out}");
+    for (column, ty) in [
+        ("device_id", "bigint"),
+        ("pin", "integer"),
+        ("ts", "timestamp with time zone"),
+        ("value", "double precision"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(column) && l.contains(ty)),
+            "\\d telemetry lacks {column} {ty}:\n{out}"
+        );
+    }
+    // A table that does not exist: psql's own message, not a server error.
+    let (ok, _, err) = run("\\d no_such_table").await.unwrap();
+    assert!(!ok);
+    assert!(err.contains("Did not find any relation"), "{err}");
+
+    // The queries Grafana's PostgreSQL data source sends: version, TimescaleDB detection,
+    // schemas, tables, the columns of a table; then a time-series query.
+    let grafana = [
+        "SELECT current_setting('server_version_num')::int/100 as version",
+        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'",
+        "SELECT schema_name AS \"name\" FROM information_schema.schemata \
+         WHERE schema_name NOT IN ('information_schema', 'pg_catalog', 'pg_toast', \
+         '_timescaledb_cache', '_timescaledb_catalog', '_timescaledb_internal', \
+         '_timescaledb_config', 'timescaledb_information', 'timescaledb_experimental') \
+         ORDER BY schema_name",
+        "SELECT CASE WHEN quote_ident(table_schema) IN ( SELECT CASE WHEN trim(s[i]) = '\"$user\"' \
+         THEN user ELSE trim(s[i]) END FROM generate_series( \
+         array_lower(string_to_array(current_setting('search_path'),','),1), \
+         array_upper(string_to_array(current_setting('search_path'),','),1) ) as i, \
+         string_to_array(current_setting('search_path'),',') s ) THEN quote_ident(table_name) \
+         ELSE quote_ident(table_schema) || '.' || quote_ident(table_name) END AS \"table\" \
+         FROM information_schema.tables WHERE quote_ident(table_schema) NOT IN \
+         ('information_schema', 'pg_catalog', '_timescaledb_cache', '_timescaledb_catalog', \
+         '_timescaledb_internal', '_timescaledb_config', 'timescaledb_information', \
+         'timescaledb_experimental') ORDER BY CASE WHEN quote_ident(table_schema) IN ( SELECT \
+         CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END FROM generate_series( \
+         array_lower(string_to_array(current_setting('search_path'),','),1), \
+         array_upper(string_to_array(current_setting('search_path'),','),1) ) as i, \
+         string_to_array(current_setting('search_path'),',') s ) THEN 0 ELSE 1 END, 1",
+        "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\" \
+         FROM information_schema.columns WHERE CASE WHEN \
+         array_length(parse_ident('public.telemetry'),1) = 2 THEN quote_ident(table_schema) = \
+         (parse_ident('public.telemetry'))[1] AND quote_ident(table_name) = \
+         (parse_ident('public.telemetry'))[2] ELSE quote_ident(table_name) = 'public.telemetry' \
+         END",
+        "SELECT ts AS \"time\", value FROM telemetry WHERE pin = 1 ORDER BY 1",
+    ];
+    let mut outputs = Vec::new();
+    for sql in grafana {
+        let (ok, out, err) = tokio::task::spawn_blocking(move || {
+            psql(pg, ADMIN_EMAIL, ADMIN_PASSWORD, "disable", sql)
+        })
+        .await
+        .unwrap();
+        assert!(
+            ok,
+            "Grafana's {sql:?} failed: {err}\nserver log:\n{}",
+            server.log_text()
+        );
+        outputs.push(out);
+    }
+    assert_eq!(outputs[0], "1600\n");
+    assert_eq!(outputs[1], "", "no TimescaleDB");
+    assert!(outputs[2].lines().any(|l| l == "public"), "{}", outputs[2]);
+    assert!(
+        outputs[3].lines().any(|l| l.ends_with("telemetry")),
+        "{}",
+        outputs[3]
+    );
+    for column in ["ts", "device_id", "pin", "value"] {
+        assert!(
+            outputs[4]
+                .lines()
+                .any(|l| l.starts_with(&format!("{column}|"))),
+            "columns lack {column}: {}",
+            outputs[4]
+        );
+    }
+    assert_eq!(outputs[5].lines().count(), 3, "{}", outputs[5]);
+}

@@ -1,0 +1,141 @@
+//! PostgreSQL compatibility for SQL that arrives over the PostgreSQL wire protocol: the
+//! `pg_catalog` schema (tables such as `pg_class`, `pg_namespace`, `pg_attribute`, `pg_type`
+//! and functions such as `pg_table_is_visible`, `format_type`, `pg_get_userbyid`) that
+//! `psql`'s `\d` commands and tools such as Grafana query, and a rewriting parser that turns
+//! the PostgreSQL-only syntax those queries use (`OPERATOR(pg_catalog.~)`,
+//! `COLLATE pg_catalog.default`, `'…'::regclass`, `= ANY (…)`, qualified function names, …)
+//! into SQL that DataFusion plans. Both come from the `datafusion-pg-catalog` crate.
+//!
+//! The catalog describes tables and columns only, never rows: it is the same for every
+//! tenant, like `information_schema`.
+
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::catalog::SchemaProvider;
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+use crate::{QueryError, Result};
+
+/// Splits `sql` into statements and rewrites each into SQL that DataFusion plans (see the
+/// module docs); the statements come back as text, in order.
+pub fn statements(sql: &str) -> Result<Vec<String>> {
+    static PARSER: OnceLock<PostgresCompatibilityParser> = OnceLock::new();
+    let parser = PARSER.get_or_init(PostgresCompatibilityParser::new);
+    let statements = parser
+        .parse(sql)
+        .map_err(|err| QueryError::Invalid(format!("syntax error: {err}")))?;
+    Ok(statements.iter().map(ToString::to_string).collect())
+}
+
+/// The run-time parameters `current_setting(name)` answers (PostgreSQL's names, matched
+/// case-insensitively). The version is the one the wire protocol announces at start-up.
+pub const SETTINGS: &[(&str, &str)] = &[
+    ("server_version", "16.6"),
+    ("server_version_num", "160006"),
+    ("search_path", "\"$user\", public"),
+    ("client_encoding", "UTF8"),
+    ("server_encoding", "UTF8"),
+    ("datestyle", "ISO, MDY"),
+    ("intervalstyle", "postgres"),
+    ("timezone", "UTC"),
+    ("standard_conforming_strings", "on"),
+    ("integer_datetimes", "on"),
+    ("max_identifier_length", "63"),
+    ("transaction_isolation", "read committed"),
+    ("default_transaction_read_only", "on"),
+];
+
+fn setting(name: &str) -> std::result::Result<&'static str, DataFusionError> {
+    SETTINGS
+        .iter()
+        .find(|(known, _)| known.eq_ignore_ascii_case(name))
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            DataFusionError::Execution(format!("unrecognized configuration parameter \"{name}\""))
+        })
+}
+
+/// `current_setting(text) → text`, from [`SETTINGS`]; an unknown name is an error, as in
+/// PostgreSQL.
+fn current_setting(args: &[ColumnarValue]) -> datafusion::error::Result<ColumnarValue> {
+    match args {
+        [ColumnarValue::Scalar(name)] => {
+            let value = match name {
+                ScalarValue::Utf8(Some(n))
+                | ScalarValue::LargeUtf8(Some(n))
+                | ScalarValue::Utf8View(Some(n)) => Some(setting(n)?.to_owned()),
+                _ => None,
+            };
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(value)))
+        }
+        [ColumnarValue::Array(names)] => {
+            let names = datafusion::arrow::compute::cast(names, &DataType::Utf8)?;
+            let values = names
+                .as_string::<i32>()
+                .iter()
+                .map(|n| n.map(setting).transpose())
+                .collect::<std::result::Result<StringArray, _>>()?;
+            Ok(ColumnarValue::Array(Arc::new(values) as ArrayRef))
+        }
+        _ => Err(DataFusionError::Plan(
+            "current_setting takes one argument".into(),
+        )),
+    }
+}
+
+/// Sets `pg_catalog` up in `template` (whose tables must be registered already) and returns
+/// that schema, to be shared by sessions with the same tables through [`install`].
+pub(crate) fn catalog_of(template: &SessionContext) -> Result<Arc<dyn SchemaProvider>> {
+    install_functions(template)?;
+    let name = default_catalog(template);
+    template
+        .catalog(&name)
+        .and_then(|catalog| catalog.schema(PG_CATALOG))
+        .ok_or_else(|| QueryError::Execution("pg_catalog was not registered".into()))
+}
+
+/// Adds `pg_catalog` (a schema made by [`catalog_of`]) and PostgreSQL's catalog functions
+/// to `ctx`.
+pub(crate) fn install(ctx: &SessionContext, pg_catalog: Arc<dyn SchemaProvider>) -> Result<()> {
+    install_functions(ctx)?;
+    let name = default_catalog(ctx);
+    let catalog = ctx
+        .catalog(&name)
+        .ok_or_else(|| QueryError::Execution(format!("no catalog {name}")))?;
+    catalog.register_schema(PG_CATALOG, pg_catalog)?;
+    Ok(())
+}
+
+const PG_CATALOG: &str = "pg_catalog";
+
+fn default_catalog(ctx: &SessionContext) -> String {
+    ctx.state()
+        .config()
+        .options()
+        .catalog
+        .default_catalog
+        .clone()
+}
+
+/// PostgreSQL's catalog functions (and a `pg_catalog` schema of this session's own, which
+/// [`install`] replaces), plus `current_setting` (Grafana reads the server version and
+/// `search_path` with it).
+fn install_functions(ctx: &SessionContext) -> Result<()> {
+    let catalog = default_catalog(ctx);
+    datafusion_pg_catalog::setup_pg_catalog(ctx, &catalog, EmptyContextProvider)
+        .map_err(|err| QueryError::from(*err))?;
+    ctx.register_udf(create_udf(
+        "current_setting",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(current_setting),
+    ));
+    Ok(())
+}
