@@ -111,22 +111,43 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "starting pinhouse (data in $WORK/server, log $OUT/server.log)"
-"$BIN/pinhouse" serve --data-dir "$WORK/server" --http "$HTTP" --hardware "$HW" --tls "$TLS" \
-    --quic "$QUIC" --message-rate 0 --login-rate-per-ip 0 >"$OUT/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 600); do
-    curl -fsS -o /dev/null "http://$HTTP/healthz" 2>/dev/null && break
-    sleep 0.1
-done
-curl -fsS -o /dev/null "http://$HTTP/healthz"
-CONNECT=(--http "http://$HTTP" --hardware "$HW" --tls "$TLS" --quic "$QUIC" --ca "$WORK/server/tls/ca.pem")
+# A fresh server (its own data dir and log) for each group of scenarios, so that none pays
+# for what an earlier one left behind (memtables, flushes, compactions, rollups).
+serve() {
+    stop_server
+    log "starting pinhouse for $1 (data in $WORK/server-$1, log $OUT/server-$1.log)"
+    "$BIN/pinhouse" serve --data-dir "$WORK/server-$1" --http "$HTTP" --hardware "$HW" --tls "$TLS" \
+        --quic "$QUIC" --message-rate 0 --login-rate-per-ip 0 >"$OUT/server-$1.log" 2>&1 &
+    SERVER_PID=$!
+    SERVER_NAME="$1"
+    for _ in $(seq 1 600); do
+        curl -fsS -o /dev/null "http://$HTTP/healthz" 2>/dev/null && break
+        sleep 0.1
+    done
+    curl -fsS -o /dev/null "http://$HTTP/healthz"
+    CONNECT=(--http "http://$HTTP" --hardware "$HW" --tls "$TLS" --quic "$QUIC"
+        --ca "$WORK/server-$1/tls/ca.pem")
+}
+stop_server() {
+    if [[ -n "$SERVER_PID" ]]; then
+        kill "$SERVER_PID"
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+        rm -rf "${WORK:?}/server-$SERVER_NAME"
+    fi
+}
 
+serve connections
+log "connections ($SESSIONS idle sessions)"
+"$BENCH" connections --http "http://$HTTP" --addr "$HW" --count "$SESSIONS" --sources 4 \
+    --heartbeat 30 --hold 10 --server-pid "$SERVER_PID" --json-file "$OUT/connections.json"
 for transport in tcp tls ws quic http; do
+    serve "ingest-$transport"
     log "ingest over $transport"
     "$BENCH" ingest --transport "$transport" "${CONNECT[@]}" "${INGEST[@]}" \
         --chart-dir "$OUT" --json-file "$OUT/ingest-$transport.json"
 done
+serve ingest-fleet
 log "ingest from ${FLEET[1]} devices over tcp, one frame per write"
 "$BENCH" ingest "${CONNECT[@]}" "${FLEET[@]}" --frames-per-write 1 --sources 4 \
     --json-file "$OUT/ingest-fleet.json"
@@ -134,19 +155,16 @@ log "ingest from ${FLEET[1]} devices over tcp, one frame per write"
 # the device → live subscriber probe.
 RATE="$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(max(1, int(r["committed_values_per_sec"] / 2 / int(sys.argv[2]))))' \
     "$OUT/ingest-tcp.json" "${LIVE[0]}")"
+serve ingest-live
 log "ingest over tcp at half that rate ($RATE values/s × ${LIVE[0]} devices), live probe"
 "$BENCH" ingest "${CONNECT[@]}" --devices "${LIVE[0]}" --rate "$RATE" \
     --values "$((RATE * LIVE[1]))" --frames-per-write 100 --live-probe \
     --json-file "$OUT/ingest-live.json"
-log "connections ($SESSIONS idle sessions)"
-"$BENCH" connections --http "http://$HTTP" --addr "$HW" --count "$SESSIONS" --sources 4 \
-    --heartbeat 30 --hold 10 --server-pid "$SERVER_PID" --json-file "$OUT/connections.json"
+serve mixed
 log "mixed"
 "$BENCH" mixed "${CONNECT[@]}" "${MIXED[@]}" --latency --chart-dir "$OUT" \
     --json-file "$OUT/mixed.json"
-kill "$SERVER_PID"
-wait "$SERVER_PID" 2>/dev/null || true
-SERVER_PID=""
+stop_server
 
 log "storage (in-process)"
 mkdir -p "$WORK/storage"

@@ -337,7 +337,9 @@ pub async fn run(args: ConnectionsArgs) -> Result<()> {
     let failed = counters.failed.load(Ordering::Relaxed);
     let dropped = counters.dropped.load(Ordering::Relaxed);
     let per_session = match (rss_before, rss_held) {
-        (Some(b), Some(a)) if connected > 0 => Some(a.saturating_sub(b) as f64 / connected as f64),
+        // RSS that fell while sessions were held (the server released memory an earlier
+        // load left behind) measures nothing: no figure rather than a false zero.
+        (Some(b), Some(a)) if connected > 0 && a > b => Some((a - b) as f64 / connected as f64),
         _ => None,
     };
     let target = match args.target {

@@ -417,8 +417,8 @@ pub fn run(args: ReportArgs) -> Result<PathBuf> {
             {
                 writeln!(
                     md,
-                    "VictoriaMetrics: {theirs:.3} bytes per numeric point (its own data set size, \
-                     see its report); pinhouse / VictoriaMetrics = **{:.2}**.",
+                    "VictoriaMetrics: {theirs:.3} bytes per stored point (the shared data set, its samples counted back); \
+                     pinhouse / VictoriaMetrics = **{:.2}**.",
                     ours / theirs
                 )?;
             }
