@@ -275,13 +275,7 @@ impl HttpDevice {
             .query(&[("token", token)])
             .send()
             .await?;
-        let status = resp.status();
-        if !status.is_success() {
-            bail!(
-                "token rejected: {status} {}",
-                resp.text().await.unwrap_or_default()
-            );
-        }
+        expect_success(resp, "token rejected").await?;
         Ok(Self {
             target: target.clone(),
             token: token.to_owned(),
@@ -319,15 +313,17 @@ impl HttpDevice {
             .body(self.body.clone())
             .send()
             .await?;
-        let status = resp.status();
-        if !status.is_success() {
-            bail!(
-                "import failed: {status} {}",
-                resp.text().await.unwrap_or_default()
-            );
-        }
-        Ok(())
+        expect_success(resp, "import failed").await
     }
+}
+
+/// An error saying `what`, the status and the body, unless `resp` is a success.
+async fn expect_success(resp: reqwest::Response, what: &str) -> Result<()> {
+    let status = resp.status();
+    if !status.is_success() {
+        bail!("{what}: {status} {}", resp.text().await.unwrap_or_default());
+    }
+    Ok(())
 }
 
 /// Log one device in per token (spread over `sources` loopback addresses), all at once.

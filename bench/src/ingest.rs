@@ -1,8 +1,10 @@
 //! The `ingest` scenario: creates a template and N devices through the REST API, logs N
 //! device sessions in over one transport, streams `vw` frames from all of them (several
-//! frames per write, optionally paced), then waits until SQL sees every value. Reports sent
-//! and committed values per second, the per-second send rate over time, and with
-//! `--latency` the write→ping round trips.
+//! frames per write, optionally paced) — a number of values each, or for `--duration`
+//! seconds, after an unmeasured `--warmup` — then waits until SQL sees every value. Reports
+//! sent and committed values per second over the measured window, the per-second send rate
+//! over time, with `--latency` the write→ping round trips and with `--live-probe` the
+//! device → live subscriber latency.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,9 +42,16 @@ pub struct IngestArgs {
     /// Virtual pins written by each device (V0..).
     #[arg(long, default_value_t = 4)]
     pins: u8,
-    /// Values each device sends.
+    /// Values each device sends (ignored with `--duration`).
     #[arg(long, default_value_t = 10_000)]
     values: u32,
+    /// Stream for this many seconds after the warm-up instead of a number of values.
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Seconds of streaming before the measured window: values sent then are committed and
+    /// checked like the others, but not counted in the rates, and no latency is recorded.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
     /// `vw` frames per socket write (pipelining).
     #[arg(long, default_value_t = 100)]
     frames_per_write: u32,
@@ -135,7 +144,10 @@ pub async fn run(args: IngestArgs) -> Result<()> {
             .await?;
         }
     }
-    let expected = u64::from(args.devices) * u64::from(args.values);
+    let planned = args
+        .duration
+        .is_none()
+        .then(|| u64::from(args.devices) * u64::from(args.values));
     let connector = Arc::new(args.connect.connector(&args.fleet.http)?);
     eprintln!(
         "logging {} devices in over {}…",
@@ -144,18 +156,22 @@ pub async fn run(args: IngestArgs) -> Result<()> {
     );
     let tokens = devices.iter().map(|d| d.token.clone()).collect();
     let sessions = device::login_all(&connector, tokens, args.connect.sources).await?;
-    eprintln!("streaming {expected} values…");
+    match (planned, args.duration) {
+        (Some(n), _) => eprintln!("streaming {n} values ({} s warm-up)…", args.warmup),
+        (None, Some(secs)) => eprintln!("streaming for {secs} s after {} s warm-up…", args.warmup),
+        (None, None) => unreachable!("values are planned unless a duration is given"),
+    }
     let plan = StreamPlan {
         pins: args.pins,
         per_write: args.frames_per_write.max(1),
         rate: args.rate,
         latency: args.latency,
-        values: Some(args.values),
+        values: planned.map(|_| args.values),
     };
     let control = Arc::new(Control::default());
     control
         .recording
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+        .store(args.warmup == 0, std::sync::atomic::Ordering::Relaxed);
     let probe = match probe_device {
         Some(d) => {
             let session = device::Device::login(&connector, 0, &d.token).await?;
@@ -167,9 +183,40 @@ pub async fn run(args: IngestArgs) -> Result<()> {
     let meter = Meter::new(&["sent"]);
     let started = Instant::now();
     let sampler = meter.spawn();
-    let latencies =
-        device::stream_all(sessions, plan, Arc::clone(&control), Arc::clone(&meter), 0).await?;
-    let sent_secs = started.elapsed().as_secs_f64();
+    let streaming = tokio::spawn(device::stream_all(
+        sessions,
+        plan,
+        Arc::clone(&control),
+        Arc::clone(&meter),
+        0,
+    ));
+    // The measured window: from the end of the warm-up (what was sent and what SQL saw by
+    // then are subtracted) to the end of the stream, and to the last value visible in SQL.
+    let (sent_before, visible_before, window_start) = if args.warmup > 0 {
+        tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+        if streaming.is_finished() {
+            bail!(
+                "the stream ended during the {} s warm-up: send more --values, or use --duration",
+                args.warmup
+            );
+        }
+        let sent = meter.total(0);
+        let visible = visible_rows(&rest, &devices).await?;
+        control
+            .recording
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        (sent, visible, Instant::now())
+    } else {
+        (0, 0, started)
+    };
+    if let Some(secs) = args.duration {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        control
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let latencies = streaming.await??;
+    let sent_secs = window_start.elapsed().as_secs_f64();
     let series = meter.finish(sampler).await;
     control
         .stop
@@ -178,6 +225,7 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         Some(task) => Some(task.await??),
         None => None,
     };
+    let expected = meter.total(0);
     let committed = wait_visible(
         &rest,
         &devices,
@@ -185,7 +233,9 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         Duration::from_secs(args.commit_timeout),
     )
     .await?;
-    let committed_secs = started.elapsed().as_secs_f64();
+    let committed_secs = window_start.elapsed().as_secs_f64();
+    let sent_in_window = expected - sent_before;
+    let committed_in_window = expected.saturating_sub(visible_before);
 
     let transport = args.connect.name();
     let report = json!({
@@ -198,14 +248,16 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         "live_lost": probe.as_ref().map(|p| p.lost),
         "devices": args.devices,
         "pins": args.pins,
-        "values_per_device": args.values,
+        "values_per_device": planned.map(|_| args.values),
+        "warmup_seconds": args.warmup,
+        "duration_seconds": args.duration,
         "frames_per_write": args.frames_per_write,
         "values": expected,
         "committed": committed,
         "send_seconds": sent_secs,
         "commit_seconds": committed_secs,
-        "sent_values_per_sec": expected as f64 / sent_secs,
-        "committed_values_per_sec": expected as f64 / committed_secs,
+        "sent_values_per_sec": sent_in_window as f64 / sent_secs,
+        "committed_values_per_sec": committed_in_window as f64 / committed_secs,
         "sent_per_second": series_json(&series, 0),
     });
     println!("scenario  transport devices  values      sent/s        committed/s   commit s");
@@ -213,8 +265,8 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         "ingest    {transport:<9} {:<8} {:<11} {:<13.0} {:<13.0} {:.2}",
         args.devices,
         expected,
-        expected as f64 / sent_secs,
-        expected as f64 / committed_secs,
+        sent_in_window as f64 / sent_secs,
+        committed_in_window as f64 / committed_secs,
         committed_secs
     );
     let mut classes = Vec::new();

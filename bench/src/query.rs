@@ -5,9 +5,10 @@
 //!    series spread evenly over `--days` days ending at 2026-11-25T00:00Z — written into a
 //!    store under `--dir` (fsync `never`), flushed, compacted, rolled up. 10,000 × 4 × 2,500 =
 //!    100 M rows by default.
-//! 2. **Dashboard reads**, each repeated `--runs` times with fixed-seed random devices and pins,
-//!    latency percentiles from an HDR histogram: the last 24 h of one pin at 1,440 points, one
-//!    year at 1,000 points, and the last value of a pin.
+//! 2. **Dashboard reads**, each repeated `--runs` times with fixed-seed random devices and pins
+//!    from `--concurrency` concurrent readers, latency percentiles from an HDR histogram and
+//!    requests per second: the last 24 h of one pin at 1,440 points, one year at 1,000 points;
+//!    and the last value of a pin.
 //! 3. **SQL**, each run `--sql-runs` times (median reported): the fleet-wide hourly average per
 //!    device over one day, and five data-team queries (written in [`SQL`]). With `--duckdb`, the
 //!    same statements run in DuckDB (PyPI `duckdb`, `bench/peers/duckdb_sql.py`) over the same
@@ -49,6 +50,10 @@ pub struct QueryArgs {
     /// Repetitions of each dashboard read.
     #[arg(long, default_value_t = 200)]
     runs: u32,
+    /// Dashboard history reads in flight at once (the runs are shared among this many
+    /// concurrent readers, each with its own fixed seed).
+    #[arg(long, default_value_t = 1)]
+    concurrency: u32,
     /// Repetitions of each SQL statement (the median is reported).
     #[arg(long, default_value_t = 3)]
     sql_runs: u32,
@@ -202,8 +207,9 @@ fn build(args: &QueryArgs) -> Result<(u64, f64)> {
     Ok((rows, started.elapsed().as_secs_f64()))
 }
 
-fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
+fn percentiles(h: &Histogram<u64>, requests_per_s: f64) -> serde_json::Value {
     json!({
+        "requests_per_s": requests_per_s,
         "p50_us": h.value_at_quantile(0.5),
         "p90_us": h.value_at_quantile(0.9),
         "p99_us": h.value_at_quantile(0.99),
@@ -212,9 +218,9 @@ fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
     })
 }
 
-fn print_latency(name: &str, h: &Histogram<u64>, target: &str) {
+fn print_latency(name: &str, h: &Histogram<u64>, per_s: f64, target: &str) {
     println!(
-        "{name:<44} p50 {:>8} µs  p90 {:>8} µs  p99 {:>8} µs  max {:>8} µs   (target {target})",
+        "{name:<44} p50 {:>8} µs  p90 {:>8} µs  p99 {:>8} µs  max {:>8} µs  {per_s:>7.0}/s   (target {target})",
         h.value_at_quantile(0.5),
         h.value_at_quantile(0.9),
         h.value_at_quantile(0.99),
@@ -222,30 +228,49 @@ fn print_latency(name: &str, h: &Histogram<u64>, target: &str) {
     );
 }
 
-/// Latencies of `runs` history requests of `span_us` at `points` points, random device and pin.
+/// Latencies and throughput (requests/s) of `args.runs` history requests of `span_us` at
+/// `points` points for random devices and pins, from `args.concurrency` concurrent readers.
 async fn history(
     engine: &QueryEngine,
     args: &QueryArgs,
-    rng: &mut StdRng,
+    seed: u64,
     span_us: i64,
     points: u32,
-) -> Result<Histogram<u64>> {
-    let mut h = Histogram::<u64>::new(3)?;
-    for _ in 0..args.runs {
-        let request = HistoryRequest {
-            org_id: ORG,
-            device_id: rng.random_range(0..args.devices),
-            pin: rng.random_range(0..3),
-            from_us: END_US - span_us,
-            to_us: END_US,
-            points,
-        };
-        let t = Instant::now();
-        let result = engine.history(&request).await?;
-        h.record(t.elapsed().as_micros() as u64)?;
-        std::hint::black_box(result);
+) -> Result<(Histogram<u64>, f64)> {
+    let readers = args.concurrency.max(1);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..readers)
+        .map(|reader| {
+            let engine = engine.clone();
+            let runs = args.runs / readers + u32::from(reader < args.runs % readers);
+            let devices = args.devices;
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(seed.wrapping_add(u64::from(reader)));
+                let mut h = Histogram::<u64>::new(3)?;
+                for _ in 0..runs {
+                    let request = HistoryRequest {
+                        org_id: ORG,
+                        device_id: rng.random_range(0..devices),
+                        pin: rng.random_range(0..3),
+                        from_us: END_US - span_us,
+                        to_us: END_US,
+                        points,
+                    };
+                    let t = Instant::now();
+                    let result = engine.history(&request).await?;
+                    h.record(t.elapsed().as_micros() as u64)?;
+                    std::hint::black_box(result);
+                }
+                Ok::<_, anyhow::Error>(h)
+            })
+        })
+        .collect();
+    let mut all = Histogram::<u64>::new(3)?;
+    for task in tasks {
+        all.add(task.await??)?;
     }
-    Ok(h)
+    let per_s = all.len() as f64 / started.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
+    Ok((all, per_s))
 }
 
 /// Runs the scenario and prints the report.
@@ -291,17 +316,18 @@ pub async fn run(args: QueryArgs) -> Result<()> {
     );
 
     // Dashboard reads.
-    let mut rng = StdRng::seed_from_u64(7);
-    let day = history(&engine, &args, &mut rng, DAY_US, 1440).await?;
+    let (day, day_rate) = history(&engine, &args, 7, DAY_US, 1440).await?;
     print_latency(
         "history, 24 h of one pin at 1440 points",
         &day,
+        day_rate,
         "p50 ≤ 2 ms",
     );
-    let year = history(&engine, &args, &mut rng, 365 * DAY_US, 1000).await?;
+    let (year, year_rate) = history(&engine, &args, 1007, 365 * DAY_US, 1000).await?;
     print_latency(
         "history, 1 year of one pin at 1000 points",
         &year,
+        year_rate,
         "≤ 20 ms",
     );
     let mut last = Histogram::<u64>::new(3)?;
@@ -323,8 +349,9 @@ pub async fn run(args: QueryArgs) -> Result<()> {
     report.insert(
         "dashboard".into(),
         json!({
-            "history_24h_1440": percentiles(&day),
-            "history_1y_1000": percentiles(&year),
+            "concurrency": args.concurrency.max(1),
+            "history_24h_1440": percentiles(&day, day_rate),
+            "history_1y_1000": percentiles(&year, year_rate),
             "last_value_ns": {"p50": last.value_at_quantile(0.5), "p99": last.value_at_quantile(0.99)},
         }),
     );

@@ -7,13 +7,13 @@ use std::process::Command;
 
 use crate::server::{ADMIN_EMAIL, ADMIN_PASSWORD, Server, free_port};
 
-/// Run `psql -At -c sql`; (exit ok, stdout, stderr).
-fn psql(
+/// Run `psql` as `user` over `sslmode` with `args`; (exit ok, stdout, stderr).
+fn psql_with(
     addr: SocketAddr,
     user: &str,
     password: &str,
     sslmode: &str,
-    sql: &str,
+    args: &[&str],
 ) -> (bool, String, String) {
     let conninfo = format!(
         "host={} port={} user={user} dbname=pinhouse sslmode={sslmode} connect_timeout=10",
@@ -22,7 +22,7 @@ fn psql(
     );
     let out = Command::new("psql")
         .arg(conninfo)
-        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args(args)
         .env("PGPASSWORD", password)
         .output()
         .expect("psql runs (Debian postgresql-client; scripts/test installs it)");
@@ -30,6 +30,23 @@ fn psql(
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Run `psql -At -c sql`; (exit ok, stdout, stderr).
+fn psql(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    sslmode: &str,
+    sql: &str,
+) -> (bool, String, String) {
+    psql_with(
+        addr,
+        user,
+        password,
+        sslmode,
+        &["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
     )
 }
 
@@ -193,21 +210,12 @@ async fn psycopg_uses_the_extended_query_protocol() {
 
 /// Run psql meta-commands (`\d`, …) or queries with headers, as a person at the prompt would.
 fn psql_script(addr: SocketAddr, script: &str) -> (bool, String, String) {
-    let conninfo = format!(
-        "host={} port={} user={ADMIN_EMAIL} dbname=pinhouse sslmode=disable connect_timeout=10",
-        addr.ip(),
-        addr.port()
-    );
-    let out = Command::new("psql")
-        .arg(conninfo)
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", script])
-        .env("PGPASSWORD", ADMIN_PASSWORD)
-        .output()
-        .expect("psql runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    psql_with(
+        addr,
+        ADMIN_EMAIL,
+        ADMIN_PASSWORD,
+        "disable",
+        &["-X", "-v", "ON_ERROR_STOP=1", "-c", script],
     )
 }
 

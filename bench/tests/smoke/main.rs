@@ -143,17 +143,20 @@ async fn every_scenario_then_the_report() {
     assert_eq!(r["values"], 200, "{r}");
     assert!(r["committed"].as_u64().unwrap() >= 200, "{r}");
 
-    // ingest paced, with the device → live subscriber probe: every probe value arrives.
+    // ingest paced for a duration after a warm-up, with the device → live subscriber probe:
+    // every value is committed, every probe value arrives.
     let mut args = vec!["ingest"];
     args.extend(login);
     args.extend(connect);
     args.extend([
         "--devices",
         "3",
-        "--values",
-        "200",
+        "--warmup",
+        "1",
+        "--duration",
+        "1",
         "--rate",
-        "1000",
+        "200",
         "--frames-per-write",
         "10",
         "--live-probe",
@@ -161,7 +164,12 @@ async fn every_scenario_then_the_report() {
     let r = bench(&results, "ingest-live", &args);
     assert!(r["live_latency"]["count"].as_u64().unwrap() >= 1, "{r}");
     assert_eq!(r["live_lost"], 0, "{r}");
-    assert_eq!(r["values"], 600, "{r}");
+    assert_eq!(r["warmup_seconds"], 1, "{r}");
+    // About 2 s × 3 devices × 200 values/s were sent, all committed.
+    let values = r["values"].as_u64().unwrap();
+    assert!((600..=1500).contains(&values), "{r}");
+    assert!(r["committed"].as_u64().unwrap() >= values, "{r}");
+    assert!(f(&r, "sent_values_per_sec") > 0.0, "{r}");
 
     // connections: idle sessions, memory read from the server's /proc entry.
     let pid = server.pid().to_string();
@@ -290,12 +298,20 @@ async fn every_scenario_then_the_report() {
             "10",
             "--runs",
             "5",
+            "--concurrency",
+            "2",
             "--sql-runs",
             "1",
         ],
     );
     assert_eq!(r["store"]["rows"], 20 * 4 * 100, "{r}");
+    // Five runs shared by two concurrent readers.
     assert_eq!(r["dashboard"]["history_24h_1440"]["runs"], 5, "{r}");
+    assert_eq!(r["dashboard"]["concurrency"], 2, "{r}");
+    assert!(
+        f(&r["dashboard"]["history_24h_1440"], "requests_per_s") > 0.0,
+        "{r}"
+    );
     assert_eq!(r["sql"].as_array().unwrap().len(), 6, "{r}");
 
     // The Markdown report of everything above.
