@@ -213,6 +213,7 @@ fn percentiles(h: &Histogram<u64>, requests_per_s: f64) -> serde_json::Value {
         "p50_us": h.value_at_quantile(0.5),
         "p90_us": h.value_at_quantile(0.9),
         "p99_us": h.value_at_quantile(0.99),
+        "p999_us": h.value_at_quantile(0.999),
         "max_us": h.max(),
         "runs": h.len(),
     })
@@ -220,10 +221,11 @@ fn percentiles(h: &Histogram<u64>, requests_per_s: f64) -> serde_json::Value {
 
 fn print_latency(name: &str, h: &Histogram<u64>, per_s: f64, target: &str) {
     println!(
-        "{name:<44} p50 {:>8} µs  p90 {:>8} µs  p99 {:>8} µs  max {:>8} µs  {per_s:>7.0}/s   (target {target})",
+        "{name:<44} p50 {:>8} µs  p90 {:>8} µs  p99 {:>8} µs  p99.9 {:>8} µs  max {:>8} µs  {per_s:>7.0}/s   (target {target})",
         h.value_at_quantile(0.5),
         h.value_at_quantile(0.9),
         h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
         h.max()
     );
 }
@@ -352,7 +354,13 @@ pub async fn run(args: QueryArgs) -> Result<()> {
             "concurrency": args.concurrency.max(1),
             "history_24h_1440": percentiles(&day, day_rate),
             "history_1y_1000": percentiles(&year, year_rate),
-            "last_value_ns": {"p50": last.value_at_quantile(0.5), "p99": last.value_at_quantile(0.99)},
+            "last_value_ns": {
+                "p50": last.value_at_quantile(0.5),
+                "p90": last.value_at_quantile(0.9),
+                "p99": last.value_at_quantile(0.99),
+                "p999": last.value_at_quantile(0.999),
+                "max": last.max(),
+            },
         }),
     );
 
