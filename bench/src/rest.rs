@@ -63,33 +63,27 @@ impl Rest {
 
     /// GET, expecting 2xx; the body's length (the body is read whole, not parsed).
     pub async fn get_len(&self, path: &str) -> Result<usize> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
-        let status = resp.status();
-        let body = resp.bytes().await?;
-        if !status.is_success() {
-            bail!("GET {path}: {status} {}", String::from_utf8_lossy(&body));
-        }
-        Ok(body.len())
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.body_len(request, &format!("GET {path}")).await
     }
 
     /// Run SQL, expecting 2xx; the JSON result's length in bytes (read whole, not parsed).
     pub async fn sql_len(&self, sql: &str) -> Result<usize> {
-        let resp = self
+        let request = self
             .http
             .post(format!("{}/api/v1/sql", self.base))
-            .bearer_auth(&self.token)
-            .body(sql.to_owned())
-            .send()
-            .await?;
+            .body(sql.to_owned());
+        self.body_len(request, "sql").await
+    }
+
+    /// Send `request` with the bearer token and read the whole body; its length, or an error
+    /// naming `what` with the status and body unless the answer is 2xx.
+    async fn body_len(&self, request: reqwest::RequestBuilder, what: &str) -> Result<usize> {
+        let resp = request.bearer_auth(&self.token).send().await?;
         let status = resp.status();
         let body = resp.bytes().await?;
         if !status.is_success() {
-            bail!("sql: {status} {}", String::from_utf8_lossy(&body));
+            bail!("{what}: {status} {}", String::from_utf8_lossy(&body));
         }
         Ok(body.len())
     }
