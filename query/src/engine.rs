@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Float64Type, SchemaRef, TimestampMicrosecondType};
-use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{col, lit};
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -62,7 +63,7 @@ pub struct QueryEngine {
     /// Sessions also hold PostgreSQL's `pg_catalog` (see [`crate::postgres`]): this one
     /// schema, shared by every session so that table OIDs stay the same from one statement
     /// to the next (psql looks a table's OID up, then its columns by that OID).
-    pg_catalog: Option<Arc<dyn SchemaProvider>>,
+    pg_catalog: Option<crate::postgres::PgCatalog>,
 }
 
 impl QueryEngine {
@@ -121,7 +122,7 @@ impl QueryEngine {
     pub fn with_pg_catalog(&self) -> Result<Self> {
         // The catalog describes a session whose tables have this engine's names and schemas
         // (it never reads rows: the tables here are empty).
-        let template = self.session();
+        let template = self.session(true);
         let scope = OrgScope::many(Vec::new());
         let snapshot = Arc::new(self.inner.storage.snapshot());
         let telemetry = TelemetryTable::from_snapshot(snapshot, scope).schema();
@@ -161,19 +162,27 @@ impl QueryEngine {
         refresh(&self.inner)
     }
 
-    fn session(&self) -> SessionContext {
+    /// A session without tables; `pg` gives it the planner of PostgreSQL's OID types.
+    fn session(&self, pg: bool) -> SessionContext {
         let config = SessionConfig::new()
             .with_target_partitions(self.inner.target_partitions)
             // Lists table and column names of the session (telemetry and the catalog
             // tables): metadata only, no rows, the same for every tenant.
             .with_information_schema(true);
-        SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime))
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(Arc::clone(&self.runtime))
+            .with_default_features();
+        if pg {
+            state = state.with_type_planner(crate::postgres::type_planner());
+        }
+        SessionContext::new_with_state(state.build())
     }
 
     /// A fresh session in which `telemetry` shows only `scope`'s rows, all
     /// scans of one query reading the same storage snapshot.
     pub fn context(&self, scope: &OrgScope) -> Result<SessionContext> {
-        let ctx = self.session();
+        let ctx = self.session(self.pg_catalog.is_some());
         let snapshot = Arc::new(self.inner.storage.snapshot());
         let table = TelemetryTable::from_snapshot(snapshot, scope.clone());
         ctx.register_table(TELEMETRY_TABLE, Arc::new(table))?;
@@ -184,7 +193,7 @@ impl QueryEngine {
             }
         }
         if let Some(pg_catalog) = &self.pg_catalog {
-            crate::postgres::install(&ctx, Arc::clone(pg_catalog))?;
+            crate::postgres::install(&ctx, pg_catalog)?;
         }
         Ok(ctx)
     }
@@ -372,7 +381,7 @@ impl QueryEngine {
             ))
         };
         let df = self
-            .session()
+            .session(false)
             .read_table(Arc::new(table))?
             .filter(
                 col(columns::ORG_ID)

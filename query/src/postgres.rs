@@ -13,11 +13,13 @@ use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::catalog::SchemaProvider;
+use datafusion::catalog::{SchemaProvider, TableFunctionImpl};
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion::logical_expr::planner::TypePlanner;
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::{QueryError, Result};
@@ -89,26 +91,60 @@ fn current_setting(args: &[ColumnarValue]) -> datafusion::error::Result<Columnar
     }
 }
 
-/// Sets `pg_catalog` up in `template` (whose tables must be registered already) and returns
-/// that schema, to be shared by sessions with the same tables through [`install`].
-pub(crate) fn catalog_of(template: &SessionContext) -> Result<Arc<dyn SchemaProvider>> {
-    install_functions(template)?;
-    let name = default_catalog(template);
-    template
-        .catalog(&name)
-        .and_then(|catalog| catalog.schema(PG_CATALOG))
-        .ok_or_else(|| QueryError::Execution("pg_catalog was not registered".into()))
+/// `pg_catalog` and PostgreSQL's functions, set up once in a template session and then added
+/// to each session: setting them up costs milliseconds (the static catalog tables are decoded
+/// from Arrow files), copying them costs microseconds, and one shared schema keeps table OIDs
+/// the same from one statement to the next (psql looks a table's OID up, then its columns by
+/// that OID).
+#[derive(Debug, Clone)]
+pub(crate) struct PgCatalog {
+    schema: Arc<dyn SchemaProvider>,
+    scalar: Vec<Arc<ScalarUDF>>,
+    table: Vec<(String, Arc<dyn TableFunctionImpl>)>,
 }
 
-/// Adds `pg_catalog` (a schema made by [`catalog_of`]) and PostgreSQL's catalog functions
-/// to `ctx`.
-pub(crate) fn install(ctx: &SessionContext, pg_catalog: Arc<dyn SchemaProvider>) -> Result<()> {
-    install_functions(ctx)?;
+/// Sets `pg_catalog` up in `template` (whose tables must be registered already, and whose
+/// session was made with [`type_planner`]) and keeps what [`install`] adds to sessions with
+/// the same tables.
+pub(crate) fn catalog_of(template: &SessionContext) -> Result<PgCatalog> {
+    install_functions(template)?;
+    let name = default_catalog(template);
+    let schema = template
+        .catalog(&name)
+        .and_then(|catalog| catalog.schema(PG_CATALOG))
+        .ok_or_else(|| QueryError::Execution("pg_catalog was not registered".into()))?;
+    let state = template.state();
+    Ok(PgCatalog {
+        schema,
+        scalar: state.scalar_functions().values().cloned().collect(),
+        table: state
+            .table_functions()
+            .iter()
+            .map(|(name, f)| (name.clone(), Arc::clone(f.function())))
+            .collect(),
+    })
+}
+
+/// The planner of PostgreSQL's OID alias types (`regclass`, `oid`, …), for sessions that
+/// get [`install`]ed.
+pub(crate) fn type_planner() -> Arc<dyn TypePlanner> {
+    Arc::new(PgOidTypePlanner)
+}
+
+/// Adds `pg_catalog` and PostgreSQL's functions (from [`catalog_of`]) to `ctx`, a session
+/// made with [`type_planner`].
+pub(crate) fn install(ctx: &SessionContext, pg: &PgCatalog) -> Result<()> {
+    for udf in &pg.scalar {
+        ctx.register_udf(udf.as_ref().clone());
+    }
+    for (name, function) in &pg.table {
+        ctx.register_udtf(name, Arc::clone(function));
+    }
     let name = default_catalog(ctx);
     let catalog = ctx
         .catalog(&name)
         .ok_or_else(|| QueryError::Execution(format!("no catalog {name}")))?;
-    catalog.register_schema(PG_CATALOG, pg_catalog)?;
+    catalog.register_schema(PG_CATALOG, Arc::clone(&pg.schema))?;
     Ok(())
 }
 
@@ -123,9 +159,8 @@ fn default_catalog(ctx: &SessionContext) -> String {
         .clone()
 }
 
-/// PostgreSQL's catalog functions (and a `pg_catalog` schema of this session's own, which
-/// [`install`] replaces), plus `current_setting` (Grafana reads the server version and
-/// `search_path` with it).
+/// `pg_catalog` and PostgreSQL's catalog functions, plus `current_setting` (Grafana reads the
+/// server version and `search_path` with it).
 fn install_functions(ctx: &SessionContext) -> Result<()> {
     let catalog = default_catalog(ctx);
     datafusion_pg_catalog::setup_pg_catalog(ctx, &catalog, EmptyContextProvider)
