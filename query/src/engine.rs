@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Float64Type, SchemaRef, TimestampMicrosecondType};
-use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::execution::SendableRecordBatchStream;
@@ -123,9 +122,7 @@ impl QueryEngine {
         // The catalog describes a session whose tables have this engine's names and schemas
         // (it never reads rows: the tables here are empty).
         let template = self.session(true);
-        let scope = OrgScope::many(Vec::new());
-        let snapshot = Arc::new(self.inner.storage.snapshot());
-        let telemetry = TelemetryTable::from_snapshot(snapshot, scope).schema();
+        let telemetry = pinhouse_storage::schema();
         template.register_table(TELEMETRY_TABLE, Arc::new(EmptyTable::new(telemetry)))?;
         if let Some(source) = &self.catalog {
             for (name, schema) in source.tables() {
