@@ -113,15 +113,35 @@ pub(crate) fn catalog_of(template: &SessionContext) -> Result<PgCatalog> {
         .catalog(&name)
         .and_then(|catalog| catalog.schema(PG_CATALOG))
         .ok_or_else(|| QueryError::Execution("pg_catalog was not registered".into()))?;
-    let state = template.state();
+    // Only what the set-up added or replaced: every session has DataFusion's own functions
+    // already (the same shared instances a plain session holds).
+    let (state, plain) = (template.state(), SessionContext::new().state());
+    let scalar = state
+        .scalar_functions()
+        .iter()
+        .filter(|(name, f)| {
+            plain
+                .scalar_functions()
+                .get(*name)
+                .is_none_or(|builtin| !Arc::ptr_eq(builtin, f))
+        })
+        .map(|(_, f)| Arc::clone(f))
+        .collect::<Vec<_>>();
+    let table = state
+        .table_functions()
+        .iter()
+        .filter(|(name, f)| {
+            plain
+                .table_functions()
+                .get(*name)
+                .is_none_or(|builtin| !Arc::ptr_eq(builtin, f))
+        })
+        .map(|(name, f)| (name.clone(), Arc::clone(f.function())))
+        .collect::<Vec<_>>();
     Ok(PgCatalog {
         schema,
-        scalar: state.scalar_functions().values().cloned().collect(),
-        table: state
-            .table_functions()
-            .iter()
-            .map(|(name, f)| (name.clone(), Arc::clone(f.function())))
-            .collect(),
+        scalar,
+        table,
     })
 }
 
