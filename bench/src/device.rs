@@ -69,7 +69,6 @@ struct HttpDevice {
     /// one millisecond after the previous point when the clock has not moved on, so no two
     /// points of a device share a timestamp.
     last_ms: i64,
-    body: String,
 }
 
 /// The value text of value number `seq` (20.00 ..= 29.99).
@@ -280,7 +279,6 @@ impl HttpDevice {
             target: target.clone(),
             token: token.to_owned(),
             last_ms: 0,
-            body: String::with_capacity(64 * 1024),
         })
     }
 
@@ -291,18 +289,20 @@ impl HttpDevice {
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_millis(),
         )?;
-        self.body.clear();
-        self.body.push('[');
+        // Each request owns its body (reqwest takes it), so it is built fresh rather than in a
+        // kept buffer that would be copied.
+        let mut body = String::with_capacity(n as usize * 24 + 2);
+        body.push('[');
         for i in 0..n {
             let seq = first.wrapping_add(i);
             value_text(text, seq);
             if i > 0 {
-                self.body.push(',');
+                body.push(',');
             }
             self.last_ms = now_ms.max(self.last_ms + 1);
-            let _ = write!(self.body, "[{},{text}]", self.last_ms);
+            let _ = write!(body, "[{},{text}]", self.last_ms);
         }
-        self.body.push(']');
+        body.push(']');
         let pin = format!("V{pin}");
         let resp = self
             .target
@@ -310,7 +310,7 @@ impl HttpDevice {
             .post(format!("{}/external/api/batch/update", self.target.base))
             .query(&[("token", self.token.as_str()), ("pin", pin.as_str())])
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(self.body.clone())
+            .body(body)
             .send()
             .await?;
         expect_success(resp, "import failed").await
