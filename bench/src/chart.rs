@@ -132,13 +132,7 @@ pub fn throughput(
             .y_label_formatter(&|y| crate::meter::si(*y))
             .label_style((FONT, 14))
             .draw()?;
-        for (i, (name, points)) in series.iter().enumerate() {
-            let c = color(i);
-            chart
-                .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))?
-                .label(*name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
-        }
+        draw_lines(&mut chart, series)?;
         chart
             .configure_series_labels()
             .label_font((FONT, 14))
@@ -147,6 +141,25 @@ pub fn throughput(
             .draw()?;
         Ok(())
     })
+}
+
+/// One coloured line per named series, each with its legend entry.
+fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+    lines: &[(&str, Vec<(f64, f64)>)],
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, (name, points)) in lines.iter().enumerate() {
+        let c = color(i);
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
+    }
+    Ok(())
 }
 
 /// `nines` (−log10(1 − q)) as a percentile label: 0 → "0", 1 → "90", 2.5 → "99.7".
@@ -189,13 +202,7 @@ pub fn latency(path: &Path, title: &str, classes: &[(&str, &Latencies)]) -> Resu
             .y_desc("milliseconds (log scale)")
             .label_style((FONT, 14))
             .draw()?;
-        for (i, (name, curve)) in curves.iter().enumerate() {
-            let c = color(i);
-            chart
-                .draw_series(LineSeries::new(curve.iter().copied(), c.stroke_width(2)))?
-                .label(*name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
-        }
+        draw_lines(&mut chart, &curves)?;
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)
