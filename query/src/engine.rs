@@ -21,6 +21,7 @@ use pinhouse_storage::{FileMeta, Storage, TS_TIMEZONE, columns};
 use crate::catalog_tables::{CatalogSource, CatalogTable};
 use crate::history::{Accumulator, Buckets, DAY_US, History, HistoryRequest, Tier};
 use crate::rollup::{RollupPass, Rollups};
+use crate::series::{SeriesRange, SeriesReader};
 use crate::{OrgScope, Result, TELEMETRY_TABLE, TelemetryTable};
 
 /// How often the background pass looks for new or removed data files.
@@ -49,6 +50,8 @@ struct Inner {
     rollups: Rollups,
     /// Serializes rollup passes (background thread and explicit calls).
     rollup_pass: Mutex<()>,
+    /// Direct reads of one series for history queries.
+    series: SeriesReader,
 }
 
 /// Plans and runs SQL and history queries over the telemetry store.
@@ -102,6 +105,7 @@ impl QueryEngine {
                 target_partitions,
                 rollups,
                 rollup_pass: Mutex::new(()),
+                series: SeriesReader::default(),
             }),
             runtime: Arc::new(RuntimeEnv::default()),
             catalog: None,
@@ -320,7 +324,7 @@ impl QueryEngine {
             }
         }
         let mut acc = Accumulator::default();
-        let mut raw_files: Vec<FileMeta> = Vec::new();
+        let mut raw_files: Vec<&FileMeta> = Vec::new();
         for file in &snapshot.files {
             if !file.org_ids.contains(&req.org_id)
                 || req.device_id < file.min_device_id
@@ -347,15 +351,33 @@ impl QueryEngine {
                         acc.merge(buckets.bucket_of(bucket), stats);
                     }
                 }
-                None => raw_files.push(file.clone()),
+                None => raw_files.push(file),
             }
         }
-        let raw = TelemetryTable::from_snapshot_files(
-            Arc::clone(&snapshot),
-            raw_files,
-            OrgScope::single(req.org_id),
-        );
-        self.aggregate_raw(raw, req, &buckets, &mut acc).await?;
+        if use_rollups {
+            // The dashboard path: read raw rows directly (`series.rs`).
+            let range = SeriesRange {
+                org: req.org_id,
+                device: req.device_id,
+                pin: req.pin,
+                from_us: buckets.from_us,
+                to_us: buckets.to_us,
+            };
+            let mut push =
+                |ts_us: i64, value: f64| acc.push(buckets.bucket_of(ts_us), ts_us, value);
+            SeriesReader::scan_batches(&snapshot.batches, &range, &mut push);
+            for file in raw_files {
+                self.inner.series.scan_file(file, &range, &mut push)?;
+            }
+        } else {
+            // The reference: the same rows through a DataFusion plan.
+            let raw = TelemetryTable::from_snapshot_files(
+                Arc::clone(&snapshot),
+                raw_files.into_iter().cloned().collect(),
+                OrgScope::single(req.org_id),
+            );
+            self.aggregate_raw(raw, req, &buckets, &mut acc).await?;
+        }
         Ok(History {
             buckets,
             tier,
@@ -409,6 +431,10 @@ fn refresh(inner: &Inner) -> RollupPass {
     // The snapshot keeps its files on disk while they are rolled up.
     let snapshot = inner.storage.snapshot();
     let pass = inner.rollups.refresh(&snapshot.files);
+    let footers = inner.series.refresh(&snapshot.files);
+    if footers > 0 {
+        tracing::debug!(footers, "data file footers cached for history reads");
+    }
     if pass != RollupPass::default() {
         tracing::info!(
             computed = pass.computed,

@@ -23,6 +23,7 @@ pub mod history;
 pub mod postgres;
 mod rollup;
 mod scope;
+mod series;
 mod telemetry_table;
 
 pub use catalog_tables::CatalogSource;
