@@ -3,15 +3,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use pinhouse_protocol::{command, encode_fields};
 use pinhouse_storage::{Point, Storage};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::metrics::{IngestMetrics, Refusal};
+use crate::outbox::Outbox;
 use crate::quota::LoginLimiter;
 use crate::{
     DeviceActivity, DeviceDirectory, DeviceIdentity, IngestConfig, IngestError, PinRef, Result,
@@ -25,10 +26,8 @@ pub const CLOUD_WRITE_MSG_ID: u16 = 111;
 #[derive(Debug)]
 pub(crate) struct SessionHandle {
     pub(crate) id: u64,
-    /// Encoded frames to write to the device.
-    pub(crate) outbound: mpsc::Sender<Bytes>,
-    /// Largest frame (header + body) the device accepts.
-    pub(crate) max_frame: Arc<AtomicUsize>,
+    /// Encoded frames to write to the device, and the largest frame it accepts.
+    pub(crate) outbox: Arc<Outbox>,
 }
 
 struct Inner {
@@ -231,7 +230,7 @@ impl Ingest {
         };
         let mut sent = 0;
         for handle in list {
-            if frame.len() > handle.max_frame.load(Ordering::Relaxed) {
+            if frame.len() > handle.outbox.max_frame() {
                 self.metrics().refused(Refusal::outbound_dropped);
                 tracing::warn!(
                     device_id,
@@ -240,9 +239,9 @@ impl Ingest {
                 );
                 continue;
             }
-            match handle.outbound.try_send(frame.clone()) {
-                Ok(()) => sent += 1,
-                Err(_) => {
+            match handle.outbox.push(frame.clone()) {
+                true => sent += 1,
+                false => {
                     self.metrics().refused(Refusal::outbound_dropped);
                     tracing::warn!(
                         device_id,
@@ -258,20 +257,11 @@ impl Ingest {
 
     /// Record a logged-in session; several sessions per device are allowed
     /// (the legacy server's behaviour: messages go to all of them).
-    pub(crate) fn register(
-        &self,
-        device_id: u32,
-        outbound: mpsc::Sender<Bytes>,
-        max_frame: Arc<AtomicUsize>,
-    ) -> u64 {
+    pub(crate) fn register(&self, device_id: u32, outbox: Arc<Outbox>) -> u64 {
         let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
         let mut sessions = self.inner.sessions.lock();
         let list = sessions.entry(device_id).or_default();
-        list.push(SessionHandle {
-            id,
-            outbound,
-            max_frame,
-        });
+        list.push(SessionHandle { id, outbox });
         // Every login is reported (the newest connection time counts: a
         // rebooted device often logs in again before its old connection is
         // found dead), under the lock, so that online/offline of one device

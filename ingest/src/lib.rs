@@ -19,6 +19,7 @@ mod error;
 mod hub;
 mod live;
 mod metrics;
+mod outbox;
 mod pins;
 mod quic;
 mod quota;

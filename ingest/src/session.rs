@@ -7,22 +7,22 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use pinhouse_protocol::body::{
-    Bridge, DeviceInfo, Group, Hardware, HardwareSync, Internal, LogEvent, Property, ResolveEvent,
+    Bridge, Group, Hardware, HardwareSync, Internal, LogEvent, Property, ResolveEvent,
 };
 use pinhouse_protocol::{
     Codec, Frame, HEADER_LEN, command, encode_fields, encode_response, status,
 };
 use pinhouse_storage::{LastValue, Point, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::metrics::Refusal;
+use crate::outbox::Outbox;
 use crate::quota::Quota;
 use crate::{DeviceActivity, DeviceIdentity, Ingest, PinKind, PinRef, Transport};
 
@@ -76,12 +76,11 @@ pub enum CloseReason {
 struct LoggedIn {
     identity: DeviceIdentity,
     session_id: u64,
-    outbound: mpsc::Receiver<Bytes>,
-    max_frame: Arc<AtomicUsize>,
+    /// Frames from the cloud, and the device's announced buffer size.
+    outbox: Arc<Outbox>,
     heartbeat: Duration,
     /// Timestamp of an open `group` (µs), applied to the values inside it.
     group_ts: Option<i64>,
-    info: Option<DeviceInfo>,
     /// Message quota of this session.
     quota: Quota,
     /// When the last QUOTA answer went out (at most one per second).
@@ -145,7 +144,8 @@ where
         peer,
         login_attempts: 0,
         state: None,
-        out: BytesMut::with_capacity(256),
+        // Grows with the first reply; idle sessions only ever answer pings.
+        out: BytesMut::new(),
         points: Vec::new(),
         frames: 0,
         now: Instant::now(),
@@ -189,14 +189,15 @@ impl Session {
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let (mut rd, mut wr) = tokio::io::split(stream);
-        let config = self.ingest.config().clone();
-        let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
-        // Read space for the next read: a whole chunk while the device streams (a read filled
-        // the space it had), the idle size after small reads in a row (pings, a value now and
-        // then), when the emptied buffer is also given back.
-        let mut chunk = READ_CHUNK;
+        let login_timeout = self.ingest.config().login_timeout;
+        // Read space for the next read: the idle size to start with (a login is small) and
+        // after small reads in a row (pings, a value now and then), when the emptied buffer is
+        // also given back; a whole chunk once a read fills the space it had (the device
+        // streams).
+        let mut chunk = IDLE_READ_CHUNK;
+        let mut inbuf = BytesMut::with_capacity(chunk);
         let mut small_reads = 0u8;
-        let login_deadline = Instant::now() + config.login_timeout;
+        let login_deadline = Instant::now() + login_timeout;
         let mut last_rx = Instant::now();
         loop {
             // Handle every complete frame already buffered.
@@ -232,7 +233,7 @@ impl Session {
 
             let deadline = match &self.state {
                 None => login_deadline,
-                Some(state) => last_rx + config.idle_timeout(state.heartbeat),
+                Some(state) => last_rx + self.ingest.config().idle_timeout(state.heartbeat),
             };
             // At least `chunk` free for every read: many frames per read (and
             // per allocation) while streaming; a small buffer while idle, given
@@ -250,7 +251,7 @@ impl Session {
             let space = inbuf.capacity() - inbuf.len();
             let outbound = async {
                 match self.state.as_mut() {
-                    Some(state) => state.outbound.recv().await,
+                    Some(state) => state.outbox.pop().await,
                     None => std::future::pending().await,
                 }
             };
@@ -275,7 +276,7 @@ impl Session {
                     }
                     Err(err) => return CloseReason::Io(err.to_string()),
                 },
-                Some(frame) = outbound => self.out.extend_from_slice(&frame),
+                frame = outbound => self.out.extend_from_slice(&frame),
                 _ = tokio::time::sleep_until(deadline) => {
                     return if self.state.is_none() { CloseReason::LoginTimeout } else { CloseReason::HeartbeatTimeout };
                 }
@@ -384,13 +385,13 @@ impl Session {
             }
             return Flow::Continue;
         };
-        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        let max_frame = Arc::new(AtomicUsize::new(
+        let outbox = Arc::new(Outbox::new(
+            OUTBOUND_QUEUE,
             self.ingest.config().default_device_buffer + HEADER_LEN,
         ));
         let session_id = self
             .ingest
-            .register(identity.device_id, tx, Arc::clone(&max_frame));
+            .register(identity.device_id, Arc::clone(&outbox));
         span.record("device_id", identity.device_id);
         tracing::info!(org_id = identity.org_id, "device logged in");
         self.ingest.metrics().login();
@@ -399,11 +400,9 @@ impl Session {
         self.state = Some(LoggedIn {
             identity,
             session_id,
-            outbound: rx,
-            max_frame,
+            outbox,
             heartbeat: config.default_heartbeat,
             group_ts: None,
-            info: None,
             quota: Quota::new(config.message_rate, config.message_burst, self.now),
             last_quota_reply: None,
             written: Vec::new(),
@@ -528,7 +527,7 @@ impl Session {
     fn on_sync(&mut self, msg_id: u16, body: &[u8]) {
         let Some(state) = &self.state else { return };
         let (org_id, device_id) = (state.identity.org_id, state.identity.device_id);
-        let max_frame = state.max_frame.load(Ordering::Relaxed);
+        let max_frame = state.outbox.max_frame();
         let storage = self.ingest.storage().clone();
         match HardwareSync::parse(body) {
             Ok(HardwareSync::All) => {
@@ -741,18 +740,19 @@ impl Session {
                     state.heartbeat = Duration::from_secs(u64::from(secs.clamp(1, 3600)));
                 }
                 if let Some(buff_in) = info.buff_in.filter(|b| *b as usize > HEADER_LEN) {
-                    state.max_frame.store(buff_in as usize, Ordering::Relaxed);
+                    state.outbox.set_max_frame(buff_in as usize);
                 }
                 tracing::info!(
                     firmware = ?info.firmware, library = ?info.library, board = ?info.board,
                     template = ?info.template_id, heartbeat = ?info.heartbeat_secs, buff_in = ?info.buff_in,
                     "device info"
                 );
+                // Kept by the directory, not here: most of a fleet's sessions are idle, and
+                // their memory is what bounds how many one server holds.
                 self.ingest.report(DeviceActivity::Info {
                     device_id: state.identity.device_id,
-                    info: Box::new(info.clone()),
+                    info: Box::new(info),
                 });
-                state.info = Some(info);
                 encode_response(msg_id, status::OK, &mut self.out);
             }
             Ok(Internal::Rtc) => {

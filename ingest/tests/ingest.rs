@@ -305,3 +305,72 @@ fn device_activity_reaches_the_directory_in_order() {
         storage.close().unwrap();
     });
 }
+
+/// Most sessions of a large fleet are idle: logged in, sending a ping now and then. Their
+/// memory bounds how many devices one server holds (the target is 2 KB of user-space RSS per
+/// session, measured by `pinhouse-bench connections`). This counts the heap bytes that 500
+/// logged-in sessions keep: the task and its future, the read buffer, the outbound queue, the
+/// hub's entry — plus this test's own in-memory streams and its directory's activity log.
+#[test]
+fn idle_sessions_keep_little_memory() {
+    serial(async {
+        const SESSIONS: u32 = 500;
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage_config = StorageConfig::new(dir.path());
+        storage_config.fsync = FsyncPolicy::Never;
+        let storage = Storage::open(storage_config).unwrap();
+        let token = |i: u32| format!("{i:032}");
+        let tokens: HashMap<String, DeviceIdentity> = (0..SESSIONS)
+            .map(|i| {
+                let identity = DeviceIdentity {
+                    org_id: 1,
+                    device_id: i + 1,
+                    template_id: None,
+                };
+                (token(i), identity)
+            })
+            .collect();
+        let config = IngestConfig {
+            login_rate_per_ip: 0,
+            ..IngestConfig::default()
+        };
+        let ingest = Ingest::new(storage.clone(), Arc::new(Directory::new(tokens)), config);
+        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let pairs: Vec<_> = (0..SESSIONS).map(|_| tokio::io::duplex(256)).collect();
+        let mut login = BytesMut::new();
+        let mut inbuf = BytesMut::with_capacity(64);
+
+        let region = Region::new(GLOBAL);
+        let mut devices = Vec::new();
+        let mut tasks = Vec::new();
+        for (i, (mut device, server_end)) in pairs.into_iter().enumerate() {
+            tasks.push(tokio::spawn(pinhouse_ingest::session::run(
+                ingest.clone(),
+                server_end,
+                "127.0.0.1:1".parse().unwrap(),
+                Transport::Tcp,
+                stop_rx.clone(),
+            )));
+            login.clear();
+            encode_message(command::HW_LOGIN, 1, token(i as u32).as_bytes(), &mut login);
+            device.write_all(&login).await.unwrap();
+            assert_eq!(response(&mut device, &mut inbuf).await, (1, status::OK));
+            let mut ping = BytesMut::new();
+            encode_message(command::PING, 2, b"", &mut ping);
+            device.write_all(&ping).await.unwrap();
+            assert_eq!(response(&mut device, &mut inbuf).await, (2, status::OK));
+            devices.push(device);
+        }
+        let stats = region.change();
+        let kept = (stats.bytes_allocated - stats.bytes_deallocated) / SESSIONS as usize;
+        eprintln!("heap kept per idle session: {kept} bytes");
+        assert_eq!(ingest.online_devices(), SESSIONS as usize);
+        assert!(kept <= 2_400, "{kept} bytes of heap per idle session");
+
+        drop(devices);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        storage.close().unwrap();
+    });
+}
