@@ -85,6 +85,14 @@ impl Collector for StorageCollector {
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;
         }
+        let gauge = ConstGauge::new(s.wal_fsync_max_us as i64);
+        let metric = encoder.encode_descriptor(
+            "wal_fsync_max_microseconds",
+            "The slowest WAL fsync since start, µs",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)?;
         Ok(())
     }
 }

@@ -157,10 +157,17 @@ impl Ingest {
             return Ok(());
         }
         self.inner.live.publish(&points);
-        let permit = Arc::clone(&self.inner.inflight)
-            .acquire_owned()
-            .await
-            .map_err(|_| IngestError::ShuttingDown)?;
+        let permit = match Arc::clone(&self.inner.inflight).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Backpressure: this session stops reading until storage catches up.
+                self.metrics().write_waited();
+                Arc::clone(&self.inner.inflight)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| IngestError::ShuttingDown)?
+            }
+        };
         let (tx, rx) = oneshot::channel();
         self.inner.storage.write_with(
             points,
@@ -177,10 +184,17 @@ impl Ingest {
     /// too many batches are in flight (backpressure on the device socket).
     pub(crate) async fn submit(&self, points: Vec<Point>) -> Result<()> {
         self.inner.live.publish(&points);
-        let permit = Arc::clone(&self.inner.inflight)
-            .acquire_owned()
-            .await
-            .map_err(|_| IngestError::ShuttingDown)?;
+        let permit = match Arc::clone(&self.inner.inflight).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Backpressure: this session stops reading until storage catches up.
+                self.metrics().write_waited();
+                Arc::clone(&self.inner.inflight)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| IngestError::ShuttingDown)?
+            }
+        };
         let count = points.len();
         self.inner.storage.write_with(
             points,

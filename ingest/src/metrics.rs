@@ -64,6 +64,7 @@ pub struct IngestMetrics {
     bytes_in: Counter,
     frames_out: Counter,
     refusals: Family<ReasonLabel, Counter>,
+    write_waits: Counter,
 }
 
 impl IngestMetrics {
@@ -99,6 +100,11 @@ impl IngestMetrics {
             "frames_sent",
             "Cloud-to-device frames queued",
             self.frames_out.clone(),
+        );
+        registry.register(
+            "write_waits",
+            "Times a session stopped reading because storage writes in flight were at their limit",
+            self.write_waits.clone(),
         );
         registry.register(
             "refusals",
@@ -140,6 +146,15 @@ impl IngestMetrics {
         self.bytes_in.inc_by(bytes);
         self.frames_in.inc_by(frames);
         self.values_in.inc_by(values);
+    }
+
+    pub(crate) fn write_waited(&self) {
+        self.write_waits.inc();
+    }
+
+    /// Times a session waited for a storage write slot (backpressure).
+    pub fn write_waits(&self) -> u64 {
+        self.write_waits.get()
     }
 
     pub(crate) fn sent(&self, frames: u64) {

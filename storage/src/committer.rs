@@ -28,6 +28,8 @@ pub(crate) struct WriteRequest {
 
 /// Upper bound of the bytes gathered into one group.
 const MAX_GROUP_BYTES: usize = 16 << 20;
+/// An fsync at least this slow is logged.
+const SLOW_FSYNC: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub(crate) struct Committer {
     shared: Arc<Shared>,
@@ -163,7 +165,24 @@ impl Committer {
 
     fn sync_and_ack(&mut self) {
         if self.poisoned.is_none() {
-            match self.wal.sync() {
+            let started = Instant::now();
+            let synced = self.wal.sync();
+            let took = started.elapsed();
+            if synced.as_ref().is_ok_and(|s| *s) {
+                let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                self.shared
+                    .metrics
+                    .wal_fsync_max_us
+                    .fetch_max(us, std::sync::atomic::Ordering::Relaxed);
+                if took >= SLOW_FSYNC {
+                    tracing::warn!(
+                        ms = took.as_millis() as u64,
+                        pending = self.pending.len(),
+                        "slow WAL fsync: writes wait for it"
+                    );
+                }
+            }
+            match synced {
                 Ok(true) => {
                     Metrics::add(&self.shared.metrics.wal_fsyncs, 1);
                     Metrics::add(

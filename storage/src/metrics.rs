@@ -19,6 +19,7 @@ pub(crate) struct Metrics {
     pub flush_errors: AtomicU64,
     pub backpressure_waits: AtomicU64,
     pub frozen_rows_peak: AtomicU64,
+    pub wal_fsync_max_us: AtomicU64,
 }
 
 impl Metrics {
@@ -43,6 +44,7 @@ impl Metrics {
             flush_errors: get(&self.flush_errors),
             backpressure_waits: get(&self.backpressure_waits),
             frozen_rows_peak: get(&self.frozen_rows_peak),
+            wal_fsync_max_us: get(&self.wal_fsync_max_us),
         }
     }
 }
@@ -80,4 +82,7 @@ pub struct StorageStats {
     pub backpressure_waits: u64,
     /// The most rows ever held by frozen memtables at once.
     pub frozen_rows_peak: u64,
+    /// The slowest WAL fsync so far, µs. Writes wait for it (under `always` and `interval`),
+    /// and so do devices once the in-flight writes are used up.
+    pub wal_fsync_max_us: u64,
 }
