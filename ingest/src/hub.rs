@@ -145,6 +145,20 @@ impl Ingest {
         Some(reason)
     }
 
+    /// A slot among the storage writes in flight. Backpressure: when they are all taken, the
+    /// writer (a device session, which then stops reading its socket, or an HTTP request)
+    /// waits until storage catches up; counted as a write wait.
+    async fn write_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(permit) = Arc::clone(&self.inner.inflight).try_acquire_owned() {
+            return Ok(permit);
+        }
+        self.metrics().write_waited();
+        Arc::clone(&self.inner.inflight)
+            .acquire_owned()
+            .await
+            .map_err(|_| IngestError::ShuttingDown)
+    }
+
     /// Resolve an auth token.
     pub async fn lookup(&self, token: &str) -> Result<Option<DeviceIdentity>> {
         Ok(self.inner.directory.lookup(token).await?)
@@ -157,17 +171,7 @@ impl Ingest {
             return Ok(());
         }
         self.inner.live.publish(&points);
-        let permit = match Arc::clone(&self.inner.inflight).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                // Backpressure: this session stops reading until storage catches up.
-                self.metrics().write_waited();
-                Arc::clone(&self.inner.inflight)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| IngestError::ShuttingDown)?
-            }
-        };
+        let permit = self.write_slot().await?;
         let (tx, rx) = oneshot::channel();
         self.inner.storage.write_with(
             points,
@@ -184,17 +188,7 @@ impl Ingest {
     /// too many batches are in flight (backpressure on the device socket).
     pub(crate) async fn submit(&self, points: Vec<Point>) -> Result<()> {
         self.inner.live.publish(&points);
-        let permit = match Arc::clone(&self.inner.inflight).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                // Backpressure: this session stops reading until storage catches up.
-                self.metrics().write_waited();
-                Arc::clone(&self.inner.inflight)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| IngestError::ShuttingDown)?
-            }
-        };
+        let permit = self.write_slot().await?;
         let count = points.len();
         self.inner.storage.write_with(
             points,

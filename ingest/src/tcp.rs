@@ -101,8 +101,17 @@ impl Ingest {
                     let _ = stream.set_nodelay(true);
                     let ingest = self.clone();
                     let shutdown = shutdown.clone();
-                    let mode = Arc::clone(&mode);
-                    tokio::spawn(async move { ingest.dispatch(stream, peer, &mode, shutdown).await });
+                    // A task is as large as its future's largest state. Device connections
+                    // (most of a fleet, mostly idle) get a task of their own kind, not one sized
+                    // for a TLS handshake or a sniffed HTTP connection.
+                    if let Mode::Device = *mode {
+                        tokio::spawn(async move {
+                            ingest.serve_connection(stream, peer, Transport::Tcp, shutdown).await
+                        });
+                    } else {
+                        let mode = Arc::clone(&mode);
+                        tokio::spawn(async move { ingest.dispatch(stream, peer, &mode, shutdown).await });
+                    }
                 }
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
@@ -145,13 +154,21 @@ impl Ingest {
                         return;
                     }
                 };
-                match https {
-                    Some(https) => self.route(tls, peer, Transport::Tls, https, shutdown).await,
-                    None => {
-                        self.serve_connection(tls, peer, Transport::Tls, shutdown)
+                // The session gets a task of its own size; this one (sized for the
+                // handshake) ends here.
+                let ingest = self.clone();
+                match https.clone() {
+                    Some(https) => tokio::spawn(async move {
+                        ingest
+                            .route(tls, peer, Transport::Tls, &https, shutdown)
+                            .await
+                    }),
+                    None => tokio::spawn(async move {
+                        ingest
+                            .serve_connection(tls, peer, Transport::Tls, shutdown)
                             .await;
-                    }
-                }
+                    }),
+                };
             }
         }
     }
@@ -169,8 +186,7 @@ impl Ingest {
     {
         match sniff(stream, self.config().login_timeout).await {
             Ok(Some((Sniffed::Blynk, stream))) => {
-                self.serve_connection(stream, peer, transport, shutdown)
-                    .await;
+                Box::pin(self.serve_connection(stream, peer, transport, shutdown)).await;
             }
             Ok(Some((Sniffed::Http, stream))) => {
                 if http.send((stream, peer)).await.is_err() {
