@@ -190,11 +190,11 @@ impl Session {
     {
         let (mut rd, mut wr) = tokio::io::split(stream);
         let login_timeout = self.ingest.config().login_timeout;
-        // Read space for the next read: the idle size to start with (a login is small) and
-        // after small reads in a row (pings, a value now and then), when the emptied buffer is
-        // also given back; a whole chunk once a read fills the space it had (the device
-        // streams).
-        let mut chunk = IDLE_READ_CHUNK;
+        // Read space for the next read: a whole chunk to start with and while the device
+        // streams (a read filled the space it had); the idle size after small reads in a row
+        // (the login, pings, a value now and then), when the emptied buffer is also given
+        // back.
+        let mut chunk = READ_CHUNK;
         let mut inbuf = BytesMut::with_capacity(chunk);
         let mut small_reads = 0u8;
         let login_deadline = Instant::now() + login_timeout;
