@@ -245,19 +245,21 @@ async fn history(
         points,
     };
     let started = std::time::Instant::now();
-    // On the query threads, like SQL, so that a burst of wide history reads cannot slow the
-    // threads that serve devices and the rest of the API.
+    // On a blocking thread: a history read is a direct read of one series (no DataFusion
+    // plan), so it must neither block the threads that serve devices and the rest of the API
+    // nor wait in line behind the full scans of SQL clients on the query threads.
     let engine = state.query.clone();
-    let history = state
-        .query_runtime
-        .run(async move { engine.history(&request).await })
+    let limit = state.query_runtime.time_limit();
+    let read = tokio::task::spawn_blocking(move || engine.history_now(&request));
+    let history = tokio::time::timeout(limit, read)
         .await
-        .ok_or_else(|| {
+        .map_err(|_| {
             ApiError::Internal(format!(
                 "history read exceeded the query time limit of {} s",
-                state.query_runtime.time_limit().as_secs()
+                limit.as_secs()
             ))
         })?
+        .map_err(|err| ApiError::Internal(format!("history read failed: {err}")))?
         .map_err(|err| match err {
             QueryError::Invalid(msg) | QueryError::NotAllowed(msg) => ApiError::bad_request(msg),
             QueryError::Execution(msg) => ApiError::Internal(msg),

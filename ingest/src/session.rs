@@ -91,6 +91,8 @@ struct LoggedIn {
     written: Vec<(u16, LastValue)>,
     /// `bridge` pins bound to target devices: (bridge pin, device id).
     bridges: Vec<(u8, u32)>,
+    /// The last timestamp given to a value without one (µs).
+    last_ts: i64,
 }
 
 struct Session {
@@ -407,6 +409,7 @@ impl Session {
             last_quota_reply: None,
             written: Vec::new(),
             bridges: Vec::new(),
+            last_ts: 0,
         });
         Flow::Continue
     }
@@ -510,7 +513,18 @@ impl Session {
         let Some(state) = self.state.as_mut() else {
             return;
         };
-        let ts_us = state.group_ts.unwrap_or_else(crate::now_us);
+        let ts_us = match state.group_ts {
+            Some(ts) => ts,
+            None => {
+                // Strictly increasing per session: frames of one read are handled within the
+                // same microsecond, and the clock may step back. Two values of a pin at one
+                // timestamp would be ambiguous to readers, and storage would have to scan its
+                // memtables to tell a new value from a re-sent one (see storage `dedup`).
+                let ts = crate::now_us().max(state.last_ts + 1);
+                state.last_ts = ts;
+                ts
+            }
+        };
         let text = String::from_utf8_lossy(values);
         let identity = &state.identity;
         let point = Point::from_text(
@@ -888,7 +902,11 @@ impl Session {
             return;
         };
         match Group::parse(body) {
-            Ok(Group::Begin) => state.group_ts = Some(crate::now_us()),
+            Ok(Group::Begin) => {
+                let ts = crate::now_us().max(state.last_ts + 1);
+                state.last_ts = ts;
+                state.group_ts = Some(ts);
+            }
             Ok(Group::BeginAt { unix_ms }) => {
                 state.group_ts = Some(
                     i64::try_from(unix_ms)

@@ -24,6 +24,16 @@ use crate::rollup::{RollupPass, Rollups};
 use crate::series::{SeriesRange, SeriesReader};
 use crate::{OrgScope, Result, TELEMETRY_TABLE, TelemetryTable};
 
+/// A history request after the rollups answered what they could.
+struct HistoryPlan {
+    buckets: Buckets,
+    tier: Tier,
+    snapshot: Arc<pinhouse_storage::Snapshot>,
+    acc: Accumulator,
+    /// Files (of the range) without a rollup for the tier: read raw.
+    raw_files: Vec<FileMeta>,
+}
+
 /// How often the background pass looks for new or removed data files.
 const ROLLUP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -286,16 +296,57 @@ impl QueryEngine {
     /// Downsampled history of one pin, from rollup tiers where the bucket
     /// width allows it and raw rows elsewhere. Only numeric values count.
     pub async fn history(&self, req: &HistoryRequest) -> Result<History> {
-        self.history_with(req, true).await
+        self.history_now(req)
     }
 
-    /// [`QueryEngine::history`] from raw rows only (ignores rollups); the
-    /// reference the rollup path must agree with.
+    /// [`QueryEngine::history`] without a runtime: rollups plus direct reads of the one
+    /// series (`series.rs`), on the caller's thread. Callers that must not block (an async
+    /// request handler) run it on a blocking thread: it reads files.
+    pub fn history_now(&self, req: &HistoryRequest) -> Result<History> {
+        let plan = self.plan_history(req, true);
+        let mut acc = plan.acc;
+        let buckets = plan.buckets;
+        let range = SeriesRange {
+            org: req.org_id,
+            device: req.device_id,
+            pin: req.pin,
+            from_us: buckets.from_us,
+            to_us: buckets.to_us,
+        };
+        let mut push = |ts_us: i64, value: f64| acc.push(buckets.bucket_of(ts_us), ts_us, value);
+        SeriesReader::scan_batches(&plan.snapshot.batches, &range, &mut push);
+        for file in &plan.raw_files {
+            self.inner.series.scan_file(file, &range, &mut push)?;
+        }
+        Ok(History {
+            buckets,
+            tier: plan.tier,
+            points: acc.into_buckets(),
+        })
+    }
+
+    /// [`QueryEngine::history`] from raw rows only (ignores rollups), through a DataFusion
+    /// plan: the reference the rollup path and the direct reads must agree with.
     pub async fn history_raw(&self, req: &HistoryRequest) -> Result<History> {
-        self.history_with(req, false).await
+        let plan = self.plan_history(req, false);
+        let mut acc = plan.acc;
+        let raw = TelemetryTable::from_snapshot_files(
+            Arc::clone(&plan.snapshot),
+            plan.raw_files,
+            OrgScope::single(req.org_id),
+        );
+        self.aggregate_raw(raw, req, &plan.buckets, &mut acc)
+            .await?;
+        Ok(History {
+            buckets: plan.buckets,
+            tier: plan.tier,
+            points: acc.into_buckets(),
+        })
     }
 
-    async fn history_with(&self, req: &HistoryRequest, use_rollups: bool) -> Result<History> {
+    /// Bucket layout, tier, and one snapshot: the buckets the rollups answer already folded
+    /// into `acc`, and the files that must be read raw.
+    fn plan_history(&self, req: &HistoryRequest, use_rollups: bool) -> HistoryPlan {
         let mut buckets = Buckets::plan(req.from_us, req.to_us, req.points);
         let mut tier = if use_rollups {
             Tier::for_step(buckets.step_us)
@@ -324,7 +375,7 @@ impl QueryEngine {
             }
         }
         let mut acc = Accumulator::default();
-        let mut raw_files: Vec<&FileMeta> = Vec::new();
+        let mut raw_files: Vec<FileMeta> = Vec::new();
         for file in &snapshot.files {
             if !file.org_ids.contains(&req.org_id)
                 || req.device_id < file.min_device_id
@@ -351,38 +402,16 @@ impl QueryEngine {
                         acc.merge(buckets.bucket_of(bucket), stats);
                     }
                 }
-                None => raw_files.push(file),
+                None => raw_files.push(file.clone()),
             }
         }
-        if use_rollups {
-            // The dashboard path: read raw rows directly (`series.rs`).
-            let range = SeriesRange {
-                org: req.org_id,
-                device: req.device_id,
-                pin: req.pin,
-                from_us: buckets.from_us,
-                to_us: buckets.to_us,
-            };
-            let mut push =
-                |ts_us: i64, value: f64| acc.push(buckets.bucket_of(ts_us), ts_us, value);
-            SeriesReader::scan_batches(&snapshot.batches, &range, &mut push);
-            for file in raw_files {
-                self.inner.series.scan_file(file, &range, &mut push)?;
-            }
-        } else {
-            // The reference: the same rows through a DataFusion plan.
-            let raw = TelemetryTable::from_snapshot_files(
-                Arc::clone(&snapshot),
-                raw_files.into_iter().cloned().collect(),
-                OrgScope::single(req.org_id),
-            );
-            self.aggregate_raw(raw, req, &buckets, &mut acc).await?;
-        }
-        Ok(History {
+        HistoryPlan {
             buckets,
             tier,
-            points: acc.into_buckets(),
-        })
+            snapshot,
+            acc,
+            raw_files,
+        }
     }
 
     /// Folds the raw numeric rows of one series in `buckets` from `table`.
