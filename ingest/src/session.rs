@@ -95,6 +95,18 @@ struct LoggedIn {
     last_ts: i64,
 }
 
+impl LoggedIn {
+    /// A timestamp for a value the device sent without one: the wall clock, but strictly
+    /// increasing per session. Frames of one read are handled within the same microsecond,
+    /// and the clock may step back; two values of a pin at one timestamp would be ambiguous
+    /// to readers, and storage would have to scan its memtables to tell a new value from a
+    /// re-sent one (see storage `dedup`).
+    fn next_ts(&mut self) -> i64 {
+        self.last_ts = crate::now_us().max(self.last_ts + 1);
+        self.last_ts
+    }
+}
+
 struct Session {
     ingest: Ingest,
     peer: SocketAddr,
@@ -515,15 +527,7 @@ impl Session {
         };
         let ts_us = match state.group_ts {
             Some(ts) => ts,
-            None => {
-                // Strictly increasing per session: frames of one read are handled within the
-                // same microsecond, and the clock may step back. Two values of a pin at one
-                // timestamp would be ambiguous to readers, and storage would have to scan its
-                // memtables to tell a new value from a re-sent one (see storage `dedup`).
-                let ts = crate::now_us().max(state.last_ts + 1);
-                state.last_ts = ts;
-                ts
-            }
+            None => state.next_ts(),
         };
         let text = String::from_utf8_lossy(values);
         let identity = &state.identity;
@@ -902,11 +906,7 @@ impl Session {
             return;
         };
         match Group::parse(body) {
-            Ok(Group::Begin) => {
-                let ts = crate::now_us().max(state.last_ts + 1);
-                state.last_ts = ts;
-                state.group_ts = Some(ts);
-            }
+            Ok(Group::Begin) => state.group_ts = Some(state.next_ts()),
             Ok(Group::BeginAt { unix_ms }) => {
                 state.group_ts = Some(
                     i64::try_from(unix_ms)
