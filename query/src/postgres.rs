@@ -9,6 +9,7 @@
 //! The catalog describes tables and columns only, never rows: it is the same for every
 //! tenant, like `information_schema`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
@@ -116,32 +117,29 @@ pub(crate) fn catalog_of(template: &SessionContext) -> Result<PgCatalog> {
     // Only what the set-up added or replaced: every session has DataFusion's own functions
     // already (the same shared instances a plain session holds).
     let (state, plain) = (template.state(), SessionContext::new().state());
-    let scalar = state
-        .scalar_functions()
-        .iter()
-        .filter(|(name, f)| {
-            plain
-                .scalar_functions()
-                .get(*name)
-                .is_none_or(|builtin| !Arc::ptr_eq(builtin, f))
-        })
+    let scalar = added_or_replaced(state.scalar_functions(), plain.scalar_functions())
         .map(|(_, f)| Arc::clone(f))
         .collect::<Vec<_>>();
-    let table = state
-        .table_functions()
-        .iter()
-        .filter(|(name, f)| {
-            plain
-                .table_functions()
-                .get(*name)
-                .is_none_or(|builtin| !Arc::ptr_eq(builtin, f))
-        })
+    let table = added_or_replaced(state.table_functions(), plain.table_functions())
         .map(|(name, f)| (name.clone(), Arc::clone(f.function())))
         .collect::<Vec<_>>();
     Ok(PgCatalog {
         schema,
         scalar,
         table,
+    })
+}
+
+/// Entries of a session's function registry that a plain session does not hold as the same
+/// instance (added, or replaced by the `pg_catalog` set-up).
+fn added_or_replaced<'a, T>(
+    session: &'a HashMap<String, Arc<T>>,
+    plain: &'a HashMap<String, Arc<T>>,
+) -> impl Iterator<Item = (&'a String, &'a Arc<T>)> {
+    session.iter().filter(|(name, f)| {
+        plain
+            .get(*name)
+            .is_none_or(|builtin| !Arc::ptr_eq(builtin, f))
     })
 }
 
