@@ -64,7 +64,7 @@ struct StorageCollector(StorageStats);
 impl Collector for StorageCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
-        let counters: [(&str, &str, u64); 10] = [
+        let counters: [(&str, &str, u64); 14] = [
             (
                 "wal_records",
                 "WAL records (write batches) appended",
@@ -79,6 +79,26 @@ impl Collector for StorageCollector {
             ("parquet_files", "Parquet files written", s.parquet_files),
             ("parquet_bytes", "Parquet bytes written", s.parquet_bytes),
             ("flush_errors", "Failed flush attempts", s.flush_errors),
+            (
+                "backpressure_waits",
+                "Times the write path waited for the flusher (memtable budget reached)",
+                s.backpressure_waits,
+            ),
+            (
+                "duplicates_dropped",
+                "Points not stored because an identical point was already stored",
+                s.duplicates_dropped,
+            ),
+            (
+                "rewrites",
+                "Parquet file rewrites (compaction, retention, device deletion)",
+                s.rewrites,
+            ),
+            (
+                "rewritten_rows",
+                "Rows read by Parquet file rewrites",
+                s.rewritten_rows,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);

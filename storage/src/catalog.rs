@@ -143,8 +143,17 @@ impl Catalog {
         self.flushed_wal_seq
     }
 
+    #[cfg(test)]
     pub(crate) fn next_file_id(&self) -> u64 {
         self.next_file_id
+    }
+
+    /// A new file id, never handed out before (persisted with the next commit; an id handed
+    /// out but never committed is simply skipped, its file removed as an orphan on open).
+    pub(crate) fn allocate_file_id(&mut self) -> u64 {
+        let id = self.next_file_id;
+        self.next_file_id += 1;
+        id
     }
 
     /// Relative path of a new file.
@@ -187,7 +196,6 @@ impl Catalog {
         files: Vec<FileEntry>,
         last_values: Vec<(SeriesKey, LastValue)>,
         flushed_wal_seq: u64,
-        next_file_id: u64,
     ) -> Result<()> {
         debug_assert!(flushed_wal_seq >= self.flushed_wal_seq);
         let mut last = self.last.clone();
@@ -202,7 +210,7 @@ impl Catalog {
         }
         let mut all_files = self.files.clone();
         all_files.extend(files);
-        self.store(all_files, last, flushed_wal_seq, next_file_id)
+        self.store(all_files, last, flushed_wal_seq)
     }
 
     /// Durably replaces the files with ids in `removed` by `added` (already durable on disk)
@@ -212,7 +220,6 @@ impl Catalog {
         &mut self,
         removed: &HashSet<u64>,
         added: Vec<FileEntry>,
-        next_file_id: u64,
         forget: &[(u32, u32)],
     ) -> Result<()> {
         let mut files: Vec<FileEntry> = self
@@ -226,7 +233,7 @@ impl Catalog {
         if !forget.is_empty() {
             last.retain(|k, _| !forget.contains(&(k.0, k.1)));
         }
-        self.store(files, last, self.flushed_wal_seq, next_file_id)
+        self.store(files, last, self.flushed_wal_seq)
     }
 
     /// The files, in commit order.
@@ -244,7 +251,6 @@ impl Catalog {
         all_files: Vec<FileEntry>,
         last: HashMap<SeriesKey, LastValue>,
         flushed_wal_seq: u64,
-        next_file_id: u64,
     ) -> Result<()> {
         let mut entries: Vec<LastEntry> = last
             .iter()
@@ -266,7 +272,7 @@ impl Catalog {
         entries.sort_unstable_by_key(|e| (e.org_id, e.device_id, e.pin));
         let doc = CatalogDoc {
             format_version: FORMAT_VERSION,
-            next_file_id,
+            next_file_id: self.next_file_id,
             flushed_wal_seq,
             files: all_files,
             last_values: entries,
@@ -278,7 +284,6 @@ impl Catalog {
         self.files = doc.files;
         self.last = last;
         self.flushed_wal_seq = flushed_wal_seq;
-        self.next_file_id = next_file_id;
         Ok(())
     }
 
@@ -355,6 +360,7 @@ mod tests {
             ts_us: ts,
             value: v,
         };
+        assert_eq!((c.allocate_file_id(), c.allocate_file_id()), (1, 2));
         c.commit(
             vec![entry(1)],
             vec![
@@ -362,7 +368,6 @@ mod tests {
                 ((1, 2, 4), lv(10, Value::Number(f64::INFINITY))),
             ],
             9,
-            2,
         )
         .unwrap();
         c.commit(
@@ -372,7 +377,6 @@ mod tests {
                 ((1, 2, 4), lv(11, Value::Text("t".into()))),
             ],
             12,
-            3,
         )
         .unwrap();
         let r = Catalog::load(dir.path()).unwrap();
@@ -412,7 +416,8 @@ mod tests {
         let mut c = Catalog::load(dir.path()).unwrap();
         let part = dir.path().join("parquet/date=1970-01-01");
         std::fs::create_dir_all(&part).unwrap();
-        c.commit(vec![entry(1)], vec![], 9, 2).unwrap();
+        c.allocate_file_id();
+        c.commit(vec![entry(1)], vec![], 9).unwrap();
         std::fs::write(c.abs_path(&entry(1).path), b"kept").unwrap();
         std::fs::write(part.join("00000000000000000002.parquet"), b"orphan").unwrap();
         std::fs::write(part.join("00000000000000000003.parquet.tmp"), b"tmp").unwrap();

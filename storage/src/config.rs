@@ -44,8 +44,9 @@ pub struct StorageConfig {
     pub memtable_budget_rows: usize,
     /// A WAL segment is closed and a new one started once it reaches this size.
     pub wal_segment_bytes: u64,
-    /// After a flush, a partition holding at least this many files smaller than
-    /// `compact_target_bytes` has them merged into one (0 disables automatic compaction).
+    /// Size-tiered automatic compaction: after flushes, a partition holding at least this many
+    /// files of one size tier (tiers grow by this factor) smaller than `compact_target_bytes`
+    /// has them merged, on the compactor thread (0 disables automatic compaction).
     pub compact_min_files: usize,
     /// Files at least this large are left alone by compaction.
     pub compact_target_bytes: u64,
@@ -58,7 +59,7 @@ pub struct StorageConfig {
 impl StorageConfig {
     /// Defaults: fsync `Interval(10 ms)` ([`DEFAULT_FSYNC`]), 1M-row memtables, 60 s max memtable age,
     /// at most 4M rows in frozen memtables, 64 MiB WAL segments,
-    /// compaction of ≥ 8 files under 256 MiB per partition, replaced files kept ≥ 5 min.
+    /// compaction of ≥ 8 files of a size tier under 256 MiB per partition, replaced files kept ≥ 5 min.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         StorageConfig {
             data_dir: data_dir.into(),

@@ -4,6 +4,7 @@ use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -12,10 +13,11 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::catalog::{self, Catalog};
 use crate::committer::{Committer, WriteRequest};
+use crate::compactor::{CompactMsg, Compactor, Maintenance};
 use crate::config::{FsyncPolicy, StorageConfig};
 use crate::dedup;
 use crate::error::{Result, StorageError};
-use crate::flush::{FlushMsg, Flusher, Maintenance};
+use crate::flush::{FlushMsg, Flusher};
 use crate::fsutil;
 use crate::last_value::{LastValue, LastValueCache};
 use crate::maintenance::{MaintenanceReport, RetentionRules};
@@ -249,6 +251,10 @@ struct Inner {
     write_tx: RwLock<Option<Sender<WriteRequest>>>,
     committer: Mutex<Option<JoinHandle<Result<()>>>>,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    compactor: Mutex<Option<JoinHandle<()>>>,
+    compactor_tx: Sender<CompactMsg>,
+    /// Set at close: a rewrite in progress gives up.
+    stop_rewrites: Arc<AtomicBool>,
     lock_file: Mutex<Option<File>>,
     recovery: RecoveryReport,
 }
@@ -344,11 +350,34 @@ impl Storage {
             .name("pinhouse-wal".into())
             .spawn(move || committer.run())
             .map_err(StorageError::Io)?;
-        let flusher = Flusher::new(shared.clone(), catalog, segments, flusher_rx, &config);
+        let catalog = Arc::new(Mutex::new(catalog));
+        let (compactor_tx, compactor_rx) = crossbeam_channel::unbounded();
+        let stop_rewrites = Arc::new(AtomicBool::new(false));
+        let flusher = Flusher::new(
+            shared.clone(),
+            catalog.clone(),
+            segments,
+            flusher_rx,
+            compactor_tx.clone(),
+            &config,
+        );
         let flusher = std::thread::Builder::new()
             .name("pinhouse-flush".into())
             .spawn(move || flusher.run())
             .map_err(StorageError::Io)?;
+        let compactor = Compactor::new(
+            shared.clone(),
+            catalog,
+            compactor_rx,
+            stop_rewrites.clone(),
+            &config,
+        );
+        let compactor = std::thread::Builder::new()
+            .name("pinhouse-compact".into())
+            .spawn(move || compactor.run())
+            .map_err(StorageError::Io)?;
+        // Files left by an earlier run may already make a tier worth merging.
+        let _ = compactor_tx.send(CompactMsg::Flushed);
         if has_frozen {
             let _ = shared.flusher_tx.send(FlushMsg::Wake);
         }
@@ -370,6 +399,9 @@ impl Storage {
                 write_tx: RwLock::new(Some(write_tx)),
                 committer: Mutex::new(Some(committer)),
                 flusher: Mutex::new(Some(flusher)),
+                compactor: Mutex::new(Some(compactor)),
+                compactor_tx,
+                stop_rewrites,
                 lock_file: Mutex::new(Some(lock_file)),
                 recovery,
             }),
@@ -498,14 +530,11 @@ impl Storage {
     }
 
     fn maintain(&self, op: Maintenance) -> Result<MaintenanceReport> {
-        if self.inner.write_tx.read().is_none() {
-            return Err(StorageError::Closed);
-        }
+        self.flush()?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.inner
-            .shared
-            .flusher_tx
-            .send(FlushMsg::Maintain(op, tx))
+            .compactor_tx
+            .send(CompactMsg::Maintain(op, tx))
             .map_err(|_| StorageError::Closed)?;
         rx.recv().unwrap_or(Err(StorageError::Closed))
     }
@@ -548,6 +577,12 @@ impl Inner {
         }
         if let Some(h) = self.flusher.lock().take() {
             let _ = self.shared.flusher_tx.send(FlushMsg::Shutdown);
+            let _ = join(h);
+        }
+        if let Some(h) = self.compactor.lock().take() {
+            // A merge in progress is abandoned (its files are removed; it runs again next time).
+            self.stop_rewrites.store(true, Ordering::Relaxed);
+            let _ = self.compactor_tx.send(CompactMsg::Shutdown);
             let _ = join(h);
         }
         drop(self.lock_file.lock().take());

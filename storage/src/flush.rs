@@ -1,17 +1,19 @@
 //! The flusher thread: freezes old memtables, writes frozen memtables to Parquet, commits them to
-//! the catalog, publishes them to snapshots and deletes the WAL segments they cover.
+//! the catalog, publishes them to snapshots and deletes the WAL segments they cover. It never
+//! waits for compaction (the compactor thread's work), so flushing keeps pace with ingest.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
 
 use crate::catalog::{Catalog, FileEntry};
+use crate::compactor::CompactMsg;
 use crate::config::StorageConfig;
 use crate::dedup;
 use crate::engine::Shared;
 use crate::error::Result;
-use crate::maintenance::{self, Graveyard, MaintenanceReport, RetentionRules};
 use crate::memtable::Frozen;
 use crate::metrics::Metrics;
 use crate::parquet_writer;
@@ -24,40 +26,27 @@ pub(crate) enum FlushMsg {
     Wake,
     /// Freeze the active memtable and flush everything now; reply when done.
     Flush(Sender<Result<()>>),
-    /// Flush, then rewrite files (compaction, retention, device deletion); reply when done.
-    Maintain(Maintenance, Sender<Result<MaintenanceReport>>),
     /// Stop (after the flush in progress, if any).
     Shutdown,
 }
 
-/// A maintenance request.
-pub(crate) enum Maintenance {
-    /// Merge the small files of every partition holding at least two.
-    Compact,
-    /// Apply retention as of `now_us`.
-    Retention(RetentionRules, i64),
-    /// Delete every row of a device.
-    DeleteDevice(u32, u32),
-}
-
 pub(crate) struct Flusher {
     shared: Arc<Shared>,
-    catalog: Catalog,
+    catalog: Arc<Mutex<Catalog>>,
     segments: Arc<ClosedSegments>,
     rx: Receiver<FlushMsg>,
+    /// Told after every flush (compaction runs on its own thread).
+    compactor: Sender<CompactMsg>,
     max_age: Duration,
-    compact_min_files: usize,
-    compact_target_bytes: u64,
-    grace: Duration,
-    graveyard: Graveyard,
 }
 
 impl Flusher {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        catalog: Catalog,
+        catalog: Arc<Mutex<Catalog>>,
         segments: Arc<ClosedSegments>,
         rx: Receiver<FlushMsg>,
+        compactor: Sender<CompactMsg>,
         config: &StorageConfig,
     ) -> Flusher {
         Flusher {
@@ -65,11 +54,8 @@ impl Flusher {
             catalog,
             segments,
             rx,
+            compactor,
             max_age: config.memtable_max_age,
-            compact_min_files: config.compact_min_files,
-            compact_target_bytes: config.compact_target_bytes,
-            grace: config.obsolete_file_grace,
-            graveyard: Graveyard::default(),
         }
     }
 
@@ -80,102 +66,16 @@ impl Flusher {
                 Ok(FlushMsg::Wake) | Err(RecvTimeoutError::Timeout) => {
                     self.shared.freeze_if_older_than(self.max_age);
                     // Errors are logged in `drain`; a failed flush is retried on the next tick.
-                    if self.drain().is_ok() {
-                        self.auto_compact();
-                    }
+                    let _ = self.drain();
                 }
                 Ok(FlushMsg::Flush(reply)) => {
                     self.shared.freeze_active();
-                    let result = self.drain();
-                    if result.is_ok() {
-                        self.auto_compact();
-                    }
-                    let _ = reply.send(result);
-                }
-                Ok(FlushMsg::Maintain(op, reply)) => {
-                    self.shared.freeze_active();
-                    let result = self.drain().and_then(|()| self.maintain(op));
-                    let _ = reply.send(result);
+                    let _ = reply.send(self.drain());
                 }
                 Ok(FlushMsg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
         self.shared.flusher_stopped();
-    }
-
-    /// Compacts partitions with enough small files (errors are logged; retried after the next
-    /// flush), and deletes replaced files nobody reads any more.
-    fn auto_compact(&mut self) {
-        if self.compact_min_files > 0 {
-            let plan = maintenance::plan_compaction(
-                self.catalog.entries(),
-                self.compact_min_files,
-                self.compact_target_bytes,
-            );
-            if !plan.is_empty()
-                && let Err(e) = self.rewrite("compaction", plan, &[])
-            {
-                tracing::error!(error = %e, "compaction failed; will retry");
-            }
-        }
-        let deleted = self.graveyard.sweep(self.grace);
-        if deleted > 0 {
-            tracing::debug!(deleted, "replaced Parquet files deleted");
-        }
-    }
-
-    fn maintain(&mut self, op: Maintenance) -> Result<MaintenanceReport> {
-        let report = match op {
-            Maintenance::Compact => {
-                let plan = maintenance::plan_compaction(self.catalog.entries(), 2, u64::MAX);
-                self.rewrite("compaction", plan, &[])?
-            }
-            Maintenance::Retention(rules, now_us) => {
-                let plan = maintenance::plan_retention(self.catalog.entries(), &rules, now_us);
-                self.rewrite("retention", plan, &[])?
-            }
-            Maintenance::DeleteDevice(org, dev) => {
-                let plan = maintenance::plan_device_deletion(self.catalog.entries(), org, dev);
-                self.shared.forget_device(org, dev);
-                self.rewrite("device deletion", plan, &[(org, dev)])?
-            }
-        };
-        self.graveyard.sweep(self.grace);
-        Ok(report)
-    }
-
-    fn rewrite(
-        &mut self,
-        what: &str,
-        plan: Vec<maintenance::Rewrite>,
-        forget: &[(u32, u32)],
-    ) -> Result<MaintenanceReport> {
-        let started = Instant::now();
-        let (report, removed, added) = maintenance::execute(&mut self.catalog, plan, forget)?;
-        if !removed.is_empty() || !added.is_empty() {
-            let gone = self.shared.publish_replaced(&removed, added);
-            self.graveyard.bury(gone);
-        }
-        if report.duplicates_removed > 0 {
-            Metrics::add(
-                &self.shared.metrics.duplicates_dropped,
-                report.duplicates_removed,
-            );
-        }
-        if report.files_removed > 0 {
-            tracing::info!(
-                what,
-                files_removed = report.files_removed,
-                files_written = report.files_written,
-                rows_before = report.rows_before,
-                rows_after = report.rows_after,
-                duplicates = report.duplicates_removed,
-                waiting_deletion = self.graveyard.len(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "Parquet files rewritten"
-            );
-        }
-        Ok(report)
     }
 
     /// Flushes frozen memtables oldest first until none is left or one fails.
@@ -199,17 +99,16 @@ impl Flusher {
         }
         let last_values = parquet_writer::last_values_of_sorted(&sorted);
         let props = parquet_writer::writer_properties()?;
-        let mut next_id = self.catalog.next_file_id();
         let mut entries = Vec::new();
         for (day, batch) in parquet_writer::split_by_day(&sorted)? {
-            let id = next_id;
-            next_id += 1;
-            let rel = Catalog::file_rel_path(&partition::partition_name(day), id);
-            let bytes = parquet_writer::write_parquet_file(
-                &self.catalog.abs_path(&rel),
-                &batch,
-                props.clone(),
-            )?;
+            let (id, rel, abs) = {
+                let mut catalog = self.catalog.lock();
+                let id = catalog.allocate_file_id();
+                let rel = Catalog::file_rel_path(&partition::partition_name(day), id);
+                let abs = catalog.abs_path(&rel);
+                (id, rel, abs)
+            };
+            let bytes = parquet_writer::write_parquet_file(&abs, &batch, props.clone())?;
             let stats = parquet_writer::batch_stats(&batch);
             entries.push(FileEntry {
                 id,
@@ -227,11 +126,15 @@ impl Flusher {
         }
         let files = entries.len();
         let bytes: u64 = entries.iter().map(|e| e.bytes).sum();
-        let metas: Vec<_> = entries.iter().map(|e| self.catalog.file_meta(e)).collect();
-        self.catalog
-            .commit(entries, last_values, frozen.max_seq, next_id)?;
+        let (metas, flushed_wal_seq) = {
+            let mut catalog = self.catalog.lock();
+            let metas: Vec<_> = entries.iter().map(|e| catalog.file_meta(e)).collect();
+            catalog.commit(entries, last_values, frozen.max_seq)?;
+            (metas, catalog.flushed_wal_seq())
+        };
         self.shared.publish_flushed(frozen, metas);
-        let deleted = self.segments.delete_covered(self.catalog.flushed_wal_seq());
+        let _ = self.compactor.send(CompactMsg::Flushed);
+        let deleted = self.segments.delete_covered(flushed_wal_seq);
         let m = &self.shared.metrics;
         Metrics::add(&m.flushes, 1);
         Metrics::add(&m.flushed_rows, frozen.rows as u64);

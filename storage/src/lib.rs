@@ -20,7 +20,9 @@
 //! records already covered by catalog files are skipped; Parquet files missing from the catalog
 //! are removed and re-flushed from the WAL).
 //!
-//! Threads, not async: one committer thread owns the WAL, one flusher thread writes Parquet.
+//! Threads, not async: one committer thread owns the WAL, one flusher thread writes Parquet,
+//! one compactor thread rewrites Parquet files (compaction, retention, device deletion) so that
+//! a long merge never delays a flush.
 //! The exception is [`objects`], the handle on the object store (local files or an S3-compatible
 //! bucket) for large immutable objects such as firmware: `object_store` is async, so its callers
 //! are async, but the module spawns nothing and the WAL and Parquet engine do not use it.
@@ -28,6 +30,7 @@
 
 mod catalog;
 mod committer;
+mod compactor;
 mod config;
 mod dedup;
 mod engine;

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use arrow::array::{AsArray, BooleanArray};
 use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::UInt32Type;
 use arrow::record_batch::RecordBatch;
+use parking_lot::Mutex;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::catalog::{Catalog, FileEntry};
@@ -69,35 +71,108 @@ pub(crate) struct Rewrite {
     pub drop_all: bool,
 }
 
-/// Groups of files to merge: per partition, the files smaller than `target_bytes`, when there
-/// are at least `min_files` of them.
+/// Files below this size form the lowest compaction tier.
+const TIER_BASE_BYTES: u64 = 64 << 10;
+
+/// The compaction tier of a file of `bytes`: 0 below [`TIER_BASE_BYTES`], then one tier per
+/// factor `fanout` of size.
+fn tier_of(bytes: u64, fanout: u64) -> u32 {
+    let mut tier = 0;
+    let mut bound = TIER_BASE_BYTES;
+    while bytes >= bound {
+        tier += 1;
+        match bound.checked_mul(fanout) {
+            Some(next) => bound = next,
+            None => break,
+        }
+    }
+    tier
+}
+
+/// Most rows one automatic merge reads: a merge holds its rows in memory (about 70 bytes a
+/// row while sorting), so this bounds it near 1 GiB.
+pub(crate) const MAX_MERGE_ROWS: u64 = 16_000_000;
+
+/// Size-tiered groups of files to merge (automatic compaction): per partition and tier, the
+/// files smaller than `target_bytes` (and than half of [`MAX_MERGE_ROWS`]), when there are at
+/// least `min_files` of them; merged oldest first, at most [`MAX_MERGE_ROWS`] rows per merge.
+///
+/// A tier spans a factor of `min_files` in file size, so the `min_files` files merged from one
+/// tier make a file of roughly the next tier: every row is rewritten about once per tier, a
+/// handful of times in all, however many flushes a partition receives. (Merging every small file
+/// of a partition at each round rewrote its whole history each time: a day partition fed at
+/// 1 M rows/s spent more time compacting than flushing.)
 pub(crate) fn plan_compaction(
     entries: &[FileEntry],
     min_files: usize,
     target_bytes: u64,
 ) -> Vec<Rewrite> {
-    let mut by_partition: HashMap<&str, Vec<FileEntry>> = HashMap::new();
-    for e in entries.iter().filter(|e| e.bytes < target_bytes) {
-        by_partition
-            .entry(Catalog::partition_of(e))
-            .or_default()
-            .push(e.clone());
-    }
-    let mut out: Vec<Rewrite> = by_partition
-        .into_values()
-        .filter(|files| files.len() >= min_files.max(2))
-        .map(|mut files| {
-            // Oldest first, so that equal keys keep their write order.
-            files.sort_by_key(|f| f.id);
-            Rewrite {
-                files,
-                keep: None,
-                drop_all: false,
+    let min_files = min_files.max(2);
+    let fanout = min_files as u64;
+    let small = entries
+        .iter()
+        .filter(|e| e.bytes < target_bytes && e.rows < MAX_MERGE_ROWS / 2);
+    let mut out = Vec::new();
+    for files in group_files(small, |e| tier_of(e.bytes, fanout)) {
+        if files.len() < min_files {
+            continue;
+        }
+        let mut run: Vec<FileEntry> = Vec::new();
+        let mut rows = 0;
+        for f in files {
+            if rows + f.rows > MAX_MERGE_ROWS {
+                out.extend(merge_of(std::mem::take(&mut run)));
+                rows = 0;
             }
-        })
+            rows += f.rows;
+            run.push(f);
+        }
+        out.extend(merge_of(run));
+    }
+    out.sort_by_key(|r| r.files[0].id);
+    out
+}
+
+/// Every partition holding several files, all of them merged into one (the explicit
+/// [`crate::Storage::compact`]).
+pub(crate) fn plan_full_compaction(entries: &[FileEntry]) -> Vec<Rewrite> {
+    let mut out: Vec<Rewrite> = group_files(entries.iter(), |_| 0)
+        .into_iter()
+        .filter_map(merge_of)
         .collect();
     out.sort_by_key(|r| r.files[0].id);
     out
+}
+
+/// `files` (oldest first) merged into one, when there are at least two.
+fn merge_of(files: Vec<FileEntry>) -> Option<Rewrite> {
+    (files.len() >= 2).then_some(Rewrite {
+        files,
+        keep: None,
+        drop_all: false,
+    })
+}
+
+/// `entries` grouped by partition and `class`, each group oldest first (so that equal keys
+/// keep their write order when merged).
+fn group_files<'a>(
+    entries: impl Iterator<Item = &'a FileEntry>,
+    class: impl Fn(&FileEntry) -> u32,
+) -> Vec<Vec<FileEntry>> {
+    let mut groups: HashMap<(&str, u32), Vec<FileEntry>> = HashMap::new();
+    for e in entries {
+        groups
+            .entry((Catalog::partition_of(e), class(e)))
+            .or_default()
+            .push(e.clone());
+    }
+    groups
+        .into_values()
+        .map(|mut files| {
+            files.sort_by_key(|f| f.id);
+            files
+        })
+        .collect()
 }
 
 /// Files to drop or rewrite so that no organization keeps rows of a partition that ended more
@@ -181,10 +256,15 @@ fn read_file(path: &std::path::Path) -> Result<Vec<RecordBatch>> {
 
 /// Executes `rewrites` and commits them to the catalog in one update. Returns the report and
 /// the absolute paths of the removed files, and the metadata of the written ones.
+///
+/// The catalog is locked only to name new files and to commit: the flusher goes on adding
+/// files meanwhile (only this thread removes any). `stop` turning true abandons the work (the
+/// files written so far are removed) with [`StorageError::Closed`].
 pub(crate) fn execute(
-    catalog: &mut Catalog,
+    catalog: &Mutex<Catalog>,
     rewrites: Vec<Rewrite>,
     forget: &[(u32, u32)],
+    stop: &AtomicBool,
 ) -> Result<(
     MaintenanceReport,
     HashSet<PathBuf>,
@@ -194,7 +274,6 @@ pub(crate) fn execute(
     let mut removed_ids = HashSet::new();
     let mut removed_paths = HashSet::new();
     let mut added = Vec::new();
-    let mut next_id = catalog.next_file_id();
     let props = parquet_writer::writer_properties()?;
     let mut written: Vec<PathBuf> = Vec::new();
     let result = (|| -> Result<()> {
@@ -202,7 +281,11 @@ pub(crate) fn execute(
             let rows_before: u64 = rw.files.iter().map(|f| f.rows).sum();
             let mut batches = Vec::new();
             for f in rw.files.iter().filter(|_| !rw.drop_all) {
-                for b in read_file(&catalog.abs_path(&f.path))? {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(StorageError::Closed);
+                }
+                let path = catalog.lock().abs_path(&f.path);
+                for b in read_file(&path)? {
                     let b = match &rw.keep {
                         Some(keep) => filter_record_batch(&b, &keep(&b))?,
                         None => b,
@@ -220,7 +303,7 @@ pub(crate) fn execute(
             report.rows_before += rows_before;
             for f in &rw.files {
                 removed_ids.insert(f.id);
-                removed_paths.insert(catalog.abs_path(&f.path));
+                removed_paths.insert(catalog.lock().abs_path(&f.path));
             }
             if batches.is_empty() {
                 continue;
@@ -233,10 +316,13 @@ pub(crate) fn execute(
             let (merged, dups) = dedup::dedup_sorted(merged)?;
             report.duplicates_removed += dups as u64;
             let partition = Catalog::partition_of(&rw.files[0]).to_owned();
-            let id = next_id;
-            next_id += 1;
-            let rel = Catalog::file_rel_path(&partition, id);
-            let abs = catalog.abs_path(&rel);
+            let (id, rel, abs) = {
+                let mut catalog = catalog.lock();
+                let id = catalog.allocate_file_id();
+                let rel = Catalog::file_rel_path(&partition, id);
+                let abs = catalog.abs_path(&rel);
+                (id, rel, abs)
+            };
             let bytes = parquet_writer::write_parquet_file(&abs, &merged, props.clone())?;
             written.push(abs);
             let stats = parquet_writer::batch_stats(&merged);
@@ -268,8 +354,9 @@ pub(crate) fn execute(
     if removed_ids.is_empty() && added.is_empty() && forget.is_empty() {
         return Ok((report, removed_paths, Vec::new()));
     }
+    let mut catalog = catalog.lock();
     let metas = added.iter().map(|e| catalog.file_meta(e)).collect();
-    if let Err(e) = catalog.commit_replace(&removed_ids, added, next_id, forget) {
+    if let Err(e) = catalog.commit_replace(&removed_ids, added, forget) {
         for p in &written {
             let _ = std::fs::remove_file(p);
         }
@@ -315,5 +402,109 @@ impl Graveyard {
 
     pub(crate) fn len(&self) -> usize {
         self.files.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(id: u64, partition: &str, rows: u64, bytes: u64) -> FileEntry {
+        FileEntry {
+            id,
+            path: Catalog::file_rel_path(partition, id),
+            min_ts_us: 0,
+            max_ts_us: 0,
+            min_device_id: 0,
+            max_device_id: 0,
+            org_ids: vec![1],
+            rows,
+            bytes,
+            wal_seq_min: id,
+            wal_seq_max: id,
+        }
+    }
+
+    /// Runs automatic compaction after each of `flushes` flushes of `rows` rows / `bytes`
+    /// bytes into one partition, as the compactor thread would; returns the files left and
+    /// the rows read by merges.
+    fn simulate(flushes: u64, rows: u64, bytes: u64) -> (Vec<FileEntry>, u64) {
+        let mut files = Vec::new();
+        let mut next_id = 1;
+        let mut rewritten = 0;
+        for _ in 0..flushes {
+            files.push(file(next_id, "date=2026-11-26", rows, bytes));
+            next_id += 1;
+            loop {
+                let plan = plan_compaction(&files, 8, 256 << 20);
+                if plan.is_empty() {
+                    break;
+                }
+                for rw in plan {
+                    let ids: HashSet<u64> = rw.files.iter().map(|f| f.id).collect();
+                    let merged_rows: u64 = rw.files.iter().map(|f| f.rows).sum();
+                    assert!(
+                        merged_rows <= MAX_MERGE_ROWS,
+                        "{merged_rows} rows in one merge"
+                    );
+                    rewritten += merged_rows;
+                    let merged_bytes = rw.files.iter().map(|f| f.bytes).sum();
+                    files.retain(|f| !ids.contains(&f.id));
+                    files.push(file(next_id, "date=2026-11-26", merged_rows, merged_bytes));
+                    next_id += 1;
+                }
+            }
+        }
+        (files, rewritten)
+    }
+
+    #[test]
+    fn tiers_rewrite_each_row_a_few_times_however_many_flushes() {
+        // A day fed at ~1 M rows/s: 4,000 flushes of 1 M rows, 600 KB each.
+        let (files, rewritten) = simulate(4_000, 1_000_000, 600_000);
+        let flushed = 4_000u64 * 1_000_000;
+        let amplification = rewritten as f64 / flushed as f64;
+        // Merging every small file of the partition each time would read ~250× the data.
+        assert!(amplification <= 3.0, "write amplification {amplification}");
+        eprintln!("write amplification {amplification}, {} files", files.len());
+        // What is left is bounded by the tiers and the merge size, not by the flush count.
+        assert!(files.len() <= 600, "{} files", files.len());
+        let small: Vec<_> = files
+            .iter()
+            .filter(|f| f.rows < MAX_MERGE_ROWS / 2)
+            .collect();
+        assert!(small.len() < 8 * 3, "{} small files left", small.len());
+        // A quiet fleet flushed by age: 20,000 flushes of 10,000 rows (10 KB) climb the tiers.
+        let (files, rewritten) = simulate(20_000, 10_000, 10_000);
+        let amplification = rewritten as f64 / (20_000u64 * 10_000) as f64;
+        eprintln!("write amplification {amplification}, {} files", files.len());
+        assert!(amplification <= 6.0, "write amplification {amplification}");
+        assert!(files.len() <= 7 * 6, "{} files", files.len());
+    }
+
+    #[test]
+    fn tiers_follow_size_and_partitions_stay_apart() {
+        assert_eq!(tier_of(0, 8), 0);
+        assert_eq!(tier_of((64 << 10) - 1, 8), 0);
+        assert_eq!(tier_of(64 << 10, 8), 1);
+        assert_eq!(tier_of(512 << 10, 8), 2);
+        assert_eq!(tier_of(u64::MAX, 8), 16);
+        // Seven small files of one day and one of another: nothing to merge.
+        let mut files: Vec<_> = (1..=7)
+            .map(|i| file(i, "date=2026-11-26", 10, 1_000))
+            .collect();
+        files.push(file(8, "date=2026-11-25", 10, 1_000));
+        assert!(plan_compaction(&files, 8, 256 << 20).is_empty());
+        // An eighth small file of the day: those eight, oldest first; a large file stays.
+        files.push(file(9, "date=2026-11-26", 10, 1_000));
+        files.push(file(10, "date=2026-11-26", 10, 2 << 20));
+        let plan = plan_compaction(&files, 8, 256 << 20);
+        assert_eq!(plan.len(), 1);
+        let ids: Vec<u64> = plan[0].files.iter().map(|f| f.id).collect();
+        assert_eq!(ids, vec![1, 2, 3, 4, 5, 6, 7, 9]);
+        // Explicit compaction merges every partition with two files or more, all sizes.
+        let full = plan_full_compaction(&files);
+        assert_eq!(full.len(), 1);
+        assert_eq!(full[0].files.len(), 9);
     }
 }

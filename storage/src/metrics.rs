@@ -20,6 +20,8 @@ pub(crate) struct Metrics {
     pub backpressure_waits: AtomicU64,
     pub frozen_rows_peak: AtomicU64,
     pub wal_fsync_max_us: AtomicU64,
+    pub rewrites: AtomicU64,
+    pub rewritten_rows: AtomicU64,
 }
 
 impl Metrics {
@@ -45,6 +47,8 @@ impl Metrics {
             backpressure_waits: get(&self.backpressure_waits),
             frozen_rows_peak: get(&self.frozen_rows_peak),
             wal_fsync_max_us: get(&self.wal_fsync_max_us),
+            rewrites: get(&self.rewrites),
+            rewritten_rows: get(&self.rewritten_rows),
         }
     }
 }
@@ -85,4 +89,9 @@ pub struct StorageStats {
     /// The slowest WAL fsync so far, µs. Writes wait for it (under `always` and `interval`),
     /// and so do devices once the in-flight writes are used up.
     pub wal_fsync_max_us: u64,
+    /// File rewrites committed (compaction, retention, device deletion).
+    pub rewrites: u64,
+    /// Rows read by those rewrites; over `flushed_rows`, the write amplification of
+    /// compaction.
+    pub rewritten_rows: u64,
 }

@@ -114,18 +114,71 @@ fn automatic_compaction_after_flushes() {
     let s = Storage::open(c).unwrap();
     let pts = fleet(&[1], 1, 3);
     write_in_flushes(&s, &pts, 8);
-    // After the 4th and the 7th flush the partition holds 4 small files: merged into one.
     s.write(vec![Point::number(1, 1, 0, NOV25 + 1, 0.5)])
         .unwrap();
     s.flush().unwrap();
     let mut want = pts.clone();
     want.push(Point::number(1, 1, 0, NOV25 + 1, 0.5));
+    // Nine small files of one partition: the compactor thread merges every 4 of them, so the
+    // partition settles below 4 files.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while s.snapshot().files.len() >= 4 {
+        assert!(std::time::Instant::now() < deadline, "no compaction");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(s.stats().rewrites >= 2, "{:?}", s.stats());
     // Rows are identical whatever compaction did.
     assert_eq!(all_rows(&s), expected(&want));
-    assert_eq!(s.snapshot().files.len(), 3);
     s.compact().unwrap();
     assert_eq!(s.snapshot().files.len(), 1);
     assert_eq!(all_rows(&s), expected(&want));
+}
+
+/// A long merge runs on the compactor thread: flushes (and so ingest, which waits for
+/// flushes once the memtable budget is used) go on meanwhile.
+#[test]
+fn flushes_do_not_wait_for_a_running_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open(maint_config(dir.path())).unwrap();
+    // 2.4 M rows in 6 files of one partition: a merge of seconds in a debug build.
+    let mut pts = Vec::with_capacity(2_400_000);
+    for dev in 0..2_000u32 {
+        for pin in 0..4u16 {
+            for i in 0..300i64 {
+                pts.push(Point::number(1, dev, pin, NOV25 + i * 60_000_000, i as f64));
+            }
+        }
+    }
+    write_in_flushes(&s, &pts, 6);
+    let started = std::time::Instant::now();
+    let compaction = std::thread::spawn({
+        let s = s.clone();
+        move || {
+            let report = s.compact().unwrap();
+            (report, std::time::Instant::now())
+        }
+    });
+    // Let the compaction start (its own flush comes first), then flush a new row.
+    std::thread::sleep(Duration::from_millis(100));
+    s.write(vec![Point::number(1, 7, 0, NOV25 + DAY / 2, 1.0)])
+        .unwrap();
+    s.flush().unwrap();
+    let flushed = std::time::Instant::now();
+    let (report, compacted) = compaction.join().unwrap();
+    assert!(report.files_removed >= 6, "{report:?}");
+    assert!(
+        flushed < compacted,
+        "the flush waited for the compaction: flush after {:?}, compaction done after {:?}",
+        flushed - started,
+        compacted - started
+    );
+    eprintln!(
+        "flush done after {:?}, compaction after {:?}",
+        flushed - started,
+        compacted - started
+    );
+    pts.push(Point::number(1, 7, 0, NOV25 + DAY / 2, 1.0));
+    assert_eq!(all_rows(&s).len(), pts.len());
 }
 
 #[test]
