@@ -26,10 +26,16 @@ pub type TlsHttp = mpsc::Sender<HttpConn<TlsStream<TcpStream>>>;
 enum Mode {
     /// Every connection is a device (the hardware port).
     Device,
+    /// A port shared with HTTP(S).
+    Shared(Arc<Shared>),
+}
+
+/// A port shared with HTTP(S): what decides between a device session and HTTP.
+enum Shared {
     /// First bytes decide: devices to a session, the rest to HTTP.
-    SharedPlain(PlainHttp),
+    Plain(PlainHttp),
     /// TLS handshake, then the first bytes decide.
-    SharedTls(TlsAcceptor, Option<TlsHttp>),
+    Tls(TlsAcceptor, Option<TlsHttp>),
 }
 
 impl Ingest {
@@ -52,8 +58,12 @@ impl Ingest {
         http: PlainHttp,
         shutdown: watch::Receiver<bool>,
     ) -> Result<()> {
-        self.accept_loop(listener, Mode::SharedPlain(http), shutdown)
-            .await
+        self.accept_loop(
+            listener,
+            Mode::Shared(Arc::new(Shared::Plain(http))),
+            shutdown,
+        )
+        .await
     }
 
     /// The TLS port: TLS handshake, then devices become sessions and other
@@ -67,7 +77,7 @@ impl Ingest {
     ) -> Result<()> {
         self.accept_loop(
             listener,
-            Mode::SharedTls(TlsAcceptor::from(tls), https),
+            Mode::Shared(Arc::new(Shared::Tls(TlsAcceptor::from(tls), https))),
             shutdown,
         )
         .await
@@ -81,11 +91,12 @@ impl Ingest {
     ) -> Result<()> {
         let kind = match &mode {
             Mode::Device => "Blynk TCP",
-            Mode::SharedPlain(_) => "shared HTTP/Blynk",
-            Mode::SharedTls(..) => "Blynk TLS",
+            Mode::Shared(shared) => match **shared {
+                Shared::Plain(_) => "shared HTTP/Blynk",
+                Shared::Tls(..) => "Blynk TLS",
+            },
         };
         tracing::info!(addr = %listener.local_addr()?, "{kind} listener ready");
-        let mode = Arc::new(mode);
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
@@ -104,13 +115,18 @@ impl Ingest {
                     // A task is as large as its future's largest state. Device connections
                     // (most of a fleet, mostly idle) get a task of their own kind, not one sized
                     // for a TLS handshake or a sniffed HTTP connection.
-                    if let Mode::Device = *mode {
-                        tokio::spawn(async move {
-                            ingest.serve_connection(stream, peer, Transport::Tcp, shutdown).await
-                        });
-                    } else {
-                        let mode = Arc::clone(&mode);
-                        tokio::spawn(async move { ingest.dispatch(stream, peer, &mode, shutdown).await });
+                    match &mode {
+                        Mode::Device => {
+                            tokio::spawn(async move {
+                                ingest.serve_connection(stream, peer, Transport::Tcp, shutdown).await
+                            });
+                        }
+                        Mode::Shared(shared) => {
+                            let shared = Arc::clone(shared);
+                            tokio::spawn(async move {
+                                ingest.dispatch(stream, peer, &shared, shutdown).await
+                            });
+                        }
                     }
                 }
                 changed = shutdown.changed() => {
@@ -123,24 +139,21 @@ impl Ingest {
         }
     }
 
+    /// A connection on a shared port: sniffed (after the TLS handshake on the TLS port).
     async fn dispatch(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
-        mode: &Mode,
+        shared: &Shared,
         shutdown: watch::Receiver<bool>,
     ) {
         let timeout = self.config().login_timeout;
-        match mode {
-            Mode::Device => {
-                self.serve_connection(stream, peer, Transport::Tcp, shutdown)
-                    .await;
-            }
-            Mode::SharedPlain(http) => {
+        match shared {
+            Shared::Plain(http) => {
                 self.route(stream, peer, Transport::HttpPort, http, shutdown)
                     .await;
             }
-            Mode::SharedTls(acceptor, https) => {
+            Shared::Tls(acceptor, https) => {
                 let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(err)) => {
