@@ -111,6 +111,36 @@ impl TelemetryTable {
         state.create_physical_expr(expr, &df_schema)
     }
 
+    /// A scan of `files` decoding the columns `columns` only. The scope predicate plus the
+    /// query's own filters drive file, row-group and page pruning; correctness comes from
+    /// the row filter of [`TableProvider::scan`] (files shared with other organizations).
+    fn parquet_scan(
+        &self,
+        state: &dyn Session,
+        files: &[&FileMeta],
+        filters: &[Expr],
+        columns: Vec<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let mut pruning = vec![self.scope_expr()];
+        pruning.extend(filters.iter().cloned());
+        let mut source = ParquetSource::new(Arc::clone(&self.schema)).with_enable_page_index(true);
+        if let Some(pred) = conjunction(pruning)
+            && let Ok(pred) = self.physical(state, pred)
+        {
+            source = source.with_predicate(pred);
+        }
+        let mut builder =
+            FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+                .with_projection_indices(Some(columns))?;
+        for file in files {
+            builder = builder.with_file(PartitionedFile::new(
+                file.path.to_string_lossy().into_owned(),
+                file.bytes,
+            ));
+        }
+        Ok(DataSourceExec::from_data_source(builder.build()))
+    }
+
     /// Memtable batches restricted to the scope before they enter the plan.
     fn scoped_batches(&self, batches: &[RecordBatch]) -> DfResult<Vec<RecordBatch>> {
         let mut out = Vec::with_capacity(batches.len());
@@ -169,70 +199,63 @@ impl TableProvider for TelemetryTable {
             Source::Fixed { snapshot, files } => (Arc::clone(snapshot), files.clone()),
         };
         let all_files = subset.as_deref().unwrap_or(&snapshot.files);
-        let scope_expr = self.scope_expr();
-        let scope_pred = self.physical(state, scope_expr.clone())?;
-
+        // Only the columns the query reads are decoded (a `GROUP BY pin` over all data used to
+        // decode all six columns, then drop four).
+        let needed: Vec<usize> = match projection {
+            Some(indices) => indices.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let org = self.schema.index_of(ORG_COLUMN)?;
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
+        // Memtable rows are filtered to the scope as they are taken.
         let batches = self.scoped_batches(&snapshot.batches)?;
         if !batches.is_empty() {
             inputs.push(MemorySourceConfig::try_new_exec(
                 &[batches],
                 Arc::clone(&self.schema),
-                None,
+                Some(needed.clone()),
             )?);
         }
 
-        let files: Vec<_> = all_files
+        // Files holding only organizations of the scope need no row filter; files shared
+        // with other organizations are filtered on `org_id` (read for that, then dropped).
+        let (whole, shared): (Vec<&FileMeta>, Vec<&FileMeta>) = all_files
             .iter()
             .filter(|f| f.org_ids.iter().any(|o| self.scope.contains(*o)))
-            .collect();
-        if !files.is_empty() {
-            // The scope predicate plus the query's own filters drive row-group
-            // pruning; correctness comes from the FilterExec below.
-            let mut pruning = vec![scope_expr];
-            pruning.extend(filters.iter().cloned());
-            let mut source =
-                ParquetSource::new(Arc::clone(&self.schema)).with_enable_page_index(true);
-            if let Some(pred) = conjunction(pruning)
-                && let Ok(pred) = self.physical(state, pred)
-            {
-                source = source.with_predicate(pred);
-            }
-            let mut builder =
-                FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source));
-            for file in files {
-                builder = builder.with_file(PartitionedFile::new(
-                    file.path.to_string_lossy().into_owned(),
-                    file.bytes,
-                ));
-            }
-            inputs.push(DataSourceExec::from_data_source(builder.build()));
+            .partition(|f| f.org_ids.iter().all(|o| self.scope.contains(*o)));
+        if !whole.is_empty() {
+            inputs.push(self.parquet_scan(state, &whole, filters, needed.clone())?);
         }
-
-        let plan: Arc<dyn ExecutionPlan> = if inputs.is_empty() {
-            Arc::new(EmptyExec::new(Arc::clone(&self.schema)))
-        } else {
-            let union = UnionExec::try_new(inputs)?;
+        if !shared.is_empty() {
+            let mut with_org = needed.clone();
+            if !with_org.contains(&org) {
+                with_org.push(org);
+            }
+            let scan = self.parquet_scan(state, &shared, filters, with_org.clone())?;
+            let projected = Arc::new(self.schema.project(&with_org)?);
+            let scope_pred = state.create_physical_expr(
+                self.scope_expr(),
+                &DFSchema::try_from(Arc::clone(&projected))?,
+            )?;
             // Tenant scoping: enforced here whatever the SQL says.
-            Arc::new(FilterExec::try_new(scope_pred, union)?)
-        };
-
-        match projection {
-            None => Ok(plan),
-            Some(indices) => {
-                let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = indices
-                    .iter()
-                    .map(|&i| {
-                        let field = self.schema.field(i);
-                        let column: Arc<dyn PhysicalExpr> = Arc::new(
-                            datafusion::physical_expr::expressions::Column::new(field.name(), i),
-                        );
-                        (column, field.name().clone())
-                    })
-                    .collect();
-                Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
-            }
+            let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(scope_pred, scan)?);
+            let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = (0..needed.len())
+                .map(|i| {
+                    let name = projected.field(i).name().clone();
+                    let column: Arc<dyn PhysicalExpr> = Arc::new(
+                        datafusion::physical_expr::expressions::Column::new(&name, i),
+                    );
+                    (column, name)
+                })
+                .collect();
+            inputs.push(Arc::new(ProjectionExec::try_new(exprs, filtered)?));
         }
+
+        Ok(match inputs.len() {
+            0 => Arc::new(EmptyExec::new(Arc::new(self.schema.project(&needed)?))),
+            1 => inputs.remove(0),
+            _ => UnionExec::try_new(inputs)?,
+        })
     }
 }

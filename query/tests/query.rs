@@ -42,6 +42,10 @@ fn column_u32(result: &pinhouse_query::QueryResult, col: usize) -> Vec<u32> {
 async fn a_user_sees_only_its_organization_whatever_the_sql() {
     let dir = tempfile::tempdir().unwrap();
     let storage = open(dir.path());
+    // A file of organization 1 alone (read without a row filter), then a file shared by
+    // both organizations (filtered on org_id, read for that even when the query does not).
+    storage.write(points(1, 12, 2)).unwrap();
+    storage.flush().unwrap();
     storage.write(points(1, 10, 5)).unwrap();
     storage.write(points(2, 20, 7)).unwrap();
     // Half of it in Parquet, half in memory: scoping must hold for both.
@@ -68,7 +72,30 @@ async fn a_user_sees_only_its_organization_whatever_the_sql() {
         .sql(&org1, "SELECT org_id FROM telemetry")
         .await
         .unwrap();
-    assert_eq!(all.num_rows(), 8);
+    assert_eq!(all.num_rows(), 10);
+    // Queries that do not read org_id are scoped the same way.
+    let devices = engine
+        .sql(
+            &org1,
+            "SELECT DISTINCT device_id FROM telemetry ORDER BY device_id",
+        )
+        .await
+        .unwrap();
+    assert_eq!(column_u32(&devices, 0), vec![10, 11, 12]);
+    for (sql, want) in [
+        ("SELECT CAST(count(*) AS INT UNSIGNED) FROM telemetry", 10),
+        (
+            "SELECT CAST(count(*) AS INT UNSIGNED) FROM telemetry WHERE device_id >= 20",
+            0,
+        ),
+        (
+            "SELECT CAST(count(value) AS INT UNSIGNED) FROM (SELECT value FROM telemetry)",
+            10,
+        ),
+    ] {
+        let result = engine.sql(&org1, sql).await.unwrap();
+        assert_eq!(column_u32(&result, 0), vec![want], "{sql}");
+    }
     let other = engine
         .sql(&OrgScope::single(2), "SELECT org_id FROM telemetry")
         .await
