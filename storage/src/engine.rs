@@ -346,10 +346,7 @@ impl Storage {
         });
 
         let committer = Committer::new(shared.clone(), wal, config.fsync, write_rx);
-        let committer = std::thread::Builder::new()
-            .name("pinhouse-wal".into())
-            .spawn(move || committer.run())
-            .map_err(StorageError::Io)?;
+        let committer = spawn_thread("pinhouse-wal", move || committer.run())?;
         let catalog = Arc::new(Mutex::new(catalog));
         let (compactor_tx, compactor_rx) = crossbeam_channel::unbounded();
         let stop_rewrites = Arc::new(AtomicBool::new(false));
@@ -361,10 +358,7 @@ impl Storage {
             compactor_tx.clone(),
             &config,
         );
-        let flusher = std::thread::Builder::new()
-            .name("pinhouse-flush".into())
-            .spawn(move || flusher.run())
-            .map_err(StorageError::Io)?;
+        let flusher = spawn_thread("pinhouse-flush", move || flusher.run())?;
         let compactor = Compactor::new(
             shared.clone(),
             catalog,
@@ -372,10 +366,7 @@ impl Storage {
             stop_rewrites.clone(),
             &config,
         );
-        let compactor = std::thread::Builder::new()
-            .name("pinhouse-compact".into())
-            .spawn(move || compactor.run())
-            .map_err(StorageError::Io)?;
+        let compactor = spawn_thread("pinhouse-compact", move || compactor.run())?;
         // Files left by an earlier run may already make a tier worth merging.
         let _ = compactor_tx.send(CompactMsg::Flushed);
         if has_frozen {
@@ -588,6 +579,17 @@ impl Inner {
         drop(self.lock_file.lock().take());
         result
     }
+}
+
+/// Starts a named background thread of the store.
+fn spawn_thread<T: Send + 'static>(
+    name: &str,
+    run: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(run)
+        .map_err(StorageError::Io)
 }
 
 /// Joins a background thread, unless called from that very thread (a completion callback that
