@@ -93,7 +93,8 @@ impl Compactor {
                     }
                     self.auto_compact();
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                // Idle: merges that a merge made possible, or a failed one, are tried again.
+                Err(RecvTimeoutError::Timeout) => self.auto_compact(),
                 Ok(CompactMsg::Maintain(op, reply)) => {
                     let result = self.maintain(op);
                     // Files replaced by an earlier run that nobody holds go now, before the
@@ -116,20 +117,25 @@ impl Compactor {
         }
     }
 
-    /// Merges the tiers with enough files (errors are logged; retried after the next flush).
+    /// Merges the tiers with enough files, then the tiers those merges filled, until none is
+    /// left or a merge fails (logged; retried at the next flush or idle tick).
     fn auto_compact(&mut self) {
         if self.min_files == 0 {
             return;
         }
-        let plan = maintenance::plan_compaction(
-            self.catalog.lock().entries(),
-            self.min_files,
-            self.target_bytes,
-        );
-        if !plan.is_empty()
-            && let Err(e) = self.rewrite("compaction", plan, &[])
-        {
-            tracing::error!(error = %e, "compaction failed; will retry");
+        loop {
+            let plan = maintenance::plan_compaction(
+                self.catalog.lock().entries(),
+                self.min_files,
+                self.target_bytes,
+            );
+            if plan.is_empty() || self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            if let Err(e) = self.rewrite("compaction", plan, &[]) {
+                tracing::error!(error = %e, "compaction failed; will retry");
+                return;
+            }
         }
     }
 
@@ -160,12 +166,15 @@ impl Compactor {
         forget: &[(u32, u32)],
     ) -> Result<MaintenanceReport> {
         let started = Instant::now();
-        let (report, removed, added) =
-            maintenance::execute(&self.catalog, plan, forget, &self.stop)?;
-        if !removed.is_empty() || !added.is_empty() {
-            let gone = self.shared.publish_replaced(&removed, added);
-            self.graveyard.bury(gone);
-        }
+        let shared = &self.shared;
+        let mut gone = Vec::new();
+        let report =
+            maintenance::execute(&self.catalog, plan, forget, &self.stop, |removed, added| {
+                if !removed.is_empty() || !added.is_empty() {
+                    gone = shared.publish_replaced(removed, added);
+                }
+            })?;
+        self.graveyard.bury(gone);
         let m = &self.shared.metrics;
         if report.duplicates_removed > 0 {
             Metrics::add(&m.duplicates_dropped, report.duplicates_removed);

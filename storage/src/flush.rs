@@ -100,39 +100,55 @@ impl Flusher {
         let last_values = parquet_writer::last_values_of_sorted(&sorted);
         let props = parquet_writer::writer_properties()?;
         let mut entries = Vec::new();
-        for (day, batch) in parquet_writer::split_by_day(&sorted)? {
-            let (id, rel, abs) = {
-                let mut catalog = self.catalog.lock();
-                let id = catalog.allocate_file_id();
-                let rel = Catalog::file_rel_path(&partition::partition_name(day), id);
-                let abs = catalog.abs_path(&rel);
-                (id, rel, abs)
-            };
-            let bytes = parquet_writer::write_parquet_file(&abs, &batch, props.clone())?;
-            let stats = parquet_writer::batch_stats(&batch);
-            entries.push(FileEntry {
-                id,
-                path: rel,
-                min_ts_us: stats.min_ts_us,
-                max_ts_us: stats.max_ts_us,
-                min_device_id: stats.min_device_id,
-                max_device_id: stats.max_device_id,
-                org_ids: stats.org_ids,
-                rows: stats.rows,
-                bytes,
-                wal_seq_min: frozen.min_seq,
-                wal_seq_max: frozen.max_seq,
-            });
-        }
-        let files = entries.len();
-        let bytes: u64 = entries.iter().map(|e| e.bytes).sum();
-        let (metas, flushed_wal_seq) = {
+        let mut written = Vec::new();
+        let mut bytes = 0;
+        let result = (|| -> Result<u64> {
+            for (day, batch) in parquet_writer::split_by_day(&sorted)? {
+                let (id, rel, abs) = {
+                    let mut catalog = self.catalog.lock();
+                    let id = catalog.allocate_file_id();
+                    let rel = Catalog::file_rel_path(&partition::partition_name(day), id);
+                    let abs = catalog.abs_path(&rel);
+                    (id, rel, abs)
+                };
+                let file_bytes = parquet_writer::write_parquet_file(&abs, &batch, props.clone())?;
+                written.push(abs);
+                bytes += file_bytes;
+                let stats = parquet_writer::batch_stats(&batch);
+                entries.push(FileEntry {
+                    id,
+                    path: rel,
+                    min_ts_us: stats.min_ts_us,
+                    max_ts_us: stats.max_ts_us,
+                    min_device_id: stats.min_device_id,
+                    max_device_id: stats.max_device_id,
+                    org_ids: stats.org_ids,
+                    rows: stats.rows,
+                    bytes: file_bytes,
+                    wal_seq_min: frozen.min_seq,
+                    wal_seq_max: frozen.max_seq,
+                });
+            }
+            // Committed and published under the catalog lock: the compactor plans from the
+            // catalog, and must not merge a file whose rows snapshots still read from the
+            // frozen memtable (lock order: catalog, then the memtable lock).
             let mut catalog = self.catalog.lock();
             let metas: Vec<_> = entries.iter().map(|e| catalog.file_meta(e)).collect();
-            catalog.commit(entries, last_values, frozen.max_seq)?;
-            (metas, catalog.flushed_wal_seq())
+            catalog.commit(std::mem::take(&mut entries), last_values, frozen.max_seq)?;
+            self.shared.publish_flushed(frozen, metas);
+            Ok(catalog.flushed_wal_seq())
+        })();
+        let flushed_wal_seq = match result {
+            Ok(seq) => seq,
+            Err(e) => {
+                // The retry writes the files again under new ids: leave no orphans behind.
+                for path in &written {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Err(e);
+            }
         };
-        self.shared.publish_flushed(frozen, metas);
+        let files = written.len();
         let _ = self.compactor.send(CompactMsg::Flushed);
         let deleted = self.segments.delete_covered(flushed_wal_seq);
         let m = &self.shared.metrics;

@@ -169,7 +169,9 @@ fn group_files<'a>(
     groups
         .into_values()
         .map(|mut files| {
-            files.sort_by_key(|f| f.id);
+            // By WAL position, not id: a merge's output gets its id after files flushed
+            // while it ran, yet holds older writes.
+            files.sort_by_key(|f| (f.wal_seq_min, f.id));
             files
         })
         .collect()
@@ -254,8 +256,9 @@ fn read_file(path: &std::path::Path) -> Result<Vec<RecordBatch>> {
     Ok(out)
 }
 
-/// Executes `rewrites` and commits them to the catalog in one update. Returns the report and
-/// the absolute paths of the removed files, and the metadata of the written ones.
+/// Executes `rewrites`, commits them to the catalog in one update and, under the same lock,
+/// hands `publish` the absolute paths of the removed files and the metadata of the written
+/// ones. Returns the report.
 ///
 /// The catalog is locked only to name new files and to commit: the flusher goes on adding
 /// files meanwhile (only this thread removes any). `stop` turning true abandons the work (the
@@ -265,11 +268,8 @@ pub(crate) fn execute(
     rewrites: Vec<Rewrite>,
     forget: &[(u32, u32)],
     stop: &AtomicBool,
-) -> Result<(
-    MaintenanceReport,
-    HashSet<PathBuf>,
-    Vec<crate::snapshot::FileMeta>,
-)> {
+    publish: impl FnOnce(&HashSet<PathBuf>, Vec<crate::snapshot::FileMeta>),
+) -> Result<MaintenanceReport> {
     let mut report = MaintenanceReport::default();
     let mut removed_ids = HashSet::new();
     let mut removed_paths = HashSet::new();
@@ -352,7 +352,7 @@ pub(crate) fn execute(
         return Err(e);
     }
     if removed_ids.is_empty() && added.is_empty() && forget.is_empty() {
-        return Ok((report, removed_paths, Vec::new()));
+        return Ok(report);
     }
     let mut catalog = catalog.lock();
     let metas = added.iter().map(|e| catalog.file_meta(e)).collect();
@@ -362,7 +362,10 @@ pub(crate) fn execute(
         }
         return Err(e);
     }
-    Ok((report, removed_paths, metas))
+    // Still under the catalog lock, like the flusher's commit and publish: snapshots and the
+    // catalog change together, whichever thread commits first.
+    publish(&removed_paths, metas);
+    Ok(report)
 }
 
 /// Files removed from the catalog, waiting until no snapshot holds them and the grace period
