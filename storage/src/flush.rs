@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
-use crate::catalog::{Catalog, FileEntry};
+use crate::catalog::Catalog;
 use crate::compactor::CompactMsg;
 use crate::config::StorageConfig;
 use crate::dedup;
@@ -104,30 +104,16 @@ impl Flusher {
         let mut bytes = 0;
         let result = (|| -> Result<u64> {
             for (day, batch) in parquet_writer::split_by_day(&sorted)? {
-                let (id, rel, abs) = {
-                    let mut catalog = self.catalog.lock();
-                    let id = catalog.allocate_file_id();
-                    let rel = Catalog::file_rel_path(&partition::partition_name(day), id);
-                    let abs = catalog.abs_path(&rel);
-                    (id, rel, abs)
-                };
-                let file_bytes = parquet_writer::write_parquet_file(&abs, &batch, props.clone())?;
+                let (entry, abs) = parquet_writer::write_new_file(
+                    &self.catalog,
+                    &partition::partition_name(day),
+                    &batch,
+                    props.clone(),
+                    frozen.min_seq..=frozen.max_seq,
+                )?;
                 written.push(abs);
-                bytes += file_bytes;
-                let stats = parquet_writer::batch_stats(&batch);
-                entries.push(FileEntry {
-                    id,
-                    path: rel,
-                    min_ts_us: stats.min_ts_us,
-                    max_ts_us: stats.max_ts_us,
-                    min_device_id: stats.min_device_id,
-                    max_device_id: stats.max_device_id,
-                    org_ids: stats.org_ids,
-                    rows: stats.rows,
-                    bytes: file_bytes,
-                    wal_seq_min: frozen.min_seq,
-                    wal_seq_max: frozen.max_seq,
-                });
+                bytes += entry.bytes;
+                entries.push(entry);
             }
             // Committed and published under the catalog lock: the compactor plans from the
             // catalog, and must not merge a file whose rows snapshots still read from the

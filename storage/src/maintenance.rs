@@ -316,29 +316,16 @@ pub(crate) fn execute(
             let (merged, dups) = dedup::dedup_sorted(merged)?;
             report.duplicates_removed += dups as u64;
             let partition = Catalog::partition_of(&rw.files[0]).to_owned();
-            let (id, rel, abs) = {
-                let mut catalog = catalog.lock();
-                let id = catalog.allocate_file_id();
-                let rel = Catalog::file_rel_path(&partition, id);
-                let abs = catalog.abs_path(&rel);
-                (id, rel, abs)
-            };
-            let bytes = parquet_writer::write_parquet_file(&abs, &merged, props.clone())?;
+            let wal_seq_min = rw.files.iter().map(|f| f.wal_seq_min).min().unwrap_or(0);
+            let wal_seq_max = rw.files.iter().map(|f| f.wal_seq_max).max().unwrap_or(0);
+            let (entry, abs) = parquet_writer::write_new_file(
+                catalog,
+                &partition,
+                &merged,
+                props.clone(),
+                wal_seq_min..=wal_seq_max,
+            )?;
             written.push(abs);
-            let stats = parquet_writer::batch_stats(&merged);
-            let entry = FileEntry {
-                id,
-                path: rel,
-                min_ts_us: stats.min_ts_us,
-                max_ts_us: stats.max_ts_us,
-                min_device_id: stats.min_device_id,
-                max_device_id: stats.max_device_id,
-                org_ids: stats.org_ids,
-                rows: stats.rows,
-                bytes,
-                wal_seq_min: rw.files.iter().map(|f| f.wal_seq_min).min().unwrap_or(0),
-                wal_seq_max: rw.files.iter().map(|f| f.wal_seq_max).max().unwrap_or(0),
-            };
             report.files_written += 1;
             report.rows_after += entry.rows;
             added.push(entry);

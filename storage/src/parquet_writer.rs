@@ -14,6 +14,7 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::catalog::{Catalog, FileEntry};
 use crate::error::{Result, StorageError};
 use crate::fsutil;
 use crate::last_value::LastValue;
@@ -185,6 +186,41 @@ pub(crate) fn writer_properties() -> Result<WriterProperties> {
         .set_column_encoding(ts_col, Encoding::DELTA_BINARY_PACKED)
         .set_created_by(concat!("pinhouse-storage ", env!("CARGO_PKG_VERSION")).to_owned())
         .build())
+}
+
+/// Writes `batch` as a new file of `partition` (named under the catalog lock, written without
+/// it) holding WAL records `wal_seq`; returns its catalog entry, not yet committed, and its
+/// absolute path.
+pub(crate) fn write_new_file(
+    catalog: &parking_lot::Mutex<Catalog>,
+    partition: &str,
+    batch: &RecordBatch,
+    props: WriterProperties,
+    wal_seq: std::ops::RangeInclusive<u64>,
+) -> Result<(FileEntry, std::path::PathBuf)> {
+    let (id, path, abs) = {
+        let mut catalog = catalog.lock();
+        let id = catalog.allocate_file_id();
+        let path = Catalog::file_rel_path(partition, id);
+        let abs = catalog.abs_path(&path);
+        (id, path, abs)
+    };
+    let bytes = write_parquet_file(&abs, batch, props)?;
+    let stats = batch_stats(batch);
+    let entry = FileEntry {
+        id,
+        path,
+        min_ts_us: stats.min_ts_us,
+        max_ts_us: stats.max_ts_us,
+        min_device_id: stats.min_device_id,
+        max_device_id: stats.max_device_id,
+        org_ids: stats.org_ids,
+        rows: stats.rows,
+        bytes,
+        wal_seq_min: *wal_seq.start(),
+        wal_seq_max: *wal_seq.end(),
+    };
+    Ok((entry, abs))
 }
 
 /// Writes `batch` to `final_path` crash-safely: to `<final_path>.tmp`, fsync, rename, fsync the
