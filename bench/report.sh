@@ -82,11 +82,13 @@ if [[ -z "${PINHOUSE_BENCH_FONT:-}" && ! -e /usr/share/fonts/truetype/dejavu/Dej
 fi
 
 log "building pinhouse and pinhouse-bench ($PROFILE) into $TARGET_DIR"
+# The whole workspace, not `-p`: with `-p` cargo unifies dependency features over the picked
+# packages only, so the dependencies would be rebuilt apart from a `--workspace` build's.
 if [[ "$PROFILE" == release ]]; then
-    cargo build --locked --release -p pinhouse-api -p pinhouse-bench
+    cargo build --locked --release --workspace
     BIN="$TARGET_DIR/release"
 else
-    cargo build --locked -p pinhouse-api -p pinhouse-bench
+    cargo build --locked --workspace
     BIN="$TARGET_DIR/debug"
 fi
 BENCH="$BIN/pinhouse-bench"
