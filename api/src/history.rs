@@ -245,13 +245,12 @@ async fn history(
         points,
     };
     let started = std::time::Instant::now();
-    // On a blocking thread: a history read is a direct read of one series (no DataFusion
-    // plan), so it must neither block the threads that serve devices and the rest of the API
-    // nor wait in line behind the full scans of SQL clients on the query threads.
+    // Not on the query threads: a history read is a direct read of one series (no DataFusion
+    // plan) on a blocking thread (`QueryEngine::history`), and must not wait in line behind
+    // the full scans of SQL clients.
     let engine = state.query.clone();
     let limit = state.query_runtime.time_limit();
-    let read = tokio::task::spawn_blocking(move || engine.history_now(&request));
-    let history = tokio::time::timeout(limit, read)
+    let history = tokio::time::timeout(limit, engine.history(&request))
         .await
         .map_err(|_| {
             ApiError::Internal(format!(
@@ -259,7 +258,6 @@ async fn history(
                 limit.as_secs()
             ))
         })?
-        .map_err(|err| ApiError::Internal(format!("history read failed: {err}")))?
         .map_err(|err| match err {
             QueryError::Invalid(msg) | QueryError::NotAllowed(msg) => ApiError::bad_request(msg),
             QueryError::Execution(msg) => ApiError::Internal(msg),

@@ -295,13 +295,19 @@ impl QueryEngine {
 
     /// Downsampled history of one pin, from rollup tiers where the bucket
     /// width allows it and raw rows elsewhere. Only numeric values count.
+    ///
+    /// It reads files, so it runs on a blocking thread: callers on any runtime (the API, the
+    /// export, the query threads) never block the threads they await it on.
     pub async fn history(&self, req: &HistoryRequest) -> Result<History> {
-        self.history_now(req)
+        let (engine, req) = (self.clone(), *req);
+        datafusion::common::runtime::SpawnedTask::spawn_blocking(move || engine.history_now(&req))
+            .join()
+            .await
+            .map_err(|err| crate::QueryError::Execution(format!("history read failed: {err}")))?
     }
 
-    /// [`QueryEngine::history`] without a runtime: rollups plus direct reads of the one
-    /// series (`series.rs`), on the caller's thread. Callers that must not block (an async
-    /// request handler) run it on a blocking thread: it reads files.
+    /// [`QueryEngine::history`] on the caller's thread: rollups plus direct reads of the one
+    /// series (`series.rs`).
     pub fn history_now(&self, req: &HistoryRequest) -> Result<History> {
         let plan = self.plan_history(req, true);
         let mut acc = plan.acc;
