@@ -45,6 +45,22 @@ impl Quota {
             false
         }
     }
+
+    /// True when the last [`Quota::take`] left less than a token (time since then not
+    /// counted): a cheap test before [`Quota::refill_at`], which reads the time.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.rate != 0.0 && self.tokens < 1.0
+    }
+
+    /// When the bucket next holds a whole token, or `None` if it holds one at `now`.
+    pub(crate) fn refill_at(&self, now: Instant) -> Option<Instant> {
+        if !self.exhausted() {
+            return None;
+        }
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
+        let missing = 1.0 - (self.tokens + earned);
+        (missing > 0.0).then(|| now + Duration::from_secs_f64(missing / self.rate))
+    }
 }
 
 /// Login attempts per source address: a token bucket per IP, forgotten once
@@ -107,6 +123,24 @@ mod tests {
         // Never more than the burst.
         let t2 = t1 + Duration::from_secs(60);
         assert_eq!((0..10).filter(|_| q.take(t2)).count(), 5);
+    }
+
+    #[test]
+    fn an_empty_bucket_tells_when_a_token_is_back() {
+        let t0 = Instant::now();
+        let mut q = Quota::new(10, 2, t0);
+        assert_eq!(q.refill_at(t0), None);
+        assert!(q.take(t0) && q.take(t0));
+        assert!(q.exhausted());
+        assert_eq!(q.refill_at(t0), Some(t0 + Duration::from_millis(100)));
+        // Part of the wait already passed; once it all has, no wait.
+        let t1 = t0 + Duration::from_millis(40);
+        let at = q.refill_at(t1).unwrap();
+        assert!(
+            at.duration_since(t0).abs_diff(Duration::from_millis(100)) < Duration::from_micros(1)
+        );
+        assert_eq!(q.refill_at(t0 + Duration::from_millis(100)), None);
+        assert!(!Quota::new(0, 1, t0).exhausted());
     }
 
     #[test]

@@ -259,6 +259,13 @@ impl Session {
                 None => login_deadline,
                 Some(state) => last_rx + self.ingest.config().idle_timeout(state.heartbeat),
             };
+            // A device over its message quota is not read until a message would pass again:
+            // its flood waits in the socket, and TCP slows the sender down, instead of costing
+            // a parse per dropped frame (and the other sessions their share of the CPU).
+            let paused_until = match &self.state {
+                Some(state) if state.quota.exhausted() => state.quota.refill_at(Instant::now()),
+                _ => None,
+            };
             // At least `chunk` free for every read: many frames per read (and
             // per allocation) while streaming; a small buffer while idle, given
             // back once it is empty. Reclaims the buffer in place once every
@@ -280,7 +287,7 @@ impl Session {
                 }
             };
             tokio::select! {
-                read = rd.read_buf(&mut inbuf) => match read {
+                read = rd.read_buf(&mut inbuf), if paused_until.is_none() => match read {
                     Ok(0) => return CloseReason::PeerClosed,
                     Ok(n) => {
                         last_rx = Instant::now();
@@ -301,7 +308,12 @@ impl Session {
                     Err(err) => return CloseReason::Io(err.to_string()),
                 },
                 frame = outbound => self.out.extend_from_slice(&frame),
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = tokio::time::sleep_until(paused_until.unwrap_or(deadline)) => {
+                    if let Some(resumed) = paused_until {
+                        // The idle clock restarts: the device was not silent, only unread.
+                        last_rx = last_rx.max(resumed);
+                        continue;
+                    }
                     return if self.state.is_none() { CloseReason::LoginTimeout } else { CloseReason::HeartbeatTimeout };
                 }
                 _ = shutdown.changed() => return CloseReason::Shutdown,

@@ -321,6 +321,91 @@ fn device_activity_reaches_the_directory_in_order() {
     });
 }
 
+/// A device flooding past its message quota is not read until its quota refills: its writes
+/// back up in the connection instead of being parsed only to be dropped, and once it stops
+/// flooding it is served again on the same connection.
+#[test]
+fn a_flooding_device_is_not_read_until_its_quota_refills() {
+    serial(async {
+        let (_dir, storage, directory) = fixture(11);
+        let config = IngestConfig {
+            message_rate: 20,
+            message_burst: 5,
+            ..IngestConfig::default()
+        };
+        let ingest = Ingest::new(storage.clone(), directory, config);
+        let (device, server_end) = tokio::io::duplex(1 << 16);
+        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let session = tokio::spawn(pinhouse_ingest::session::run(
+            ingest.clone(),
+            server_end,
+            "127.0.0.1:1".parse().unwrap(),
+            Transport::Tcp,
+            stop_rx,
+        ));
+        let (mut rx, mut tx) = tokio::io::split(device);
+        let mut login = BytesMut::new();
+        encode_message(command::HW_LOGIN, 1, TOKEN.as_bytes(), &mut login);
+        tx.write_all(&login).await.unwrap();
+        // Answers (the login's, then a QUOTA now and then) are read all along.
+        let (answers_tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
+        let reader = tokio::spawn(async move {
+            let mut buf = BytesMut::new();
+            loop {
+                while let Some(frame) = Codec::default().decode(&mut buf).unwrap() {
+                    if let Frame::Response { msg_id, status } = frame {
+                        let _ = answers_tx.send((msg_id, status));
+                    }
+                }
+                if rx.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+            }
+        });
+        assert_eq!(answers.recv().await, Some((1, status::OK)));
+
+        // One second of writes as fast as the connection takes them, 4 KiB of frames each (whole
+        // writes: a write cut short would leave half a frame).
+        let chunk = burst(300, 0);
+        let mut written = 0usize;
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(1) {
+            tx.write_all(&chunk).await.unwrap();
+            written += chunk.len();
+        }
+        // Read without pause, the session would take megabytes a second; paused, it takes a
+        // read of a few KiB per refilled token (20 a second) beside the 64 KiB in flight.
+        assert!(
+            written < 512 * 1024,
+            "{written} bytes written in one second"
+        );
+        assert!(ingest.metrics().refusals(pinhouse_ingest::Refusal::quota) > 0);
+
+        // Flood over: the backlog drains at the quota's pace, then a ping is answered OK.
+        let mut ping = BytesMut::new();
+        encode_message(command::PING, 60_000, b"", &mut ping);
+        let answered = async {
+            loop {
+                tx.write_all(&ping).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                while let Ok((id, status)) = answers.try_recv() {
+                    if id == 60_000 && status == status::OK {
+                        return;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), answered)
+            .await
+            .expect("the device is served again once its flood is over");
+        tx.shutdown().await.unwrap();
+        session.await.unwrap();
+        reader.await.unwrap();
+        drop(ingest);
+        storage.close().unwrap();
+    });
+}
+
 /// Most sessions of a large fleet are idle: logged in, sending a ping now and then. Their
 /// memory bounds how many devices one server holds (the target is 2 KB of user-space RSS per
 /// session, measured by `pinhouse-bench connections`). This counts the heap bytes that 500
