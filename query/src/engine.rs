@@ -183,11 +183,17 @@ impl QueryEngine {
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.runtime))
-            .with_default_features();
+            .with_default_features()
+            // `GROUP BY pin` and other small integer keys: group state in arrays indexed by
+            // the key instead of a hash table.
+            .with_physical_optimizer_rule(Arc::new(crate::dense_group_by::DenseGroupBy));
         if pg {
             state = state.with_type_planner(crate::postgres::type_planner());
         }
-        SessionContext::new_with_state(state.build())
+        let ctx = SessionContext::new_with_state(state.build());
+        // `telemetry.ts` is in UTC: truncate it without going through a time zone database.
+        ctx.register_udf(crate::utc_functions::UtcDateTrunc::udf());
+        ctx
     }
 
     /// A fresh session in which `telemetry` shows only `scope`'s rows, all

@@ -17,6 +17,7 @@
 //! depend on tokio directly, on `pinhouse-ingest`, or on `pinhouse-api`.
 
 mod catalog_tables;
+mod dense_group_by;
 mod engine;
 mod error;
 pub mod history;
@@ -25,6 +26,7 @@ mod rollup;
 mod scope;
 mod series;
 mod telemetry_table;
+mod utc_functions;
 
 pub use catalog_tables::CatalogSource;
 pub use engine::{QueryEngine, QueryResult};

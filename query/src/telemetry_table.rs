@@ -111,17 +111,20 @@ impl TelemetryTable {
         state.create_physical_expr(expr, &df_schema)
     }
 
-    /// A scan of `files` decoding the columns `columns` only. The scope predicate plus the
-    /// query's own filters drive file, row-group and page pruning; correctness comes from
-    /// the row filter of [`TableProvider::scan`] (files shared with other organizations).
+    /// A scan of `files` decoding the columns `columns` only. The query's own filters, plus
+    /// the scope predicate for files `shared` with other organizations, drive file, row-group
+    /// and page pruning; correctness comes from the row filter of [`TableProvider::scan`]
+    /// (shared files). Files of the scope alone get no scope predicate: it would prune
+    /// nothing and cost a statistics check per row group and page.
     fn parquet_scan(
         &self,
         state: &dyn Session,
         files: &[&FileMeta],
         filters: &[Expr],
         columns: Vec<usize>,
+        shared: bool,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let mut pruning = vec![self.scope_expr()];
+        let mut pruning: Vec<Expr> = shared.then(|| self.scope_expr()).into_iter().collect();
         pruning.extend(filters.iter().cloned());
         let mut source = ParquetSource::new(Arc::clone(&self.schema)).with_enable_page_index(true);
         if let Some(pred) = conjunction(pruning)
@@ -225,14 +228,14 @@ impl TableProvider for TelemetryTable {
             .filter(|f| f.org_ids.iter().any(|o| self.scope.contains(*o)))
             .partition(|f| f.org_ids.iter().all(|o| self.scope.contains(*o)));
         if !whole.is_empty() {
-            inputs.push(self.parquet_scan(state, &whole, filters, needed.clone())?);
+            inputs.push(self.parquet_scan(state, &whole, filters, needed.clone(), false)?);
         }
         if !shared.is_empty() {
             let mut with_org = needed.clone();
             if !with_org.contains(&org) {
                 with_org.push(org);
             }
-            let scan = self.parquet_scan(state, &shared, filters, with_org.clone())?;
+            let scan = self.parquet_scan(state, &shared, filters, with_org.clone(), true)?;
             let projected = Arc::new(self.schema.project(&with_org)?);
             let scope_pred = state.create_physical_expr(
                 self.scope_expr(),

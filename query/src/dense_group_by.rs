@@ -1,0 +1,525 @@
+//! Partial aggregation over a small integer key (`GROUP BY pin`) in plain arrays.
+//!
+//! DataFusion's partial aggregation hashes every row's group key to find its group. For a key
+//! of 8 or 16 bits, such as `telemetry.pin`, the key itself can index the group's state, and a
+//! `GROUP BY pin` over all data spent more time in that hash lookup than in reading Parquet.
+//! [`DenseGroupBy`] replaces a partial `AggregateExec` grouping by one `UInt8`/`UInt16` column
+//! with only `count`, `sum` and `avg` of `Float64` (or `count` of anything) by
+//! [`DenseAggregateExec`], which emits the same partial state (same schema, same sums in the
+//! same row order) for DataFusion's final aggregation to merge. Any other aggregation is left
+//! as it is.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, UInt16Array, UInt64Array,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type, SchemaRef, UInt16Type};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Result, internal_err};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::execution_plan::{
+    Boundedness, EmissionType, ExecutionPlanProperties,
+};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    ColumnarValue, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties,
+};
+use futures::StreamExt;
+
+/// One aggregate of the partial aggregation, by the state it keeps.
+#[derive(Debug, Clone)]
+enum Agg {
+    /// `count(arg)`: non-null values (every row for a non-null literal, as in `count(*)`).
+    Count(Arc<dyn PhysicalExpr>),
+    /// `sum(arg)` of `Float64`: the sum, null while no value was seen.
+    Sum(Arc<dyn PhysicalExpr>),
+    /// `avg(arg)` of `Float64`: count and sum of the non-null values.
+    Avg(Arc<dyn PhysicalExpr>),
+}
+
+impl Agg {
+    fn arg(&self) -> &Arc<dyn PhysicalExpr> {
+        match self {
+            Agg::Count(e) | Agg::Sum(e) | Agg::Avg(e) => e,
+        }
+    }
+}
+
+/// The physical optimizer rule putting [`DenseAggregateExec`] in place of eligible partial
+/// aggregations.
+#[derive(Debug, Default)]
+pub struct DenseGroupBy;
+
+impl PhysicalOptimizerRule for DenseGroupBy {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|plan| {
+            let Some(agg) = plan.downcast_ref::<AggregateExec>() else {
+                return Ok(Transformed::no(plan));
+            };
+            Ok(match DenseAggregateExec::try_replace(agg)? {
+                Some(dense) => Transformed::yes(Arc::new(dense) as Arc<dyn ExecutionPlan>),
+                None => Transformed::no(plan),
+            })
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "dense_group_by"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// A partial aggregation grouping by one small integer column, its groups' state in arrays
+/// indexed by the key (slot 0 is the null key).
+#[derive(Debug)]
+pub struct DenseAggregateExec {
+    input: Arc<dyn ExecutionPlan>,
+    key: Arc<dyn PhysicalExpr>,
+    aggs: Vec<Agg>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl DenseAggregateExec {
+    /// The dense form of `agg`, when it is a partial aggregation it can stand in for.
+    fn try_replace(agg: &AggregateExec) -> Result<Option<Self>> {
+        let input_schema = agg.input_schema();
+        let group_by = agg.group_expr();
+        if *agg.mode() != AggregateMode::Partial
+            || !group_by.is_single()
+            || group_by.expr().len() != 1
+            || agg.limit_options().is_some()
+            || agg.filter_expr().iter().any(Option::is_some)
+        {
+            return Ok(None);
+        }
+        let key = Arc::clone(&group_by.expr()[0].0);
+        if !matches!(
+            key.data_type(&input_schema)?,
+            DataType::UInt8 | DataType::UInt16
+        ) {
+            return Ok(None);
+        }
+        let schema = agg.schema();
+        // The partial state after the key, field by field, as the final aggregation reads it.
+        let mut state = schema.fields().iter().skip(1).map(|f| f.data_type());
+        let mut aggs = Vec::with_capacity(agg.aggr_expr().len());
+        for expr in agg.aggr_expr() {
+            let args = expr.expressions();
+            if expr.is_distinct() || !expr.order_bys().is_empty() || args.len() != 1 {
+                return Ok(None);
+            }
+            let arg = Arc::clone(&args[0]);
+            let float = arg.data_type(&input_schema)? == DataType::Float64;
+            let dense = match (expr.fun().name(), float) {
+                ("count", _) if state.next() == Some(&DataType::Int64) => Agg::Count(arg),
+                ("sum", true) if state.next() == Some(&DataType::Float64) => Agg::Sum(arg),
+                ("avg", true)
+                    if state.next() == Some(&DataType::UInt64)
+                        && state.next() == Some(&DataType::Float64) =>
+                {
+                    Agg::Avg(arg)
+                }
+                _ => return Ok(None),
+            };
+            aggs.push(dense);
+        }
+        if state.next().is_some() {
+            return Ok(None);
+        }
+        let input = Arc::clone(agg.input());
+        let partitions = input.output_partitioning().partition_count();
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        );
+        Ok(Some(Self {
+            input,
+            key,
+            aggs,
+            schema,
+            properties: Arc::new(properties),
+        }))
+    }
+}
+
+impl DisplayAs for DenseAggregateExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        match t {
+            DisplayFormatType::Default | DisplayFormatType::Verbose => {
+                write!(f, "DenseAggregateExec: key={}", self.key)
+            }
+            DisplayFormatType::TreeRender => write!(f, "key={}", self.key),
+        }
+    }
+}
+
+impl ExecutionPlan for DenseAggregateExec {
+    fn name(&self) -> &str {
+        "DenseAggregateExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        for expr in std::iter::once(&self.key).chain(self.aggs.iter().map(Agg::arg)) {
+            if f(expr)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != 1 {
+            return internal_err!("DenseAggregateExec takes one input");
+        }
+        let input = children.remove(0);
+        let partitions = input.output_partitioning().partition_count();
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&self.schema)),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        );
+        Ok(Arc::new(Self {
+            input,
+            key: Arc::clone(&self.key),
+            aggs: self.aggs.clone(),
+            schema: Arc::clone(&self.schema),
+            properties: Arc::new(properties),
+        }))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let mut input = self.input.execute(partition, context)?;
+        let mut groups = Groups::new(self.key.clone(), self.aggs.clone());
+        let schema = Arc::clone(&self.schema);
+        let out = futures::stream::once(async move {
+            while let Some(batch) = input.next().await {
+                groups.add(&batch?)?;
+            }
+            groups.emit(&schema)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            out,
+        )))
+    }
+}
+
+/// The state of one partition's groups; slot `k + 1` holds key `k`, slot 0 the null key.
+struct Groups {
+    key: Arc<dyn PhysicalExpr>,
+    aggs: Vec<Agg>,
+    seen: Vec<bool>,
+    /// Per aggregate: counts (of `count`, or of `avg`'s values).
+    counts: Vec<Vec<u64>>,
+    /// Per aggregate: sums (`sum`, `avg`; unused for `count`).
+    sums: Vec<Vec<f64>>,
+    slots: Vec<usize>,
+}
+
+impl Groups {
+    fn new(key: Arc<dyn PhysicalExpr>, aggs: Vec<Agg>) -> Self {
+        let n = aggs.len();
+        Self {
+            key,
+            aggs,
+            seen: Vec::new(),
+            counts: vec![Vec::new(); n],
+            sums: vec![Vec::new(); n],
+            slots: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        let keys = self.key.evaluate(batch)?.into_array(rows)?;
+        let keys = cast(&keys, &DataType::UInt16)?;
+        let keys = keys.as_primitive::<UInt16Type>();
+        let top = keys
+            .iter()
+            .flatten()
+            .max()
+            .map_or(0, |k| usize::from(k) + 1);
+        if top >= self.seen.len() {
+            let len = top + 1;
+            self.seen.resize(len, false);
+            for (c, s) in self.counts.iter_mut().zip(&mut self.sums) {
+                c.resize(len, 0);
+                s.resize(len, 0.0);
+            }
+        }
+        self.slots.clear();
+        match keys.nulls() {
+            None => self
+                .slots
+                .extend(keys.values().iter().map(|k| usize::from(*k) + 1)),
+            Some(nulls) => self.slots.extend(
+                keys.values()
+                    .iter()
+                    .zip(nulls.iter())
+                    .map(|(k, valid)| if valid { usize::from(*k) + 1 } else { 0 }),
+            ),
+        }
+        for &slot in &self.slots {
+            self.seen[slot] = true;
+        }
+        for (i, agg) in self.aggs.iter().enumerate() {
+            let counts = &mut self.counts[i];
+            match agg.arg().evaluate(batch)? {
+                ColumnarValue::Scalar(value) => {
+                    // A literal: `count(*)` (non-null) counts every row; `sum(1.0)` and the
+                    // like are rare enough to take as arrays.
+                    if let Agg::Count(_) = agg {
+                        if !value.is_null() {
+                            for &slot in &self.slots {
+                                counts[slot] += 1;
+                            }
+                        }
+                        continue;
+                    }
+                    let array = value.to_array_of_size(rows)?;
+                    accumulate(agg, &array, &self.slots, counts, &mut self.sums[i]);
+                }
+                ColumnarValue::Array(array) => {
+                    accumulate(agg, &array, &self.slots, counts, &mut self.sums[i]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(&self, schema: &SchemaRef) -> Result<RecordBatch> {
+        let slots: Vec<usize> = (0..self.seen.len()).filter(|s| self.seen[*s]).collect();
+        let key: UInt16Array = slots
+            .iter()
+            .map(|&s| (s > 0).then(|| (s - 1) as u16))
+            .collect();
+        let mut columns: Vec<ArrayRef> = vec![cast(&key, schema.field(0).data_type())?];
+        for (i, agg) in self.aggs.iter().enumerate() {
+            let counts = &self.counts[i];
+            let sums = &self.sums[i];
+            match agg {
+                Agg::Count(_) => columns.push(Arc::new(Int64Array::from_iter_values(
+                    slots.iter().map(|&s| counts[s] as i64),
+                ))),
+                Agg::Sum(_) => columns.push(Arc::new(
+                    slots
+                        .iter()
+                        .map(|&s| (counts[s] > 0).then_some(sums[s]))
+                        .collect::<Float64Array>(),
+                )),
+                Agg::Avg(_) => {
+                    columns.push(Arc::new(UInt64Array::from_iter_values(
+                        slots.iter().map(|&s| counts[s]),
+                    )));
+                    columns.push(Arc::new(
+                        slots
+                            .iter()
+                            .map(|&s| (counts[s] > 0).then_some(sums[s]))
+                            .collect::<Float64Array>(),
+                    ));
+                }
+            }
+        }
+        Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+    }
+}
+
+/// Adds `values` (one per row, `slots` giving each row's group) to the groups' counts and, for
+/// `sum` and `avg`, sums: non-null values only, in row order (as DataFusion adds them).
+fn accumulate(agg: &Agg, values: &ArrayRef, slots: &[usize], counts: &mut [u64], sums: &mut [f64]) {
+    if let Agg::Count(_) = agg {
+        match values.logical_nulls() {
+            None => slots.iter().for_each(|&s| counts[s] += 1),
+            Some(nulls) => slots
+                .iter()
+                .zip(nulls.iter())
+                .filter(|(_, valid)| *valid)
+                .for_each(|(&s, _)| counts[s] += 1),
+        }
+        return;
+    }
+    // Sum and avg take Float64 only (checked when the plan was rewritten).
+    let values = values.as_primitive::<Float64Type>();
+    match values.nulls() {
+        None => {
+            for (&s, &v) in slots.iter().zip(values.values().iter()) {
+                counts[s] += 1;
+                sums[s] += v;
+            }
+        }
+        Some(nulls) => {
+            for ((&s, &v), valid) in slots.iter().zip(values.values().iter()).zip(nulls.iter()) {
+                if valid {
+                    counts[s] += 1;
+                    sums[s] += v;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{StringArray, UInt8Array};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::datasource::MemTable;
+    use datafusion::execution::session_state::SessionStateBuilder;
+    use datafusion::physical_plan::displayable;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    /// Three partitions of rows with null keys, null values, NaN, -0.0 and large magnitudes.
+    fn table() -> MemTable {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("pin", DataType::UInt16, true),
+            Field::new("small", DataType::UInt8, false),
+            Field::new("value", DataType::Float64, true),
+            Field::new("text", DataType::Utf8, true),
+        ]));
+        let mut partitions = Vec::new();
+        for p in 0..3u64 {
+            let mut batches = Vec::new();
+            for b in 0..4u64 {
+                let n = 1_000u64;
+                let pin: UInt16Array = (0..n)
+                    .map(|i| {
+                        let x = (i * 7 + b * 13 + p * 31) % 23;
+                        (x != 5).then_some(if x == 22 { 65_535 } else { x as u16 % 6 })
+                    })
+                    .collect();
+                let small: UInt8Array = (0..n).map(|i| ((i + p) % 3) as u8).collect();
+                let value: Float64Array = (0..n)
+                    .map(|i| match (i + b) % 17 {
+                        0 => None,
+                        1 => Some(-0.0),
+                        2 if p == 1 && b == 2 => Some(f64::NAN),
+                        3 => Some(1e300),
+                        _ => Some((i as f64) * 0.37 - 100.0 + p as f64 * 1e-9),
+                    })
+                    .collect();
+                let text: StringArray = (0..n)
+                    .map(|i| (i % 5 != 0).then(|| format!("s{}", i % 4)))
+                    .collect();
+                batches.push(
+                    RecordBatch::try_new(
+                        Arc::clone(&schema),
+                        vec![
+                            Arc::new(pin),
+                            Arc::new(small),
+                            Arc::new(value),
+                            Arc::new(text),
+                        ],
+                    )
+                    .unwrap(),
+                );
+            }
+            partitions.push(batches);
+        }
+        MemTable::try_new(schema, partitions).unwrap()
+    }
+
+    fn context(dense: bool) -> SessionContext {
+        let mut state = SessionStateBuilder::new()
+            .with_config(SessionConfig::new().with_target_partitions(3))
+            .with_default_features();
+        if dense {
+            state = state.with_physical_optimizer_rule(Arc::new(DenseGroupBy));
+        }
+        let ctx = SessionContext::new_with_state(state.build());
+        ctx.register_table("t", Arc::new(table())).unwrap();
+        ctx
+    }
+
+    async fn run(ctx: &SessionContext, sql: &str) -> (String, String) {
+        let df = ctx.sql(sql).await.unwrap();
+        let plan = df.clone().create_physical_plan().await.unwrap();
+        let plan = displayable(plan.as_ref()).indent(false).to_string();
+        let batches = df.collect().await.unwrap();
+        (pretty_format_batches(&batches).unwrap().to_string(), plan)
+    }
+
+    #[test]
+    fn dense_partial_aggregation_gives_datafusions_results() {
+        let rt = tokio_runtime();
+        rt.block_on(async {
+            let dense = context(true);
+            let hashed = context(false);
+            let eligible = [
+                "SELECT pin, count(*) AS n, avg(value) AS a FROM t GROUP BY pin ORDER BY pin",
+                "SELECT pin, count(value), sum(value), avg(value), count(text) FROM t GROUP BY pin ORDER BY pin",
+                "SELECT small, sum(value) FROM t WHERE value > 0 GROUP BY small ORDER BY small",
+                "SELECT pin, count(*) FROM t WHERE text = 's1' GROUP BY pin HAVING count(*) > 3 ORDER BY 2 DESC, 1",
+                "SELECT CAST(small AS SMALLINT UNSIGNED), avg(value * 2) FROM t GROUP BY 1 ORDER BY 1",
+                // Planned as a count per pin over the distinct (pin, value) pairs.
+                "SELECT pin, count(DISTINCT value) FROM t GROUP BY pin ORDER BY pin",
+            ];
+            for sql in eligible {
+                let (ours, plan) = run(&dense, sql).await;
+                let (theirs, hashed_plan) = run(&hashed, sql).await;
+                assert!(plan.contains("DenseAggregateExec"), "{sql}\n{plan}");
+                assert!(!hashed_plan.contains("DenseAggregateExec"));
+                assert_eq!(ours, theirs, "{sql}");
+            }
+            // Left to DataFusion: other aggregates, other keys, several keys, no key.
+            for sql in [
+                "SELECT pin, min(value) FROM t GROUP BY pin ORDER BY pin",
+                "SELECT text, count(*) FROM t GROUP BY text ORDER BY text",
+                "SELECT pin, small, count(*) FROM t GROUP BY pin, small ORDER BY pin, small",
+                "SELECT count(*) FROM t",
+            ] {
+                let (ours, plan) = run(&dense, sql).await;
+                assert!(!plan.contains("DenseAggregateExec"), "{sql}\n{plan}");
+                let (theirs, _) = run(&hashed, sql).await;
+                assert_eq!(ours, theirs, "{sql}");
+            }
+        });
+    }
+
+    fn tokio_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+}
