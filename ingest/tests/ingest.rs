@@ -112,6 +112,28 @@ fn fixture(device_id: u32) -> (tempfile::TempDir, Storage, Arc<Directory>) {
     (dir, storage, directory)
 }
 
+/// A device session of `ingest` over an in-memory stream of `capacity` bytes each way: the
+/// device's end, the session task and the sender that stops it.
+fn start_session(
+    ingest: &Ingest,
+    capacity: usize,
+) -> (
+    DuplexStream,
+    tokio::task::JoinHandle<pinhouse_ingest::session::CloseReason>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let (device, server_end) = tokio::io::duplex(capacity);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let session = tokio::spawn(pinhouse_ingest::session::run(
+        ingest.clone(),
+        server_end,
+        "127.0.0.1:1".parse().unwrap(),
+        Transport::Tcp,
+        stop_rx,
+    ));
+    (device, session, stop_tx)
+}
+
 #[test]
 fn steady_path_does_not_allocate_per_frame() {
     serial(async {
@@ -121,15 +143,7 @@ fn steady_path_does_not_allocate_per_frame() {
             ..IngestConfig::default()
         };
         let ingest = Ingest::new(storage.clone(), directory, config);
-        let (mut device, server_end) = tokio::io::duplex(1 << 20);
-        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let session = tokio::spawn(pinhouse_ingest::session::run(
-            ingest.clone(),
-            server_end,
-            "127.0.0.1:1".parse().unwrap(),
-            Transport::Tcp,
-            stop_rx,
-        ));
+        let (mut device, session, _stop) = start_session(&ingest, 1 << 20);
 
         let mut inbuf = BytesMut::new();
         let mut login = BytesMut::new();
@@ -206,18 +220,7 @@ fn device_activity_reaches_the_directory_in_order() {
     serial(async {
         let (_dir, storage, directory) = fixture(9);
         let ingest = Ingest::new(storage.clone(), directory.clone(), IngestConfig::default());
-        let connect = || {
-            let (device, server_end) = tokio::io::duplex(1 << 16);
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let session = tokio::spawn(pinhouse_ingest::session::run(
-                ingest.clone(),
-                server_end,
-                "127.0.0.1:1".parse().unwrap(),
-                Transport::Tcp,
-                stop_rx,
-            ));
-            (device, session, stop_tx)
-        };
+        let connect = || start_session(&ingest, 1 << 16);
         let (mut first, first_session, _stop1) = connect();
         let (mut second, second_session, _stop2) = connect();
         let (mut buf1, mut buf2) = (BytesMut::new(), BytesMut::new());
@@ -334,15 +337,7 @@ fn a_flooding_device_is_not_read_until_its_quota_refills() {
             ..IngestConfig::default()
         };
         let ingest = Ingest::new(storage.clone(), directory, config);
-        let (device, server_end) = tokio::io::duplex(1 << 16);
-        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let session = tokio::spawn(pinhouse_ingest::session::run(
-            ingest.clone(),
-            server_end,
-            "127.0.0.1:1".parse().unwrap(),
-            Transport::Tcp,
-            stop_rx,
-        ));
+        let (device, session, _stop) = start_session(&ingest, 1 << 16);
         let (mut rx, mut tx) = tokio::io::split(device);
         let mut login = BytesMut::new();
         encode_message(command::HW_LOGIN, 1, TOKEN.as_bytes(), &mut login);
