@@ -59,7 +59,10 @@ impl Quota {
         }
         let earned = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
         let missing = 1.0 - (self.tokens + earned);
-        (missing > 0.0).then(|| now + Duration::from_secs_f64(missing / self.rate))
+        // At least a millisecond: rounding must not turn the wait into a loop of empty waits.
+        (missing > 0.0).then(|| {
+            now + Duration::from_secs_f64(missing / self.rate).max(Duration::from_millis(1))
+        })
     }
 }
 

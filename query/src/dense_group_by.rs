@@ -23,6 +23,8 @@ use datafusion::common::{Result, internal_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
+use datafusion::physical_plan::InputOrderMode;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::{
     Boundedness, EmissionType, ExecutionPlanProperties,
@@ -56,6 +58,20 @@ impl Agg {
 /// aggregations.
 #[derive(Debug, Default)]
 pub struct DenseGroupBy;
+
+impl DenseGroupBy {
+    /// DataFusion's physical optimizer rules with this one just before the final sanity check
+    /// (which then checks the rewritten plan too).
+    pub fn with_default_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+        let mut rules = PhysicalOptimizer::new().rules;
+        let at = rules
+            .iter()
+            .position(|rule| rule.name() == "SanityCheckPlan")
+            .unwrap_or(rules.len());
+        rules.insert(at, Arc::new(DenseGroupBy));
+        rules
+    }
+}
 
 impl PhysicalOptimizerRule for DenseGroupBy {
     fn optimize(
@@ -105,6 +121,9 @@ impl DenseAggregateExec {
             || group_by.expr().len() != 1
             || agg.limit_options().is_some()
             || agg.filter_expr().iter().any(Option::is_some)
+            // An aggregation over input sorted on the key streams its groups in that order;
+            // this one emits all groups at the end, in an order of its own.
+            || *agg.input_order_mode() != InputOrderMode::Linear
         {
             return Ok(None);
         }
@@ -348,9 +367,14 @@ impl Groups {
                         .collect::<Float64Array>(),
                 )),
                 Agg::Avg(_) => {
-                    columns.push(Arc::new(UInt64Array::from_iter_values(
-                        slots.iter().map(|&s| counts[s]),
-                    )));
+                    // Count and sum are both null for a group without values, as DataFusion
+                    // emits them (a 0 count would make the final average 0/0 = NaN, not NULL).
+                    columns.push(Arc::new(
+                        slots
+                            .iter()
+                            .map(|&s| (counts[s] > 0).then_some(counts[s]))
+                            .collect::<UInt64Array>(),
+                    ));
                     columns.push(Arc::new(
                         slots
                             .iter()
@@ -429,11 +453,14 @@ mod tests {
                     })
                     .collect();
                 let small: UInt8Array = (0..n).map(|i| ((i + p) % 3) as u8).collect();
+                // Pin 4 has no value at all (as text pins have none).
                 let value: Float64Array = (0..n)
-                    .map(|i| match (i + b) % 17 {
+                    .zip(pin.iter())
+                    .map(|(i, pin)| match (i + b) % 17 {
+                        _ if pin == Some(4) => None,
                         0 => None,
                         1 => Some(-0.0),
-                        2 if p == 1 && b == 2 => Some(f64::NAN),
+                        2 if p == 1 && b == 2 && pin == Some(2) => Some(f64::NAN),
                         3 => Some(1e300),
                         _ => Some((i as f64) * 0.37 - 100.0 + p as f64 * 1e-9),
                     })
@@ -459,15 +486,32 @@ mod tests {
         MemTable::try_new(schema, partitions).unwrap()
     }
 
+    /// One partition sorted on `k`, declared so.
+    fn sorted_table() -> MemTable {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::UInt16, false),
+            Field::new("v", DataType::Float64, true),
+        ]));
+        let k: UInt16Array = (0..3_000u16).map(|i| i / 7).collect();
+        let v: Float64Array = (0..3_000).map(|i| Some(f64::from(i) * 0.5)).collect();
+        let batch =
+            RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(k), Arc::new(v)]).unwrap();
+        MemTable::try_new(schema, vec![vec![batch]])
+            .unwrap()
+            .with_sort_order(vec![vec![datafusion::prelude::col("k").sort(true, false)]])
+    }
+
     fn context(dense: bool) -> SessionContext {
         let mut state = SessionStateBuilder::new()
             .with_config(SessionConfig::new().with_target_partitions(3))
             .with_default_features();
         if dense {
-            state = state.with_physical_optimizer_rule(Arc::new(DenseGroupBy));
+            state = state.with_physical_optimizer_rules(DenseGroupBy::with_default_rules());
         }
         let ctx = SessionContext::new_with_state(state.build());
         ctx.register_table("t", Arc::new(table())).unwrap();
+        ctx.register_table("sorted", Arc::new(sorted_table()))
+            .unwrap();
         ctx
     }
 
@@ -501,7 +545,15 @@ mod tests {
                 assert!(!hashed_plan.contains("DenseAggregateExec"));
                 assert_eq!(ours, theirs, "{sql}");
             }
-            // Left to DataFusion: other aggregates, other keys, several keys, no key.
+            // Left to DataFusion: other aggregates, other keys, several keys, no key, and an
+            // aggregation streaming over input sorted on its key.
+            let (_, plan) = run(
+                &dense,
+                "SELECT k, count(*), avg(v) FROM sorted GROUP BY k ORDER BY k DESC",
+            )
+            .await;
+            assert!(plan.contains("ordering_mode=Sorted"), "{plan}");
+            assert!(!plan.contains("DenseAggregateExec"), "{plan}");
             for sql in [
                 "SELECT pin, min(value) FROM t GROUP BY pin ORDER BY pin",
                 "SELECT text, count(*) FROM t GROUP BY text ORDER BY text",

@@ -186,7 +186,9 @@ impl QueryEngine {
             .with_default_features()
             // `GROUP BY pin` and other small integer keys: group state in arrays indexed by
             // the key instead of a hash table.
-            .with_physical_optimizer_rule(Arc::new(crate::dense_group_by::DenseGroupBy));
+            .with_physical_optimizer_rules(
+                crate::dense_group_by::DenseGroupBy::with_default_rules(),
+            );
         if pg {
             state = state.with_type_planner(crate::postgres::type_planner());
         }

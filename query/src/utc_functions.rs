@@ -5,7 +5,9 @@
 //! message per value), which made `date_trunc('day', ts)` the bulk of a fleet-wide daily query.
 //! In UTC local time equals UTC, so truncating the same numbers as naive timestamps gives the
 //! identical result; this wrapper does that and puts the zone back. Every other zone, and every
-//! other argument type, goes to DataFusion's function unchanged.
+//! other argument type, goes to DataFusion's function unchanged. One difference remains: for
+//! hour and day, DataFusion's zoned path converts to nanoseconds and fails outside the years
+//! 1677–2262, where this one (like DataFusion's naive path) returns the truncated value.
 
 use std::sync::Arc;
 
@@ -17,13 +19,10 @@ use datafusion::logical_expr::{
     Signature,
 };
 
-/// Time zone names whose local time is UTC at every instant.
+/// Time zone names whose local time is UTC at every instant, spelled exactly as arrow parses
+/// them (a spelling it rejects must still fail as it does in DataFusion's function).
 fn is_utc(tz: &str) -> bool {
-    [
-        "UTC", "Etc/UTC", "Z", "+00:00", "+0000", "+00", "GMT", "Etc/GMT",
-    ]
-    .iter()
-    .any(|name| name.eq_ignore_ascii_case(tz))
+    ["UTC", "Etc/UTC", "+00:00", "+0000", "+00", "GMT", "Etc/GMT"].contains(&tz)
 }
 
 /// `array` with its timestamp type's zone replaced by `tz` (same buffers, no copy).
