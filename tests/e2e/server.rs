@@ -95,16 +95,12 @@ pub struct Server {
 impl Server {
     /// Start a server on fresh free ports.
     pub async fn start(data_dir: &Path) -> Result<Server> {
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let hardware = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        Self::start_on(data_dir, http, hardware).await
+        Self::start_full_env(data_dir, None, &[], &[]).await
     }
 
     /// Start a server on fresh free ports with extra `serve` flags.
     pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Result<Server> {
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let hardware = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        Self::start_full(data_dir, http, hardware, extra).await
+        Self::start_full_env(data_dir, None, extra, &[]).await
     }
 
     /// Start a server on fresh free ports with extra `serve` flags and environment variables.
@@ -113,9 +109,7 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Server> {
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let hardware = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        Self::start_full_env(data_dir, http, hardware, extra, env).await
+        Self::start_full_env(data_dir, None, extra, env).await
     }
 
     /// Start a server on the given ports (a restart reuses them).
@@ -124,19 +118,37 @@ impl Server {
         http: SocketAddr,
         hardware: SocketAddr,
     ) -> Result<Server> {
-        Self::start_full(data_dir, http, hardware, &[]).await
+        Self::start_full_env(data_dir, Some((http, hardware)), &[], &[]).await
     }
 
-    async fn start_full(
-        data_dir: &Path,
-        http: SocketAddr,
-        hardware: SocketAddr,
-        extra: &[&str],
-    ) -> Result<Server> {
-        Self::start_full_env(data_dir, http, hardware, extra, &[]).await
-    }
-
+    /// Ports are found free by binding and releasing them, so another process may take one
+    /// before the server binds it: a server that could not listen is started again on fresh
+    /// ports (all of them, or all but the HTTP and hardware ports given).
     async fn start_full_env(
+        data_dir: &Path,
+        ports: Option<(SocketAddr, SocketAddr)>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (http, hardware) = ports.unwrap_or_else(|| {
+                (
+                    SocketAddr::from(([127, 0, 0, 1], free_port())),
+                    SocketAddr::from(([127, 0, 0, 1], free_port())),
+                )
+            });
+            match Self::start_once(data_dir, http, hardware, extra, env).await {
+                Err(err) if attempt < 3 && err.to_string().contains("Address already in use") => {
+                    eprintln!("server start, attempt {attempt}: a port was taken; trying others");
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn start_once(
         data_dir: &Path,
         http: SocketAddr,
         hardware: SocketAddr,
@@ -184,7 +196,7 @@ impl Server {
             .stderr(log_file)
             .spawn()
             .context("spawning the server process")?;
-        let server = Server {
+        let mut server = Server {
             child,
             http,
             hardware,
@@ -198,13 +210,19 @@ impl Server {
         Ok(server)
     }
 
-    async fn wait_ready(&self) -> Result<()> {
+    async fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(resp) = self.client.get(self.url("/healthz")).send().await
                 && resp.status().is_success()
             {
                 return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                bail!(
+                    "server exited ({status}) before it was ready; log:\n{}",
+                    self.log_text()
+                );
             }
             if Instant::now() > deadline {
                 bail!("server did not become ready; log:\n{}", self.log_text());
