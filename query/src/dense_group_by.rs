@@ -162,20 +162,23 @@ impl DenseAggregateExec {
             return Ok(None);
         }
         let input = Arc::clone(agg.input());
-        let partitions = input.output_partitioning().partition_count();
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(partitions),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        );
         Ok(Some(Self {
+            properties: Self::properties_of(&schema, &input),
             input,
             key,
             aggs,
             schema,
-            properties: Arc::new(properties),
         }))
+    }
+
+    /// One output partition per input partition, all groups at the end.
+    fn properties_of(schema: &SchemaRef, input: &Arc<dyn ExecutionPlan>) -> Arc<PlanProperties> {
+        Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(schema)),
+            Partitioning::UnknownPartitioning(input.output_partitioning().partition_count()),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ))
     }
 }
 
@@ -223,19 +226,12 @@ impl ExecutionPlan for DenseAggregateExec {
             return internal_err!("DenseAggregateExec takes one input");
         }
         let input = children.remove(0);
-        let partitions = input.output_partitioning().partition_count();
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(&self.schema)),
-            Partitioning::UnknownPartitioning(partitions),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        );
         Ok(Arc::new(Self {
+            properties: Self::properties_of(&self.schema, &input),
             input,
             key: Arc::clone(&self.key),
             aggs: self.aggs.clone(),
             schema: Arc::clone(&self.schema),
-            properties: Arc::new(properties),
         }))
     }
 
@@ -293,19 +289,6 @@ impl Groups {
         let keys = self.key.evaluate(batch)?.into_array(rows)?;
         let keys = cast(&keys, &DataType::UInt16)?;
         let keys = keys.as_primitive::<UInt16Type>();
-        let top = keys
-            .iter()
-            .flatten()
-            .max()
-            .map_or(0, |k| usize::from(k) + 1);
-        if top >= self.seen.len() {
-            let len = top + 1;
-            self.seen.resize(len, false);
-            for (c, s) in self.counts.iter_mut().zip(&mut self.sums) {
-                c.resize(len, 0);
-                s.resize(len, 0.0);
-            }
-        }
         self.slots.clear();
         match keys.nulls() {
             None => self
@@ -317,6 +300,14 @@ impl Groups {
                     .zip(nulls.iter())
                     .map(|(k, valid)| if valid { usize::from(*k) + 1 } else { 0 }),
             ),
+        }
+        let len = self.slots.iter().max().map_or(0, |top| top + 1);
+        if len > self.seen.len() {
+            self.seen.resize(len, false);
+            for (c, s) in self.counts.iter_mut().zip(&mut self.sums) {
+                c.resize(len, 0);
+                s.resize(len, 0.0);
+            }
         }
         for &slot in &self.slots {
             self.seen[slot] = true;
