@@ -66,6 +66,15 @@ pub struct ServeArgs {
     /// Interval of the `interval` fsync policy, in milliseconds.
     #[arg(long, env = "PINHOUSE_FSYNC_INTERVAL_MS")]
     pub fsync_interval_ms: Option<u64>,
+    /// Longest time (seconds) a value stays in memory before it is written to a Parquet file
+    /// (memtables are also flushed at 1M rows): bounds WAL replay at start, and how soon the
+    /// bucket of `--parquet-store` holds a value.
+    #[arg(long, env = "PINHOUSE_FLUSH_INTERVAL_SECS")]
+    pub flush_interval_secs: Option<u64>,
+    /// Days of telemetry kept for organizations without a retention of their own
+    /// (default: forever). Older day partitions are dropped, checked hourly.
+    #[arg(long, env = "PINHOUSE_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
     /// TLS listen address: Blynk over TLS and HTTPS share it.
     #[arg(long, env = "PINHOUSE_TLS")]
     pub tls: Option<SocketAddr>,
@@ -117,6 +126,11 @@ pub struct ServeArgs {
     /// (credentials and endpoint from the AWS_* variables); default: the data directory.
     #[arg(long, env = "PINHOUSE_OBJECT_STORE")]
     pub object_store: Option<String>,
+    /// Bucket that also keeps every telemetry Parquet file and the catalog:
+    /// `s3://<bucket>/<prefix>` (credentials and endpoint from the AWS_* variables) or
+    /// `file://<dir>`; off unless set. A lost data directory is restored from it.
+    #[arg(long, env = "PINHOUSE_PARQUET_STORE")]
+    pub parquet_store: Option<String>,
     /// SMTP server for e-mail notifications: `smtp://host:port` (plain),
     /// `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtps://host:465`; off unless set.
     #[arg(long, env = "PINHOUSE_SMTP_URL")]
@@ -158,6 +172,10 @@ pub struct FileConfig {
     pub fsync: Option<String>,
     /// See [`ServeArgs::fsync_interval_ms`].
     pub fsync_interval_ms: Option<u64>,
+    /// See [`ServeArgs::flush_interval_secs`].
+    pub flush_interval_secs: Option<u64>,
+    /// See [`ServeArgs::retention_days`].
+    pub retention_days: Option<u32>,
     /// See [`ServeArgs::tls`].
     pub tls: Option<SocketAddr>,
     /// See [`ServeArgs::quic`].
@@ -190,6 +208,8 @@ pub struct FileConfig {
     pub pg: Option<SocketAddr>,
     /// See [`ServeArgs::object_store`].
     pub object_store: Option<String>,
+    /// See [`ServeArgs::parquet_store`].
+    pub parquet_store: Option<String>,
     /// See [`ServeArgs::smtp_url`].
     pub smtp_url: Option<String>,
     /// See [`ServeArgs::smtp_from`].
@@ -227,6 +247,10 @@ pub struct ServerConfig {
     pub database_url: String,
     /// WAL fsync policy.
     pub fsync: FsyncPolicy,
+    /// Longest time rows stay in the memtable before a flush to Parquet.
+    pub flush_interval: Duration,
+    /// Telemetry retention of organizations without one of their own (`None`: forever).
+    pub default_retention: Option<Duration>,
     /// Base URL of the HTTP port as devices see it (`None`: derived from `http`).
     pub public_url: Option<String>,
     /// Lifetime of OTA download links.
@@ -235,6 +259,8 @@ pub struct ServerConfig {
     pub pg: Option<SocketAddr>,
     /// Where firmware binaries are stored.
     pub object_store: ObjectLocation,
+    /// Bucket that also keeps the telemetry Parquet files, if any.
+    pub parquet_store: Option<ObjectLocation>,
     /// SMTP server and sender of e-mail notifications.
     pub notifier: NotifierConfig,
     /// Rate limits of notifications.
@@ -322,6 +348,31 @@ impl ServerConfig {
                 return Err(ConfigError::Invalid {
                     key: "fsync",
                     message: format!("`{other}` is not one of always, interval, never"),
+                });
+            }
+        };
+        let flush_interval = match args.flush_interval_secs.or(file.flush_interval_secs) {
+            None => Duration::from_secs(60),
+            Some(secs @ 1..=86_400) => Duration::from_secs(secs),
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "flush_interval_secs",
+                    message: format!("{other} is not between 1 and 86400 seconds"),
+                });
+            }
+        };
+        let default_retention = match args.retention_days.or(file.retention_days) {
+            None => None,
+            Some(days @ 1..=crate::control::MAX_RETENTION_DAYS) => {
+                Some(Duration::from_secs(86_400 * u64::from(days)))
+            }
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "retention_days",
+                    message: format!(
+                        "{other} is not between 1 and {} days",
+                        crate::control::MAX_RETENTION_DAYS
+                    ),
                 });
             }
         };
@@ -460,6 +511,15 @@ impl ServerConfig {
             })?,
             None => ObjectLocation::Local(data_dir.clone()),
         };
+        let parquet_store = match args.parquet_store.or(file.parquet_store) {
+            Some(text) => Some(
+                ObjectLocation::parse(&text).map_err(|e| ConfigError::Invalid {
+                    key: "parquet_store",
+                    message: e.to_string(),
+                })?,
+            ),
+            None => None,
+        };
         let defaults = NotifyLimits::default();
         let notify_limits = NotifyLimits {
             per_org_per_hour: args
@@ -485,10 +545,13 @@ impl ServerConfig {
             ingest,
             database_url,
             fsync,
+            flush_interval,
+            default_retention,
             public_url,
             ota_link_ttl: Duration::from_secs(ttl_secs),
             pg: args.pg.or(file.pg),
             object_store,
+            parquet_store,
             notifier,
             notify_limits,
             sql_time_limit: Duration::from_secs(sql_time_limit_secs),

@@ -77,7 +77,9 @@ pub use notifications::{
     DeliveryOutcome, DueDelivery, MAX_WEBHOOKS_PER_ORG, NewWebhook, Notification, NotifyLimits,
     WEBHOOK_CHANNELS, Webhook,
 };
-pub use orgs::{DEFAULT_ADMIN_EMAIL, DEFAULT_ORG_NAME, Organization};
+pub use orgs::{
+    DEFAULT_ADMIN_EMAIL, DEFAULT_ORG_NAME, MAX_RETENTION_DAYS, Organization, check_retention_days,
+};
 pub use password_reset::{PASSWORD_RESET_TTL_MS, PasswordResetToken, ResetPassword};
 pub use permissions::{Action, RULES, Rule, Scope, Target, require, scope_of};
 pub use provisioning::{

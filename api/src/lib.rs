@@ -28,6 +28,7 @@ pub mod server;
 pub mod sql;
 pub mod sql_catalog;
 pub mod state;
+pub mod telemetry_lifecycle;
 
 pub use config::ServerConfig;
 pub use server::{ServeError, router, serve};

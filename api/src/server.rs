@@ -154,6 +154,17 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
 
     let mut storage_config = StorageConfig::new(config.data_dir.join("telemetry"));
     storage_config.fsync = config.fsync;
+    storage_config.memtable_max_age = config.flush_interval;
+    if let Some(location) = &config.parquet_store {
+        let objects = pinhouse_storage::objects::Objects::open(location)?;
+        // The store's threads (and `open`, on a blocking thread) run the bucket's requests on
+        // this runtime.
+        let runtime = tokio::runtime::Handle::current();
+        let block_on: pinhouse_storage::BlockOn = Arc::new(move |fut| runtime.block_on(fut));
+        storage_config.parquet_remote =
+            Some(pinhouse_storage::ParquetRemote::new(objects, block_on));
+        tracing::info!(%location, "telemetry Parquet files also kept in a bucket");
+    }
     let storage = tokio::task::spawn_blocking(move || Storage::open(storage_config))
         .await
         .map_err(|e| ServeError::Task(e.to_string()))??;
@@ -227,6 +238,12 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         query_runtime,
     };
     let automation_engine = crate::automations::Engine::new(state.clone());
+    let lifecycle = crate::telemetry_lifecycle::TelemetryLifecycle::new(
+        state.control.clone(),
+        ingest.clone(),
+        storage.clone(),
+        config.default_retention,
+    );
     let http_addr: SocketAddr = http.local_addr().map_err(io("http address"))?;
     let tls_addr: SocketAddr = tls.local_addr().map_err(io("tls address"))?;
     tracing::info!(addr = %http_addr, "HTTP API ready (devices accepted on this port too)");
@@ -314,6 +331,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let ota_task = tokio::spawn(ota.run_engine(stop_rx.clone()));
     let notifier_task = tokio::spawn(notifier.run(stop_rx.clone()));
     let automation_task = tokio::spawn(automation_engine.run(stop_rx.clone()));
+    let lifecycle_task = tokio::spawn(lifecycle.run(stop_rx.clone()));
 
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -344,6 +362,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     }
     if let Err(err) = automation_task.await {
         tracing::error!(%err, "automation engine panicked");
+    }
+    if let Err(err) = lifecycle_task.await {
+        tracing::error!(%err, "telemetry lifecycle worker panicked");
     }
     // Sessions are closed: record their offline state before stopping.
     if !directory.flush(Duration::from_secs(5)).await {

@@ -263,6 +263,28 @@ impl Ingest {
         sent
     }
 
+    /// Closes every live session of the device (it was deleted: its token no longer logs in,
+    /// and its sessions must not go on writing). Returns how many sessions were told to close;
+    /// they end at once, whatever they were waiting for.
+    pub fn disconnect(&self, device_id: u32) -> usize {
+        let sessions = self.inner.sessions.lock();
+        let list = sessions
+            .get(&device_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for handle in list {
+            handle.outbox.close();
+        }
+        if !list.is_empty() {
+            tracing::info!(
+                device_id,
+                sessions = list.len(),
+                "sessions of a deleted device closed"
+            );
+        }
+        list.len()
+    }
+
     /// Record a logged-in session; several sessions per device are allowed
     /// (the legacy server's behaviour: messages go to all of them).
     pub(crate) fn register(&self, device_id: u32, outbox: Arc<Outbox>) -> u64 {

@@ -7,7 +7,7 @@
 //! the next frame.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -21,6 +21,8 @@ pub(crate) struct Outbox {
     capacity: usize,
     /// Largest frame (header + body) the device accepts; the device may announce it.
     max_frame: AtomicUsize,
+    /// Set by [`Outbox::close`]: the session is to end.
+    closed: AtomicBool,
 }
 
 impl Outbox {
@@ -30,7 +32,14 @@ impl Outbox {
             ready: Notify::new(),
             capacity,
             max_frame: AtomicUsize::new(max_frame),
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// Ends the session: its next [`Outbox::pop`] returns `None` (the device was deleted).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.ready.notify_one();
     }
 
     /// Queues `frame`; `false` (frame dropped) when the queue is full.
@@ -47,12 +56,16 @@ impl Outbox {
         true
     }
 
-    /// The next queued frame, waiting for one if there is none.
-    pub(crate) async fn pop(&self) -> Bytes {
+    /// The next queued frame, waiting for one if there is none; `None` once the outbox is
+    /// closed (the session ends).
+    pub(crate) async fn pop(&self) -> Option<Bytes> {
         loop {
             let notified = self.ready.notified();
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
             if let Some(frame) = self.try_pop() {
-                return frame;
+                return Some(frame);
             }
             notified.await;
         }
@@ -87,8 +100,8 @@ mod tests {
         assert!(outbox.push(Bytes::from_static(b"a")));
         assert!(outbox.push(Bytes::from_static(b"b")));
         assert!(!outbox.push(Bytes::from_static(b"c")));
-        assert_eq!(outbox.pop().await, Bytes::from_static(b"a"));
-        assert_eq!(outbox.pop().await, Bytes::from_static(b"b"));
+        assert_eq!(outbox.pop().await, Some(Bytes::from_static(b"a")));
+        assert_eq!(outbox.pop().await, Some(Bytes::from_static(b"b")));
         assert!(outbox.try_pop().is_none());
         // A waiting session wakes on the next push.
         let waiting = tokio::spawn({
@@ -97,8 +110,18 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(outbox.push(Bytes::from_static(b"d")));
-        assert_eq!(waiting.await.unwrap(), Bytes::from_static(b"d"));
+        assert_eq!(waiting.await.unwrap(), Some(Bytes::from_static(b"d")));
         outbox.set_max_frame(7);
         assert_eq!(outbox.max_frame(), 7);
+        // Closing wakes a waiting session with `None`, queued frames or not.
+        let waiting = tokio::spawn({
+            let outbox = std::sync::Arc::clone(&outbox);
+            async move { outbox.pop().await }
+        });
+        tokio::task::yield_now().await;
+        outbox.close();
+        assert_eq!(waiting.await.unwrap(), None);
+        assert!(outbox.push(Bytes::from_static(b"e")));
+        assert_eq!(outbox.pop().await, None);
     }
 }

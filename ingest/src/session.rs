@@ -69,6 +69,8 @@ pub enum CloseReason {
     Redirected,
     /// The server is shutting down.
     Shutdown,
+    /// The device was deleted.
+    DeviceDeleted,
     /// The directory or storage failed.
     Internal(String),
 }
@@ -307,7 +309,10 @@ impl Session {
                     }
                     Err(err) => return CloseReason::Io(err.to_string()),
                 },
-                frame = outbound => self.out.extend_from_slice(&frame),
+                frame = outbound => match frame {
+                    Some(frame) => self.out.extend_from_slice(&frame),
+                    None => return CloseReason::DeviceDeleted,
+                },
                 _ = tokio::time::sleep_until(paused_until.unwrap_or(deadline)) => {
                     if let Some(resumed) = paused_until {
                         // The idle clock restarts: the device was not silent, only unread.

@@ -15,6 +15,7 @@ use crate::fsutil;
 use crate::last_value::LastValue;
 use crate::parquet_writer::SeriesKey;
 use crate::point::Value;
+use crate::remote::ParquetRemote;
 use crate::snapshot::FileMeta;
 
 /// File name of the catalog inside the data directory.
@@ -69,6 +70,8 @@ struct CatalogDoc {
 #[derive(Debug)]
 pub(crate) struct Catalog {
     data_dir: PathBuf,
+    /// The bucket that also keeps the files and the catalog, if any.
+    remote: Option<ParquetRemote>,
     next_file_id: u64,
     flushed_wal_seq: u64,
     files: Vec<FileEntry>,
@@ -77,10 +80,11 @@ pub(crate) struct Catalog {
 
 impl Catalog {
     /// Loads `<data_dir>/catalog.json`; a missing file is an empty catalog.
-    pub(crate) fn load(data_dir: &Path) -> Result<Catalog> {
+    pub(crate) fn load(data_dir: &Path, remote: Option<ParquetRemote>) -> Result<Catalog> {
         let path = data_dir.join(CATALOG_FILE);
         let empty = Catalog {
             data_dir: data_dir.to_owned(),
+            remote: remote.clone(),
             next_file_id: 1,
             flushed_wal_seq: 0,
             files: Vec::new(),
@@ -132,11 +136,29 @@ impl Catalog {
         }
         Ok(Catalog {
             data_dir: data_dir.to_owned(),
+            remote,
             next_file_id: doc.next_file_id,
             flushed_wal_seq: doc.flushed_wal_seq,
             files: doc.files,
             last,
         })
+    }
+
+    /// The bucket that also keeps the files, if any.
+    pub(crate) fn remote(&self) -> Option<&ParquetRemote> {
+        self.remote.as_ref()
+    }
+
+    /// The data directory.
+    pub(crate) fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The catalog document as stored.
+    pub(crate) fn to_json(&self) -> Result<Vec<u8>> {
+        let doc = self.doc(self.files.clone(), &self.last, self.flushed_wal_seq);
+        serde_json::to_vec(&doc)
+            .map_err(|e| StorageError::InvalidInput(format!("catalog serialisation failed: {e}")))
     }
 
     pub(crate) fn flushed_wal_seq(&self) -> u64 {
@@ -252,6 +274,26 @@ impl Catalog {
         last: HashMap<SeriesKey, LastValue>,
         flushed_wal_seq: u64,
     ) -> Result<()> {
+        let doc = self.doc(all_files, &last, flushed_wal_seq);
+        let json = serde_json::to_vec(&doc).map_err(|e| {
+            StorageError::InvalidInput(format!("catalog serialisation failed: {e}"))
+        })?;
+        fsutil::write_atomic(&self.data_dir.join(CATALOG_FILE), &json)?;
+        if let Some(remote) = &self.remote {
+            remote.put_catalog(&json);
+        }
+        self.files = doc.files;
+        self.last = last;
+        self.flushed_wal_seq = flushed_wal_seq;
+        Ok(())
+    }
+
+    fn doc(
+        &self,
+        all_files: Vec<FileEntry>,
+        last: &HashMap<SeriesKey, LastValue>,
+        flushed_wal_seq: u64,
+    ) -> CatalogDoc {
         let mut entries: Vec<LastEntry> = last
             .iter()
             .map(|(&(org_id, device_id, pin), lv)| {
@@ -270,21 +312,13 @@ impl Catalog {
             })
             .collect();
         entries.sort_unstable_by_key(|e| (e.org_id, e.device_id, e.pin));
-        let doc = CatalogDoc {
+        CatalogDoc {
             format_version: FORMAT_VERSION,
             next_file_id: self.next_file_id,
             flushed_wal_seq,
             files: all_files,
             last_values: entries,
-        };
-        let json = serde_json::to_vec(&doc).map_err(|e| {
-            StorageError::InvalidInput(format!("catalog serialisation failed: {e}"))
-        })?;
-        fsutil::write_atomic(&self.data_dir.join(CATALOG_FILE), &json)?;
-        self.files = doc.files;
-        self.last = last;
-        self.flushed_wal_seq = flushed_wal_seq;
-        Ok(())
+        }
     }
 
     /// Removes what a crash can leave behind: temporary files, and Parquet files that never made
@@ -354,7 +388,7 @@ mod tests {
     #[test]
     fn commit_and_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Catalog::load(dir.path()).unwrap();
+        let mut c = Catalog::load(dir.path(), None).unwrap();
         assert_eq!((c.flushed_wal_seq(), c.next_file_id()), (0, 1));
         let lv = |ts, v: Value| LastValue {
             ts_us: ts,
@@ -379,7 +413,7 @@ mod tests {
             12,
         )
         .unwrap();
-        let r = Catalog::load(dir.path()).unwrap();
+        let r = Catalog::load(dir.path(), None).unwrap();
         assert_eq!((r.flushed_wal_seq(), r.next_file_id()), (12, 3));
         assert_eq!(r.files(), c.files());
         let mut last: Vec<_> = r.last_values().map(|(k, v)| (k, v.clone())).collect();
@@ -405,7 +439,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(CATALOG_FILE), b"{not json").unwrap();
         assert!(matches!(
-            Catalog::load(dir.path()),
+            Catalog::load(dir.path(), None),
             Err(StorageError::Corrupt { .. })
         ));
     }
@@ -413,7 +447,7 @@ mod tests {
     #[test]
     fn removes_orphans_only() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Catalog::load(dir.path()).unwrap();
+        let mut c = Catalog::load(dir.path(), None).unwrap();
         let part = dir.path().join("parquet/date=1970-01-01");
         std::fs::create_dir_all(&part).unwrap();
         c.allocate_file_id();

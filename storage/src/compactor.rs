@@ -33,8 +33,8 @@ pub(crate) enum Maintenance {
     Compact,
     /// Apply retention as of `now_us`.
     Retention(RetentionRules, i64),
-    /// Delete every row of a device.
-    DeleteDevice(u32, u32),
+    /// Delete every row of these `(org_id, device_id)` devices.
+    DeleteDevices(Vec<(u32, u32)>),
 }
 
 /// How often replaced files are looked at for deletion when nothing else happens.
@@ -59,6 +59,10 @@ impl Compactor {
         stop: Arc<AtomicBool>,
         config: &StorageConfig,
     ) -> Compactor {
+        let graveyard = {
+            let catalog = catalog.lock();
+            Graveyard::new(catalog.remote().cloned(), catalog.data_dir().to_owned())
+        };
         Compactor {
             shared,
             catalog,
@@ -67,7 +71,7 @@ impl Compactor {
             min_files: config.compact_min_files,
             target_bytes: config.compact_target_bytes,
             grace: config.obsolete_file_grace,
-            graveyard: Graveyard::default(),
+            graveyard,
         }
     }
 
@@ -150,11 +154,13 @@ impl Compactor {
                     maintenance::plan_retention(self.catalog.lock().entries(), &rules, now_us);
                 self.rewrite("retention", plan, &[])
             }
-            Maintenance::DeleteDevice(org, dev) => {
+            Maintenance::DeleteDevices(devices) => {
                 let plan =
-                    maintenance::plan_device_deletion(self.catalog.lock().entries(), org, dev);
-                self.shared.forget_device(org, dev);
-                self.rewrite("device deletion", plan, &[(org, dev)])
+                    maintenance::plan_device_deletion(self.catalog.lock().entries(), &devices);
+                for &(org, dev) in &devices {
+                    self.shared.forget_device(org, dev);
+                }
+                self.rewrite("device deletion", plan, &devices)
             }
         }
     }

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::remote::ParquetRemote;
+
 /// When the WAL is fsynced relative to acknowledging a write.
 ///
 /// Under `Always` and `Interval` a write is acknowledged (its `write` returns, its `write_with`
@@ -54,12 +56,16 @@ pub struct StorageConfig {
     /// holds it and at least this long after its replacement (for readers that keep only
     /// the paths of a snapshot).
     pub obsolete_file_grace: Duration,
+    /// A bucket that also keeps every Parquet file and the catalog (see [`crate::remote`]);
+    /// `None`: local disk only.
+    pub parquet_remote: Option<ParquetRemote>,
 }
 
 impl StorageConfig {
     /// Defaults: fsync `Interval(10 ms)` ([`DEFAULT_FSYNC`]), 1M-row memtables, 60 s max memtable age,
     /// at most 4M rows in frozen memtables, 64 MiB WAL segments,
-    /// compaction of ≥ 8 files of a size tier under 256 MiB per partition, replaced files kept ≥ 5 min.
+    /// compaction of ≥ 8 files of a size tier under 256 MiB per partition, replaced files kept ≥ 5 min,
+    /// no bucket.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         StorageConfig {
             data_dir: data_dir.into(),
@@ -71,6 +77,7 @@ impl StorageConfig {
             compact_min_files: 8,
             compact_target_bytes: 256 * 1024 * 1024,
             obsolete_file_grace: Duration::from_secs(300),
+            parquet_remote: None,
         }
     }
 }

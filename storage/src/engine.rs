@@ -48,6 +48,14 @@ pub struct RecoveryReport {
     pub torn_tails: Vec<TornTail>,
     /// Temporary or uncommitted Parquet files removed.
     pub orphan_files_removed: usize,
+    /// The data directory had no catalog and took the bucket's.
+    pub catalog_restored: bool,
+    /// Cataloged files downloaded from the bucket (missing on disk).
+    pub files_downloaded: usize,
+    /// Cataloged files uploaded to the bucket (missing there).
+    pub files_uploaded: usize,
+    /// Objects in the bucket that the catalog does not list, deleted.
+    pub bucket_orphans_deleted: usize,
     /// Parquet files in the catalog.
     pub parquet_files: usize,
     /// Series in the last-value cache after recovery.
@@ -277,8 +285,20 @@ impl Storage {
         fsutil::create_dir_all_synced(&data_dir.join(catalog::PARQUET_DIR))?;
         let lock_file = lock_data_dir(&data_dir)?;
 
-        let catalog = Catalog::load(&data_dir)?;
+        let remote = config.parquet_remote.clone();
+        let catalog_restored = match &remote {
+            Some(remote) => crate::remote::restore_catalog(remote, &data_dir)?,
+            None => false,
+        };
+        let catalog = Catalog::load(&data_dir, remote.clone())?;
         let orphan_files_removed = catalog.remove_orphans()?;
+        let reconciled = match &remote {
+            Some(remote) => {
+                let keys: Vec<String> = catalog.entries().iter().map(|f| f.path.clone()).collect();
+                crate::remote::reconcile(remote, &data_dir, &keys, &catalog.to_json()?)?
+            }
+            None => Default::default(),
+        };
         let flushed_seq = catalog.flushed_wal_seq();
         let last = LastValueCache::default();
         last.apply_entries(catalog.last_values());
@@ -323,6 +343,10 @@ impl Storage {
             wal_records_skipped: outcome.skipped_records,
             torn_tails: outcome.torn,
             orphan_files_removed,
+            catalog_restored,
+            files_downloaded: reconciled.downloaded,
+            files_uploaded: reconciled.uploaded,
+            bucket_orphans_deleted: reconciled.orphans_deleted,
             parquet_files: files.len(),
             series: last.len(),
             elapsed: started.elapsed(),
@@ -517,7 +541,16 @@ impl Storage {
     /// rewrites the files holding its rows. Writes for the device that arrive while this runs
     /// may survive it; stop accepting the device's writes first.
     pub fn delete_device(&self, org_id: u32, device_id: u32) -> Result<MaintenanceReport> {
-        self.maintain(Maintenance::DeleteDevice(org_id, device_id))
+        self.delete_devices(&[(org_id, device_id)])
+    }
+
+    /// [`Storage::delete_device`] for several `(org_id, device_id)` devices at once: each file
+    /// holding rows of any of them is rewritten once.
+    pub fn delete_devices(&self, devices: &[(u32, u32)]) -> Result<MaintenanceReport> {
+        if devices.is_empty() {
+            return Ok(MaintenanceReport::default());
+        }
+        self.maintain(Maintenance::DeleteDevices(devices.to_vec()))
     }
 
     fn maintain(&self, op: Maintenance) -> Result<MaintenanceReport> {

@@ -128,9 +128,7 @@ impl Flusher {
             Ok(seq) => seq,
             Err(e) => {
                 // The retry writes the files again under new ids: leave no orphans behind.
-                for path in &written {
-                    let _ = std::fs::remove_file(path);
-                }
+                parquet_writer::discard_written(&self.catalog, &written);
                 return Err(e);
             }
         };

@@ -25,7 +25,9 @@
 //! a long merge never delays a flush.
 //! The exception is [`objects`], the handle on the object store (local files or an S3-compatible
 //! bucket) for large immutable objects such as firmware: `object_store` is async, so its callers
-//! are async, but the module spawns nothing and the WAL and Parquet engine do not use it.
+//! are async, but the module spawns nothing. The Parquet engine uses it only through
+//! [`remote`] (optional: every Parquet file and the catalog also kept in a bucket), whose
+//! futures a [`BlockOn`] supplied by the embedding program runs on the engine's threads.
 //! This crate must not depend on tokio (directly), datafusion, ingest, query, api.
 
 mod catalog;
@@ -45,6 +47,7 @@ pub mod objects;
 mod parquet_writer;
 mod partition;
 mod point;
+pub mod remote;
 mod schema;
 mod snapshot;
 mod wal;
@@ -56,6 +59,7 @@ pub use last_value::LastValue;
 pub use maintenance::{MaintenanceReport, RetentionRules};
 pub use metrics::StorageStats;
 pub use point::{Point, Value};
+pub use remote::{BlockOn, ParquetRemote, RemoteFuture};
 pub use schema::{TS_TIMEZONE, columns, schema, ts_type};
 pub use snapshot::{FileMeta, Snapshot};
 pub use wal::replay::TornTail;

@@ -26,6 +26,7 @@ use crate::dedup;
 use crate::error::{Result, StorageError};
 use crate::parquet_writer;
 use crate::partition;
+use crate::remote::ParquetRemote;
 use crate::schema::{COL_DEVICE, COL_ORG, schema};
 use crate::snapshot::LiveFile;
 
@@ -217,28 +218,31 @@ pub(crate) fn plan_retention(
     out
 }
 
-/// Files holding rows of `(org_id, device_id)`, each rewritten without them.
-pub(crate) fn plan_device_deletion(
-    entries: &[FileEntry],
-    org_id: u32,
-    device_id: u32,
-) -> Vec<Rewrite> {
+/// Files holding rows of any of `devices` (`(org_id, device_id)` pairs), each rewritten once
+/// without the rows of all of them: deleting many devices costs one pass over the files.
+pub(crate) fn plan_device_deletion(entries: &[FileEntry], devices: &[(u32, u32)]) -> Vec<Rewrite> {
+    let gone: Arc<HashSet<(u32, u32)>> = Arc::new(devices.iter().copied().collect());
     entries
         .iter()
         .filter(|e| {
-            e.org_ids.contains(&org_id) && (e.min_device_id..=e.max_device_id).contains(&device_id)
+            gone.iter().any(|(org, dev)| {
+                e.org_ids.contains(org) && (e.min_device_id..=e.max_device_id).contains(dev)
+            })
         })
-        .map(|e| Rewrite {
-            files: vec![e.clone()],
-            keep: Some(Box::new(move |b: &RecordBatch| {
-                let org = b.column(COL_ORG).as_primitive::<UInt32Type>().values();
-                let dev = b.column(COL_DEVICE).as_primitive::<UInt32Type>().values();
-                org.iter()
-                    .zip(dev.iter())
-                    .map(|(o, d)| Some(!(*o == org_id && *d == device_id)))
-                    .collect()
-            })),
-            drop_all: false,
+        .map(|e| {
+            let gone = Arc::clone(&gone);
+            Rewrite {
+                files: vec![e.clone()],
+                keep: Some(Box::new(move |b: &RecordBatch| {
+                    let org = b.column(COL_ORG).as_primitive::<UInt32Type>().values();
+                    let dev = b.column(COL_DEVICE).as_primitive::<UInt32Type>().values();
+                    org.iter()
+                        .zip(dev.iter())
+                        .map(|(o, d)| Some(!gone.contains(&(*o, *d))))
+                        .collect()
+                })),
+                drop_all: false,
+            }
         })
         .collect()
 }
@@ -333,20 +337,17 @@ pub(crate) fn execute(
         Ok(())
     })();
     if let Err(e) = result {
-        for p in &written {
-            let _ = std::fs::remove_file(p);
-        }
+        parquet_writer::discard_written(catalog, &written);
         return Err(e);
     }
     if removed_ids.is_empty() && added.is_empty() && forget.is_empty() {
         return Ok(report);
     }
-    let mut catalog = catalog.lock();
-    let metas = added.iter().map(|e| catalog.file_meta(e)).collect();
-    if let Err(e) = catalog.commit_replace(&removed_ids, added, forget) {
-        for p in &written {
-            let _ = std::fs::remove_file(p);
-        }
+    let mut guard = catalog.lock();
+    let metas = added.iter().map(|e| guard.file_meta(e)).collect();
+    if let Err(e) = guard.commit_replace(&removed_ids, added, forget) {
+        drop(guard);
+        parquet_writer::discard_written(catalog, &written);
         return Err(e);
     }
     // Still under the catalog lock, like the flusher's commit and publish: snapshots and the
@@ -356,13 +357,23 @@ pub(crate) fn execute(
 }
 
 /// Files removed from the catalog, waiting until no snapshot holds them and the grace period
-/// has passed.
+/// has passed; then deleted from disk and from the bucket, if any.
 #[derive(Default)]
 pub(crate) struct Graveyard {
     files: Vec<(PathBuf, Instant, Weak<LiveFile>)>,
+    /// The bucket keeping the files, and the data directory their keys are relative to.
+    remote: Option<(ParquetRemote, PathBuf)>,
 }
 
 impl Graveyard {
+    /// A graveyard that also deletes from `remote` (keys relative to `data_dir`).
+    pub(crate) fn new(remote: Option<ParquetRemote>, data_dir: PathBuf) -> Self {
+        Self {
+            files: Vec::new(),
+            remote: remote.map(|r| (r, data_dir)),
+        }
+    }
+
     pub(crate) fn bury(&mut self, files: Vec<Arc<LiveFile>>) {
         let now = Instant::now();
         for f in files {
@@ -377,6 +388,19 @@ impl Graveyard {
         self.files.retain(|(path, since, weak)| {
             if weak.strong_count() > 0 || since.elapsed() < grace {
                 return true;
+            }
+            if let Some((remote, data_dir)) = &self.remote {
+                // The bucket's catalog may still list the file until an upload succeeds.
+                if !remote.catalog_in_sync() {
+                    return true;
+                }
+                let Some(key) = crate::remote::path_to_key(data_dir, path) else {
+                    return true;
+                };
+                if let Err(e) = remote.delete(&key) {
+                    tracing::warn!(%key, error = %e, "could not delete a replaced Parquet file from the bucket; will retry");
+                    return true;
+                }
             }
             match std::fs::remove_file(path) {
                 Ok(()) => false,

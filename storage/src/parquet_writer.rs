@@ -198,14 +198,22 @@ pub(crate) fn write_new_file(
     props: WriterProperties,
     wal_seq: std::ops::RangeInclusive<u64>,
 ) -> Result<(FileEntry, std::path::PathBuf)> {
-    let (id, path, abs) = {
+    let (id, path, abs, remote) = {
         let mut catalog = catalog.lock();
         let id = catalog.allocate_file_id();
         let path = Catalog::file_rel_path(partition, id);
         let abs = catalog.abs_path(&path);
-        (id, path, abs)
+        (id, path, abs, catalog.remote().cloned())
     };
     let bytes = write_parquet_file(&abs, batch, props)?;
+    // Durable in the bucket before the catalog lists it (and before the WAL segments holding
+    // its rows can go).
+    if let Some(remote) = remote
+        && let Err(e) = remote.upload(&path, &abs)
+    {
+        let _ = std::fs::remove_file(&abs);
+        return Err(e);
+    }
     let stats = batch_stats(batch);
     let entry = FileEntry {
         id,
@@ -221,6 +229,30 @@ pub(crate) fn write_new_file(
         wal_seq_max: *wal_seq.end(),
     };
     Ok((entry, abs))
+}
+
+/// Removes files written for a flush or rewrite that failed before its commit, from disk and
+/// from the bucket (best effort: what is left is removed as an orphan on the next open).
+pub(crate) fn discard_written(
+    catalog: &parking_lot::Mutex<Catalog>,
+    written: &[std::path::PathBuf],
+) {
+    if written.is_empty() {
+        return;
+    }
+    let (remote, data_dir) = {
+        let catalog = catalog.lock();
+        (catalog.remote().cloned(), catalog.data_dir().to_owned())
+    };
+    for path in written {
+        let _ = std::fs::remove_file(path);
+        if let Some(remote) = &remote
+            && let Some(key) = crate::remote::path_to_key(&data_dir, path)
+            && let Err(e) = remote.delete(&key)
+        {
+            tracing::warn!(%key, error = %e, "could not delete an uncommitted file from the bucket; removed on the next open");
+        }
+    }
 }
 
 /// Writes `batch` to `final_path` crash-safely: to `<final_path>.tmp`, fsync, rename, fsync the

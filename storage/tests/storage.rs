@@ -17,6 +17,8 @@ mod late_and_duplicates;
 mod lifecycle;
 #[path = "storage/maintenance.rs"]
 mod maintenance;
+#[path = "storage/remote.rs"]
+mod remote;
 #[path = "storage/replay.rs"]
 mod replay;
 #[path = "storage/snapshot.rs"]

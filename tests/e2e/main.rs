@@ -7,6 +7,7 @@ mod console;
 mod device;
 mod device_http;
 mod history;
+mod lifecycle;
 mod limits;
 mod live;
 mod metadata;

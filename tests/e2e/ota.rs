@@ -11,7 +11,7 @@ use pinhouse_protocol::{Frame, command, status};
 use serde_json::{Value, json};
 
 use crate::device::RawDevice;
-use crate::server::{Server, eventually};
+use crate::server::{S3Server, Server, eventually};
 
 const OLD_VERSION: &str = "1.0.0";
 const OLD_BUILD: &str = "Nov  1 2026 08:00:00";
@@ -621,49 +621,6 @@ async fn failing_canary_halts_the_shipment_and_bad_input_is_refused() {
     assert!(log.contains("OTA shipment halted"), "the halt is logged");
 }
 
-/// A real S3-compatible server (moto, from PyPI) on a loopback port, stopped on drop.
-struct S3Server {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl S3Server {
-    async fn start(bucket: &str) -> Result<S3Server> {
-        let port = crate::server::free_port();
-        let child = std::process::Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("starting moto_server (pip install 'moto[server]')")?;
-        let server = S3Server {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        let bucket_url = format!("{}/{bucket}", server.endpoint);
-        let created = eventually(Duration::from_secs(30), || async {
-            let resp = client.put(&bucket_url).send().await.ok()?;
-            resp.status().is_success().then_some(())
-        })
-        .await;
-        if created.is_none() {
-            bail!(
-                "moto_server on {} did not create bucket {bucket}",
-                server.endpoint
-            );
-        }
-        Ok(server)
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn firmware_is_stored_in_an_s3_bucket_and_served_from_it() {
     let bucket = "pinhouse-firmware";
@@ -673,13 +630,7 @@ async fn firmware_is_stored_in_an_s3_bucket_and_served_from_it() {
     let server = Server::start_with_env(
         &data,
         &["--object-store", &format!("s3://{bucket}/prod")],
-        &[
-            ("AWS_ENDPOINT", s3.endpoint.as_str()),
-            ("AWS_ALLOW_HTTP", "true"),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-        ],
+        &s3.env(),
     )
     .await
     .unwrap();
@@ -696,15 +647,7 @@ async fn firmware_is_stored_in_an_s3_bucket_and_served_from_it() {
 
     // The binary is an object in the bucket under the prefix, not a file in the data directory.
     let sha256 = firmware["sha256"].as_str().unwrap();
-    let bucket_client = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(&s3.endpoint)
-        .with_allow_http(true)
-        .with_bucket_name(bucket)
-        .with_region("us-east-1")
-        .with_access_key_id("test")
-        .with_secret_access_key("test")
-        .build()
-        .unwrap();
+    let bucket_client = s3.client(bucket);
     let key = object_store::path::Path::from(format!("prod/firmware/{sha256}.bin"));
     let stored = object_store::ObjectStoreExt::get(&bucket_client, &key)
         .await

@@ -330,6 +330,30 @@ impl Server {
         Ok((status, resp.json().await.unwrap_or(Value::Null)))
     }
 
+    /// `PATCH path` with a JSON body as `bearer`: (status, JSON body or null).
+    pub async fn patch_json(&self, bearer: &str, path: &str, body: &Value) -> Result<(u16, Value)> {
+        let resp = self
+            .client
+            .patch(self.url(path))
+            .bearer_auth(bearer)
+            .json(body)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// `DELETE path` as `bearer`: the status.
+    pub async fn delete(&self, bearer: &str, path: &str) -> Result<u16> {
+        let resp = self
+            .client
+            .delete(self.url(path))
+            .bearer_auth(bearer)
+            .send()
+            .await?;
+        Ok(resp.status().as_u16())
+    }
+
     /// Run SQL as `bearer`, returning the JSON rows.
     pub async fn sql(&self, bearer: &str, sql: &str) -> Result<Value> {
         let resp = self
@@ -452,4 +476,73 @@ pub fn run_blynklib_with(
         String::from_utf8_lossy(&out.stderr)
     );
     Ok((out.status.success(), text))
+}
+
+/// A real S3-compatible server (moto, from PyPI) on a loopback port, stopped on drop.
+pub struct S3Server {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl S3Server {
+    pub async fn start(bucket: &str) -> Result<S3Server> {
+        let port = free_port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting moto_server (pip install 'moto[server]')")?;
+        let server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let bucket_url = format!("{}/{bucket}", server.endpoint);
+        let created = eventually(Duration::from_secs(30), || async {
+            let resp = client.put(&bucket_url).send().await.ok()?;
+            resp.status().is_success().then_some(())
+        })
+        .await;
+        if created.is_none() {
+            bail!(
+                "moto_server on {} did not create bucket {bucket}",
+                server.endpoint
+            );
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl S3Server {
+    /// The AWS_* variables that point a pinhouse server at this S3 server.
+    pub fn env(&self) -> [(&'static str, &str); 5] {
+        [
+            ("AWS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+    }
+
+    /// A client of `bucket` on this server.
+    pub fn client(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .unwrap()
+    }
 }

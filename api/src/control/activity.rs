@@ -1,5 +1,6 @@
-//! Signals of the control plane to in-process listeners (the automation engine): device status
-//! changes and device events as they are recorded, and "automations changed".
+//! Signals of the control plane to in-process listeners (the automation engine, the telemetry
+//! lifecycle worker): device status changes and device events as they are recorded,
+//! "automations changed" and "telemetry work" (a device deleted, a retention changed).
 //!
 //! A broadcast channel: a slow listener misses signals (it is told how many), the control plane
 //! never waits for it.
@@ -30,6 +31,8 @@ pub enum Activity {
 pub(crate) struct Signals {
     pub(crate) activity: broadcast::Sender<Activity>,
     pub(crate) automations_changed: Notify,
+    /// A device was deleted or a retention setting changed: the store has work to do.
+    pub(crate) telemetry_work: Notify,
 }
 
 impl Default for Signals {
@@ -37,6 +40,7 @@ impl Default for Signals {
         Self {
             activity: broadcast::channel(ACTIVITY_CAPACITY).0,
             automations_changed: Notify::new(),
+            telemetry_work: Notify::new(),
         }
     }
 }
@@ -50,6 +54,12 @@ impl super::ControlPlane {
     /// Waits until automations are created, changed or deleted.
     pub async fn automations_changed(&self) {
         self.signals.automations_changed.notified().await;
+    }
+
+    /// Waits until a device is deleted or a retention setting changes (a change made while
+    /// nobody waits is kept for the next call).
+    pub async fn telemetry_work(&self) {
+        self.signals.telemetry_work.notified().await;
     }
 
     /// Sends `activity` to the listeners, if any (no listener: nothing to do).

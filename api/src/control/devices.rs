@@ -180,14 +180,59 @@ impl ControlPlane {
         Ok(row.map(DeviceRecord::from))
     }
 
-    /// Deletes a device with its runtime state, events, properties and tags (telemetry stays
-    /// in the store under the old id, which is never reused).
+    /// Deletes a device with its runtime state, events, properties and tags, and queues the
+    /// deletion of its telemetry (`telemetry_deletions`, in the same transaction: a restart
+    /// loses no deletion). Ids are never reused.
     pub async fn delete_device(&self, device_id: u32) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM devices WHERE id = $1")
-            .bind(i64::from(device_id))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let mut tx = self.begin_write().await?;
+        let org: Option<i64> =
+            sqlx::query_scalar("DELETE FROM devices WHERE id = $1 RETURNING org_id")
+                .bind(i64::from(device_id))
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(org_id) = org else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "INSERT INTO telemetry_deletions (org_id, device_id, requested_at) VALUES ($1, $2, $3)
+             ON CONFLICT (org_id, device_id) DO NOTHING",
+        )
+        .bind(org_id)
+        .bind(i64::from(device_id))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.signals.telemetry_work.notify_one();
+        Ok(true)
+    }
+
+    /// `(org_id, device_id)` of the deleted devices whose telemetry is still in the store,
+    /// oldest request first.
+    pub async fn pending_telemetry_deletions(&self) -> Result<Vec<(u32, u32)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT org_id, device_id FROM telemetry_deletions ORDER BY requested_at, device_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(org, dev)| Some((u32::try_from(org).ok()?, u32::try_from(dev).ok()?)))
+            .collect())
+    }
+
+    /// Forgets queued telemetry deletions that the store has carried out.
+    pub async fn telemetry_deleted(&self, devices: &[(u32, u32)]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for &(org_id, device_id) in devices {
+            sqlx::query("DELETE FROM telemetry_deletions WHERE org_id = $1 AND device_id = $2")
+                .bind(i64::from(org_id))
+                .bind(i64::from(device_id))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Gives a device a fresh auth token; the old one stops working at once (a connected

@@ -14,6 +14,9 @@ use super::users::validate_email;
 /// E-mail of the first admin when `PINHOUSE_ADMIN_EMAIL` is not given.
 pub const DEFAULT_ADMIN_EMAIL: &str = "admin@pinhouse.local";
 
+/// Longest telemetry retention an organization can set, in days (100 years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
 /// Name of the root organization created at first start.
 pub const DEFAULT_ORG_NAME: &str = "pinhouse";
 
@@ -25,6 +28,10 @@ pub struct Organization {
     #[sqlx(try_from = "crate::control::NullableInt")]
     pub parent_id: Option<u32>,
     pub name: String,
+    /// Days of telemetry the organization keeps; `null`: the server's default
+    /// (`--retention-days`, by default forever).
+    #[sqlx(try_from = "crate::control::NullableInt")]
+    pub retention_days: Option<u32>,
     /// Unix ms in the database, RFC 3339 in JSON.
     #[serde(serialize_with = "serialize_ms")]
     #[schema(value_type = String)]
@@ -33,6 +40,18 @@ pub struct Organization {
 
 fn serialize_ms<S: serde::Serializer>(ms: &i64, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&rfc3339(*ms))
+}
+
+/// An organization's retention is 1 to [`MAX_RETENTION_DAYS`] days, or `None` (the default).
+pub fn check_retention_days(retention_days: Option<u32>) -> Result<()> {
+    match retention_days {
+        Some(days) if !(1..=MAX_RETENTION_DAYS).contains(&days) => {
+            Err(ControlError::validation(format!(
+                "retention_days must be between 1 and {MAX_RETENTION_DAYS} (or null for the server's default), not {days}"
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 impl ControlPlane {
@@ -80,6 +99,40 @@ impl ControlPlane {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| ControlError::not_found(format!("organization {org_id} not found")))
+    }
+
+    /// Sets (or with `None` clears) the telemetry retention of organization `org_id`, in
+    /// days (1 to 36,500); the store applies it within moments.
+    pub async fn set_organization_retention(
+        &self,
+        org_id: u32,
+        retention_days: Option<u32>,
+    ) -> Result<Organization> {
+        check_retention_days(retention_days)?;
+        let org: Organization = sqlx::query_as(
+            "UPDATE organizations SET retention_days = $1 WHERE id = $2 RETURNING *",
+        )
+        .bind(retention_days.map(i64::from))
+        .bind(i64::from(org_id))
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| ControlError::not_found(format!("organization {org_id} not found")))?;
+        tracing::info!(org_id, ?retention_days, "organization retention set");
+        self.signals.telemetry_work.notify_one();
+        Ok(org)
+    }
+
+    /// `(org_id, days)` of every organization with a retention of its own.
+    pub async fn retention_settings(&self) -> Result<Vec<(u32, u32)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT id, retention_days FROM organizations WHERE retention_days IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, days)| Some((u32::try_from(id).ok()?, u32::try_from(days).ok()?)))
+            .collect())
     }
 
     /// The organization `org_id`.

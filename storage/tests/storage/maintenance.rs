@@ -246,3 +246,32 @@ fn deleting_a_device_removes_its_rows_and_last_values() {
         "not restored from the catalog"
     );
 }
+
+#[test]
+fn deleting_several_devices_rewrites_each_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open(maint_config(dir.path())).unwrap();
+    let pts = fleet(&[1, 2], 2, 10);
+    write_in_flushes(&s, &pts, 2);
+    let files_before = s.snapshot().files.len();
+    let gone = [(1, 101), (2, 202), (1, 999)]; // the last one has no rows
+    let report = s.delete_devices(&gone).unwrap();
+    // Every file holds rows of both organizations' devices: each is rewritten once, not once
+    // per device.
+    assert_eq!(report.files_removed, files_before);
+    assert_eq!(report.files_written, files_before);
+    let want: Vec<Point> = pts
+        .iter()
+        .filter(|p| !gone.contains(&(p.org_id, p.device_id)))
+        .cloned()
+        .collect();
+    assert_eq!(report.rows_after, want.len() as u64);
+    assert_eq!(all_rows(&s), expected(&want));
+    assert!(s.last_value(1, 101, 0).is_none());
+    assert!(s.last_value(2, 202, 1).is_none());
+    assert!(s.last_value(2, 201, 0).is_some());
+    assert_eq!(
+        s.delete_devices(&[]).unwrap(),
+        pinhouse_storage::MaintenanceReport::default()
+    );
+}

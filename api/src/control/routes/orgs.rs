@@ -129,20 +129,33 @@ async fn get_organization(
         .ok_or_else(|| ControlError::not_found(format!("{what} not found")))
 }
 
-/// Body of `PATCH /api/v1/organizations/{id}`.
+/// Body of `PATCH /api/v1/organizations/{id}`: the fields to change, at least one.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RenameOrganization {
-    name: String,
+    /// New name.
+    #[serde(default)]
+    name: Option<String>,
+    /// Days of telemetry to keep (1–36500); `null` returns to the server's default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    retention_days: Option<Option<u32>>,
 }
 
-/// Rename an organization.
+/// A field that is present (`Some`), possibly `null` (`Some(None)`); absent is `None`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
+}
+
+/// Rename an organization or set its telemetry retention.
 #[utoipa::path(
     patch, path = "/api/v1/organizations/{id}", tag = "organizations",
     params(("id" = u32, Path, description = "Organization id")),
     request_body = RenameOrganization,
     responses(
-        (status = 200, description = "Renamed", body = Organization),
-        (status = 400, description = "Empty name, or malformed body", body = ErrorBody),
+        (status = 200, description = "Changed", body = Organization),
+        (status = 400, description = "Empty name, retention out of range, nothing to change, or malformed body", body = ErrorBody),
         (status = 403, description = "Forbidden", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
     ),
@@ -167,5 +180,21 @@ async fn rename_organization(
             &what,
         )
         .await?;
-    Ok(Json(control.rename_organization(org_id, &body.name).await?))
+    if body.name.is_none() && body.retention_days.is_none() {
+        return Err(ControlError::validation(
+            "nothing to change: give name and/or retention_days",
+        ));
+    }
+    // Checked before anything changes, so a bad retention leaves the name alone too.
+    if let Some(days) = body.retention_days {
+        crate::control::check_retention_days(days)?;
+    }
+    let mut org = None;
+    if let Some(name) = &body.name {
+        org = Some(control.rename_organization(org_id, name).await?);
+    }
+    if let Some(days) = body.retention_days {
+        org = Some(control.set_organization_retention(org_id, days).await?);
+    }
+    Ok(Json(org.expect("at least one change was made")))
 }

@@ -342,3 +342,94 @@ async fn template_dashboard_and_datastream_options() {
         assert_error(&reply, 400, "validation_failed");
     }
 }
+
+#[tokio::test]
+async fn deleting_a_device_queues_the_deletion_of_its_telemetry() {
+    let server = TestServer::start().await;
+    let token = server.login(EMAIL, PASSWORD).await;
+    let template_id = server.template(&token).await;
+    let (first, _) = server.device(&token, &template_id).await;
+    let (second, _) = server.device(&token, &template_id).await;
+    let control = &server.control;
+    assert!(
+        control
+            .pending_telemetry_deletions()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for id in [first, second] {
+        let reply = server
+            .call(
+                "DELETE",
+                &format!("/api/v1/devices/{id}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, 204, "{}", reply.body);
+    }
+    // Deleting it again is a 404 and queues nothing more.
+    let reply = server
+        .call(
+            "DELETE",
+            &format!("/api/v1/devices/{first}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_error(&reply, 404, "not_found");
+    assert_eq!(
+        control.pending_telemetry_deletions().await.unwrap(),
+        vec![(1, first), (1, second)]
+    );
+    control.telemetry_deleted(&[(1, first)]).await.unwrap();
+    assert_eq!(
+        control.pending_telemetry_deletions().await.unwrap(),
+        vec![(1, second)]
+    );
+}
+
+#[tokio::test]
+async fn organization_retention_settings() {
+    let server = TestServer::start().await;
+    let token = server.login(EMAIL, PASSWORD).await;
+    let control = &server.control;
+    assert!(control.retention_settings().await.unwrap().is_empty());
+    let patch = |body: Value| {
+        let token = token.clone();
+        let server = &server;
+        async move {
+            server
+                .call(
+                    "PATCH",
+                    "/api/v1/organizations/1",
+                    Some(&token),
+                    Some(&body.to_string()),
+                )
+                .await
+        }
+    };
+    let reply = patch(json!({"retention_days": 90})).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["retention_days"], 90);
+    assert_eq!(control.retention_settings().await.unwrap(), vec![(1, 90)]);
+    for bad in [
+        json!({"retention_days": 0}),
+        json!({"retention_days": 40_000}),
+        json!({"retention_days": "ninety"}),
+        json!({}),
+    ] {
+        assert_eq!(patch(bad.clone()).await.status, 400, "{bad}");
+    }
+    let reply = patch(json!({"name": "Renamed"})).await;
+    assert_eq!(
+        reply.body["retention_days"], 90,
+        "a rename keeps the retention"
+    );
+    let reply = patch(json!({"retention_days": null})).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body["retention_days"], Value::Null);
+    assert_eq!(reply.body["name"], "Renamed");
+    assert!(control.retention_settings().await.unwrap().is_empty());
+}
