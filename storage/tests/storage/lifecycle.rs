@@ -76,3 +76,75 @@ fn pathdiff(target: &std::path::Path, base: &std::path::Path) -> std::path::Path
     }
     out
 }
+
+#[test]
+fn closing_from_a_completion_callback_under_load_does_not_hang() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, mpsc};
+    use std::time::Duration;
+    // Writes too large to share a WAL group (over 16 MiB each), so that the committer has more
+    // groups to hand over than the applier's queue holds while the first completion closes
+    // the store from the applier thread.
+    const WRITES: i64 = 7;
+    const POINTS: usize = 17_000;
+    let text = "x".repeat(1_000); // ~17 MB per write
+    let big = |i: i64| -> Vec<Point> {
+        (0..POINTS as i64)
+            .map(|j| Point::from_text(1, (j % 50) as u32, 0, i * POINTS as i64 + j, &text))
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let done = Arc::new(AtomicUsize::new(0));
+    let submitted = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    for i in 0..WRITES {
+        let (store, done, submitted, tx) = (
+            s.clone(),
+            Arc::clone(&done),
+            Arc::clone(&submitted),
+            tx.clone(),
+        );
+        s.write_with(
+            big(i),
+            Box::new(move |result| {
+                if done.fetch_add(1, Ordering::SeqCst) == 0 {
+                    // Every write is queued, and the committer is blocked on the full queue.
+                    while !submitted.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                    store.close().unwrap();
+                }
+                let _ = tx.send(result.is_ok());
+            }),
+        );
+    }
+    submitted.store(true, Ordering::SeqCst);
+    let mut ok = 0;
+    for _ in 0..WRITES {
+        let acked = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("every write completes");
+        ok += usize::from(acked);
+    }
+    assert!(ok > 0);
+    drop(s);
+    // Closed: the directory opens again, with every acknowledged write.
+    let s = reopen_when_unlocked(dir.path());
+    assert_eq!(all_rows(&s).len(), ok * POINTS);
+}
+
+/// Opens the store once the closing threads have let the directory lock go.
+fn reopen_when_unlocked(dir: &std::path::Path) -> Storage {
+    for _ in 0..100 {
+        match Storage::open(config(dir)) {
+            Ok(s) => return s,
+            Err(StorageError::Locked(_)) => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the directory stayed locked");
+}
