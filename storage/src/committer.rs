@@ -1,18 +1,12 @@
 //! The WAL committer thread: gathers the batches of all concurrent writers into one group,
-//! writes the group with one `write` and fsyncs per policy; then the applier thread applies the
-//! durable batches to the memtable and last-value cache and completes their waiters.
-//!
-//! Two threads, so that writing (and syncing) the next group overlaps applying the last one:
-//! the apply (a last-value lookup and an Arrow append per point) costs about as much as the
-//! WAL write, and one thread doing both in turn was the store's throughput limit. A small
-//! bounded queue between them keeps the committer at most a few groups ahead, so a stalled
-//! apply (the memtable budget's backpressure) holds up the WAL writer too.
+//! writes the group with one `write`, fsyncs per policy, then applies the acknowledged batches
+//! to the memtable and last-value cache and completes their waiters.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use crate::config::FsyncPolicy;
 use crate::engine::Shared;
@@ -34,10 +28,6 @@ pub(crate) struct WriteRequest {
 
 /// Upper bound of the bytes gathered into one group.
 const MAX_GROUP_BYTES: usize = 16 << 20;
-/// Durable groups queued for the applier at most.
-pub(crate) const APPLY_QUEUE: usize = 4;
-/// Durable writes, in sequence order, for the applier.
-pub(crate) type Acked = Vec<(u64, WriteRequest)>;
 /// An fsync at least this slow is logged.
 const SLOW_FSYNC: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -51,8 +41,6 @@ pub(crate) struct Committer {
     /// Written, waiting for the fsync that covers them (or for acknowledgement).
     pending: Vec<(u64, WriteRequest)>,
     last_sync: Instant,
-    /// To the applier thread.
-    apply_tx: Sender<Acked>,
 }
 
 impl Committer {
@@ -61,7 +49,6 @@ impl Committer {
         wal: WalWriter,
         policy: FsyncPolicy,
         rx: Receiver<WriteRequest>,
-        apply_tx: Sender<Acked>,
     ) -> Self {
         Committer {
             shared,
@@ -71,7 +58,6 @@ impl Committer {
             poisoned: None,
             pending: Vec::new(),
             last_sync: Instant::now(),
-            apply_tx,
         }
     }
 
@@ -225,32 +211,16 @@ impl Committer {
         self.ack();
     }
 
-    /// Hands the pending (durable per policy) batches to the applier, in sequence order.
+    /// Applies the pending (durable per policy) batches in sequence order and completes them.
     fn ack(&mut self) {
         if self.pending.is_empty() {
             return;
         }
         let acked = std::mem::take(&mut self.pending);
-        if let Err(returned) = self.apply_tx.send(acked) {
-            // The applier is gone (it panicked): apply here rather than lose the writes.
-            apply_and_complete(&self.shared, returned.into_inner());
+        self.shared.apply(&acked);
+        for (_, req) in acked {
+            complete(req.done, Ok(()));
         }
-    }
-}
-
-/// The applier thread: applies durable batches to the memtable and last values, in the order
-/// the committer made them durable, then completes their writers. Stops when the committer
-/// has stopped and the queue is empty.
-pub(crate) fn run_applier(shared: Arc<Shared>, rx: Receiver<Acked>) {
-    for acked in rx {
-        apply_and_complete(&shared, acked);
-    }
-}
-
-fn apply_and_complete(shared: &Shared, acked: Acked) {
-    shared.apply(&acked);
-    for (_, req) in acked {
-        complete(req.done, Ok(()));
     }
 }
 

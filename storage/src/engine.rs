@@ -258,7 +258,6 @@ struct Inner {
     /// `None` once closed: dropping the only sender lets the committer drain and stop.
     write_tx: RwLock<Option<Sender<WriteRequest>>>,
     committer: Mutex<Option<JoinHandle<Result<()>>>>,
-    applier: Mutex<Option<JoinHandle<()>>>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     compactor: Mutex<Option<JoinHandle<()>>>,
     compactor_tx: Sender<CompactMsg>,
@@ -370,14 +369,7 @@ impl Storage {
             metrics: Metrics::default(),
         });
 
-        let (apply_tx, apply_rx) = crossbeam_channel::bounded(crate::committer::APPLY_QUEUE);
-        let applier = {
-            let shared = shared.clone();
-            spawn_thread("pinhouse-apply", move || {
-                crate::committer::run_applier(shared, apply_rx)
-            })?
-        };
-        let committer = Committer::new(shared.clone(), wal, config.fsync, write_rx, apply_tx);
+        let committer = Committer::new(shared.clone(), wal, config.fsync, write_rx);
         let committer = spawn_thread("pinhouse-wal", move || committer.run())?;
         let catalog = Arc::new(Mutex::new(catalog));
         let (compactor_tx, compactor_rx) = crossbeam_channel::unbounded();
@@ -421,7 +413,6 @@ impl Storage {
                 shared,
                 write_tx: RwLock::new(Some(write_tx)),
                 committer: Mutex::new(Some(committer)),
-                applier: Mutex::new(Some(applier)),
                 flusher: Mutex::new(Some(flusher)),
                 compactor: Mutex::new(Some(compactor)),
                 compactor_tx,
@@ -445,7 +436,7 @@ impl Storage {
         rx.recv().unwrap_or(Err(StorageError::Closed))
     }
 
-    /// Non-blocking form for async callers: `done` is called once from the store's applier thread with the same result.
+    /// Non-blocking form for async callers: `done` is called once from the committer thread with the same result.
     ///
     /// (An empty batch, an oversized batch, or a write after `close` completes at once, on the
     /// calling thread.)
@@ -605,22 +596,8 @@ impl Inner {
         // Dropping the only sender: the committer drains what is queued, syncs and returns.
         drop(self.write_tx.write().take());
         let mut result = Ok(());
-        // Closed from a write's completion callback, on the applier thread: the committer may
-        // be waiting for room in this very thread's queue, so neither is joined (both stop
-        // on their own once the queue is drained).
-        let on_applier = self
-            .applier
-            .lock()
-            .as_ref()
-            .is_some_and(|h| h.thread().id() == std::thread::current().id());
-        if !on_applier {
-            if let Some(h) = self.committer.lock().take() {
-                result = join(h).unwrap_or(Ok(()));
-            }
-            // The committer's end closed the applier's queue: it applies what is left and stops.
-            if let Some(h) = self.applier.lock().take() {
-                let _ = join(h);
-            }
+        if let Some(h) = self.committer.lock().take() {
+            result = join(h).unwrap_or(Ok(()));
         }
         if let Some(h) = self.flusher.lock().take() {
             let _ = self.shared.flusher_tx.send(FlushMsg::Shutdown);

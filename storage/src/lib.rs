@@ -20,8 +20,7 @@
 //! records already covered by catalog files are skipped; Parquet files missing from the catalog
 //! are removed and re-flushed from the WAL).
 //!
-//! Threads, not async: one committer thread owns the WAL, one applier thread applies what it
-//! made durable to the memtable and last values, one flusher thread writes Parquet,
+//! Threads, not async: one committer thread owns the WAL, one flusher thread writes Parquet,
 //! one compactor thread rewrites Parquet files (compaction, retention, device deletion) so that
 //! a long merge never delays a flush.
 //! The exception is [`objects`], the handle on the object store (local files or an S3-compatible

@@ -82,9 +82,9 @@ fn closing_from_a_completion_callback_under_load_does_not_hang() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, mpsc};
     use std::time::Duration;
-    // Writes too large to share a WAL group (over 16 MiB each), so that the committer has more
-    // groups to hand over than the applier's queue holds while the first completion closes
-    // the store from the applier thread.
+    // Writes too large to share a WAL group (over 16 MiB each): the first completion closes
+    // the store from the store's own thread while the others are still queued or being
+    // written.
     const WRITES: i64 = 7;
     const POINTS: usize = 17_000;
     let text = "x".repeat(1_000); // ~17 MB per write
@@ -109,7 +109,7 @@ fn closing_from_a_completion_callback_under_load_does_not_hang() {
             big(i),
             Box::new(move |result| {
                 if done.fetch_add(1, Ordering::SeqCst) == 0 {
-                    // Every write is queued, and the committer is blocked on the full queue.
+                    // Every write is queued before the close.
                     while !submitted.load(Ordering::SeqCst) {
                         std::thread::sleep(Duration::from_millis(5));
                     }
