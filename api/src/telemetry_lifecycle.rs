@@ -109,11 +109,8 @@ impl TelemetryLifecycle {
             }
             let wake = retry.map_or(next_retention, |r| r.min(next_retention));
             tokio::select! {
-                () = self.control.telemetry_work() => {
-                    // A device was deleted, or a retention setting changed.
-                    deletions_due = true;
-                    next_retention = Instant::now();
-                }
+                () = self.control.telemetry_deletion_queued() => deletions_due = true,
+                () = self.control.retention_changed() => next_retention = Instant::now(),
                 () = tokio::time::sleep_until(wake) => deletions_due |= retry.is_some(),
                 _ = shutdown.changed() => {}
             }

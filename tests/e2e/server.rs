@@ -293,54 +293,48 @@ impl Server {
             .to_owned())
     }
 
-    pub async fn post_json(&self, bearer: &str, path: &str, body: &Value) -> Result<(u16, Value)> {
-        let resp = self
+    /// `method path` as `bearer`, with a JSON body when given: (status, JSON body or null).
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        bearer: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
+        let mut request = self
             .client
-            .post(self.url(path))
-            .bearer_auth(bearer)
-            .json(body)
-            .send()
-            .await?;
+            .request(method, self.url(path))
+            .bearer_auth(bearer);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let resp = request.send().await?;
         let status = resp.status().as_u16();
         Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// `POST path` with a JSON body as `bearer`: (status, JSON body or null).
+    pub async fn post_json(&self, bearer: &str, path: &str, body: &Value) -> Result<(u16, Value)> {
+        self.send_json(reqwest::Method::POST, bearer, path, Some(body))
+            .await
     }
 
     /// `GET path` as `bearer`: (status, JSON body or null).
     pub async fn get_json(&self, bearer: &str, path: &str) -> Result<(u16, Value)> {
-        let resp = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(bearer)
-            .send()
-            .await?;
-        let status = resp.status().as_u16();
-        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+        self.send_json(reqwest::Method::GET, bearer, path, None)
+            .await
     }
 
     /// `PUT path` with a JSON body as `bearer`: (status, JSON body or null).
     pub async fn put_json(&self, bearer: &str, path: &str, body: &Value) -> Result<(u16, Value)> {
-        let resp = self
-            .client
-            .put(self.url(path))
-            .bearer_auth(bearer)
-            .json(body)
-            .send()
-            .await?;
-        let status = resp.status().as_u16();
-        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+        self.send_json(reqwest::Method::PUT, bearer, path, Some(body))
+            .await
     }
 
     /// `PATCH path` with a JSON body as `bearer`: (status, JSON body or null).
     pub async fn patch_json(&self, bearer: &str, path: &str, body: &Value) -> Result<(u16, Value)> {
-        let resp = self
-            .client
-            .patch(self.url(path))
-            .bearer_auth(bearer)
-            .json(body)
-            .send()
-            .await?;
-        let status = resp.status().as_u16();
-        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+        self.send_json(reqwest::Method::PATCH, bearer, path, Some(body))
+            .await
     }
 
     /// `DELETE path` as `bearer`: the status.

@@ -31,8 +31,10 @@ pub enum Activity {
 pub(crate) struct Signals {
     pub(crate) activity: broadcast::Sender<Activity>,
     pub(crate) automations_changed: Notify,
-    /// A device was deleted or a retention setting changed: the store has work to do.
-    pub(crate) telemetry_work: Notify,
+    /// A device was deleted: its telemetry is queued for deletion.
+    pub(crate) telemetry_deletion_queued: Notify,
+    /// An organization's retention changed.
+    pub(crate) retention_changed: Notify,
 }
 
 impl Default for Signals {
@@ -40,7 +42,8 @@ impl Default for Signals {
         Self {
             activity: broadcast::channel(ACTIVITY_CAPACITY).0,
             automations_changed: Notify::new(),
-            telemetry_work: Notify::new(),
+            telemetry_deletion_queued: Notify::new(),
+            retention_changed: Notify::new(),
         }
     }
 }
@@ -56,10 +59,15 @@ impl super::ControlPlane {
         self.signals.automations_changed.notified().await;
     }
 
-    /// Waits until a device is deleted or a retention setting changes (a change made while
-    /// nobody waits is kept for the next call).
-    pub async fn telemetry_work(&self) {
-        self.signals.telemetry_work.notified().await;
+    /// Waits until a device is deleted (its telemetry queued for deletion); a deletion made
+    /// while nobody waits is kept for the next call.
+    pub async fn telemetry_deletion_queued(&self) {
+        self.signals.telemetry_deletion_queued.notified().await;
+    }
+
+    /// Waits until an organization's retention changes (kept for the next call likewise).
+    pub async fn retention_changed(&self) {
+        self.signals.retention_changed.notified().await;
     }
 
     /// Sends `activity` to the listeners, if any (no listener: nothing to do).

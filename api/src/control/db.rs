@@ -190,6 +190,14 @@ pub(crate) fn begin_write_sql(backend: Backend) -> (&'static str, Option<String>
     }
 }
 
+/// Rows of two integer columns as `u32` pairs (every integer column is 64-bit on both
+/// backends); a pair out of range is left out.
+pub(crate) fn u32_pairs(rows: Vec<(i64, i64)>) -> Vec<(u32, u32)> {
+    rows.into_iter()
+        .filter_map(|(a, b)| Some((u32::try_from(a).ok()?, u32::try_from(b).ok()?)))
+        .collect()
+}
+
 /// A nullable integer column read through the `Any` driver, for row fields typed `Option<u32>`
 /// (or `u16`, `u8`): `#[sqlx(try_from = "NullableInt")]`. The `Any` driver only decodes signed
 /// integers, and every integer column is a 64-bit one on both backends.

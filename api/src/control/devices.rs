@@ -203,7 +203,7 @@ impl ControlPlane {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.signals.telemetry_work.notify_one();
+        self.signals.telemetry_deletion_queued.notify_one();
         Ok(true)
     }
 
@@ -215,10 +215,7 @@ impl ControlPlane {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(org, dev)| Some((u32::try_from(org).ok()?, u32::try_from(dev).ok()?)))
-            .collect())
+        Ok(super::db::u32_pairs(rows))
     }
 
     /// Forgets queued telemetry deletions that the store has carried out.

@@ -118,7 +118,7 @@ impl ControlPlane {
         .await?
         .ok_or_else(|| ControlError::not_found(format!("organization {org_id} not found")))?;
         tracing::info!(org_id, ?retention_days, "organization retention set");
-        self.signals.telemetry_work.notify_one();
+        self.signals.retention_changed.notify_one();
         Ok(org)
     }
 
@@ -129,10 +129,7 @@ impl ControlPlane {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(id, days)| Some((u32::try_from(id).ok()?, u32::try_from(days).ok()?)))
-            .collect())
+        Ok(super::db::u32_pairs(rows))
     }
 
     /// The organization `org_id`.
