@@ -123,13 +123,17 @@ struct Session {
 }
 
 /// Serve one connection until it closes; never panics on network input.
-pub async fn run<S>(
+///
+/// A plain function returning the session's future (not an `async fn`): an `async fn` keeps
+/// its arguments in its own state for the whole session, beside the copies the inner future
+/// holds, and every idle session would pay for both.
+pub fn run<S>(
     ingest: Ingest,
     stream: S,
     peer: SocketAddr,
     transport: Transport,
     shutdown: watch::Receiver<bool>,
-) -> CloseReason
+) -> impl Future<Output = CloseReason>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -140,20 +144,20 @@ where
     // Instrumented, not entered: a span entered across an `.await` would leak into whatever
     // else runs on the thread meanwhile (other sessions' logs nested under this device).
     tracing::Instrument::instrument(
-        serve_connection(ingest, stream, peer, transport, shutdown, span.clone()),
+        serve_connection(ingest, stream, peer, transport, shutdown),
         span,
     )
-    .await
 }
 
-async fn serve_connection<S>(
+/// The session's future: the session state, the stream and the shutdown signal moved into
+/// one `async` block (see [`run`] for why not an `async fn`).
+fn serve_connection<S>(
     ingest: Ingest,
-    stream: S,
+    mut stream: S,
     peer: SocketAddr,
     transport: Transport,
-    shutdown: watch::Receiver<bool>,
-    span: tracing::Span,
-) -> CloseReason
+    mut shutdown: watch::Receiver<bool>,
+) -> impl Future<Output = CloseReason>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -169,29 +173,37 @@ where
         frames: 0,
         now: Instant::now(),
     };
-    let reason = session.serve(stream, shutdown, &span).await;
-    if let Some(state) = &session.state {
-        session
-            .ingest
-            .unregister(state.identity.device_id, state.session_id);
+    async move {
+        let reason = session.serve(&mut stream, &mut shutdown).await;
+        session.closed(transport, &reason);
+        reason
     }
-    let metrics = session.ingest.metrics();
-    metrics.connection_closed(transport);
-    match &reason {
-        CloseReason::LoginTimeout => metrics.refused(Refusal::login_timeout),
-        CloseReason::HeartbeatTimeout => metrics.refused(Refusal::heartbeat_timeout),
-        CloseReason::NotBlynk => metrics.refused(Refusal::not_blynk),
-        _ => {}
-    }
-    match &reason {
-        CloseReason::PeerClosed | CloseReason::Shutdown => {
-            tracing::debug!(?reason, "session closed")
+}
+
+impl Session {
+    /// Bookkeeping when the session ends: unregistered, counted and logged.
+    fn closed(&self, transport: Transport, reason: &CloseReason) {
+        if let Some(state) = &self.state {
+            self.ingest
+                .unregister(state.identity.device_id, state.session_id);
         }
-        _ => {
-            tracing::info!(peer = %session.peer, device_id = ?session.device_id(), ?reason, "session closed")
+        let metrics = self.ingest.metrics();
+        metrics.connection_closed(transport);
+        match reason {
+            CloseReason::LoginTimeout => metrics.refused(Refusal::login_timeout),
+            CloseReason::HeartbeatTimeout => metrics.refused(Refusal::heartbeat_timeout),
+            CloseReason::NotBlynk => metrics.refused(Refusal::not_blynk),
+            _ => {}
+        }
+        match reason {
+            CloseReason::PeerClosed | CloseReason::Shutdown => {
+                tracing::debug!(?reason, "session closed")
+            }
+            _ => {
+                tracing::info!(peer = %self.peer, device_id = ?self.device_id(), ?reason, "session closed")
+            }
         }
     }
-    reason
 }
 
 enum Flow {
@@ -205,16 +217,18 @@ impl Session {
         self.state.as_ref().map(|s| s.identity.device_id)
     }
 
+    /// The session loop. The stream and the shutdown signal are borrowed from the session's
+    /// future, which owns them: moved in here they would take room twice in it. Reads happen
+    /// in the `select!` below and writes after it, never at the same time, so the stream
+    /// needs no `split` (whose shared state was one more allocation per session).
     async fn serve<S>(
         &mut self,
-        stream: S,
-        mut shutdown: watch::Receiver<bool>,
-        span: &tracing::Span,
+        stream: &mut S,
+        shutdown: &mut watch::Receiver<bool>,
     ) -> CloseReason
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let (mut rd, mut wr) = tokio::io::split(stream);
         let login_timeout = self.ingest.config().login_timeout;
         // Read space for the next read: a whole chunk to start with and while the device
         // streams (a read filled the space it had); the idle size after small reads in a row
@@ -227,7 +241,7 @@ impl Session {
         let mut last_rx = Instant::now();
         loop {
             // Handle every complete frame already buffered.
-            let flow = self.drain(&mut inbuf, span).await;
+            let flow = self.drain(&mut inbuf).await;
             let values = self.points.len() as u64;
             if self.frames > 0 {
                 self.ingest.metrics().received(0, self.frames, values);
@@ -243,17 +257,17 @@ impl Session {
                 }
             }
             if !self.out.is_empty() {
-                if let Err(err) = wr.write_all(&self.out).await {
+                if let Err(err) = stream.write_all(&self.out).await {
                     return CloseReason::Io(err.to_string());
                 }
                 // TLS and WebSocket buffer writes; plain TCP flush is free.
-                if let Err(err) = wr.flush().await {
+                if let Err(err) = stream.flush().await {
                     return CloseReason::Io(err.to_string());
                 }
                 self.out.clear();
             }
             if let Flow::Close(reason) = flow {
-                let _ = wr.shutdown().await;
+                let _ = stream.shutdown().await;
                 return reason;
             }
 
@@ -289,7 +303,7 @@ impl Session {
                 }
             };
             tokio::select! {
-                read = rd.read_buf(&mut inbuf), if paused_until.is_none() => match read {
+                read = stream.read_buf(&mut inbuf), if paused_until.is_none() => match read {
                     Ok(0) => return CloseReason::PeerClosed,
                     Ok(n) => {
                         last_rx = Instant::now();
@@ -327,7 +341,7 @@ impl Session {
     }
 
     /// Decode and handle all complete frames in `inbuf`.
-    async fn drain(&mut self, inbuf: &mut BytesMut, span: &tracing::Span) -> Flow {
+    async fn drain(&mut self, inbuf: &mut BytesMut) -> Flow {
         loop {
             if self.state.is_none() && !inbuf.is_empty() && !is_pre_login_command(inbuf[0]) {
                 tracing::warn!(peer = %self.peer, first_byte = inbuf[0], "first bytes are not a Blynk login");
@@ -359,7 +373,7 @@ impl Session {
             let flow = if self.state.is_none() {
                 // Boxed: the login (with its directory lookup) runs once per session, and an
                 // inline future would make every idle session's task as large as it is.
-                Box::pin(self.handle_pre_login(cmd, msg_id, &body, span)).await
+                Box::pin(self.handle_pre_login(cmd, msg_id, &body)).await
             } else {
                 self.handle(cmd, msg_id, &body).await
             };
@@ -369,13 +383,7 @@ impl Session {
         }
     }
 
-    async fn handle_pre_login(
-        &mut self,
-        cmd: u8,
-        msg_id: u16,
-        body: &[u8],
-        span: &tracing::Span,
-    ) -> Flow {
+    async fn handle_pre_login(&mut self, cmd: u8, msg_id: u16, body: &[u8]) -> Flow {
         match cmd {
             command::LOGIN | command::HW_LOGIN => {}
             // A device may ping while waiting for the login reply; nothing to say yet.
@@ -435,7 +443,8 @@ impl Session {
         let session_id = self
             .ingest
             .register(identity.device_id, Arc::clone(&outbox));
-        span.record("device_id", identity.device_id);
+        // The session's span (the future is instrumented with it, so it is the current one).
+        tracing::Span::current().record("device_id", identity.device_id);
         tracing::info!(peer = %self.peer, device_id = identity.device_id, org_id = identity.org_id, "device logged in");
         self.ingest.metrics().login();
         encode_response(msg_id, status::OK, &mut self.out);

@@ -460,7 +460,10 @@ fn idle_sessions_keep_little_memory() {
         let kept = (stats.bytes_allocated - stats.bytes_deallocated) / SESSIONS as usize;
         eprintln!("heap kept per idle session: {kept} bytes");
         assert_eq!(ingest.online_devices(), SESSIONS as usize);
-        assert!(kept <= 2_400, "{kept} bytes of heap per idle session");
+        // ~1,750 bytes in a debug build (the task with its ~1 KB future, the read buffer, the
+        // outbox, the hub's entry and this test's duplex pipes); 2,060 before the session
+        // future stopped holding its arguments twice and the stream's `split`.
+        assert!(kept <= 1_950, "{kept} bytes of heap per idle session");
 
         drop(devices);
         for task in tasks {
