@@ -504,22 +504,21 @@ impl ServerConfig {
                 message: "must be at least 1".into(),
             });
         }
-        let object_store = match args.object_store.or(file.object_store) {
-            Some(text) => ObjectLocation::parse(&text).map_err(|e| ConfigError::Invalid {
-                key: "object_store",
+        let location = |key: &'static str, text: String| {
+            ObjectLocation::parse(&text).map_err(|e| ConfigError::Invalid {
+                key,
                 message: e.to_string(),
-            })?,
+            })
+        };
+        let object_store = match args.object_store.or(file.object_store) {
+            Some(text) => location("object_store", text)?,
             None => ObjectLocation::Local(data_dir.clone()),
         };
-        let parquet_store = match args.parquet_store.or(file.parquet_store) {
-            Some(text) => Some(
-                ObjectLocation::parse(&text).map_err(|e| ConfigError::Invalid {
-                    key: "parquet_store",
-                    message: e.to_string(),
-                })?,
-            ),
-            None => None,
-        };
+        let parquet_store = args
+            .parquet_store
+            .or(file.parquet_store)
+            .map(|text| location("parquet_store", text))
+            .transpose()?;
         let defaults = NotifyLimits::default();
         let notify_limits = NotifyLimits {
             per_org_per_hour: args

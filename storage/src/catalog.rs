@@ -78,6 +78,12 @@ pub(crate) struct Catalog {
     last: HashMap<SeriesKey, LastValue>,
 }
 
+/// The catalog document as stored.
+fn encode(doc: &CatalogDoc) -> Result<Vec<u8>> {
+    serde_json::to_vec(doc)
+        .map_err(|e| StorageError::InvalidInput(format!("catalog serialisation failed: {e}")))
+}
+
 impl Catalog {
     /// Loads `<data_dir>/catalog.json`; a missing file is an empty catalog.
     pub(crate) fn load(data_dir: &Path, remote: Option<ParquetRemote>) -> Result<Catalog> {
@@ -156,9 +162,7 @@ impl Catalog {
 
     /// The catalog document as stored.
     pub(crate) fn to_json(&self) -> Result<Vec<u8>> {
-        let doc = self.doc(self.files.clone(), &self.last, self.flushed_wal_seq);
-        serde_json::to_vec(&doc)
-            .map_err(|e| StorageError::InvalidInput(format!("catalog serialisation failed: {e}")))
+        encode(&self.doc(self.files.clone(), &self.last, self.flushed_wal_seq))
     }
 
     pub(crate) fn flushed_wal_seq(&self) -> u64 {
@@ -275,9 +279,7 @@ impl Catalog {
         flushed_wal_seq: u64,
     ) -> Result<()> {
         let doc = self.doc(all_files, &last, flushed_wal_seq);
-        let json = serde_json::to_vec(&doc).map_err(|e| {
-            StorageError::InvalidInput(format!("catalog serialisation failed: {e}"))
-        })?;
+        let json = encode(&doc)?;
         fsutil::write_atomic(&self.data_dir.join(CATALOG_FILE), &json)?;
         if let Some(remote) = &self.remote {
             remote.put_catalog(&json);

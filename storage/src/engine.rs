@@ -294,8 +294,12 @@ impl Storage {
         let orphan_files_removed = catalog.remove_orphans()?;
         let reconciled = match &remote {
             Some(remote) => {
-                let keys: Vec<String> = catalog.entries().iter().map(|f| f.path.clone()).collect();
-                crate::remote::reconcile(remote, &data_dir, &keys, &catalog.to_json()?)?
+                let files: Vec<(String, PathBuf)> = catalog
+                    .entries()
+                    .iter()
+                    .map(|f| (f.path.clone(), catalog.abs_path(&f.path)))
+                    .collect();
+                crate::remote::reconcile(remote, &files, &catalog.to_json()?)?
             }
             None => Default::default(),
         };

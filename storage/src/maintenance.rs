@@ -358,7 +358,6 @@ pub(crate) fn execute(
 
 /// Files removed from the catalog, waiting until no snapshot holds them and the grace period
 /// has passed; then deleted from disk and from the bucket, if any.
-#[derive(Default)]
 pub(crate) struct Graveyard {
     files: Vec<(PathBuf, Instant, Weak<LiveFile>)>,
     /// The bucket keeping the files, and the data directory their keys are relative to.

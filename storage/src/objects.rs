@@ -94,7 +94,8 @@ pub struct Objects {
     location: ObjectLocation,
 }
 
-fn object_error(e: object_store::Error) -> StorageError {
+/// An `object_store` error as this crate's.
+pub(crate) fn object_error(e: object_store::Error) -> StorageError {
     StorageError::ObjectStore(e.to_string())
 }
 

@@ -22,7 +22,7 @@
 //! embedding program supplies (the server runs them on its runtime), on the store's own
 //! threads.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -37,7 +37,7 @@ use object_store::path::Path as ObjectPath;
 use crate::catalog::{CATALOG_FILE, PARQUET_DIR};
 use crate::error::{Result, StorageError};
 use crate::fsutil;
-use crate::objects::{ObjectLocation, Objects};
+use crate::objects::{ObjectLocation, Objects, object_error};
 
 /// A future of an object-store operation, as handed to a [`BlockOn`].
 pub type RemoteFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
@@ -67,7 +67,6 @@ impl std::fmt::Debug for ParquetRemote {
 /// What [`reconcile`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Reconciled {
-    pub catalog_restored: bool,
     pub downloaded: usize,
     pub uploaded: usize,
     pub orphans_deleted: usize,
@@ -101,12 +100,7 @@ impl ParquetRemote {
     /// Downloads `key` to `path` crash-safely (temporary file, fsync, rename); `false` when the
     /// bucket has no such object.
     pub(crate) fn download(&self, key: &str, path: &Path) -> Result<bool> {
-        let mut found = None;
-        self.run(async {
-            found = self.objects.get(key).await?;
-            Ok(())
-        })?;
-        let Some(bytes) = found else {
+        let Some(bytes) = self.get(key)? else {
             return Ok(false);
         };
         if let Some(dir) = path.parent() {
@@ -131,23 +125,23 @@ impl ParquetRemote {
         self.run(self.objects.delete(key))
     }
 
-    /// Every Parquet object in the bucket: key → size.
-    fn list_parquet(&self) -> Result<HashMap<String, u64>> {
+    /// The keys of every Parquet object in the bucket.
+    fn list_parquet(&self) -> Result<HashSet<String>> {
         let store: &Arc<dyn ObjectStore> = self.objects.store();
-        let mut out = HashMap::new();
+        let mut out = HashSet::new();
         self.run(async {
             let root = ObjectPath::from(PARQUET_DIR);
             let top = store
                 .list_with_delimiter(Some(&root))
                 .await
-                .map_err(remote_error)?;
+                .map_err(object_error)?;
             for partition in top.common_prefixes {
                 let inner = store
                     .list_with_delimiter(Some(&partition))
                     .await
-                    .map_err(remote_error)?;
+                    .map_err(object_error)?;
                 for object in inner.objects {
-                    out.insert(object.location.to_string(), object.size);
+                    out.insert(object.location.to_string());
                 }
             }
             Ok(())
@@ -175,10 +169,6 @@ impl ParquetRemote {
     pub(crate) fn catalog_in_sync(&self) -> bool {
         !self.catalog_stale.load(Ordering::Acquire)
     }
-}
-
-fn remote_error(e: object_store::Error) -> StorageError {
-    StorageError::ObjectStore(e.to_string())
 }
 
 /// The two numbers that grow with every commit of a catalog document, to tell which of two
@@ -239,31 +229,27 @@ pub(crate) fn restore_catalog(remote: &ParquetRemote, data_dir: &Path) -> Result
     }
 }
 
-/// Makes the bucket and local disk both hold exactly the cataloged files (`files`: keys
-/// relative to `data_dir`), then uploads `catalog_json`. See the module documentation.
+/// Makes the bucket and local disk both hold exactly the cataloged files (`files`: object key
+/// and local path of each), then uploads `catalog_json`. See the module documentation.
 pub(crate) fn reconcile(
     remote: &ParquetRemote,
-    data_dir: &Path,
-    files: &[String],
+    files: &[(String, PathBuf)],
     catalog_json: &[u8],
 ) -> Result<Reconciled> {
     let started = Instant::now();
     let mut done = Reconciled::default();
     let mut in_bucket = remote.list_parquet()?;
-    for (i, key) in files.iter().enumerate() {
-        let local = key_to_path(data_dir, key);
-        let on_disk = local.is_file();
-        let remote_size = in_bucket.remove(key.as_str());
-        match (on_disk, remote_size) {
-            (true, Some(_)) => {}
-            (true, None) => {
-                remote.upload(key, &local)?;
+    for (i, (key, local)) in files.iter().enumerate() {
+        match (local.is_file(), in_bucket.remove(key.as_str())) {
+            (true, true) => {}
+            (true, false) => {
+                remote.upload(key, local)?;
                 done.uploaded += 1;
             }
-            (false, Some(_)) => {
-                if !remote.download(key, &local)? {
+            (false, true) => {
+                if !remote.download(key, local)? {
                     return Err(StorageError::corrupt(
-                        &local,
+                        local,
                         format!(
                             "listed in {} but could not be read from it",
                             remote.location()
@@ -272,9 +258,9 @@ pub(crate) fn reconcile(
                 }
                 done.downloaded += 1;
             }
-            (false, None) => {
+            (false, false) => {
                 return Err(StorageError::corrupt(
-                    &local,
+                    local,
                     format!(
                         "cataloged file is neither on disk nor in {}",
                         remote.location()
@@ -292,7 +278,7 @@ pub(crate) fn reconcile(
             );
         }
     }
-    for key in in_bucket.keys() {
+    for key in &in_bucket {
         remote.delete(key)?;
         done.orphans_deleted += 1;
     }
@@ -308,11 +294,6 @@ pub(crate) fn reconcile(
         );
     }
     Ok(done)
-}
-
-/// The local path of the object `key` (`/`-separated, relative to the data directory).
-pub(crate) fn key_to_path(data_dir: &Path, key: &str) -> PathBuf {
-    key.split('/').fold(data_dir.to_owned(), |p, c| p.join(c))
 }
 
 /// The object key of the local file `path` under `data_dir`.

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::server::Server;
+use crate::server::{Server, now_ms};
 
 /// A template declaring event `overheat` and a device of it: (device JSON, auth token).
 async fn device_with_events(server: &Server, admin: &str) -> (Value, String) {
@@ -321,14 +321,6 @@ async fn protocol_activity_reaches_status_properties_and_timeline() {
     let status = get(format!("/api/v1/devices/{id}/status")).await;
     assert_eq!(status["online"], false, "{status}");
     assert!(status["disconnected_at"].is_string(), "{status}");
-}
-
-/// Unix time now, in ms.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

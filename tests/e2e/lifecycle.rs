@@ -1,23 +1,16 @@
 //! The telemetry lifecycle through the server: deleting a device deletes its telemetry (and
 //! closes its sessions); an organization's retention drops its old day partitions.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use pinhouse_protocol::{command, status};
 use serde_json::{Value, json};
 
 use crate::device::RawDevice;
-use crate::server::{Server, eventually};
+use crate::server::{Server, eventually, now_ms};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// Imports `(ms, value)` points to V1 of the device with `token`.
 async fn import(server: &Server, token: &str, points: &[(i64, f64)]) {
