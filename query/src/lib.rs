@@ -23,6 +23,7 @@ mod error;
 pub mod history;
 pub mod postgres;
 mod rollup;
+mod scaled_values;
 mod scope;
 mod series;
 mod telemetry_table;

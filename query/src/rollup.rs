@@ -161,7 +161,9 @@ impl FileRollup {
         let mut hours: Vec<(Key, BucketStats)> = Vec::new();
         let mut numeric_rows = 0usize;
         for batch in reader {
-            let batch = batch.map_err(|e| QueryError::Execution(e.to_string()))?;
+            let batch = batch
+                .and_then(pinhouse_storage::decode_file_batch)
+                .map_err(|e| QueryError::Execution(e.to_string()))?;
             let col = |name: &str| {
                 batch.column_by_name(name).ok_or_else(|| {
                     QueryError::Execution(format!("{}: column {name} missing", path.display()))

@@ -115,7 +115,9 @@ impl SeriesReader {
             .map_err(|e| parquet_err(file, e))?;
         let mut decoded = 0;
         for batch in reader {
-            let batch = batch.map_err(|e| QueryError::Execution(format!("{e}")))?;
+            let batch = batch
+                .and_then(pinhouse_storage::decode_file_batch)
+                .map_err(|e| QueryError::Execution(format!("{e}")))?;
             decoded += batch.num_rows();
             scan_batch(&batch, range, f);
         }

@@ -27,6 +27,7 @@ use datafusion::physical_plan::union::UnionExec;
 use pinhouse_storage::{FileMeta, Snapshot, Storage};
 
 use crate::OrgScope;
+use crate::scaled_values::ScaledValueAdapterFactory;
 
 /// Column holding the tenant id; every scan filters on it.
 const ORG_COLUMN: &str = "org_id";
@@ -134,6 +135,7 @@ impl TelemetryTable {
         }
         let mut builder =
             FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+                .with_expr_adapter(Some(Arc::new(ScaledValueAdapterFactory)))
                 .with_projection_indices(Some(columns))?;
         for file in files {
             builder = builder.with_file(PartitionedFile::new(

@@ -191,6 +191,104 @@ async fn results_are_identical_before_and_after_flush_compaction_and_restart() {
     assert_eq!(after.0, vec![1, 2, 3, 4]);
 }
 
+/// Rows of a SQL answer as `(device_id, ts, value bits)`.
+fn value_rows(result: &pinhouse_query::QueryResult) -> Vec<(u32, i64, u64)> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Float64Type, TimestampMicrosecondType, UInt32Type};
+    result
+        .batches
+        .iter()
+        .flat_map(|b| {
+            let d = b.column(0).as_primitive::<UInt32Type>().clone();
+            let t = b
+                .column(1)
+                .as_primitive::<TimestampMicrosecondType>()
+                .clone();
+            let v = b.column(2).as_primitive::<Float64Type>().clone();
+            (0..b.num_rows())
+                .map(move |i| (d.value(i), t.value(i), v.value(i).to_bits()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Files store values as scaled integers when every value of the file allows it and as
+/// `Float64` otherwise: SQL (with a filter on `value`, pushed into the scan) and history read
+/// the same bits from memory, from either kind of file, and from a compacted mix.
+#[tokio::test]
+async fn values_read_the_same_from_memory_and_from_files_of_either_encoding() {
+    use pinhouse_query::HistoryRequest;
+    const T: i64 = 1_700_006_400 * 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = open(dir.path());
+    // Device 1: two decimals (a scaled file); device 2: thirds (a Float64 file).
+    let cents: Vec<Point> = (0..300)
+        .map(|i| {
+            Point::number(
+                4,
+                1,
+                0,
+                T + i * 1_000_000,
+                ((i * 37) % 2000 - 700) as f64 / 100.0,
+            )
+        })
+        .collect();
+    let thirds: Vec<Point> = (0..300)
+        .map(|i| Point::number(4, 2, 0, T + i * 1_000_000, i as f64 / 3.0))
+        .collect();
+    type Answers = (Vec<(u32, i64, u64)>, Vec<HistoryPoint>, Vec<HistoryPoint>);
+    type HistoryPoint = (i64, pinhouse_query::history::BucketStats);
+    async fn snapshot(engine: &QueryEngine) -> Answers {
+        let sql =
+            "SELECT device_id, ts, value FROM telemetry WHERE value > 2.25 ORDER BY device_id, ts";
+        let history = |device_id| HistoryRequest {
+            org_id: 4,
+            device_id,
+            pin: 0,
+            from_us: T,
+            to_us: T + 300_000_000,
+            points: 300,
+        };
+        let rows = value_rows(&engine.sql(&OrgScope::single(4), sql).await.unwrap());
+        let h1 = engine.history_raw(&history(1)).await.unwrap().points;
+        let h2 = engine.history_raw(&history(2)).await.unwrap().points;
+        (rows, h1, h2)
+    }
+    // The reference: everything in memory.
+    let memory_dir = tempfile::tempdir().unwrap();
+    let memory = open(memory_dir.path());
+    memory.write(cents.clone()).unwrap();
+    memory.write(thirds.clone()).unwrap();
+    let in_memory = snapshot(&QueryEngine::new(memory)).await;
+    assert!(in_memory.0.len() > 100 && in_memory.1.len() == 300);
+
+    let engine = QueryEngine::new(storage.clone());
+    storage.write(cents).unwrap();
+    storage.flush().unwrap();
+    storage.write(thirds).unwrap();
+    storage.flush().unwrap();
+    let value_types: Vec<String> = storage
+        .snapshot()
+        .files
+        .iter()
+        .map(|f| {
+            let file = std::fs::File::open(&f.path).unwrap();
+            let reader =
+                datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                    file,
+                )
+                .unwrap();
+            reader.schema().field(4).data_type().to_string()
+        })
+        .collect();
+    assert_eq!(value_types, ["Decimal64(18, 2)", "Float64"]);
+    assert_eq!(snapshot(&engine).await, in_memory, "one file of each kind");
+    // One compacted file holding both kinds of values (so stored as Float64).
+    storage.compact().unwrap();
+    assert_eq!(storage.snapshot().files.len(), 1);
+    assert_eq!(snapshot(&engine).await, in_memory, "after the compaction");
+}
+
 /// Writes land whole or not at all in a query's view: a writer writes batches of `BATCH` points
 /// (one device per batch) while another thread flushes and compacts and the test queries
 /// continuously; every device a query sees has exactly `BATCH` rows.

@@ -98,7 +98,6 @@ impl Flusher {
             Metrics::add(&self.shared.metrics.duplicates_dropped, duplicates as u64);
         }
         let last_values = parquet_writer::last_values_of_sorted(&sorted);
-        let props = parquet_writer::writer_properties()?;
         let mut entries = Vec::new();
         let mut written = Vec::new();
         let mut bytes = 0;
@@ -108,7 +107,6 @@ impl Flusher {
                     &self.catalog,
                     &partition::partition_name(day),
                     &batch,
-                    props.clone(),
                     frozen.min_seq..=frozen.max_seq,
                 )?;
                 written.push(abs);

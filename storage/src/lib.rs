@@ -5,6 +5,8 @@
 //! day-partitioned Parquet files sorted by `(org_id, device_id, pin, ts)` listed in an atomic
 //! catalog, keep the last value of every pin in memory, and hand queries a consistent
 //! [`Snapshot`] of memtables ∪ files.
+//! Files store `value` as scaled integers when that is exact ([`decode_file_batch`] turns it
+//! back into `Float64` for readers of the files).
 //!
 //! Layout of a data directory:
 //!
@@ -50,6 +52,7 @@ mod point;
 pub mod remote;
 mod schema;
 mod snapshot;
+mod value_encoding;
 mod wal;
 
 pub use config::{DEFAULT_FSYNC, FsyncPolicy, StorageConfig};
@@ -62,4 +65,5 @@ pub use point::{Point, Value};
 pub use remote::{BlockOn, ParquetRemote, RemoteFuture};
 pub use schema::{TS_TIMEZONE, columns, schema, ts_type};
 pub use snapshot::{FileMeta, Snapshot};
+pub use value_encoding::{decode_file_batch, unscale};
 pub use wal::replay::TornTail;

@@ -29,6 +29,7 @@ use crate::partition;
 use crate::remote::ParquetRemote;
 use crate::schema::{COL_DEVICE, COL_ORG, schema};
 use crate::snapshot::LiveFile;
+use crate::value_encoding;
 
 /// Retention settings: how long each organization keeps its data.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -255,7 +256,7 @@ fn read_file(path: &std::path::Path) -> Result<Vec<RecordBatch>> {
         .build()?;
     let mut out = Vec::new();
     for b in reader {
-        out.push(b?);
+        out.push(value_encoding::decode_file_batch(b?)?);
     }
     Ok(out)
 }
@@ -278,7 +279,6 @@ pub(crate) fn execute(
     let mut removed_ids = HashSet::new();
     let mut removed_paths = HashSet::new();
     let mut added = Vec::new();
-    let props = parquet_writer::writer_properties()?;
     let mut written: Vec<PathBuf> = Vec::new();
     let result = (|| -> Result<()> {
         for rw in rewrites {
@@ -326,7 +326,6 @@ pub(crate) fn execute(
                 catalog,
                 &partition,
                 &merged,
-                props.clone(),
                 wal_seq_min..=wal_seq_max,
             )?;
             written.push(abs);

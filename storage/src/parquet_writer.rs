@@ -21,6 +21,7 @@ use crate::last_value::LastValue;
 use crate::partition;
 use crate::point::Value;
 use crate::schema::{self, COL_DEVICE, COL_ORG, COL_PIN, COL_TEXT, COL_TS, COL_VALUE, schema};
+use crate::value_encoding;
 
 /// Key of one series.
 pub(crate) type SeriesKey = (u32, u32, u16);
@@ -167,8 +168,9 @@ pub(crate) fn batch_stats(batch: &RecordBatch) -> BatchStats {
 }
 
 /// Writer settings: zstd, page-level statistics (column and offset index), declared sort
-/// order, delta-encoded timestamps.
-pub(crate) fn writer_properties() -> Result<WriterProperties> {
+/// order, delta-encoded timestamps; `value` delta-encoded when it is stored as scaled integers
+/// ([`value_encoding`]), dictionary-encoded when it stays `Float64`.
+pub(crate) fn writer_properties(scaled_values: bool) -> Result<WriterProperties> {
     let ts_col = ColumnPath::from(schema::columns::TS);
     let sorting = [COL_ORG, COL_DEVICE, COL_PIN, COL_TS]
         .iter()
@@ -178,14 +180,20 @@ pub(crate) fn writer_properties() -> Result<WriterProperties> {
             nulls_first: false,
         })
         .collect();
-    Ok(WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_sorting_columns(Some(sorting))
         .set_column_dictionary_enabled(ts_col.clone(), false)
         .set_column_encoding(ts_col, Encoding::DELTA_BINARY_PACKED)
-        .set_created_by(concat!("pinhouse-storage ", env!("CARGO_PKG_VERSION")).to_owned())
-        .build())
+        .set_created_by(concat!("pinhouse-storage ", env!("CARGO_PKG_VERSION")).to_owned());
+    if scaled_values {
+        let value_col = ColumnPath::from(schema::columns::VALUE);
+        builder = builder
+            .set_column_dictionary_enabled(value_col.clone(), false)
+            .set_column_encoding(value_col, Encoding::DELTA_BINARY_PACKED);
+    }
+    Ok(builder.build())
 }
 
 /// Writes `batch` as a new file of `partition` (named under the catalog lock, written without
@@ -195,7 +203,6 @@ pub(crate) fn write_new_file(
     catalog: &parking_lot::Mutex<Catalog>,
     partition: &str,
     batch: &RecordBatch,
-    props: WriterProperties,
     wal_seq: std::ops::RangeInclusive<u64>,
 ) -> Result<(FileEntry, std::path::PathBuf)> {
     let (id, path, abs, remote) = {
@@ -205,7 +212,7 @@ pub(crate) fn write_new_file(
         let abs = catalog.abs_path(&path);
         (id, path, abs, catalog.remote().cloned())
     };
-    let bytes = write_parquet_file(&abs, batch, props)?;
+    let bytes = write_parquet_file(&abs, batch)?;
     // Durable in the bucket before the catalog lists it (and before the WAL segments holding
     // its rows can go).
     if let Some(remote) = remote
@@ -257,11 +264,13 @@ pub(crate) fn discard_written(
 
 /// Writes `batch` to `final_path` crash-safely: to `<final_path>.tmp`, fsync, rename, fsync the
 /// directory (created, and its parent fsynced, when missing). Returns the file size.
-pub(crate) fn write_parquet_file(
-    final_path: &Path,
-    batch: &RecordBatch,
-    props: WriterProperties,
-) -> Result<u64> {
+///
+/// `batch` has the telemetry schema; the file stores its `value` column as scaled integers
+/// when that is exact ([`value_encoding`]).
+pub(crate) fn write_parquet_file(final_path: &Path, batch: &RecordBatch) -> Result<u64> {
+    let scaled = value_encoding::encode(batch)?;
+    let props = writer_properties(scaled.is_some())?;
+    let batch = scaled.as_ref().unwrap_or(batch);
     let dir = final_path.parent().ok_or_else(|| {
         StorageError::InvalidInput(format!("{} has no parent", final_path.display()))
     })?;
@@ -272,7 +281,7 @@ pub(crate) fn write_parquet_file(
     let result = (|| -> Result<u64> {
         let file = File::create(&tmp).map_err(StorageError::io_path(&tmp))?;
         let handle = file.try_clone().map_err(StorageError::io_path(&tmp))?;
-        let mut writer = ArrowWriter::try_new(handle, schema(), Some(props))?;
+        let mut writer = ArrowWriter::try_new(handle, batch.schema(), Some(props))?;
         writer.write(batch)?;
         writer.close()?;
         file.sync_all().map_err(StorageError::io_path(&tmp))?;
@@ -293,6 +302,7 @@ mod tests {
     use crate::memtable::Memtable;
     use crate::point::Point;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use std::sync::Arc;
     use std::time::Instant;
 
     const DAY: i64 = 86_400_000_000;
@@ -394,18 +404,51 @@ mod tests {
         assert_eq!(days, [-1, 0, 1]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p/date=1970-01-02/1.parquet");
-        let bytes = write_parquet_file(&path, &parts[2].1, writer_properties().unwrap()).unwrap();
+        let bytes = write_parquet_file(&path, &parts[2].1).unwrap();
         assert_eq!(bytes, std::fs::metadata(&path).unwrap().len());
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        // Whole numbers: `value` is stored as integers (scale 0), delta-encoded.
+        let mut expected = schema().as_ref().clone().fields().to_vec();
+        expected[COL_VALUE] = Arc::new(arrow::datatypes::Field::new(
+            schema::columns::VALUE,
+            arrow::datatypes::DataType::Decimal64(18, 0),
+            true,
+        ));
+        assert_eq!(reader.schema().fields().to_vec(), expected);
+        let rg = reader.metadata().row_group(0);
+        assert!(
+            rg.column(COL_VALUE)
+                .encodings()
+                .any(|e| e == Encoding::DELTA_BINARY_PACKED)
+        );
+        assert_eq!(rg.sorting_columns().map(|s| s.len()), Some(4));
+        let read: Vec<RecordBatch> = reader
+            .build()
+            .unwrap()
+            .map(|b| value_encoding::decode_file_batch(b.unwrap()).unwrap())
+            .collect();
+        assert_eq!(read, [parts[2].1.clone()]);
+    }
+
+    #[test]
+    fn values_no_scale_holds_stay_float64_with_a_dictionary() {
+        let pts = vec![
+            Point::number(1, 1, 0, 5, 0.1 + 0.2),
+            Point::number(1, 1, 0, 6, 2.5),
+        ];
+        let sorted = sort_rows(&frozen(&pts)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p/1.parquet");
+        write_parquet_file(&path, &sorted).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
         assert_eq!(reader.schema().as_ref(), schema().as_ref());
-        let sorting = reader
-            .metadata()
-            .row_group(0)
-            .sorting_columns()
-            .cloned()
-            .unwrap();
-        assert_eq!(sorting.len(), 4);
-        let rows: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
-        assert_eq!(rows, 1);
+        let rg = reader.metadata().row_group(0);
+        assert!(
+            rg.column(COL_VALUE)
+                .encodings()
+                .any(|e| e == Encoding::RLE_DICTIONARY)
+        );
+        let read: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
+        assert_eq!(read, [sorted]);
     }
 }

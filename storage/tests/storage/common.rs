@@ -57,7 +57,7 @@ pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
         .unwrap()
         .build()
         .unwrap()
-        .map(|b| b.unwrap())
+        .map(|b| pinhouse_storage::decode_file_batch(b.unwrap()).unwrap())
         .collect()
 }
 
