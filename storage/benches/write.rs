@@ -1,5 +1,6 @@
 //! Write throughput into WAL + memtable, batches of 1000 points, under each fsync policy,
-//! with one writer and with four concurrent writers (group commit).
+//! with one writer and with four concurrent writers (group commit); flushing a memtable; and
+//! a device re-sending points the memtable already holds (late duplicates).
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,14 @@ fn open(policy: FsyncPolicy) -> (tempfile::TempDir, Storage) {
 }
 
 fn open_with(policy: FsyncPolicy, memtable_max_rows: usize) -> (tempfile::TempDir, Storage) {
+    open_configured(policy, memtable_max_rows, Duration::from_secs(60))
+}
+
+fn open_configured(
+    policy: FsyncPolicy,
+    memtable_max_rows: usize,
+    memtable_max_age: Duration,
+) -> (tempfile::TempDir, Storage) {
     let dir = tempfile::tempdir_in(
         std::env::var_os("PINHOUSE_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
     )
@@ -48,6 +57,7 @@ fn open_with(policy: FsyncPolicy, memtable_max_rows: usize) -> (tempfile::TempDi
     let mut config = StorageConfig::new(dir.path());
     config.fsync = policy;
     config.memtable_max_rows = memtable_max_rows;
+    config.memtable_max_age = memtable_max_age;
     let storage = Storage::open(config).unwrap();
     (dir, storage)
 }
@@ -140,5 +150,51 @@ fn flush_memtable(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, single_writer, concurrent_writers, flush_memtable);
+/// A device re-sends 100 points the memtables already hold (an offline buffer whose upload was
+/// cut) into a memtable of 880,000 rows (10,000 devices × 4 pins × 22 values, 10 s apart; no
+/// flush during the run). Every point of the batch is older than the device's newest value, so
+/// each must be looked up; all are dropped, so the memtable does not grow between iterations.
+fn late_duplicates(c: &mut Criterion) {
+    const DEVICES: u32 = 10_000;
+    const STEPS: i64 = 22;
+    let mut g = c.benchmark_group("late_duplicates");
+    g.throughput(Throughput::Elements(100));
+    g.measurement_time(Duration::from_secs(5));
+    let (_dir, storage) =
+        open_configured(FsyncPolicy::Never, 10_000_000, Duration::from_secs(3600));
+    let value = |d: u32, p: u16, step: i64| f64::from(d % 100) + f64::from(p) + step as f64 * 0.25;
+    for step in 0..STEPS {
+        let pts: Vec<Point> = (0..DEVICES)
+            .flat_map(|d| (0..4u16).map(move |p| (d, p)))
+            .map(|(d, p)| Point::number(1, d, p, step * 10_000_000, value(d, p, step)))
+            .collect();
+        storage.write(pts).unwrap();
+    }
+    let mut device = 0u32;
+    g.bench_function("resend_100_points_into_900k_rows", |b| {
+        b.iter(|| {
+            device = (device + 1) % DEVICES;
+            let pts: Vec<Point> = (0..100i64)
+                .map(|i| {
+                    let (p, step) = ((i % 4) as u16, i / 4 % (STEPS - 1));
+                    Point::number(1, device, p, step * 10_000_000, value(device, p, step))
+                })
+                .collect();
+            storage.write(pts).unwrap();
+        })
+    });
+    let stats = storage.stats();
+    assert_eq!(stats.flushes, 0, "the memtable was flushed during the run");
+    assert!(stats.duplicates_dropped >= 100);
+    storage.close().unwrap();
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    single_writer,
+    concurrent_writers,
+    flush_memtable,
+    late_duplicates
+);
 criterion_main!(benches);

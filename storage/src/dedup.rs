@@ -2,13 +2,15 @@
 //!
 //! Two places remove them:
 //! - on the write path ([`filter_new`]), against the last-value cache and the memtables: a point
-//!   newer than its series' newest value is new (no extra work); one that is not is compared
-//!   with the rows of the memtables (a scan, only for batches holding such late points);
+//!   newer than its series' newest value is new (no extra work); one that is not is looked up
+//!   among the rows of its series in the memtables, through a [`SeriesIndex`] each memtable
+//!   builds on its first late point (so a device re-sending an offline buffer costs a lookup
+//!   per point, not a scan of the memtables per batch);
 //! - when rows are written to Parquet ([`dedup_sorted`]): at flush, and when compaction merges
 //!   the files of a partition (which also removes a late re-send of a row already flushed).
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use arrow::array::{Array, AsArray, BooleanArray};
 use arrow::compute::filter_record_batch;
@@ -17,19 +19,24 @@ use arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
 use crate::last_value::{LastValueCache, Novelty};
+use crate::memtable::CHUNK_ROWS;
 use crate::point::{Point, Value};
 use crate::schema::{COL_DEVICE, COL_ORG, COL_PIN, COL_TEXT, COL_TS, COL_VALUE};
 
 /// Identity of a stored value: number bits or text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum ValueKey {
+pub(crate) enum ValueKey {
     Number(u64),
     Text(String),
 }
 
-type RowKey = (u32, u32, u16, i64, ValueKey);
+/// A stored row: series, timestamp and value.
+pub(crate) type RowKey = (u32, u32, u16, i64, ValueKey);
 
-fn key_of(p: &Point) -> RowKey {
+/// A series: `(org_id, device_id, pin)`.
+type Series = (u32, u32, u16);
+
+pub(crate) fn key_of(p: &Point) -> RowKey {
     let v = match &p.value {
         Value::Number(n) => ValueKey::Number(n.to_bits()),
         Value::Text(t) => ValueKey::Text(t.clone()),
@@ -38,13 +45,13 @@ fn key_of(p: &Point) -> RowKey {
 }
 
 /// The points of `points` that are not duplicates, in order; applies the kept ones to the
-/// last-value cache. `memtable_batches` is called (at most once) to get every row of the
-/// memtables when a late point has to be checked. Returns the points to store and the number
-/// of duplicates dropped.
+/// last-value cache. `find_stored` is called (at most once) with the keys of the late points
+/// and returns those of them the memtables hold. Returns the points to store and the number of
+/// duplicates dropped.
 pub(crate) fn filter_new<'a>(
     points: &'a [Point],
     last: &LastValueCache,
-    memtable_batches: impl FnOnce() -> Vec<RecordBatch>,
+    find_stored: impl FnOnce(&HashSet<RowKey>) -> HashSet<RowKey>,
 ) -> (Cow<'a, [Point]>, usize) {
     let Some(novelty) = last.apply_classify(points) else {
         return (Cow::Borrowed(points), 0);
@@ -58,7 +65,7 @@ pub(crate) fn filter_new<'a>(
     let stored = if suspects.is_empty() {
         HashSet::new()
     } else {
-        present_in(&memtable_batches(), &suspects)
+        find_stored(&suspects)
     };
     let mut seen: HashSet<RowKey> = HashSet::new();
     let mut kept = Vec::with_capacity(points.len());
@@ -81,13 +88,30 @@ pub(crate) fn filter_new<'a>(
     (Cow::Owned(kept), dropped)
 }
 
-/// Which of `wanted` are rows of `batches`.
-fn present_in(batches: &[RecordBatch], wanted: &HashSet<RowKey>) -> HashSet<RowKey> {
+/// The value of row `i` of a batch with the telemetry schema.
+fn value_key_at(batch: &RecordBatch, i: usize) -> ValueKey {
+    let value = batch.column(COL_VALUE).as_primitive::<Float64Type>();
+    if value.is_valid(i) {
+        return ValueKey::Number(value.value(i).to_bits());
+    }
+    let text = batch.column(COL_TEXT).as_string::<i32>();
+    ValueKey::Text(if text.is_valid(i) {
+        text.value(i).to_owned()
+    } else {
+        String::new()
+    })
+}
+
+/// Adds to `found` the keys of `wanted` that are rows of `batches`, by scanning them.
+pub(crate) fn scan_for(
+    batches: &[RecordBatch],
+    wanted: &HashSet<RowKey>,
+    found: &mut HashSet<RowKey>,
+) {
     let min_ts = wanted.iter().map(|k| k.3).min().unwrap_or(i64::MAX);
     let max_ts = wanted.iter().map(|k| k.3).max().unwrap_or(i64::MIN);
     let series: HashSet<(u32, u32, u16, i64)> =
         wanted.iter().map(|k| (k.0, k.1, k.2, k.3)).collect();
-    let mut found = HashSet::new();
     for b in batches {
         let org = b.column(COL_ORG).as_primitive::<UInt32Type>().values();
         let dev = b.column(COL_DEVICE).as_primitive::<UInt32Type>().values();
@@ -96,29 +120,81 @@ fn present_in(batches: &[RecordBatch], wanted: &HashSet<RowKey>) -> HashSet<RowK
             .column(COL_TS)
             .as_primitive::<TimestampMicrosecondType>()
             .values();
-        let value = b.column(COL_VALUE).as_primitive::<Float64Type>();
-        let text = b.column(COL_TEXT).as_string::<i32>();
         for i in 0..b.num_rows() {
             let t = ts[i];
             if t < min_ts || t > max_ts || !series.contains(&(org[i], dev[i], pin[i], t)) {
                 continue;
             }
-            let v = if value.is_valid(i) {
-                ValueKey::Number(value.value(i).to_bits())
-            } else {
-                ValueKey::Text(if text.is_valid(i) {
-                    text.value(i).to_owned()
-                } else {
-                    String::new()
-                })
-            };
-            let key = (org[i], dev[i], pin[i], t, v);
+            let key = (org[i], dev[i], pin[i], t, value_key_at(b, i));
             if wanted.contains(&key) {
                 found.insert(key);
             }
         }
     }
-    found
+}
+
+/// Where the rows of a memtable's sealed chunks are, by series: built on the memtable's first
+/// late point and extended over the chunks sealed since. Costs 12 bytes per indexed row, only
+/// in memtables that received late points.
+#[derive(Debug, Default)]
+pub(crate) struct SeriesIndex {
+    series: HashMap<Series, SeriesRows>,
+    /// Chunks indexed so far (a prefix of the memtable's chunks).
+    chunks: usize,
+}
+
+#[derive(Debug, Default)]
+struct SeriesRows {
+    ts: Vec<i64>,
+    /// `chunk * CHUNK_ROWS + row`: every chunk but the last holds exactly `CHUNK_ROWS` rows.
+    pos: Vec<u32>,
+}
+
+impl SeriesIndex {
+    /// Indexes the chunks of `chunks` (all of the memtable's sealed chunks, in order) not
+    /// indexed yet.
+    pub(crate) fn extend(&mut self, chunks: &[RecordBatch]) {
+        for (c, b) in chunks.iter().enumerate().skip(self.chunks) {
+            let org = b.column(COL_ORG).as_primitive::<UInt32Type>().values();
+            let dev = b.column(COL_DEVICE).as_primitive::<UInt32Type>().values();
+            let pin = b.column(COL_PIN).as_primitive::<UInt16Type>().values();
+            let ts = b
+                .column(COL_TS)
+                .as_primitive::<TimestampMicrosecondType>()
+                .values();
+            let base = (c * CHUNK_ROWS) as u32;
+            for i in 0..b.num_rows() {
+                let rows = self.series.entry((org[i], dev[i], pin[i])).or_default();
+                rows.ts.push(ts[i]);
+                rows.pos.push(base + i as u32);
+            }
+        }
+        self.chunks = self.chunks.max(chunks.len());
+    }
+
+    /// Adds to `found` the keys of `wanted` that are rows of the indexed chunks `chunks`.
+    pub(crate) fn find(
+        &self,
+        chunks: &[RecordBatch],
+        wanted: &HashSet<RowKey>,
+        found: &mut HashSet<RowKey>,
+    ) {
+        for key in wanted {
+            let Some(rows) = self.series.get(&(key.0, key.1, key.2)) else {
+                continue;
+            };
+            for (t, pos) in rows.ts.iter().zip(&rows.pos) {
+                if *t != key.3 {
+                    continue;
+                }
+                let (c, i) = (*pos as usize / CHUNK_ROWS, *pos as usize % CHUNK_ROWS);
+                if value_key_at(&chunks[c], i) == key.4 {
+                    found.insert(key.clone());
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Removes repeated rows from a batch sorted by `(org_id, device_id, pin, ts)`: of rows equal in
@@ -189,7 +265,7 @@ mod tests {
         let first: Vec<Point> = (0..10)
             .map(|t| Point::number(1, 1, 0, t, t as f64))
             .collect();
-        let (kept, dropped) = filter_new(&first, &last, || panic!("no late points"));
+        let (kept, dropped) = filter_new(&first, &last, |_| panic!("no late points"));
         assert_eq!((kept.len(), dropped), (10, 0));
         let mem = batches(&first);
         let again = vec![
@@ -201,7 +277,11 @@ mod tests {
             Point::from_text(1, 1, 0, 5, "five"), // text vs number: different
             Point::number(1, 1, 0, 11, 1.0),      // new
         ];
-        let (kept, dropped) = filter_new(&again, &last, || mem.clone());
+        let (kept, dropped) = filter_new(&again, &last, |wanted| {
+            let mut found = HashSet::new();
+            scan_for(&mem, wanted, &mut found);
+            found
+        });
         assert_eq!(dropped, 3);
         assert_eq!(
             kept.iter().map(|p| p.ts_us).collect::<Vec<_>>(),

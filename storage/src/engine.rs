@@ -215,13 +215,13 @@ fn apply_points(
     points: &[Point],
     now: Instant,
 ) -> usize {
-    let (kept, dropped) = dedup::filter_new(points, last, || {
-        let mut batches = Vec::new();
+    let (kept, dropped) = dedup::filter_new(points, last, |wanted| {
+        let mut found = std::collections::HashSet::new();
         for f in frozen {
-            batches.extend(f.batches.iter().cloned());
+            f.find_stored(wanted, &mut found);
         }
-        active.snapshot_into(&mut batches);
-        batches
+        active.find_stored(wanted, &mut found);
+        found
     });
     active.append(seq, &kept, now);
     dropped

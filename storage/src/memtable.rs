@@ -5,6 +5,7 @@
 //! a copy of at most one chunk. A full (or old) memtable is frozen into a [`Frozen`] memtable and
 //! handed to the flusher.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,9 @@ use arrow::array::{
     UInt32Builder,
 };
 use arrow::record_batch::RecordBatch;
+use parking_lot::Mutex;
 
+use crate::dedup::{self, RowKey, SeriesIndex};
 use crate::point::{Point, Value};
 use crate::schema::{TS_TIMEZONE, schema};
 
@@ -104,6 +107,8 @@ pub(crate) struct Memtable {
     max_seq: u64,
     /// When the first row arrived.
     since: Option<Instant>,
+    /// Rows by series, for late points (empty until the first).
+    index: SeriesIndex,
 }
 
 impl Memtable {
@@ -115,6 +120,7 @@ impl Memtable {
             min_seq: 0,
             max_seq: 0,
             since: None,
+            index: SeriesIndex::default(),
         }
     }
 
@@ -158,6 +164,16 @@ impl Memtable {
         }
     }
 
+    /// Adds to `found` the keys of `wanted` (late points) that are rows of this memtable:
+    /// sealed chunks through the series index (extended first), the open chunk by a scan.
+    pub(crate) fn find_stored(&mut self, wanted: &HashSet<RowKey>, found: &mut HashSet<RowKey>) {
+        self.index.extend(&self.chunks);
+        self.index.find(&self.chunks, wanted, found);
+        if self.builder.len > 0 {
+            dedup::scan_for(&[self.builder.batch_cloned()], wanted, found);
+        }
+    }
+
     /// Takes the content out, leaving an empty memtable. `None` when no record was applied
     /// since the last freeze.
     pub(crate) fn freeze(&mut self) -> Option<Frozen> {
@@ -173,6 +189,7 @@ impl Memtable {
             rows: self.rows,
             min_seq: self.min_seq,
             max_seq: self.max_seq,
+            index: Mutex::new(std::mem::take(&mut self.index)),
         };
         *self = Memtable::new();
         Some(frozen)
@@ -189,6 +206,17 @@ pub(crate) struct Frozen {
     /// failed and is not in the WAL).
     pub min_seq: u64,
     pub max_seq: u64,
+    /// The active memtable's series index, extended over the rest on the first late point.
+    index: Mutex<SeriesIndex>,
+}
+
+impl Frozen {
+    /// Adds to `found` the keys of `wanted` (late points) that are rows of this memtable.
+    pub(crate) fn find_stored(&self, wanted: &HashSet<RowKey>, found: &mut HashSet<RowKey>) {
+        let mut index = self.index.lock();
+        index.extend(&self.batches);
+        index.find(&self.batches, wanted, found);
+    }
 }
 
 #[cfg(test)]
@@ -233,6 +261,55 @@ mod tests {
         assert_eq!(count(&f.batches), CHUNK_ROWS + 16);
         assert_eq!(m.rows(), 0);
         assert!(m.freeze().is_none());
+    }
+
+    /// The series index finds late points in sealed chunks (across a chunk boundary, after
+    /// more chunks were sealed, after a freeze) and in the open chunk, by value as well as
+    /// time, exactly as a scan of every row does.
+    #[test]
+    fn stored_rows_are_found_by_series_index_as_by_scan() {
+        use crate::dedup::{RowKey, key_of as key, scan_for};
+        let now = Instant::now();
+        let mut m = Memtable::new();
+        let first = pts(CHUNK_ROWS + 100, 0);
+        m.append(1, &first, now);
+        let mut wanted: HashSet<RowKey> = [0, 5, CHUNK_ROWS - 1, CHUNK_ROWS, CHUNK_ROWS + 99]
+            .iter()
+            .map(|&i| key(&first[i]))
+            .collect();
+        // Not stored: another value at a stored time, a time not stored, another series.
+        let absent = [
+            Point::number(1, 1, 0, 1, 99.0),
+            Point::number(1, 1, 0, 2, 1.0),
+            Point::number(2, 1, 0, 1, 1.0),
+        ];
+        let absent_keys: Vec<RowKey> = absent.iter().map(key).collect();
+        wanted.extend(absent_keys.iter().cloned());
+        let expect = |m: &Memtable, wanted: &HashSet<RowKey>| {
+            let mut batches = Vec::new();
+            m.snapshot_into(&mut batches);
+            let mut found = HashSet::new();
+            scan_for(&batches, wanted, &mut found);
+            found
+        };
+        let mut found = HashSet::new();
+        m.find_stored(&wanted, &mut found);
+        assert_eq!(found, expect(&m, &wanted));
+        assert_eq!(found.len(), 5);
+        // More rows (a second sealed chunk): the index is extended, not rebuilt.
+        let more = pts(CHUNK_ROWS, 1_000_000);
+        m.append(2, &more, now);
+        wanted.insert(key(&more[CHUNK_ROWS - 1]));
+        wanted.insert(key(&more[3]));
+        let mut found = HashSet::new();
+        m.find_stored(&wanted, &mut found);
+        assert_eq!(found, expect(&m, &wanted));
+        assert_eq!(found.len(), 7);
+        assert!(absent_keys.iter().all(|k| !found.contains(k)));
+        let frozen = m.freeze().unwrap();
+        let mut after = HashSet::new();
+        frozen.find_stored(&wanted, &mut after);
+        assert_eq!(after, found);
     }
 
     #[test]
