@@ -59,13 +59,18 @@ pub struct StorageConfig {
     /// A bucket that also keeps every Parquet file and the catalog (see [`crate::remote`]);
     /// `None`: local disk only.
     pub parquet_remote: Option<ParquetRemote>,
+    /// Added to the nice value of the flush and compaction threads (Linux, where nice is per
+    /// thread; at most 19), so that the threads serving devices, live subscribers and
+    /// queries preempt them on a busy machine. Flushing still runs when they are idle, and
+    /// the memtable budget slows writers if it falls behind. 0 leaves them as they are.
+    pub background_nice: i32,
 }
 
 impl StorageConfig {
     /// Defaults: fsync `Interval(10 ms)` ([`DEFAULT_FSYNC`]), 1M-row memtables, 60 s max memtable age,
     /// at most 4M rows in frozen memtables, 64 MiB WAL segments,
     /// compaction of ≥ 8 files of a size tier under 256 MiB per partition, replaced files kept ≥ 5 min,
-    /// no bucket.
+    /// no bucket, flush and compaction threads at nice +10.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         StorageConfig {
             data_dir: data_dir.into(),
@@ -78,6 +83,7 @@ impl StorageConfig {
             compact_target_bytes: 256 * 1024 * 1024,
             obsolete_file_grace: Duration::from_secs(300),
             parquet_remote: None,
+            background_nice: 10,
         }
     }
 }

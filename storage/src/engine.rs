@@ -374,7 +374,7 @@ impl Storage {
         });
 
         let committer = Committer::new(shared.clone(), wal, config.fsync, write_rx);
-        let committer = spawn_thread("pinhouse-wal", move || committer.run())?;
+        let committer = spawn_thread("pinhouse-wal", 0, move || committer.run())?;
         let catalog = Arc::new(Mutex::new(catalog));
         let (compactor_tx, compactor_rx) = crossbeam_channel::unbounded();
         let stop_rewrites = Arc::new(AtomicBool::new(false));
@@ -386,7 +386,9 @@ impl Storage {
             compactor_tx.clone(),
             &config,
         );
-        let flusher = spawn_thread("pinhouse-flush", move || flusher.run())?;
+        let flusher = spawn_thread("pinhouse-flush", config.background_nice, move || {
+            flusher.run()
+        })?;
         let compactor = Compactor::new(
             shared.clone(),
             catalog,
@@ -394,7 +396,9 @@ impl Storage {
             stop_rewrites.clone(),
             &config,
         );
-        let compactor = spawn_thread("pinhouse-compact", move || compactor.run())?;
+        let compactor = spawn_thread("pinhouse-compact", config.background_nice, move || {
+            compactor.run()
+        })?;
         // Files left by an earlier run may already make a tier worth merging.
         let _ = compactor_tx.send(CompactMsg::Flushed);
         if has_frozen {
@@ -618,15 +622,35 @@ impl Inner {
     }
 }
 
-/// Starts a named background thread of the store.
+/// Starts a named background thread of the store, `nice` steps below the others in priority.
 fn spawn_thread<T: Send + 'static>(
-    name: &str,
+    name: &'static str,
+    nice: i32,
     run: impl FnOnce() -> T + Send + 'static,
 ) -> Result<JoinHandle<T>> {
     std::thread::Builder::new()
         .name(name.into())
-        .spawn(run)
+        .spawn(move || {
+            lower_priority(name, nice);
+            run()
+        })
         .map_err(StorageError::Io)
+}
+
+/// Adds `nice` (if positive) to the calling thread's nice value, up to 19. Linux only (where
+/// nice is per thread); a failure is logged and the thread runs on at its priority.
+fn lower_priority(name: &str, nice: i32) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        let tid = Some(rustix::thread::gettid());
+        let result = rustix::process::getpriority_process(tid)
+            .and_then(|now| rustix::process::setpriority_process(tid, (now + nice).min(19)));
+        if let Err(e) = result {
+            tracing::warn!(thread = name, nice, error = %e, "could not lower the thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (name, nice);
 }
 
 /// Joins a background thread, unless called from that very thread (a completion callback that

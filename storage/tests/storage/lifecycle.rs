@@ -148,3 +148,57 @@ fn reopen_when_unlocked(dir: &std::path::Path) -> Storage {
     }
     panic!("the directory stayed locked");
 }
+
+/// Nice value of a thread of this process, from `/proc/self/task/<tid>/stat`.
+#[cfg(target_os = "linux")]
+fn thread_nice(task: &std::path::Path) -> Option<(String, i32)> {
+    let comm = std::fs::read_to_string(task.join("comm")).ok()?;
+    let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+    // Fields after "(comm)": state is field 3, nice field 19.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let nice = after.split(' ').nth(16)?.parse().ok()?;
+    Some((comm.trim().to_owned(), nice))
+}
+
+/// The flush and compaction threads run `background_nice` steps below the process (the WAL
+/// thread, on every write's path, does not).
+#[cfg(target_os = "linux")]
+#[test]
+fn flush_and_compaction_threads_run_at_a_lower_priority() {
+    let base = thread_nice(std::path::Path::new("/proc/thread-self"))
+        .unwrap()
+        .1;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = pinhouse_storage::StorageConfig::new(dir.path());
+    config.background_nice = 7; // other tests' stores use the default (10)
+    let s = Storage::open(config).unwrap();
+    let want = (base + 7).min(19);
+    let threads = || -> Vec<(String, i32)> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| thread_nice(&t.unwrap().path()))
+            .collect()
+    };
+    let lowered = |threads: &[(String, i32)], name: &str| {
+        threads.iter().any(|(n, nice)| n == name && *nice == want)
+    };
+    // Each thread lowers its own priority when it starts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut seen = threads();
+    while !(lowered(&seen, "pinhouse-flush") && lowered(&seen, "pinhouse-compac"))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        seen = threads();
+    }
+    for name in ["pinhouse-flush", "pinhouse-compac"] {
+        assert!(lowered(&seen, name), "{name} at nice {want}: {seen:?}");
+    }
+    assert!(
+        seen.iter()
+            .filter(|(n, _)| n == "pinhouse-wal")
+            .all(|(_, nice)| *nice == base),
+        "{seen:?}"
+    );
+    s.close().unwrap();
+}
