@@ -71,6 +71,11 @@ pub struct ServeArgs {
     /// bucket of `--parquet-store` holds a value.
     #[arg(long, env = "PINHOUSE_FLUSH_INTERVAL_SECS")]
     pub flush_interval_secs: Option<u64>,
+    /// Nice steps (0–19) the telemetry flush and compaction threads run below the rest of the
+    /// server (Linux), so that devices, live subscribers and queries get the CPU first: a lower
+    /// tail latency, at some maximum ingest rate when the machine is saturated. 0: same priority.
+    #[arg(long, env = "PINHOUSE_BACKGROUND_NICE")]
+    pub background_nice: Option<u8>,
     /// Days of telemetry kept for organizations without a retention of their own
     /// (default: forever). Older day partitions are dropped, checked hourly.
     #[arg(long, env = "PINHOUSE_RETENTION_DAYS")]
@@ -174,6 +179,8 @@ pub struct FileConfig {
     pub fsync_interval_ms: Option<u64>,
     /// See [`ServeArgs::flush_interval_secs`].
     pub flush_interval_secs: Option<u64>,
+    /// See [`ServeArgs::background_nice`].
+    pub background_nice: Option<u8>,
     /// See [`ServeArgs::retention_days`].
     pub retention_days: Option<u32>,
     /// See [`ServeArgs::tls`].
@@ -249,6 +256,8 @@ pub struct ServerConfig {
     pub fsync: FsyncPolicy,
     /// Longest time rows stay in the memtable before a flush to Parquet.
     pub flush_interval: Duration,
+    /// Nice steps of the storage's flush and compaction threads.
+    pub background_nice: u8,
     /// Telemetry retention of organizations without one of their own (`None`: forever).
     pub default_retention: Option<Duration>,
     /// Base URL of the HTTP port as devices see it (`None`: derived from `http`).
@@ -358,6 +367,16 @@ impl ServerConfig {
                 return Err(ConfigError::Invalid {
                     key: "flush_interval_secs",
                     message: format!("{other} is not between 1 and 86400 seconds"),
+                });
+            }
+        };
+        let background_nice = match args.background_nice.or(file.background_nice) {
+            None => 10,
+            Some(n @ 0..=19) => n,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "background_nice",
+                    message: format!("{other} is not between 0 and 19"),
                 });
             }
         };
@@ -545,6 +564,7 @@ impl ServerConfig {
             database_url,
             fsync,
             flush_interval,
+            background_nice,
             default_retention,
             public_url,
             ota_link_ttl: Duration::from_secs(ttl_secs),
@@ -666,5 +686,23 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("sometimes"), "{err}");
+        let err = ServerConfig::resolve(ServeArgs {
+            background_nice: Some(20),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("background_nice"), "{err}");
+    }
+
+    #[test]
+    fn background_threads_default_to_nice_10() {
+        let cfg = ServerConfig::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(cfg.background_nice, 10);
+        let cfg = ServerConfig::resolve(ServeArgs {
+            background_nice: Some(0),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(cfg.background_nice, 0);
     }
 }

@@ -155,6 +155,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let mut storage_config = StorageConfig::new(config.data_dir.join("telemetry"));
     storage_config.fsync = config.fsync;
     storage_config.memtable_max_age = config.flush_interval;
+    storage_config.background_nice = i32::from(config.background_nice);
     if let Some(location) = &config.parquet_store {
         let objects = pinhouse_storage::objects::Objects::open(location)?;
         // The store's threads (and `open`, on a blocking thread) run the bucket's requests on

@@ -70,7 +70,7 @@ impl StorageConfig {
     /// Defaults: fsync `Interval(10 ms)` ([`DEFAULT_FSYNC`]), 1M-row memtables, 60 s max memtable age,
     /// at most 4M rows in frozen memtables, 64 MiB WAL segments,
     /// compaction of ≥ 8 files of a size tier under 256 MiB per partition, replaced files kept ≥ 5 min,
-    /// no bucket, flush and compaction threads at nice +5.
+    /// no bucket, flush and compaction threads at nice +10.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         StorageConfig {
             data_dir: data_dir.into(),
@@ -83,7 +83,7 @@ impl StorageConfig {
             compact_target_bytes: 256 * 1024 * 1024,
             obsolete_file_grace: Duration::from_secs(300),
             parquet_remote: None,
-            background_nice: 5,
+            background_nice: 10,
         }
     }
 }

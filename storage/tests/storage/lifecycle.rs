@@ -170,7 +170,7 @@ fn flush_and_compaction_threads_run_at_a_lower_priority() {
         .1;
     let dir = tempfile::tempdir().unwrap();
     let mut config = pinhouse_storage::StorageConfig::new(dir.path());
-    config.background_nice = 7; // other tests' stores use the default (5)
+    config.background_nice = 7; // other tests' stores use the default (10)
     let s = Storage::open(config).unwrap();
     let want = (base + 7).min(19);
     let threads = || -> Vec<(String, i32)> {
