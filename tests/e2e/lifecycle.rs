@@ -245,16 +245,26 @@ async fn telemetry_files_are_kept_in_an_s3_bucket_and_a_lost_disk_is_restored_fr
         uploaded.iter().all(|k| k.ends_with(".parquet")),
         "{uploaded:?}"
     );
-    let catalog = object_store::ObjectStoreExt::get(
-        &client,
-        &object_store::path::Path::from("prod/catalog.json"),
-    )
+    // Files go up before the catalog commit lists them, the catalog after it.
+    let catalog = eventually(Duration::from_secs(30), || {
+        let client = &client;
+        let want = days.len();
+        async move {
+            let bytes = object_store::ObjectStoreExt::get(
+                client,
+                &object_store::path::Path::from("prod/catalog.json"),
+            )
+            .await
+            .ok()?
+            .bytes()
+            .await
+            .ok()?;
+            let catalog: Value = serde_json::from_slice(&bytes).ok()?;
+            (catalog["files"].as_array()?.len() == want).then_some(catalog)
+        }
+    })
     .await
-    .expect("the catalog in the bucket")
-    .bytes()
-    .await
-    .unwrap();
-    let catalog: Value = serde_json::from_slice(&catalog).unwrap();
+    .expect("the catalog listing the files in the bucket");
     assert_eq!(catalog["files"].as_array().unwrap().len(), days.len());
     server.kill();
 
