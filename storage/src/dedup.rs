@@ -14,14 +14,14 @@ use std::collections::{HashMap, HashSet};
 
 use arrow::array::{Array, AsArray, BooleanArray};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{Float64Type, TimestampMicrosecondType, UInt16Type, UInt32Type};
+use arrow::datatypes::Float64Type;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
 use crate::last_value::{LastValueCache, Novelty};
 use crate::memtable::CHUNK_ROWS;
 use crate::point::{Point, Value};
-use crate::schema::{COL_DEVICE, COL_ORG, COL_PIN, COL_TEXT, COL_TS, COL_VALUE};
+use crate::schema::{self, COL_TEXT, COL_VALUE};
 
 /// Identity of a stored value: number bits or text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -113,13 +113,7 @@ pub(crate) fn scan_for(
     let series: HashSet<(u32, u32, u16, i64)> =
         wanted.iter().map(|k| (k.0, k.1, k.2, k.3)).collect();
     for b in batches {
-        let org = b.column(COL_ORG).as_primitive::<UInt32Type>().values();
-        let dev = b.column(COL_DEVICE).as_primitive::<UInt32Type>().values();
-        let pin = b.column(COL_PIN).as_primitive::<UInt16Type>().values();
-        let ts = b
-            .column(COL_TS)
-            .as_primitive::<TimestampMicrosecondType>()
-            .values();
+        let (org, dev, pin, ts) = schema::key_columns(b);
         for i in 0..b.num_rows() {
             let t = ts[i];
             if t < min_ts || t > max_ts || !series.contains(&(org[i], dev[i], pin[i], t)) {
@@ -134,8 +128,8 @@ pub(crate) fn scan_for(
 }
 
 /// Where the rows of a memtable's sealed chunks are, by series: built on the memtable's first
-/// late point and extended over the chunks sealed since. Costs 12 bytes per indexed row, only
-/// in memtables that received late points.
+/// late point and extended over the chunks sealed since. Costs 12 bytes per indexed row (up to
+/// twice that with the vectors' spare capacity), only in memtables that received late points.
 #[derive(Debug, Default)]
 pub(crate) struct SeriesIndex {
     series: HashMap<Series, SeriesRows>,
@@ -155,13 +149,7 @@ impl SeriesIndex {
     /// indexed yet.
     pub(crate) fn extend(&mut self, chunks: &[RecordBatch]) {
         for (c, b) in chunks.iter().enumerate().skip(self.chunks) {
-            let org = b.column(COL_ORG).as_primitive::<UInt32Type>().values();
-            let dev = b.column(COL_DEVICE).as_primitive::<UInt32Type>().values();
-            let pin = b.column(COL_PIN).as_primitive::<UInt16Type>().values();
-            let ts = b
-                .column(COL_TS)
-                .as_primitive::<TimestampMicrosecondType>()
-                .values();
+            let (org, dev, pin, ts) = schema::key_columns(b);
             let base = (c * CHUNK_ROWS) as u32;
             for i in 0..b.num_rows() {
                 let rows = self.series.entry((org[i], dev[i], pin[i])).or_default();
@@ -201,16 +189,7 @@ impl SeriesIndex {
 /// those columns and in value, the first is kept. Returns the batch and the rows removed.
 pub(crate) fn dedup_sorted(batch: RecordBatch) -> Result<(RecordBatch, usize)> {
     let n = batch.num_rows();
-    let org = batch.column(COL_ORG).as_primitive::<UInt32Type>().values();
-    let dev = batch
-        .column(COL_DEVICE)
-        .as_primitive::<UInt32Type>()
-        .values();
-    let pin = batch.column(COL_PIN).as_primitive::<UInt16Type>().values();
-    let ts = batch
-        .column(COL_TS)
-        .as_primitive::<TimestampMicrosecondType>()
-        .values();
+    let (org, dev, pin, ts) = schema::key_columns(&batch);
     let same_key = |a: usize, b: usize| {
         ts[a] == ts[b] && pin[a] == pin[b] && dev[a] == dev[b] && org[a] == org[b]
     };

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use arrow::array::{Array, AsArray, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
-use arrow::datatypes::{Float64Type, TimestampMicrosecondType, UInt16Type, UInt32Type};
+use arrow::datatypes::{Float64Type, TimestampMicrosecondType, UInt32Type};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -43,16 +43,7 @@ pub(crate) fn sort_rows(batches: &[RecordBatch]) -> Result<RecordBatch> {
             "{n} rows do not fit one flush"
         )));
     }
-    let org = batch.column(COL_ORG).as_primitive::<UInt32Type>().values();
-    let dev = batch
-        .column(COL_DEVICE)
-        .as_primitive::<UInt32Type>()
-        .values();
-    let pin = batch.column(COL_PIN).as_primitive::<UInt16Type>().values();
-    let ts = batch
-        .column(COL_TS)
-        .as_primitive::<TimestampMicrosecondType>()
-        .values();
+    let (org, dev, pin, ts) = schema::key_columns(&batch);
     let mut keys: Vec<(u64, u16, i64, u32)> = (0..n)
         .map(|i| {
             (
@@ -93,16 +84,7 @@ pub(crate) fn split_by_day(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)
 
 /// The newest value of every series in a batch sorted by [`sort_rows`].
 pub(crate) fn last_values_of_sorted(batch: &RecordBatch) -> Vec<(SeriesKey, LastValue)> {
-    let org = batch.column(COL_ORG).as_primitive::<UInt32Type>().values();
-    let dev = batch
-        .column(COL_DEVICE)
-        .as_primitive::<UInt32Type>()
-        .values();
-    let pin = batch.column(COL_PIN).as_primitive::<UInt16Type>().values();
-    let ts = batch
-        .column(COL_TS)
-        .as_primitive::<TimestampMicrosecondType>()
-        .values();
+    let (org, dev, pin, ts) = schema::key_columns(batch);
     let value = batch.column(COL_VALUE).as_primitive::<Float64Type>();
     let text = batch.column(COL_TEXT).as_string::<i32>();
     let n = batch.num_rows();

@@ -2,7 +2,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::array::AsArray;
+use arrow::datatypes::{
+    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType, UInt16Type, UInt32Type,
+};
+use arrow::record_batch::RecordBatch;
 
 /// Column names, in schema order.
 pub mod columns {
@@ -53,6 +57,22 @@ pub fn schema() -> SchemaRef {
             ]))
         })
         .clone()
+}
+
+/// The key columns of a batch with the telemetry schema: `org_id`, `device_id`, `pin`, `ts`.
+pub(crate) fn key_columns(batch: &RecordBatch) -> (&[u32], &[u32], &[u16], &[i64]) {
+    (
+        batch.column(COL_ORG).as_primitive::<UInt32Type>().values(),
+        batch
+            .column(COL_DEVICE)
+            .as_primitive::<UInt32Type>()
+            .values(),
+        batch.column(COL_PIN).as_primitive::<UInt16Type>().values(),
+        batch
+            .column(COL_TS)
+            .as_primitive::<TimestampMicrosecondType>()
+            .values(),
+    )
 }
 
 #[cfg(test)]
