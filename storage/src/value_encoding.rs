@@ -4,8 +4,8 @@
 //! of one series differ by a little. As `Float64` the column compresses poorly: a dictionary of
 //! a page's distinct values plus ~11-bit indices, which zstd cannot shrink much because the
 //! walk's neighbours share no bytes. As integers scaled by `10^s` (`2345`) the same column
-//! delta-encodes into a few bits per value: the ≤ 1 byte per point target of docs/storage.md
-//! is reached this way.
+//! delta-encodes into a few bits per value: the store reaches ≤ 1 byte per point this way
+//! (measurements in docs/storage.md).
 //!
 //! A file stores `value` as `Decimal64(18, s)` (Parquet `INT64` with the `DECIMAL` logical
 //! type, read as decimals by any Parquet reader) when one scale `s ≤ MAX_SCALE` turns every
