@@ -27,7 +27,7 @@ use crate::error::{Result, StorageError};
 use crate::parquet_writer;
 use crate::partition;
 use crate::remote::ParquetRemote;
-use crate::schema::{COL_DEVICE, COL_ORG, schema};
+use crate::schema::{COL_ORG, schema};
 use crate::snapshot::LiveFile;
 use crate::value_encoding;
 
@@ -235,8 +235,7 @@ pub(crate) fn plan_device_deletion(entries: &[FileEntry], devices: &[(u32, u32)]
             Rewrite {
                 files: vec![e.clone()],
                 keep: Some(Box::new(move |b: &RecordBatch| {
-                    let org = b.column(COL_ORG).as_primitive::<UInt32Type>().values();
-                    let dev = b.column(COL_DEVICE).as_primitive::<UInt32Type>().values();
+                    let (org, dev, _, _) = crate::schema::key_columns(b);
                     org.iter()
                         .zip(dev.iter())
                         .map(|(o, d)| Some(!gone.contains(&(*o, *d))))

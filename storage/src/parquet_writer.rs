@@ -6,7 +6,7 @@ use std::path::Path;
 
 use arrow::array::{Array, AsArray, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
-use arrow::datatypes::{Float64Type, TimestampMicrosecondType, UInt32Type};
+use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -127,15 +127,7 @@ pub(crate) struct BatchStats {
 
 /// Computes [`BatchStats`] of a non-empty batch.
 pub(crate) fn batch_stats(batch: &RecordBatch) -> BatchStats {
-    let org = batch.column(COL_ORG).as_primitive::<UInt32Type>().values();
-    let dev = batch
-        .column(COL_DEVICE)
-        .as_primitive::<UInt32Type>()
-        .values();
-    let ts = batch
-        .column(COL_TS)
-        .as_primitive::<TimestampMicrosecondType>()
-        .values();
+    let (org, dev, _, ts) = schema::key_columns(batch);
     let mut org_ids: Vec<u32> = org.to_vec();
     org_ids.sort_unstable();
     org_ids.dedup();
@@ -283,6 +275,7 @@ mod tests {
     use super::*;
     use crate::memtable::Memtable;
     use crate::point::Point;
+    use arrow::datatypes::UInt32Type;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use std::sync::Arc;
     use std::time::Instant;
