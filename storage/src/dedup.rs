@@ -147,7 +147,7 @@ struct SeriesRows {
 impl SeriesIndex {
     /// Indexes the chunks of `chunks` (all of the memtable's sealed chunks, in order) not
     /// indexed yet.
-    pub(crate) fn extend(&mut self, chunks: &[RecordBatch]) {
+    fn extend(&mut self, chunks: &[RecordBatch]) {
         for (c, b) in chunks.iter().enumerate().skip(self.chunks) {
             let (org, dev, pin, ts) = schema::key_columns(b);
             let base = (c * CHUNK_ROWS) as u32;
@@ -160,13 +160,15 @@ impl SeriesIndex {
         self.chunks = self.chunks.max(chunks.len());
     }
 
-    /// Adds to `found` the keys of `wanted` that are rows of the indexed chunks `chunks`.
+    /// Adds to `found` the keys of `wanted` that are rows of `chunks` (all of the memtable's
+    /// sealed chunks, in order), indexing the chunks sealed since the last call first.
     pub(crate) fn find(
-        &self,
+        &mut self,
         chunks: &[RecordBatch],
         wanted: &HashSet<RowKey>,
         found: &mut HashSet<RowKey>,
     ) {
+        self.extend(chunks);
         for key in wanted {
             let Some(rows) = self.series.get(&(key.0, key.1, key.2)) else {
                 continue;

@@ -167,7 +167,6 @@ impl Memtable {
     /// Adds to `found` the keys of `wanted` (late points) that are rows of this memtable:
     /// sealed chunks through the series index (extended first), the open chunk by a scan.
     pub(crate) fn find_stored(&mut self, wanted: &HashSet<RowKey>, found: &mut HashSet<RowKey>) {
-        self.index.extend(&self.chunks);
         self.index.find(&self.chunks, wanted, found);
         if self.builder.len > 0 {
             dedup::scan_for(&[self.builder.batch_cloned()], wanted, found);
@@ -213,9 +212,7 @@ pub(crate) struct Frozen {
 impl Frozen {
     /// Adds to `found` the keys of `wanted` (late points) that are rows of this memtable.
     pub(crate) fn find_stored(&self, wanted: &HashSet<RowKey>, found: &mut HashSet<RowKey>) {
-        let mut index = self.index.lock();
-        index.extend(&self.batches);
-        index.find(&self.batches, wanted, found);
+        self.index.lock().find(&self.batches, wanted, found);
     }
 }
 
