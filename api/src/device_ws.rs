@@ -43,11 +43,13 @@ async fn upgrade(
     ws.max_message_size(MAX_WS_MESSAGE)
         .max_frame_size(MAX_WS_MESSAGE)
         .on_upgrade(move |socket| async move {
-            let ingest = state.ingest.clone();
-            let stop = ingest.stopping();
-            ingest
-                .serve_connection(byte_stream(socket), peer, Transport::WebSocket, stop)
-                .await;
+            let session =
+                state
+                    .ingest
+                    .serve_connection(byte_stream(socket), peer, Transport::WebSocket);
+            if let Some(session) = session {
+                session.await;
+            }
         })
 }
 

@@ -2,20 +2,27 @@
 //! and knows which devices are connected.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use pinhouse_protocol::{command, encode_fields};
 use pinhouse_storage::{Point, Storage};
+use smallvec::SmallVec;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, oneshot};
+use tokio::time::Instant;
 
 use crate::metrics::{IngestMetrics, Refusal};
-use crate::outbox::Outbox;
+use crate::outbox::{Closed, Outbox};
 use crate::quota::LoginLimiter;
+use crate::session::CloseReason;
 use crate::{
     DeviceActivity, DeviceDirectory, DeviceIdentity, IngestConfig, IngestError, PinRef, Result,
+    Transport,
 };
 
 /// Message id used for `hardware` writes that originate in the cloud (HTTP
@@ -30,11 +37,22 @@ pub(crate) struct SessionHandle {
     pub(crate) outbox: Arc<Outbox>,
 }
 
+/// The sessions of one device: almost always one, kept without an allocation of its own.
+type DeviceSessions = SmallVec<[SessionHandle; 1]>;
+
 struct Inner {
     storage: Storage,
     directory: Arc<dyn DeviceDirectory>,
     config: IngestConfig,
-    sessions: Mutex<HashMap<u32, Vec<SessionHandle>>>,
+    /// Logged-in sessions by device.
+    sessions: Mutex<HashMap<u32, DeviceSessions>>,
+    /// Every open session's mailbox, logged in or not, by session id: what the shared timer
+    /// sweeps and [`Ingest::stop`] closes.
+    links: Mutex<HashMap<u64, Arc<Outbox>>>,
+    /// Origin of the deadlines sessions publish (ms).
+    epoch: Instant,
+    /// Whether the shared timer task runs (started with the first session).
+    sweeper: AtomicBool,
     inflight: Arc<Semaphore>,
     pub(crate) connections: Arc<Semaphore>,
     next_session: AtomicU64,
@@ -72,6 +90,9 @@ impl Ingest {
                 storage,
                 directory,
                 sessions: Mutex::new(HashMap::new()),
+                links: Mutex::new(HashMap::new()),
+                epoch: Instant::now(),
+                sweeper: AtomicBool::new(false),
                 inflight,
                 connections,
                 next_session: AtomicU64::new(1),
@@ -94,15 +115,18 @@ impl Ingest {
         &self.inner.config
     }
 
-    /// A receiver that turns true once [`Ingest::stop`] is called: the
-    /// shutdown signal of sessions whose listener lives elsewhere (WebSocket).
+    /// A receiver that turns true once [`Ingest::stop`] is called.
     pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
         self.inner.stop.subscribe()
     }
 
-    /// Ask every session started with [`Ingest::stopping`] to end.
+    /// End every device session, whatever its transport; connections served from now on end
+    /// at once.
     pub fn stop(&self) {
         self.inner.stop.send_replace(true);
+        for link in self.inner.links.lock().values() {
+            link.close(Closed::Shutdown);
+        }
     }
 
     /// Every batch of values from now on, as it arrives (devices and HTTP
@@ -122,27 +146,93 @@ impl Ingest {
         self.inner.logins.allow(ip)
     }
 
-    /// Serve one device connection on any transport until it closes, within
-    /// the `max_connections` limit (over it the connection is closed at once,
-    /// logged and counted). `shutdown` turning true ends the session.
-    pub async fn serve_connection<S>(
+    /// Serve one device connection on any transport until it closes, within the
+    /// `max_connections` limit: `None` when the limit is reached (the connection is closed at
+    /// once, logged and counted). [`Ingest::stop`] ends the session.
+    ///
+    /// A plain function that takes the connection slot now and returns the session's future,
+    /// to be spawned or awaited as it is: an `async fn` (or a wrapping `async` block) would
+    /// keep its arguments in every idle session's task beside the copies the session holds.
+    pub fn serve_connection<S>(
         &self,
         stream: S,
-        peer: std::net::SocketAddr,
-        transport: crate::Transport,
-        shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Option<crate::session::CloseReason>
+        peer: SocketAddr,
+        transport: Transport,
+    ) -> Option<impl Future<Output = CloseReason> + Send + 'static>
     where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Ok(permit) = Arc::clone(&self.inner.connections).try_acquire_owned() else {
+        let Ok(slot) = Arc::clone(&self.inner.connections).try_acquire_owned() else {
             tracing::warn!(%peer, %transport, limit = self.config().max_connections, "connection refused: too many connections");
             self.metrics().refused(Refusal::max_connections);
             return None;
         };
-        let reason = crate::session::run(self.clone(), stream, peer, transport, shutdown).await;
-        drop(permit);
-        Some(reason)
+        Some(crate::session::run(
+            self.clone(),
+            stream,
+            peer,
+            transport,
+            slot,
+        ))
+    }
+
+    /// A new session's id and mailbox, registered for the shared timer and for
+    /// [`Ingest::stop`] (already closed when the server is stopping).
+    pub(crate) fn open_link(&self) -> (u64, Arc<Outbox>) {
+        self.start_sweeper();
+        let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+        let link = Arc::new(Outbox::new(
+            crate::session::OUTBOUND_QUEUE,
+            self.config().default_device_buffer + pinhouse_protocol::HEADER_LEN,
+        ));
+        self.inner.links.lock().insert(id, Arc::clone(&link));
+        // After the insert: a `stop` from now on finds the link, one before it left the flag.
+        if *self.inner.stop.borrow() {
+            link.close(Closed::Shutdown);
+        }
+        (id, link)
+    }
+
+    /// Forget a session's mailbox when the session ends.
+    pub(crate) fn close_link(&self, id: u64) {
+        self.inner.links.lock().remove(&id);
+    }
+
+    /// `at` in ms of the clock sessions publish their deadlines in (rounded up: a deadline
+    /// the timer finds passed has passed).
+    pub(crate) fn deadline_ms(&self, at: Instant) -> u64 {
+        let micros = at.saturating_duration_since(self.inner.epoch).as_micros();
+        u64::try_from(micros.div_ceil(1000)).unwrap_or(u64::MAX)
+    }
+
+    /// The shared timer: a task that wakes, a few times a second, the sessions whose login
+    /// or heartbeat deadline has passed. One timer per session (a `tokio::time::Sleep`, 112
+    /// bytes in every idle session's future) would cost more memory than a sweep of the
+    /// sessions costs CPU. It holds the hub weakly and ends with it.
+    fn start_sweeper(&self) {
+        if self.inner.sweeper.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let every = (self.config().login_timeout / 4)
+            .clamp(Duration::from_millis(10), Duration::from_millis(250));
+        let hub = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = hub.upgrade() else {
+                    return;
+                };
+                let hub_now = Ingest { inner };
+                let now = hub_now.deadline_ms(Instant::now());
+                for link in hub_now.inner.links.lock().values() {
+                    if link.expired(now) {
+                        link.nudge();
+                    }
+                }
+            }
+        });
     }
 
     /// A slot among the storage writes in flight. Backpressure: when they are all taken, the
@@ -270,10 +360,10 @@ impl Ingest {
         let sessions = self.inner.sessions.lock();
         let list = sessions
             .get(&device_id)
-            .map(Vec::as_slice)
+            .map(SmallVec::as_slice)
             .unwrap_or_default();
         for handle in list {
-            handle.outbox.close();
+            handle.outbox.close(Closed::DeviceDeleted);
         }
         if !list.is_empty() {
             tracing::info!(
@@ -287,8 +377,7 @@ impl Ingest {
 
     /// Record a logged-in session; several sessions per device are allowed
     /// (the legacy server's behaviour: messages go to all of them).
-    pub(crate) fn register(&self, device_id: u32, outbox: Arc<Outbox>) -> u64 {
-        let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn register(&self, device_id: u32, id: u64, outbox: Arc<Outbox>) {
         let mut sessions = self.inner.sessions.lock();
         let list = sessions.entry(device_id).or_default();
         list.push(SessionHandle { id, outbox });
@@ -297,7 +386,6 @@ impl Ingest {
         // found dead), under the lock, so that online/offline of one device
         // reach the directory in the order they happened.
         self.report(DeviceActivity::Online { device_id });
-        id
     }
 
     /// Tell the directory what a device did (non-blocking).

@@ -46,8 +46,7 @@ impl Ingest {
                 incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { return Ok(()) };
                     let ingest = self.clone();
-                    let shutdown = shutdown.clone();
-                    tokio::spawn(async move { ingest.quic_connection(incoming, shutdown).await });
+                    tokio::spawn(async move { ingest.quic_connection(incoming).await });
                 }
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
@@ -60,7 +59,7 @@ impl Ingest {
         }
     }
 
-    async fn quic_connection(&self, incoming: quinn::Incoming, shutdown: watch::Receiver<bool>) {
+    async fn quic_connection(&self, incoming: quinn::Incoming) {
         let peer = incoming.remote_address();
         let connecting = match incoming.accept() {
             Ok(connecting) => connecting,
@@ -90,14 +89,10 @@ impl Ingest {
                     return;
                 }
             };
-            let ingest = self.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let stream = tokio::io::join(recv, send);
-                ingest
-                    .serve_connection(stream, peer, Transport::Quic, shutdown)
-                    .await;
-            });
+            let stream = tokio::io::join(recv, send);
+            if let Some(session) = self.serve_connection(stream, peer, Transport::Quic) {
+                tokio::spawn(session);
+            }
         }
     }
 }

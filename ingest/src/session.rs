@@ -5,7 +5,9 @@
 //! carry many frames; every complete frame is handled, the values of the whole
 //! read go to storage as one batch, and all replies go out in one write.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +20,11 @@ use pinhouse_protocol::{
 };
 use pinhouse_storage::{LastValue, Point, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::metrics::Refusal;
-use crate::outbox::Outbox;
+use crate::outbox::{Closed, Outbox, Wake};
 use crate::quota::Quota;
 use crate::{DeviceActivity, DeviceIdentity, Ingest, PinKind, PinRef, Transport};
 
@@ -37,8 +39,11 @@ const IDLE_READ_CHUNK: usize = 256;
 
 /// Small reads in a row after which a session counts as idle again.
 const IDLE_AFTER_SMALL_READS: u8 = 2;
+/// An idle session with nothing buffered holds no read buffer: it reads into this many bytes
+/// of its own state and takes a buffer only for what is left of a frame (or of a burst).
+const PROBE: usize = 32;
 /// Frames queued for a device by the cloud before further ones are dropped.
-const OUTBOUND_QUEUE: usize = 64;
+pub(crate) const OUTBOUND_QUEUE: usize = 64;
 /// Bridges one session may bind (the legacy server's limit).
 const MAX_BRIDGES: usize = 100;
 
@@ -77,9 +82,6 @@ pub enum CloseReason {
 
 struct LoggedIn {
     identity: DeviceIdentity,
-    session_id: u64,
-    /// Frames from the cloud, and the device's announced buffer size.
-    outbox: Arc<Outbox>,
     heartbeat: Duration,
     /// Timestamp of an open `group` (µs), applied to the values inside it.
     group_ts: Option<i64>,
@@ -111,6 +113,12 @@ impl LoggedIn {
 
 struct Session {
     ingest: Ingest,
+    /// The session's id, and its mailbox: frames from the cloud (with the device's
+    /// announced buffer size), the hub's request to end, and the shared timer's nudges.
+    id: u64,
+    link: Arc<Outbox>,
+    /// The session's place among `max_connections`.
+    _slot: OwnedSemaphorePermit,
     peer: SocketAddr,
     login_attempts: u32,
     state: Option<LoggedIn>,
@@ -127,15 +135,18 @@ struct Session {
 /// A plain function returning the session's future (not an `async fn`): an `async fn` keeps
 /// its arguments in its own state for the whole session, beside the copies the inner future
 /// holds, and every idle session would pay for both.
-pub fn run<S>(
+///
+/// `slot` is the session's place among the server's `max_connections` (see
+/// [`Ingest::serve_connection`], which takes it); [`Ingest::stop`] ends the session.
+pub(crate) fn run<S>(
     ingest: Ingest,
     stream: S,
     peer: SocketAddr,
     transport: Transport,
-    shutdown: watch::Receiver<bool>,
-) -> impl Future<Output = CloseReason>
+    slot: OwnedSemaphorePermit,
+) -> impl Future<Output = CloseReason> + Send + 'static
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // A debug span: at the default `info` level it is disabled and costs nothing, where an
     // enabled span kept ~500 bytes per session in the subscriber (a tenth of an idle
@@ -144,26 +155,30 @@ where
     // Instrumented, not entered: a span entered across an `.await` would leak into whatever
     // else runs on the thread meanwhile (other sessions' logs nested under this device).
     tracing::Instrument::instrument(
-        serve_connection(ingest, stream, peer, transport, shutdown),
+        serve_connection(ingest, stream, peer, transport, slot),
         span,
     )
 }
 
-/// The session's future: the session state, the stream and the shutdown signal moved into
-/// one `async` block (see [`run`] for why not an `async fn`).
+/// The session's future: the session state and the stream moved into one `async` block
+/// (see [`run`] for why not an `async fn`).
 fn serve_connection<S>(
     ingest: Ingest,
     mut stream: S,
     peer: SocketAddr,
     transport: Transport,
-    mut shutdown: watch::Receiver<bool>,
-) -> impl Future<Output = CloseReason>
+    slot: OwnedSemaphorePermit,
+) -> impl Future<Output = CloseReason> + Send + 'static
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     ingest.metrics().connection_opened(transport);
+    let (id, link) = ingest.open_link();
     let mut session = Session {
         ingest,
+        id,
+        link,
+        _slot: slot,
         peer,
         login_attempts: 0,
         state: None,
@@ -174,19 +189,25 @@ where
         now: Instant::now(),
     };
     async move {
-        let reason = session.serve(&mut stream, &mut shutdown).await;
+        let reason = session.serve(&mut stream).await;
         session.closed(transport, &reason);
         reason
+    }
+}
+
+impl Drop for Session {
+    /// Out of the hub's maps however the session ends (its future may be dropped unfinished).
+    fn drop(&mut self) {
+        if let Some(state) = &self.state {
+            self.ingest.unregister(state.identity.device_id, self.id);
+        }
+        self.ingest.close_link(self.id);
     }
 }
 
 impl Session {
     /// Bookkeeping when the session ends: unregistered, counted and logged.
     fn closed(&self, transport: Transport, reason: &CloseReason) {
-        if let Some(state) = &self.state {
-            self.ingest
-                .unregister(state.identity.device_id, state.session_id);
-        }
         let metrics = self.ingest.metrics();
         metrics.connection_closed(transport);
         match reason {
@@ -211,46 +232,61 @@ enum Flow {
     Close(CloseReason),
 }
 
+/// A message handled at once, or the future of one that waits.
+enum Step<'a> {
+    Done(Flow),
+    Wait(Pin<Box<dyn Future<Output = Flow> + Send + 'a>>),
+}
+
 impl Session {
     /// The device, once logged in (for log events).
     fn device_id(&self) -> Option<u32> {
         self.state.as_ref().map(|s| s.identity.device_id)
     }
 
-    /// The session loop. The stream and the shutdown signal are borrowed from the session's
-    /// future, which owns them: moved in here they would take room twice in it. Reads happen
-    /// in the `select!` below and writes after it, never at the same time, so the stream
-    /// needs no `split` (whose shared state was one more allocation per session).
-    async fn serve<S>(
-        &mut self,
-        stream: &mut S,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> CloseReason
+    /// The session loop. The stream is borrowed from the session's future, which owns it:
+    /// moved in here it would take room twice in it. Reads happen in the `select!` below and
+    /// writes after it, never at the same time, so the stream needs no `split` (whose shared
+    /// state was one more allocation per session).
+    ///
+    /// While idle the session waits on two things only: its socket and its mailbox (frames
+    /// from the cloud, the end of the session, the shared timer's nudge). Every idle session
+    /// pays for the size of this future; timers and shutdown receivers of their own were the
+    /// bulk of it.
+    async fn serve<S>(&mut self, stream: &mut S) -> CloseReason
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let login_timeout = self.ingest.config().login_timeout;
         // Read space for the next read: a whole chunk to start with and while the device
         // streams (a read filled the space it had); the idle size after small reads in a row
-        // (the login, pings, a value now and then), when the emptied buffer is also given
-        // back.
+        // (the login, pings, a value now and then). Idle with nothing buffered, the session
+        // holds no buffer at all and reads into `probe`; a read that fills it is followed by
+        // a buffered read, in case the device is streaming again.
         let mut chunk = READ_CHUNK;
         let mut inbuf = BytesMut::with_capacity(chunk);
+        let mut probe = [0u8; PROBE];
+        let mut probe_filled = false;
         let mut small_reads = 0u8;
         let login_deadline = Instant::now() + login_timeout;
         let mut last_rx = Instant::now();
         loop {
             // Handle every complete frame already buffered.
             let flow = self.drain(&mut inbuf).await;
+            let idle = chunk == IDLE_READ_CHUNK;
             let values = self.points.len() as u64;
             if self.frames > 0 {
                 self.ingest.metrics().received(0, self.frames, values);
                 self.frames = 0;
             }
             if !self.points.is_empty() {
-                // The next read likely carries as many values: one allocation
-                // per read instead of a vector grown frame by frame.
-                let next = Vec::with_capacity(self.points.len());
+                // A streaming device's next read likely carries as many values: one
+                // allocation per read instead of a vector grown frame by frame.
+                let next = if idle {
+                    Vec::new()
+                } else {
+                    Vec::with_capacity(self.points.len())
+                };
                 let points = std::mem::replace(&mut self.points, next);
                 if let Err(err) = self.ingest.submit(points).await {
                     return CloseReason::Internal(err.to_string());
@@ -264,7 +300,11 @@ impl Session {
                 if let Err(err) = stream.flush().await {
                     return CloseReason::Io(err.to_string());
                 }
-                self.out.clear();
+                if idle {
+                    self.out = BytesMut::new();
+                } else {
+                    self.out.clear();
+                }
             }
             if let Flow::Close(reason) = flow {
                 let _ = stream.shutdown().await;
@@ -275,67 +315,79 @@ impl Session {
                 None => login_deadline,
                 Some(state) => last_rx + self.ingest.config().idle_timeout(state.heartbeat),
             };
+            self.link.set_deadline(self.ingest.deadline_ms(deadline));
             // A device over its message quota is not read until a message would pass again:
             // its flood waits in the socket, and TCP slows the sender down, instead of costing
             // a parse per dropped frame (and the other sessions their share of the CPU).
-            let paused_until = match &self.state {
-                Some(state) if state.quota.exhausted() => state.quota.refill_at(Instant::now()),
-                _ => None,
-            };
-            // At least `chunk` free for every read: many frames per read (and
-            // per allocation) while streaming; a small buffer while idle, given
-            // back once it is empty. Reclaims the buffer in place once every
-            // frame of it is handled.
-            if inbuf.is_empty()
-                && chunk == IDLE_READ_CHUNK
-                && inbuf.capacity() > 2 * IDLE_READ_CHUNK
+            if let Some(state) = &self.state
+                && state.quota.exhausted()
+                && let Some(resume) = state.quota.refill_at(Instant::now())
             {
-                inbuf = BytesMut::with_capacity(IDLE_READ_CHUNK);
+                tokio::time::sleep_until(resume).await;
+                // The idle clock restarts: the device was not silent, only unread.
+                last_rx = last_rx.max(resume);
+                continue;
             }
-            if inbuf.capacity() - inbuf.len() < chunk {
+            let probing = idle && inbuf.is_empty() && !probe_filled;
+            if probing {
+                if inbuf.capacity() > 0 {
+                    inbuf = BytesMut::new();
+                }
+            } else if inbuf.capacity() - inbuf.len() < chunk {
+                // At least `chunk` free for every read: many frames per read (and per
+                // allocation) while streaming. Reclaims the buffer in place once every frame
+                // of it is handled.
                 inbuf.reserve(chunk);
             }
             let space = inbuf.capacity() - inbuf.len();
-            let outbound = async {
-                match self.state.as_mut() {
-                    Some(state) => state.outbox.pop().await,
-                    None => std::future::pending().await,
+            let read = async {
+                if probing {
+                    let n = stream.read(&mut probe).await?;
+                    inbuf.extend_from_slice(&probe[..n]);
+                    Ok(n)
+                } else {
+                    stream.read_buf(&mut inbuf).await
                 }
             };
             tokio::select! {
-                read = stream.read_buf(&mut inbuf), if paused_until.is_none() => match read {
+                read = read => match read {
                     Ok(0) => return CloseReason::PeerClosed,
                     Ok(n) => {
                         last_rx = Instant::now();
                         self.now = last_rx;
                         self.ingest.metrics().received(n as u64, 0, 0);
-                        if n >= space {
+                        if probing {
+                            probe_filled = n == PROBE;
+                        } else if n >= space {
+                            probe_filled = false;
                             chunk = READ_CHUNK;
                             small_reads = 0;
                         } else if n < IDLE_READ_CHUNK {
+                            probe_filled = false;
                             small_reads = small_reads.saturating_add(1);
                             if small_reads >= IDLE_AFTER_SMALL_READS {
                                 chunk = IDLE_READ_CHUNK;
                             }
                         } else {
+                            probe_filled = false;
                             small_reads = 0;
                         }
                     }
                     Err(err) => return CloseReason::Io(err.to_string()),
                 },
-                frame = outbound => match frame {
-                    Some(frame) => self.out.extend_from_slice(&frame),
-                    None => return CloseReason::DeviceDeleted,
-                },
-                _ = tokio::time::sleep_until(paused_until.unwrap_or(deadline)) => {
-                    if let Some(resumed) = paused_until {
-                        // The idle clock restarts: the device was not silent, only unread.
-                        last_rx = last_rx.max(resumed);
-                        continue;
+                wake = self.link.pop() => match wake {
+                    Wake::Frame(frame) => self.out.extend_from_slice(&frame),
+                    Wake::Closed(Closed::DeviceDeleted) => return CloseReason::DeviceDeleted,
+                    Wake::Closed(Closed::Shutdown) => return CloseReason::Shutdown,
+                    Wake::Deadline if Instant::now() >= deadline => {
+                        return if self.state.is_none() {
+                            CloseReason::LoginTimeout
+                        } else {
+                            CloseReason::HeartbeatTimeout
+                        };
                     }
-                    return if self.state.is_none() { CloseReason::LoginTimeout } else { CloseReason::HeartbeatTimeout };
-                }
-                _ = shutdown.changed() => return CloseReason::Shutdown,
+                    Wake::Deadline => {}
+                },
             }
         }
     }
@@ -370,12 +422,16 @@ impl Session {
                     body,
                 } => (command, msg_id, body),
             };
-            let flow = if self.state.is_none() {
+            let step = if self.state.is_none() {
                 // Boxed: the login (with its directory lookup) runs once per session, and an
                 // inline future would make every idle session's task as large as it is.
-                Box::pin(self.handle_pre_login(cmd, msg_id, &body)).await
+                Step::Wait(Box::pin(self.handle_pre_login(cmd, msg_id, &body)))
             } else {
-                self.handle(cmd, msg_id, &body).await
+                self.handle(cmd, msg_id, &body)
+            };
+            let flow = match step {
+                Step::Done(flow) => flow,
+                Step::Wait(waiting) => waiting.await,
             };
             if let Flow::Close(reason) = flow {
                 return Flow::Close(reason);
@@ -436,13 +492,8 @@ impl Session {
             }
             return Flow::Continue;
         };
-        let outbox = Arc::new(Outbox::new(
-            OUTBOUND_QUEUE,
-            self.ingest.config().default_device_buffer + HEADER_LEN,
-        ));
-        let session_id = self
-            .ingest
-            .register(identity.device_id, Arc::clone(&outbox));
+        self.ingest
+            .register(identity.device_id, self.id, Arc::clone(&self.link));
         // The session's span (the future is instrumented with it, so it is the current one).
         tracing::Span::current().record("device_id", identity.device_id);
         tracing::info!(peer = %self.peer, device_id = identity.device_id, org_id = identity.org_id, "device logged in");
@@ -451,8 +502,6 @@ impl Session {
         let config = self.ingest.config();
         self.state = Some(LoggedIn {
             identity,
-            session_id,
-            outbox,
             heartbeat: config.default_heartbeat,
             group_ts: None,
             quota: Quota::new(config.message_rate, config.message_burst, self.now),
@@ -464,9 +513,13 @@ impl Session {
         Flow::Continue
     }
 
-    async fn handle(&mut self, cmd: u8, msg_id: u16, body: &[u8]) -> Flow {
+    /// Handle one message of a logged-in device. Not an `async fn`: the rare messages that
+    /// wait (for the directory) come back as a boxed future, so that the state of the
+    /// common ones (a parsed `internal` message is 200 bytes) is not kept across an await in
+    /// every idle session's future.
+    fn handle<'a>(&'a mut self, cmd: u8, msg_id: u16, body: &'a [u8]) -> Step<'a> {
         if !self.within_quota(msg_id) {
-            return Flow::Continue;
+            return Step::Done(Flow::Continue);
         }
         match cmd {
             command::PING => encode_response(msg_id, status::OK, &mut self.out),
@@ -477,22 +530,29 @@ impl Session {
             command::HARDWARE_SYNC => self.on_sync(msg_id, body),
             command::INTERNAL => {
                 match Internal::parse(body) {
-                    // The rare commands that wait for the directory are boxed (see
-                    // `handle_pre_login`'s call).
                     Ok(Internal::MetaGet { name }) => {
-                        Box::pin(self.on_meta_get(msg_id, name)).await;
-                        return Flow::Continue;
+                        return Step::Wait(Box::pin(async move {
+                            self.on_meta_get(msg_id, name).await;
+                            Flow::Continue
+                        }));
                     }
                     Ok(Internal::Utc { query: b"tz_name" }) => {
-                        Box::pin(self.on_tz_name(msg_id)).await;
-                        return Flow::Continue;
+                        return Step::Wait(Box::pin(async move {
+                            self.on_tz_name(msg_id).await;
+                            Flow::Continue
+                        }));
                     }
                     _ => {}
                 }
-                return self.on_internal(msg_id, body);
+                return Step::Done(self.on_internal(msg_id, body));
             }
             command::GROUP => self.on_group(msg_id, body),
-            command::BRIDGE => Box::pin(self.on_bridge(msg_id, body)).await,
+            command::BRIDGE => {
+                return Step::Wait(Box::pin(async move {
+                    self.on_bridge(msg_id, body).await;
+                    Flow::Continue
+                }));
+            }
             command::PROPERTY => self.on_property(msg_id, body),
             command::EVENT_LOG => self.on_log_event(msg_id, body),
             command::EVENT_CLEAR => self.on_resolve_event(msg_id, body),
@@ -507,7 +567,7 @@ impl Session {
                 encode_response(msg_id, status::ILLEGAL_COMMAND, &mut self.out);
             }
         }
-        Flow::Continue
+        Step::Done(Flow::Continue)
     }
 
     /// Take one message from the quota. Over the quota the message is dropped
@@ -587,7 +647,7 @@ impl Session {
     fn on_sync(&mut self, msg_id: u16, body: &[u8]) {
         let Some(state) = &self.state else { return };
         let (org_id, device_id) = (state.identity.org_id, state.identity.device_id);
-        let max_frame = state.outbox.max_frame();
+        let max_frame = self.link.max_frame();
         let storage = self.ingest.storage().clone();
         match HardwareSync::parse(body) {
             Ok(HardwareSync::All) => {
@@ -802,7 +862,7 @@ impl Session {
                     state.heartbeat = Duration::from_secs(u64::from(secs.clamp(1, 3600)));
                 }
                 if let Some(buff_in) = info.buff_in.filter(|b| *b as usize > HEADER_LEN) {
-                    state.outbox.set_max_frame(buff_in as usize);
+                    self.link.set_max_frame(buff_in as usize);
                 }
                 tracing::info!(
                     peer = %self.peer,

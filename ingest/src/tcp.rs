@@ -110,21 +110,22 @@ impl Ingest {
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    let ingest = self.clone();
-                    let shutdown = shutdown.clone();
                     // A task is as large as its future's largest state. Device connections
                     // (most of a fleet, mostly idle) get a task of their own kind, not one sized
-                    // for a TLS handshake or a sniffed HTTP connection.
+                    // for a TLS handshake or a sniffed HTTP connection, and the session's
+                    // future is spawned as it is (a wrapping `async` block would hold the
+                    // stream and the peer address twice).
                     match &mode {
                         Mode::Device => {
-                            tokio::spawn(async move {
-                                ingest.serve_connection(stream, peer, Transport::Tcp, shutdown).await
-                            });
+                            if let Some(session) = self.serve_connection(stream, peer, Transport::Tcp) {
+                                tokio::spawn(session);
+                            }
                         }
                         Mode::Shared(shared) => {
+                            let ingest = self.clone();
                             let shared = Arc::clone(shared);
                             tokio::spawn(async move {
-                                ingest.dispatch(stream, peer, &shared, shutdown).await
+                                ingest.dispatch(stream, peer, &shared).await
                             });
                         }
                     }
@@ -140,18 +141,11 @@ impl Ingest {
     }
 
     /// A connection on a shared port: sniffed (after the TLS handshake on the TLS port).
-    async fn dispatch(
-        &self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        shared: &Shared,
-        shutdown: watch::Receiver<bool>,
-    ) {
+    async fn dispatch(&self, stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         let timeout = self.config().login_timeout;
         match shared {
             Shared::Plain(http) => {
-                self.route(stream, peer, Transport::HttpPort, http, shutdown)
-                    .await;
+                self.route(stream, peer, Transport::HttpPort, http).await;
             }
             Shared::Tls(acceptor, https) => {
                 let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
@@ -169,19 +163,19 @@ impl Ingest {
                 };
                 // The session gets a task of its own size; this one (sized for the
                 // handshake) ends here.
-                let ingest = self.clone();
                 match https.clone() {
-                    Some(https) => tokio::spawn(async move {
-                        ingest
-                            .route(tls, peer, Transport::Tls, &https, shutdown)
-                            .await
-                    }),
-                    None => tokio::spawn(async move {
-                        ingest
-                            .serve_connection(tls, peer, Transport::Tls, shutdown)
-                            .await;
-                    }),
-                };
+                    Some(https) => {
+                        let ingest = self.clone();
+                        tokio::spawn(async move {
+                            ingest.route(tls, peer, Transport::Tls, &https).await
+                        });
+                    }
+                    None => {
+                        if let Some(session) = self.serve_connection(tls, peer, Transport::Tls) {
+                            tokio::spawn(session);
+                        }
+                    }
+                }
             }
         }
     }
@@ -193,13 +187,15 @@ impl Ingest {
         peer: SocketAddr,
         transport: Transport,
         http: &mpsc::Sender<HttpConn<S>>,
-        shutdown: watch::Receiver<bool>,
     ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         match sniff(stream, self.config().login_timeout).await {
             Ok(Some((Sniffed::Blynk, stream))) => {
-                Box::pin(self.serve_connection(stream, peer, transport, shutdown)).await;
+                if let Some(session) = self.serve_connection(stream, peer, transport) {
+                    // A task of the session's own size, as on the hardware port.
+                    tokio::spawn(session);
+                }
             }
             Ok(Some((Sniffed::Http, stream))) => {
                 if http.send((stream, peer)).await.is_err() {

@@ -113,25 +113,19 @@ fn fixture(device_id: u32) -> (tempfile::TempDir, Storage, Arc<Directory>) {
 }
 
 /// A device session of `ingest` over an in-memory stream of `capacity` bytes each way: the
-/// device's end, the session task and the sender that stops it.
+/// device's end and the session task.
 fn start_session(
     ingest: &Ingest,
     capacity: usize,
 ) -> (
     DuplexStream,
     tokio::task::JoinHandle<pinhouse_ingest::session::CloseReason>,
-    tokio::sync::watch::Sender<bool>,
 ) {
     let (device, server_end) = tokio::io::duplex(capacity);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let session = tokio::spawn(pinhouse_ingest::session::run(
-        ingest.clone(),
-        server_end,
-        "127.0.0.1:1".parse().unwrap(),
-        Transport::Tcp,
-        stop_rx,
-    ));
-    (device, session, stop_tx)
+    let session = ingest
+        .serve_connection(server_end, "127.0.0.1:1".parse().unwrap(), Transport::Tcp)
+        .expect("a connection slot");
+    (device, tokio::spawn(session))
 }
 
 #[test]
@@ -143,7 +137,7 @@ fn steady_path_does_not_allocate_per_frame() {
             ..IngestConfig::default()
         };
         let ingest = Ingest::new(storage.clone(), directory, config);
-        let (mut device, session, _stop) = start_session(&ingest, 1 << 20);
+        let (mut device, session) = start_session(&ingest, 1 << 20);
 
         let mut inbuf = BytesMut::new();
         let mut login = BytesMut::new();
@@ -221,8 +215,8 @@ fn device_activity_reaches_the_directory_in_order() {
         let (_dir, storage, directory) = fixture(9);
         let ingest = Ingest::new(storage.clone(), directory.clone(), IngestConfig::default());
         let connect = || start_session(&ingest, 1 << 16);
-        let (mut first, first_session, _stop1) = connect();
-        let (mut second, second_session, _stop2) = connect();
+        let (mut first, first_session) = connect();
+        let (mut second, second_session) = connect();
         let (mut buf1, mut buf2) = (BytesMut::new(), BytesMut::new());
         let mut out = BytesMut::new();
         encode_message(command::HW_LOGIN, 1, TOKEN.as_bytes(), &mut out);
@@ -337,7 +331,7 @@ fn a_flooding_device_is_not_read_until_its_quota_refills() {
             ..IngestConfig::default()
         };
         let ingest = Ingest::new(storage.clone(), directory, config);
-        let (device, session, _stop) = start_session(&ingest, 1 << 16);
+        let (device, session) = start_session(&ingest, 1 << 16);
         let (mut rx, mut tx) = tokio::io::split(device);
         let mut login = BytesMut::new();
         encode_message(command::HW_LOGIN, 1, TOKEN.as_bytes(), &mut login);
@@ -430,7 +424,6 @@ fn idle_sessions_keep_little_memory() {
             ..IngestConfig::default()
         };
         let ingest = Ingest::new(storage.clone(), Arc::new(Directory::new(tokens)), config);
-        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let pairs: Vec<_> = (0..SESSIONS).map(|_| tokio::io::duplex(256)).collect();
         let mut login = BytesMut::new();
         let mut inbuf = BytesMut::with_capacity(64);
@@ -439,13 +432,10 @@ fn idle_sessions_keep_little_memory() {
         let mut devices = Vec::new();
         let mut tasks = Vec::new();
         for (i, (mut device, server_end)) in pairs.into_iter().enumerate() {
-            tasks.push(tokio::spawn(pinhouse_ingest::session::run(
-                ingest.clone(),
-                server_end,
-                "127.0.0.1:1".parse().unwrap(),
-                Transport::Tcp,
-                stop_rx.clone(),
-            )));
+            let session = ingest
+                .serve_connection(server_end, "127.0.0.1:1".parse().unwrap(), Transport::Tcp)
+                .expect("a connection slot");
+            tasks.push(tokio::spawn(session));
             login.clear();
             encode_message(command::HW_LOGIN, 1, token(i as u32).as_bytes(), &mut login);
             device.write_all(&login).await.unwrap();
