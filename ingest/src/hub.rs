@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -54,7 +54,8 @@ struct Inner {
     /// Whether the shared timer task runs (started with the first session).
     sweeper: AtomicBool,
     inflight: Arc<Semaphore>,
-    pub(crate) connections: Arc<Semaphore>,
+    /// Device sessions open (see [`Ingest::serve_connection`]).
+    connections: AtomicUsize,
     next_session: AtomicU64,
     metrics: IngestMetrics,
     logins: LoginLimiter,
@@ -84,7 +85,6 @@ impl Ingest {
         config: IngestConfig,
     ) -> Self {
         let inflight = Arc::new(Semaphore::new(config.max_inflight_batches.max(1)));
-        let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
         Self {
             inner: Arc::new(Inner {
                 storage,
@@ -94,7 +94,7 @@ impl Ingest {
                 epoch: Instant::now(),
                 sweeper: AtomicBool::new(false),
                 inflight,
-                connections,
+                connections: AtomicUsize::new(0),
                 next_session: AtomicU64::new(1),
                 metrics: IngestMetrics::default(),
                 logins: LoginLimiter::new(config.login_rate_per_ip, config.login_burst_per_ip),
@@ -162,18 +162,28 @@ impl Ingest {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Ok(slot) = Arc::clone(&self.inner.connections).try_acquire_owned() else {
-            tracing::warn!(%peer, %transport, limit = self.config().max_connections, "connection refused: too many connections");
+        let limit = self.config().max_connections.max(1);
+        let taken =
+            self.inner
+                .connections
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                    (open < limit).then_some(open + 1)
+                });
+        if taken.is_err() {
+            tracing::warn!(%peer, %transport, limit, "connection refused: too many connections");
             self.metrics().refused(Refusal::max_connections);
             return None;
-        };
-        Some(crate::session::run(
-            self.clone(),
-            stream,
-            peer,
-            transport,
-            slot,
-        ))
+        }
+        // The session gives its place back when it is dropped (`Ingest::session_ended`): a
+        // counter, not a semaphore permit, which would take 16 bytes of every session.
+        Some(crate::session::run(self.clone(), stream, peer, transport))
+    }
+
+    /// A session opened by [`Ingest::serve_connection`] ended: its place and its mailbox
+    /// are given back.
+    pub(crate) fn session_ended(&self, id: u64) {
+        self.inner.connections.fetch_sub(1, Ordering::AcqRel);
+        self.inner.links.lock().remove(&id);
     }
 
     /// A new session's id and mailbox, registered for the shared timer and for
@@ -191,11 +201,6 @@ impl Ingest {
             link.close(Closed::Shutdown);
         }
         (id, link)
-    }
-
-    /// Forget a session's mailbox when the session ends.
-    pub(crate) fn close_link(&self, id: u64) {
-        self.inner.links.lock().remove(&id);
     }
 
     /// `at` in ms of the clock sessions publish their deadlines in (rounded up: a deadline
@@ -278,18 +283,36 @@ impl Ingest {
     /// too many batches are in flight (backpressure on the device socket).
     pub(crate) async fn submit(&self, points: Vec<Point>) -> Result<()> {
         self.inner.live.publish(&points);
-        let permit = self.write_slot().await?;
+        let slot = self.write_slot().await?;
+        self.hand_over(points, slot);
+        Ok(())
+    }
+
+    /// [`Ingest::submit`] when a write slot is free at once (the common case); the points
+    /// back otherwise. A session calls this first and awaits `submit` (boxed) only when
+    /// storage is behind: the waiting future is not kept in every idle session's state.
+    pub(crate) fn try_submit(&self, points: Vec<Point>) -> std::result::Result<(), Vec<Point>> {
+        match Arc::clone(&self.inner.inflight).try_acquire_owned() {
+            Ok(slot) => {
+                self.inner.live.publish(&points);
+                self.hand_over(points, slot);
+                Ok(())
+            }
+            Err(_) => Err(points),
+        }
+    }
+
+    fn hand_over(&self, points: Vec<Point>, slot: tokio::sync::OwnedSemaphorePermit) {
         let count = points.len();
         self.inner.storage.write_with(
             points,
             Box::new(move |res| {
-                drop(permit);
+                drop(slot);
                 if let Err(err) = res {
                     tracing::error!(%err, points = count, "storage write failed");
                 }
             }),
         );
-        Ok(())
     }
 
     /// Whether at least one session of the device is connected.

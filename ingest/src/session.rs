@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use pinhouse_protocol::body::{
     Bridge, Group, Hardware, HardwareSync, Internal, LogEvent, Property, ResolveEvent,
 };
@@ -20,8 +20,8 @@ use pinhouse_protocol::{
 };
 use pinhouse_storage::{LastValue, Point, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::metrics::Refusal;
 use crate::outbox::{Closed, Outbox, Wake};
@@ -82,7 +82,8 @@ pub enum CloseReason {
 
 struct LoggedIn {
     identity: DeviceIdentity,
-    heartbeat: Duration,
+    /// The device's heartbeat (ms; its announced `h-beat`, or the server's default).
+    heartbeat_ms: u32,
     /// Timestamp of an open `group` (µs), applied to the values inside it.
     group_ts: Option<i64>,
     /// Message quota of this session.
@@ -117,16 +118,16 @@ struct Session {
     /// announced buffer size), the hub's request to end, and the shared timer's nudges.
     id: u64,
     link: Arc<Outbox>,
-    /// The session's place among `max_connections`.
-    _slot: OwnedSemaphorePermit,
     peer: SocketAddr,
+    transport: Transport,
     login_attempts: u32,
     state: Option<LoggedIn>,
     out: BytesMut,
     points: Vec<Point>,
     /// Frames handled since the last socket read (for the metrics).
-    frames: u64,
-    /// Time of the last socket read (the quota clock; no clock read per frame).
+    frames: u32,
+    /// Time of the last socket read: the quota clock (no clock read per frame), and where the
+    /// heartbeat timeout starts.
     now: Instant,
 }
 
@@ -136,38 +137,14 @@ struct Session {
 /// its arguments in its own state for the whole session, beside the copies the inner future
 /// holds, and every idle session would pay for both.
 ///
-/// `slot` is the session's place among the server's `max_connections` (see
-/// [`Ingest::serve_connection`], which takes it); [`Ingest::stop`] ends the session.
+/// The caller has counted the session among the server's `max_connections` (see
+/// [`Ingest::serve_connection`]); dropping the session gives its place back.
+/// [`Ingest::stop`] ends the session.
 pub(crate) fn run<S>(
-    ingest: Ingest,
-    stream: S,
-    peer: SocketAddr,
-    transport: Transport,
-    slot: OwnedSemaphorePermit,
-) -> impl Future<Output = CloseReason> + Send + 'static
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    // A debug span: at the default `info` level it is disabled and costs nothing, where an
-    // enabled span kept ~500 bytes per session in the subscriber (a tenth of an idle
-    // session). Events at `info` and above name the peer and device themselves.
-    let span = tracing::debug_span!("device", %peer, %transport, device_id = tracing::field::Empty);
-    // Instrumented, not entered: a span entered across an `.await` would leak into whatever
-    // else runs on the thread meanwhile (other sessions' logs nested under this device).
-    tracing::Instrument::instrument(
-        serve_connection(ingest, stream, peer, transport, slot),
-        span,
-    )
-}
-
-/// The session's future: the session state and the stream moved into one `async` block
-/// (see [`run`] for why not an `async fn`).
-fn serve_connection<S>(
     ingest: Ingest,
     mut stream: S,
     peer: SocketAddr,
     transport: Transport,
-    slot: OwnedSemaphorePermit,
 ) -> impl Future<Output = CloseReason> + Send + 'static
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -178,8 +155,8 @@ where
         ingest,
         id,
         link,
-        _slot: slot,
         peer,
+        transport,
         login_attempts: 0,
         state: None,
         // Grows with the first reply; idle sessions only ever answer pings.
@@ -188,9 +165,11 @@ where
         frames: 0,
         now: Instant::now(),
     };
+    // The session state and the stream moved into one `async` block (see above for why not
+    // an `async fn`).
     async move {
         let reason = session.serve(&mut stream).await;
-        session.closed(transport, &reason);
+        session.closed(&reason);
         reason
     }
 }
@@ -201,15 +180,15 @@ impl Drop for Session {
         if let Some(state) = &self.state {
             self.ingest.unregister(state.identity.device_id, self.id);
         }
-        self.ingest.close_link(self.id);
+        self.ingest.session_ended(self.id);
     }
 }
 
 impl Session {
     /// Bookkeeping when the session ends: unregistered, counted and logged.
-    fn closed(&self, transport: Transport, reason: &CloseReason) {
+    fn closed(&self, reason: &CloseReason) {
         let metrics = self.ingest.metrics();
-        metrics.connection_closed(transport);
+        metrics.connection_closed(self.transport);
         match reason {
             CloseReason::LoginTimeout => metrics.refused(Refusal::login_timeout),
             CloseReason::HeartbeatTimeout => metrics.refused(Refusal::heartbeat_timeout),
@@ -218,7 +197,7 @@ impl Session {
         }
         match reason {
             CloseReason::PeerClosed | CloseReason::Shutdown => {
-                tracing::debug!(?reason, "session closed")
+                tracing::debug!(peer = %self.peer, device_id = ?self.device_id(), ?reason, "session closed")
             }
             _ => {
                 tracing::info!(peer = %self.peer, device_id = ?self.device_id(), ?reason, "session closed")
@@ -232,10 +211,25 @@ enum Flow {
     Close(CloseReason),
 }
 
-/// A message handled at once, or the future of one that waits.
-enum Step<'a> {
-    Done(Flow),
+/// What the next frame of the read buffer came to.
+enum Next<'a> {
+    /// No complete frame: the session reads more.
+    More,
+    /// A frame handled; the session goes on.
+    Handled,
+    /// The session ends.
+    Close(CloseReason),
+    /// A message that waits (for the directory), boxed with its body.
     Wait(Pin<Box<dyn Future<Output = Flow> + Send + 'a>>),
+}
+
+impl From<Flow> for Next<'_> {
+    fn from(flow: Flow) -> Self {
+        match flow {
+            Flow::Continue => Next::Handled,
+            Flow::Close(reason) => Next::Close(reason),
+        }
+    }
 }
 
 impl Session {
@@ -263,59 +257,20 @@ impl Session {
         // (the login, pings, a value now and then). Idle with nothing buffered, the session
         // holds no buffer at all and reads into `probe`; a read that fills it is followed by
         // a buffered read, in case the device is streaming again.
-        let mut chunk = READ_CHUNK;
-        let mut inbuf = BytesMut::with_capacity(chunk);
+        let mut streaming = true;
+        let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
         let mut probe = [0u8; PROBE];
         let mut probe_filled = false;
         let mut small_reads = 0u8;
         let login_deadline = Instant::now() + login_timeout;
-        let mut last_rx = Instant::now();
         loop {
-            // Handle every complete frame already buffered.
-            let flow = self.drain(&mut inbuf).await;
-            let idle = chunk == IDLE_READ_CHUNK;
-            let values = self.points.len() as u64;
-            if self.frames > 0 {
-                self.ingest.metrics().received(0, self.frames, values);
-                self.frames = 0;
-            }
-            if !self.points.is_empty() {
-                // A streaming device's next read likely carries as many values: one
-                // allocation per read instead of a vector grown frame by frame.
-                let next = if idle {
-                    Vec::new()
-                } else {
-                    Vec::with_capacity(self.points.len())
-                };
-                let points = std::mem::replace(&mut self.points, next);
-                if let Err(err) = self.ingest.submit(points).await {
-                    return CloseReason::Internal(err.to_string());
-                }
-            }
-            if !self.out.is_empty() {
-                if let Err(err) = stream.write_all(&self.out).await {
-                    return CloseReason::Io(err.to_string());
-                }
-                // TLS and WebSocket buffer writes; plain TCP flush is free.
-                if let Err(err) = stream.flush().await {
-                    return CloseReason::Io(err.to_string());
-                }
-                if idle {
-                    self.out = BytesMut::new();
-                } else {
-                    self.out.clear();
-                }
-            }
-            if let Flow::Close(reason) = flow {
-                let _ = stream.shutdown().await;
+            // Handle every complete frame already buffered, hand the values over, answer.
+            if let Some(reason) = self.answer(stream, &mut inbuf, !streaming).await {
                 return reason;
             }
-
-            let deadline = match &self.state {
-                None => login_deadline,
-                Some(state) => last_rx + self.ingest.config().idle_timeout(state.heartbeat),
-            };
-            self.link.set_deadline(self.ingest.deadline_ms(deadline));
+            let idle = !streaming;
+            self.link
+                .set_deadline(self.ingest.deadline_ms(self.deadline(login_deadline)));
             // A device over its message quota is not read until a message would pass again:
             // its flood waits in the socket, and TCP slows the sender down, instead of costing
             // a parse per dropped frame (and the other sessions their share of the CPU).
@@ -325,7 +280,7 @@ impl Session {
             {
                 tokio::time::sleep_until(resume).await;
                 // The idle clock restarts: the device was not silent, only unread.
-                last_rx = last_rx.max(resume);
+                self.now = self.now.max(resume);
                 continue;
             }
             let probing = idle && inbuf.is_empty() && !probe_filled;
@@ -333,13 +288,19 @@ impl Session {
                 if inbuf.capacity() > 0 {
                     inbuf = BytesMut::new();
                 }
-            } else if inbuf.capacity() - inbuf.len() < chunk {
-                // At least `chunk` free for every read: many frames per read (and per
+            } else {
+                // At least a chunk free for every read: many frames per read (and per
                 // allocation) while streaming. Reclaims the buffer in place once every frame
                 // of it is handled.
-                inbuf.reserve(chunk);
+                let chunk = if streaming {
+                    READ_CHUNK
+                } else {
+                    IDLE_READ_CHUNK
+                };
+                if inbuf.capacity() - inbuf.len() < chunk {
+                    inbuf.reserve(chunk);
+                }
             }
-            let space = inbuf.capacity() - inbuf.len();
             let read = async {
                 if probing {
                     let n = stream.read(&mut probe).await?;
@@ -353,20 +314,20 @@ impl Session {
                 read = read => match read {
                     Ok(0) => return CloseReason::PeerClosed,
                     Ok(n) => {
-                        last_rx = Instant::now();
-                        self.now = last_rx;
+                        self.now = Instant::now();
                         self.ingest.metrics().received(n as u64, 0, 0);
                         if probing {
                             probe_filled = n == PROBE;
-                        } else if n >= space {
+                        } else if inbuf.len() == inbuf.capacity() {
+                            // The read filled the space it had: the device streams.
                             probe_filled = false;
-                            chunk = READ_CHUNK;
+                            streaming = true;
                             small_reads = 0;
                         } else if n < IDLE_READ_CHUNK {
                             probe_filled = false;
                             small_reads = small_reads.saturating_add(1);
                             if small_reads >= IDLE_AFTER_SMALL_READS {
-                                chunk = IDLE_READ_CHUNK;
+                                streaming = false;
                             }
                         } else {
                             probe_filled = false;
@@ -379,7 +340,7 @@ impl Session {
                     Wake::Frame(frame) => self.out.extend_from_slice(&frame),
                     Wake::Closed(Closed::DeviceDeleted) => return CloseReason::DeviceDeleted,
                     Wake::Closed(Closed::Shutdown) => return CloseReason::Shutdown,
-                    Wake::Deadline if Instant::now() >= deadline => {
+                    Wake::Deadline if Instant::now() >= self.deadline(login_deadline) => {
                         return if self.state.is_none() {
                             CloseReason::LoginTimeout
                         } else {
@@ -392,50 +353,140 @@ impl Session {
         }
     }
 
+    /// Handle every complete frame of `inbuf`, hand the values to storage and write the
+    /// answers; the reason when the session ends. Its own future, so that what it keeps ends
+    /// with it instead of taking room in the session's wait for the next read.
+    async fn answer<S>(
+        &mut self,
+        stream: &mut S,
+        inbuf: &mut BytesMut,
+        idle: bool,
+    ) -> Option<CloseReason>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let flow = self.drain(inbuf).await;
+        let values = self.points.len() as u64;
+        if self.frames > 0 {
+            self.ingest
+                .metrics()
+                .received(0, u64::from(self.frames), values);
+            self.frames = 0;
+        }
+        if !self.points.is_empty() {
+            // A streaming device's next read likely carries as many values: one allocation
+            // per read instead of a vector grown frame by frame.
+            let next = if idle {
+                Vec::new()
+            } else {
+                Vec::with_capacity(self.points.len())
+            };
+            let points = std::mem::replace(&mut self.points, next);
+            if let Err(points) = self.ingest.try_submit(points)
+                && let Err(err) = Box::pin(self.ingest.submit(points)).await
+            {
+                return Some(CloseReason::Internal(err.to_string()));
+            }
+        }
+        if !self.out.is_empty() {
+            if let Err(err) = stream.write_all(&self.out).await {
+                return Some(CloseReason::Io(err.to_string()));
+            }
+            // TLS and WebSocket buffer writes; plain TCP flush is free.
+            if let Err(err) = stream.flush().await {
+                return Some(CloseReason::Io(err.to_string()));
+            }
+            if idle {
+                self.out = BytesMut::new();
+            } else {
+                self.out.clear();
+            }
+        }
+        if let Flow::Close(reason) = flow {
+            let _ = stream.shutdown().await;
+            return Some(reason);
+        }
+        None
+    }
+
+    /// A debug span naming the session's device.
+    fn span(&self) -> tracing::Span {
+        tracing::debug_span!("device", peer = %self.peer, transport = %self.transport, device_id = ?self.device_id())
+    }
+
+    /// When the session times out: the login deadline until the device logs in, then its
+    /// heartbeat timeout after the last read.
+    fn deadline(&self, login_deadline: Instant) -> Instant {
+        match &self.state {
+            None => login_deadline,
+            Some(state) => {
+                let heartbeat = Duration::from_millis(u64::from(state.heartbeat_ms));
+                self.now + self.ingest.config().idle_timeout(heartbeat)
+            }
+        }
+    }
+
     /// Decode and handle all complete frames in `inbuf`.
     async fn drain(&mut self, inbuf: &mut BytesMut) -> Flow {
         loop {
-            if self.state.is_none() && !inbuf.is_empty() && !is_pre_login_command(inbuf[0]) {
-                tracing::warn!(peer = %self.peer, first_byte = inbuf[0], "first bytes are not a Blynk login");
-                return Flow::Close(CloseReason::NotBlynk);
-            }
-            let codec = match self.state {
-                None => Codec::new(PRE_LOGIN_MAX_BODY),
-                Some(_) => Codec::new(self.ingest.config().max_body),
+            let waiting = match self.next_message(inbuf) {
+                Next::More => return Flow::Continue,
+                Next::Handled => continue,
+                Next::Close(reason) => return Flow::Close(reason),
+                Next::Wait(waiting) => waiting,
             };
-            let frame = match codec.decode(inbuf) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return Flow::Continue,
-                Err(err) => {
-                    tracing::warn!(peer = %self.peer, device_id = ?self.device_id(), %err, "malformed frame");
-                    self.ingest.metrics().refused(Refusal::malformed_frame);
-                    return Flow::Close(CloseReason::Protocol(err.to_string()));
-                }
-            };
-            self.frames += 1;
-            let (cmd, msg_id, body) = match frame {
-                // Devices answer our pings and cloud writes; nothing to do.
-                Frame::Response { .. } => continue,
-                Frame::Message {
-                    command,
-                    msg_id,
-                    body,
-                } => (command, msg_id, body),
-            };
-            let step = if self.state.is_none() {
-                // Boxed: the login (with its directory lookup) runs once per session, and an
-                // inline future would make every idle session's task as large as it is.
-                Step::Wait(Box::pin(self.handle_pre_login(cmd, msg_id, &body)))
-            } else {
-                self.handle(cmd, msg_id, &body)
-            };
-            let flow = match step {
-                Step::Done(flow) => flow,
-                Step::Wait(waiting) => waiting.await,
-            };
-            if let Flow::Close(reason) = flow {
+            if let Flow::Close(reason) = waiting.await {
                 return Flow::Close(reason);
             }
+        }
+    }
+
+    /// Decode and handle the next complete frame of `inbuf`. Not `async`: only the future of
+    /// a message that waits is kept across an await, boxed, with the message's body (see
+    /// [`Session::handle`]).
+    fn next_message(&mut self, inbuf: &mut BytesMut) -> Next<'_> {
+        // The device's context for debug events, made per message rather than kept: at the
+        // default `info` level a disabled span costs a level check, where a span kept in the
+        // session took 40 bytes of every idle session (an enabled one ~500 bytes in the
+        // subscriber). Futures of waiting messages carry it along.
+        let span = self.span();
+        let _entered = span.enter();
+        if self.state.is_none() && !inbuf.is_empty() && !is_pre_login_command(inbuf[0]) {
+            tracing::warn!(peer = %self.peer, first_byte = inbuf[0], "first bytes are not a Blynk login");
+            return Next::Close(CloseReason::NotBlynk);
+        }
+        let codec = match self.state {
+            None => Codec::new(PRE_LOGIN_MAX_BODY),
+            Some(_) => Codec::new(self.ingest.config().max_body),
+        };
+        let frame = match codec.decode(inbuf) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Next::More,
+            Err(err) => {
+                tracing::warn!(peer = %self.peer, device_id = ?self.device_id(), %err, "malformed frame");
+                self.ingest.metrics().refused(Refusal::malformed_frame);
+                return Next::Close(CloseReason::Protocol(err.to_string()));
+            }
+        };
+        self.frames += 1;
+        match frame {
+            // Devices answer our pings and cloud writes; nothing to do.
+            Frame::Response { .. } => Next::Handled,
+            // Boxed: the login (with its directory lookup) runs once per session, and an
+            // inline future would make every idle session's task as large as it is.
+            Frame::Message {
+                command,
+                msg_id,
+                body,
+            } if self.state.is_none() => Next::Wait(Box::pin(
+                async move { self.handle_pre_login(command, msg_id, &body).await }
+                    .instrument(span.clone()),
+            )),
+            Frame::Message {
+                command,
+                msg_id,
+                body,
+            } => self.handle(command, msg_id, body),
         }
     }
 
@@ -494,15 +545,13 @@ impl Session {
         };
         self.ingest
             .register(identity.device_id, self.id, Arc::clone(&self.link));
-        // The session's span (the future is instrumented with it, so it is the current one).
-        tracing::Span::current().record("device_id", identity.device_id);
         tracing::info!(peer = %self.peer, device_id = identity.device_id, org_id = identity.org_id, "device logged in");
         self.ingest.metrics().login();
         encode_response(msg_id, status::OK, &mut self.out);
         let config = self.ingest.config();
         self.state = Some(LoggedIn {
             identity,
-            heartbeat: config.default_heartbeat,
+            heartbeat_ms: u32::try_from(config.default_heartbeat.as_millis()).unwrap_or(u32::MAX),
             group_ts: None,
             quota: Quota::new(config.message_rate, config.message_burst, self.now),
             last_quota_reply: None,
@@ -517,45 +566,45 @@ impl Session {
     /// wait (for the directory) come back as a boxed future, so that the state of the
     /// common ones (a parsed `internal` message is 200 bytes) is not kept across an await in
     /// every idle session's future.
-    fn handle<'a>(&'a mut self, cmd: u8, msg_id: u16, body: &'a [u8]) -> Step<'a> {
+    fn handle(&mut self, cmd: u8, msg_id: u16, body: Bytes) -> Next<'_> {
         if !self.within_quota(msg_id) {
-            return Step::Done(Flow::Continue);
+            return Next::Handled;
         }
         match cmd {
             command::PING => encode_response(msg_id, status::OK, &mut self.out),
             command::LOGIN | command::HW_LOGIN => {
                 encode_response(msg_id, status::ALREADY_REGISTERED, &mut self.out)
             }
-            command::HARDWARE => self.on_hardware(msg_id, body),
-            command::HARDWARE_SYNC => self.on_sync(msg_id, body),
+            command::HARDWARE => self.on_hardware(msg_id, &body),
+            command::HARDWARE_SYNC => self.on_sync(msg_id, &body),
             command::INTERNAL => {
-                match Internal::parse(body) {
-                    Ok(Internal::MetaGet { name }) => {
-                        return Step::Wait(Box::pin(async move {
-                            self.on_meta_get(msg_id, name).await;
-                            Flow::Continue
-                        }));
-                    }
-                    Ok(Internal::Utc { query: b"tz_name" }) => {
-                        return Step::Wait(Box::pin(async move {
-                            self.on_tz_name(msg_id).await;
-                            Flow::Continue
-                        }));
-                    }
-                    _ => {}
+                let waits = matches!(
+                    Internal::parse(&body),
+                    Ok(Internal::MetaGet { .. } | Internal::Utc { query: b"tz_name" })
+                );
+                if !waits {
+                    return self.on_internal(msg_id, &body).into();
                 }
-                return Step::Done(self.on_internal(msg_id, body));
-            }
-            command::GROUP => self.on_group(msg_id, body),
-            command::BRIDGE => {
-                return Step::Wait(Box::pin(async move {
-                    self.on_bridge(msg_id, body).await;
+                let waiting = async move {
+                    match Internal::parse(&body) {
+                        Ok(Internal::MetaGet { name }) => self.on_meta_get(msg_id, name).await,
+                        _ => self.on_tz_name(msg_id).await,
+                    }
                     Flow::Continue
-                }));
+                };
+                return Next::Wait(Box::pin(waiting.in_current_span()));
             }
-            command::PROPERTY => self.on_property(msg_id, body),
-            command::EVENT_LOG => self.on_log_event(msg_id, body),
-            command::EVENT_CLEAR => self.on_resolve_event(msg_id, body),
+            command::GROUP => self.on_group(msg_id, &body),
+            command::BRIDGE => {
+                let waiting = async move {
+                    self.on_bridge(msg_id, &body).await;
+                    Flow::Continue
+                };
+                return Next::Wait(Box::pin(waiting.in_current_span()));
+            }
+            command::PROPERTY => self.on_property(msg_id, &body),
+            command::EVENT_LOG => self.on_log_event(msg_id, &body),
+            command::EVENT_CLEAR => self.on_resolve_event(msg_id, &body),
             other => {
                 // Not implemented on this server (legacy notify/email/tweet/sms,
                 // which the library maps to `logEvent` since 1.0) or unknown:
@@ -567,7 +616,7 @@ impl Session {
                 encode_response(msg_id, status::ILLEGAL_COMMAND, &mut self.out);
             }
         }
-        Step::Done(Flow::Continue)
+        Next::Handled
     }
 
     /// Take one message from the quota. Over the quota the message is dropped
@@ -859,7 +908,7 @@ impl Session {
                     return Flow::Close(CloseReason::TemplateMismatch);
                 }
                 if let Some(secs) = info.heartbeat_secs.filter(|s| *s > 0) {
-                    state.heartbeat = Duration::from_secs(u64::from(secs.clamp(1, 3600)));
+                    state.heartbeat_ms = secs.clamp(1, 3600) * 1000;
                 }
                 if let Some(buff_in) = info.buff_in.filter(|b| *b as usize > HEADER_LEN) {
                     self.link.set_max_frame(buff_in as usize);

@@ -398,8 +398,8 @@ fn a_flooding_device_is_not_read_until_its_quota_refills() {
 /// Most sessions of a large fleet are idle: logged in, sending a ping now and then. Their
 /// memory bounds how many devices one server holds (the target is 2 KB of user-space RSS per
 /// session, measured by `pinhouse-bench connections`). This counts the heap bytes that 500
-/// logged-in sessions keep: the task and its future, the read buffer, the outbound queue, the
-/// hub's entry — plus this test's own in-memory streams and its directory's activity log.
+/// logged-in sessions keep: the task and its future, the mailbox, the hub's entries — plus
+/// this test's own in-memory streams and its directory's activity log.
 #[test]
 fn idle_sessions_keep_little_memory() {
     serial(async {
@@ -450,15 +450,173 @@ fn idle_sessions_keep_little_memory() {
         let kept = (stats.bytes_allocated - stats.bytes_deallocated) / SESSIONS as usize;
         eprintln!("heap kept per idle session: {kept} bytes");
         assert_eq!(ingest.online_devices(), SESSIONS as usize);
-        // ~1,750 bytes in a debug build (the task with its ~1 KB future, the read buffer, the
-        // outbox, the hub's entry and this test's duplex pipes); 2,060 before the session
-        // future stopped holding its arguments twice and the stream's `split`.
-        assert!(kept <= 1_950, "{kept} bytes of heap per idle session");
+        // ~1,100 bytes in a debug build (the task with its ~650-byte future, the mailbox, the
+        // hub's entries and this test's duplex pipes; an idle session holds no read buffer);
+        // 1,750 while every session kept a timer, a shutdown receiver and a 256-byte read
+        // buffer, 2,060 before the session future stopped holding its arguments twice.
+        assert!(kept <= 1_300, "{kept} bytes of heap per idle session");
 
         drop(devices);
         for task in tasks {
             task.await.unwrap();
         }
+        storage.close().unwrap();
+    });
+}
+
+/// Logs in as [`TOKEN`], announcing `heartbeat` seconds when given.
+async fn login(device: &mut DuplexStream, heartbeat: Option<&[u8]>) {
+    let mut out = BytesMut::new();
+    encode_message(command::HW_LOGIN, 1, TOKEN.as_bytes(), &mut out);
+    if let Some(secs) = heartbeat {
+        encode_fields(command::INTERNAL, 2, &[b"h-beat", secs], &mut out);
+    }
+    device.write_all(&out).await.unwrap();
+    let mut inbuf = BytesMut::new();
+    assert_eq!(status_of(device, &mut inbuf, 1).await, status::OK);
+}
+
+/// Sessions wait on their mailbox alone: the hub's shared timer ends a connection that never
+/// logs in and a logged-in one that falls silent, and `Ingest::stop` ends every session,
+/// logged in or not. Each gets its own close reason, and its connection slot back.
+#[test]
+fn the_shared_timer_and_stop_end_sessions() {
+    use pinhouse_ingest::session::CloseReason;
+    serial(async {
+        let (_dir, storage, directory) = fixture(12);
+        let config = IngestConfig {
+            login_timeout: std::time::Duration::from_millis(300),
+            max_connections: 3,
+            ..IngestConfig::default()
+        };
+        let ingest = Ingest::new(storage.clone(), directory, config);
+        // Silent before its login: closed once the login timeout has passed, not before.
+        let started = std::time::Instant::now();
+        let (_silent, session) = start_session(&ingest, 1 << 12);
+        assert_eq!(session.await.unwrap(), CloseReason::LoginTimeout);
+        let waited = started.elapsed();
+        assert!(
+            (300..1_500).contains(&waited.as_millis()),
+            "login timeout after {waited:?}"
+        );
+
+        // Logged in with a 1 s heartbeat, then silent: closed after its idle timeout
+        // (heartbeat × 2.3, rounded up to 3 s), while a session that pings goes on.
+        let (mut quiet, quiet_session) = start_session(&ingest, 1 << 12);
+        login(&mut quiet, Some(b"1")).await;
+        let (mut talking, talking_session) = start_session(&ingest, 1 << 12);
+        login(&mut talking, None).await;
+        let started = std::time::Instant::now();
+        let mut ping = BytesMut::new();
+        encode_message(command::PING, 7, b"", &mut ping);
+        let mut inbuf = BytesMut::new();
+        while !quiet_session.is_finished() {
+            talking.write_all(&ping).await.unwrap();
+            assert_eq!(status_of(&mut talking, &mut inbuf, 7).await, status::OK);
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            assert!(
+                started.elapsed().as_secs() < 10,
+                "the silent session is still open"
+            );
+        }
+        assert_eq!(quiet_session.await.unwrap(), CloseReason::HeartbeatTimeout);
+        let waited = started.elapsed();
+        assert!(
+            waited.as_millis() >= 2_900,
+            "heartbeat timeout after {waited:?}"
+        );
+
+        // Stop: the logged-in session and one that has not logged in yet both end at once.
+        let (_new, new_session) = start_session(&ingest, 1 << 12);
+        let started = std::time::Instant::now();
+        ingest.stop();
+        let ended = |session: tokio::task::JoinHandle<CloseReason>| async move {
+            tokio::time::timeout(std::time::Duration::from_secs(2), session)
+                .await
+                .expect("the session ends on stop")
+                .unwrap()
+        };
+        assert_eq!(ended(talking_session).await, CloseReason::Shutdown);
+        assert_eq!(ended(new_session).await, CloseReason::Shutdown);
+        assert!(
+            started.elapsed().as_millis() < 250,
+            "{:?}",
+            started.elapsed()
+        );
+        // A connection served after the stop ends at once too; all three slots were given
+        // back (`max_connections` is 3).
+        let (_late, late_session) = start_session(&ingest, 1 << 12);
+        assert_eq!(ended(late_session).await, CloseReason::Shutdown);
+        drop(ingest);
+        storage.close().unwrap();
+    });
+}
+
+/// An idle session reads into a small probe and holds no buffer. Frames larger than the
+/// probe, frames split across writes and a sudden burst all arrive whole.
+#[test]
+fn an_idle_session_reads_frames_of_any_size() {
+    serial(async {
+        let (_dir, storage, directory) = fixture(13);
+        let config = IngestConfig {
+            message_rate: 0,
+            ..IngestConfig::default()
+        };
+        let ingest = Ingest::new(storage.clone(), directory, config);
+        let (mut device, session) = start_session(&ingest, 1 << 20);
+        let mut inbuf = BytesMut::new();
+        let mut out = BytesMut::new();
+        encode_message(command::HW_LOGIN, 1, TOKEN.as_bytes(), &mut out);
+        device.write_all(&out).await.unwrap();
+        assert_eq!(response(&mut device, &mut inbuf).await, (1, status::OK));
+        let stored = |pin: u16| storage.last_value(1, 13, pin).map(|v| v.value);
+        let wait_for = |pin: u16, want: Value| {
+            let storage = storage.clone();
+            async move {
+                for _ in 0..1_000 {
+                    if storage.last_value(1, 13, pin).map(|v| v.value) == Some(want.clone()) {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                panic!("pin {pin} never got {want:?}");
+            }
+        };
+        // Pings: small reads, the session turns idle.
+        for id in 2..6u16 {
+            out.clear();
+            encode_message(command::PING, id, b"", &mut out);
+            device.write_all(&out).await.unwrap();
+            assert_eq!(response(&mut device, &mut inbuf).await, (id, status::OK));
+        }
+        // One value in a frame of ~60 bytes (more than the probe holds).
+        out.clear();
+        let long = "7".repeat(40);
+        encode_fields(
+            command::HARDWARE,
+            6,
+            &[b"vw", b"2", long.as_bytes()],
+            &mut out,
+        );
+        assert!(out.len() > 32);
+        device.write_all(&out).await.unwrap();
+        wait_for(2, Value::Number(long.parse().unwrap())).await;
+        // A frame split across two writes, the second after a pause.
+        out.clear();
+        encode_fields(command::HARDWARE, 7, &[b"vw", b"3", b"12.25"], &mut out);
+        device.write_all(&out[..4]).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        device.write_all(&out[4..]).await.unwrap();
+        wait_for(3, Value::Number(12.25)).await;
+        // A burst of 5,000 values in one write, then a ping: every value is stored.
+        let flood = burst(5_000, 100);
+        device.write_all(&flood).await.unwrap();
+        assert_eq!(status_of(&mut device, &mut inbuf, 1).await, status::OK);
+        wait_for(1, Value::Number(f64::from(100 + 4_999) + 0.5)).await;
+        assert_eq!(ingest.metrics().values_received(), 5_002);
+        assert!(stored(2).is_some());
+        drop(device);
+        session.await.unwrap();
         storage.close().unwrap();
     });
 }
