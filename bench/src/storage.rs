@@ -23,8 +23,8 @@ use crate::output::OutputArgs;
 /// Flags of `pinhouse-bench storage`.
 #[derive(Debug, clap::Args)]
 pub struct StorageArgs {
-    /// Directory for the temporary stores (default: the system temp dir). Use a real disk:
-    /// fsync on tmpfs costs nothing.
+    /// Directory for the temporary stores (created if missing; default: the system temp
+    /// dir). Use a real disk: fsync on tmpfs costs nothing.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// fsync policies to measure: any of `always`, `interval`, `never`.
@@ -125,7 +125,12 @@ fn policy(name: &str, interval_ms: u64) -> Result<FsyncPolicy> {
 
 fn temp_dir(args: &StorageArgs) -> Result<tempfile::TempDir> {
     Ok(match &args.dir {
-        Some(d) => tempfile::tempdir_in(d)?,
+        Some(d) => {
+            std::fs::create_dir_all(d)
+                .with_context(|| format!("cannot create --dir {}", d.display()))?;
+            tempfile::tempdir_in(d)
+                .with_context(|| format!("cannot make a store below {}", d.display()))?
+        }
         None => tempfile::tempdir()?,
     })
 }

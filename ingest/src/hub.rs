@@ -189,7 +189,6 @@ impl Ingest {
     /// A new session's id and mailbox, registered for the shared timer and for
     /// [`Ingest::stop`] (already closed when the server is stopping).
     pub(crate) fn open_link(&self) -> (u64, Arc<Outbox>) {
-        self.start_sweeper();
         let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
         let link = Arc::new(Outbox::new(
             crate::session::OUTBOUND_QUEUE,
@@ -213,15 +212,27 @@ impl Ingest {
     /// The shared timer: a task that wakes, a few times a second, the sessions whose login
     /// or heartbeat deadline has passed. One timer per session (a `tokio::time::Sleep`, 112
     /// bytes in every idle session's future) would cost more memory than a sweep of the
-    /// sessions costs CPU. It holds the hub weakly and ends with it.
-    fn start_sweeper(&self) {
+    /// sessions costs CPU. It holds the hub weakly and ends with it; started by the first
+    /// session (from within its runtime), and again should its runtime have dropped it.
+    pub(crate) fn start_sweeper(&self) {
         if self.inner.sweeper.swap(true, Ordering::AcqRel) {
             return;
         }
         let every = (self.config().login_timeout / 4)
             .clamp(Duration::from_millis(10), Duration::from_millis(250));
         let hub = Arc::downgrade(&self.inner);
+        /// Marks the timer stopped when its task ends or is dropped with its runtime.
+        struct Running(std::sync::Weak<Inner>);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                if let Some(inner) = self.0.upgrade() {
+                    inner.sweeper.store(false, Ordering::Release);
+                }
+            }
+        }
+        let running = Running(hub.clone());
         tokio::spawn(async move {
+            let _running = running;
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

@@ -251,6 +251,7 @@ impl Session {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
+        self.ingest.start_sweeper();
         let login_timeout = self.ingest.config().login_timeout;
         // Read space for the next read: a whole chunk to start with and while the device
         // streams (a read filled the space it had); the idle size after small reads in a row

@@ -138,12 +138,8 @@ fn steady_path_does_not_allocate_per_frame() {
         };
         let ingest = Ingest::new(storage.clone(), directory, config);
         let (mut device, session) = start_session(&ingest, 1 << 20);
-
+        login(&mut device, None).await;
         let mut inbuf = BytesMut::new();
-        let mut login = BytesMut::new();
-        encode_message(command::HW_LOGIN, 1, TOKEN.as_bytes(), &mut login);
-        device.write_all(&login).await.unwrap();
-        assert_eq!(response(&mut device, &mut inbuf).await, (1, status::OK));
 
         const FRAMES: u16 = 20_000;
         let wait_stored = |last: u16| {
@@ -564,11 +560,9 @@ fn an_idle_session_reads_frames_of_any_size() {
         };
         let ingest = Ingest::new(storage.clone(), directory, config);
         let (mut device, session) = start_session(&ingest, 1 << 20);
+        login(&mut device, None).await;
         let mut inbuf = BytesMut::new();
         let mut out = BytesMut::new();
-        encode_message(command::HW_LOGIN, 1, TOKEN.as_bytes(), &mut out);
-        device.write_all(&out).await.unwrap();
-        assert_eq!(response(&mut device, &mut inbuf).await, (1, status::OK));
         let stored = |pin: u16| storage.last_value(1, 13, pin).map(|v| v.value);
         let wait_for = |pin: u16, want: Value| {
             let storage = storage.clone();
@@ -619,4 +613,28 @@ fn an_idle_session_reads_frames_of_any_size() {
         session.await.unwrap();
         storage.close().unwrap();
     });
+}
+
+/// The shared timer is a task of the runtime the first session runs on. A hub that outlives
+/// that runtime starts it again in the next one: timeouts go on firing.
+#[test]
+fn the_shared_timer_follows_the_hub_into_a_new_runtime() {
+    use pinhouse_ingest::session::CloseReason;
+    let (_dir, storage, directory) = fixture(14);
+    let config = IngestConfig {
+        login_timeout: std::time::Duration::from_millis(200),
+        ..IngestConfig::default()
+    };
+    let ingest = Ingest::new(storage.clone(), directory, config);
+    for _ in 0..2 {
+        serial(async {
+            let (_silent, session) = start_session(&ingest, 1 << 12);
+            let ended = tokio::time::timeout(std::time::Duration::from_secs(5), session)
+                .await
+                .expect("the shared timer ends a silent connection");
+            assert_eq!(ended.unwrap(), CloseReason::LoginTimeout);
+        });
+    }
+    drop(ingest);
+    storage.close().unwrap();
 }
