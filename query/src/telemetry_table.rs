@@ -13,6 +13,7 @@ use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -127,7 +128,18 @@ impl TelemetryTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let mut pruning: Vec<Expr> = shared.then(|| self.scope_expr()).into_iter().collect();
         pruning.extend(filters.iter().cloned());
-        let mut source = ParquetSource::new(Arc::clone(&self.schema)).with_enable_page_index(true);
+        // Footers and page indexes through the session's metadata cache: a statement over a
+        // year of day files would otherwise parse 365 footers and page indexes every time.
+        // Files are never rewritten in place (a new file gets a new id), so a cached entry is
+        // valid for as long as its path exists.
+        let runtime = state.runtime_env();
+        let reader = CachedParquetFileReaderFactory::new(
+            runtime.object_store(ObjectStoreUrl::local_filesystem())?,
+            runtime.cache_manager.get_file_metadata_cache(),
+        );
+        let mut source = ParquetSource::new(Arc::clone(&self.schema))
+            .with_enable_page_index(true)
+            .with_parquet_file_reader_factory(Arc::new(reader));
         if let Some(pred) = conjunction(pruning)
             && let Ok(pred) = self.physical(state, pred)
         {
