@@ -301,7 +301,9 @@ impl Groups {
                     .map(|(k, valid)| if valid { usize::from(*k) + 1 } else { 0 }),
             ),
         }
-        let len = self.slots.iter().max().map_or(0, |top| top + 1);
+        // A plain fold: `Iterator::max` compares through a function pointer that was not
+        // inlined, one call per row (a fifth of `GROUP BY pin` over 100 M rows).
+        let len = self.slots.iter().fold(0, |top, &slot| top.max(slot)) + 1;
         if len > self.seen.len() {
             self.seen.resize(len, false);
             for (c, s) in self.counts.iter_mut().zip(&mut self.sums) {
