@@ -534,8 +534,10 @@ fn the_shared_timer_and_stop_end_sessions() {
         };
         assert_eq!(ended(talking_session).await, CloseReason::Shutdown);
         assert_eq!(ended(new_session).await, CloseReason::Shutdown);
+        // At once, not after a timeout (the unauthenticated one would end by its 300 ms login
+        // timeout too, but with another reason).
         assert!(
-            started.elapsed().as_millis() < 250,
+            started.elapsed().as_millis() < 1_000,
             "{:?}",
             started.elapsed()
         );
