@@ -265,13 +265,18 @@ impl Session {
         let mut small_reads = 0u8;
         let login_deadline = Instant::now() + login_timeout;
         loop {
+            // The deadline as of the last read, for the shared timer (also while answering:
+            // a device that does not read its answers times out too).
+            self.link
+                .set_deadline(self.ingest.deadline_ms(self.deadline(login_deadline)));
             // Handle every complete frame already buffered, hand the values over, answer.
-            if let Some(reason) = self.answer(stream, &mut inbuf, !streaming).await {
+            if let Some(reason) = self
+                .answer(stream, &mut inbuf, !streaming, login_deadline)
+                .await
+            {
                 return reason;
             }
             let idle = !streaming;
-            self.link
-                .set_deadline(self.ingest.deadline_ms(self.deadline(login_deadline)));
             // A device over its message quota is not read until a message would pass again:
             // its flood waits in the socket, and TCP slows the sender down, instead of costing
             // a parse per dropped frame (and the other sessions their share of the CPU).
@@ -342,11 +347,7 @@ impl Session {
                     Wake::Closed(Closed::DeviceDeleted) => return CloseReason::DeviceDeleted,
                     Wake::Closed(Closed::Shutdown) => return CloseReason::Shutdown,
                     Wake::Deadline if Instant::now() >= self.deadline(login_deadline) => {
-                        return if self.state.is_none() {
-                            CloseReason::LoginTimeout
-                        } else {
-                            CloseReason::HeartbeatTimeout
-                        };
+                        return self.timed_out();
                     }
                     Wake::Deadline => {}
                 },
@@ -362,6 +363,7 @@ impl Session {
         stream: &mut S,
         inbuf: &mut BytesMut,
         idle: bool,
+        login_deadline: Instant,
     ) -> Option<CloseReason>
     where
         S: AsyncWrite + Unpin,
@@ -390,17 +392,13 @@ impl Session {
             }
         }
         if !self.out.is_empty() {
-            if let Err(err) = stream.write_all(&self.out).await {
-                return Some(CloseReason::Io(err.to_string()));
-            }
-            // TLS and WebSocket buffer writes; plain TCP flush is free.
-            if let Err(err) = stream.flush().await {
-                return Some(CloseReason::Io(err.to_string()));
+            // Boxed: its wait on the mailbox would otherwise take room in every idle
+            // session's future, for the little time a write takes.
+            if let Some(reason) = Box::pin(self.send(stream, login_deadline)).await {
+                return Some(reason);
             }
             if idle {
                 self.out = BytesMut::new();
-            } else {
-                self.out.clear();
             }
         }
         if let Flow::Close(reason) = flow {
@@ -408,6 +406,63 @@ impl Session {
             return Some(reason);
         }
         None
+    }
+
+    /// Write everything in `out` to the device, watching the mailbox meanwhile: a device that
+    /// stops reading is dropped at its deadline (the heartbeat timeout after its last read,
+    /// or the login timeout), and a stop or the device's deletion ends the session, instead
+    /// of the session waiting on the socket for as long as the peer likes. Frames the cloud
+    /// sends meanwhile are written after.
+    async fn send<S>(&mut self, stream: &mut S, login_deadline: Instant) -> Option<CloseReason>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        while !self.out.is_empty() {
+            let sending = std::mem::take(&mut self.out);
+            {
+                let written = async {
+                    stream.write_all(&sending).await?;
+                    // TLS and WebSocket buffer writes; plain TCP flush is free.
+                    stream.flush().await
+                };
+                tokio::pin!(written);
+                loop {
+                    tokio::select! {
+                        biased;
+                        done = &mut written => match done {
+                            Ok(()) => break,
+                            Err(err) => return Some(CloseReason::Io(err.to_string())),
+                        },
+                        wake = self.link.pop() => match wake {
+                            Wake::Frame(frame) => self.out.extend_from_slice(&frame),
+                            Wake::Closed(Closed::DeviceDeleted) => {
+                                return Some(CloseReason::DeviceDeleted);
+                            }
+                            Wake::Closed(Closed::Shutdown) => return Some(CloseReason::Shutdown),
+                            Wake::Deadline if Instant::now() >= self.deadline(login_deadline) => {
+                                return Some(self.timed_out());
+                            }
+                            Wake::Deadline => {}
+                        },
+                    }
+                }
+            }
+            if self.out.is_empty() {
+                // The written buffer's capacity serves the next answers.
+                self.out = sending;
+                self.out.clear();
+            }
+        }
+        None
+    }
+
+    /// The close reason of a session whose deadline has passed.
+    fn timed_out(&self) -> CloseReason {
+        if self.state.is_none() {
+            CloseReason::LoginTimeout
+        } else {
+            CloseReason::HeartbeatTimeout
+        }
     }
 
     /// A debug span naming the session's device.

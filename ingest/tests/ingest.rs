@@ -640,3 +640,53 @@ fn the_shared_timer_follows_the_hub_into_a_new_runtime() {
     drop(ingest);
     storage.close().unwrap();
 }
+
+/// A device that stops reading cannot hold its session forever: while the session waits to
+/// write to it, the heartbeat deadline still applies, and a stop still ends the session.
+#[test]
+fn a_device_that_does_not_read_times_out_and_stops() {
+    use pinhouse_ingest::PinRef;
+    use pinhouse_ingest::session::CloseReason;
+    serial(async {
+        let (_dir, storage, directory) = fixture(15);
+        let config = IngestConfig {
+            message_rate: 0,
+            ..IngestConfig::default()
+        };
+        let ingest = Ingest::new(storage.clone(), directory, config);
+        let ended = |session: tokio::task::JoinHandle<CloseReason>, secs| async move {
+            tokio::time::timeout(std::time::Duration::from_secs(secs), session)
+                .await
+                .expect("the session ended")
+                .unwrap()
+        };
+        // Cloud writes to a device that never reads them: 64 bytes of pipe fill up at once.
+        let flood = |ingest: &Ingest| {
+            for i in 0..60 {
+                let value = i.to_string();
+                ingest.push_write(15, PinRef::virtual_pin(1), &[value.as_str(); 8]);
+            }
+        };
+        let (mut device, session) = start_session(&ingest, 64);
+        login(&mut device, Some(b"1")).await;
+        let started = std::time::Instant::now();
+        flood(&ingest);
+        // Heartbeat 1 s: idle timeout 3 s after the last read.
+        assert_eq!(ended(session, 10).await, CloseReason::HeartbeatTimeout);
+        assert!(
+            started.elapsed().as_millis() >= 2_500,
+            "{:?}",
+            started.elapsed()
+        );
+
+        let (mut device, session) = start_session(&ingest, 64);
+        login(&mut device, None).await;
+        flood(&ingest);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        ingest.stop();
+        assert_eq!(ended(session, 2).await, CloseReason::Shutdown);
+        drop(device);
+        drop(ingest);
+        storage.close().unwrap();
+    });
+}
