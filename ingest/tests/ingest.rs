@@ -112,6 +112,17 @@ fn fixture(device_id: u32) -> (tempfile::TempDir, Storage, Arc<Directory>) {
     (dir, storage, directory)
 }
 
+/// [`fixture`] with a hub whose sessions have no message quota.
+fn unlimited(device_id: u32) -> (tempfile::TempDir, Storage, Ingest) {
+    let (dir, storage, directory) = fixture(device_id);
+    let config = IngestConfig {
+        message_rate: 0,
+        ..IngestConfig::default()
+    };
+    let ingest = Ingest::new(storage.clone(), directory, config);
+    (dir, storage, ingest)
+}
+
 /// A device session of `ingest` over an in-memory stream of `capacity` bytes each way: the
 /// device's end and the session task.
 fn start_session(
@@ -131,12 +142,7 @@ fn start_session(
 #[test]
 fn steady_path_does_not_allocate_per_frame() {
     serial(async {
-        let (_dir, storage, directory) = fixture(7);
-        let config = IngestConfig {
-            message_rate: 0,
-            ..IngestConfig::default()
-        };
-        let ingest = Ingest::new(storage.clone(), directory, config);
+        let (_dir, storage, ingest) = unlimited(7);
         let (mut device, session) = start_session(&ingest, 1 << 20);
         login(&mut device, None).await;
         let mut inbuf = BytesMut::new();
@@ -472,6 +478,17 @@ async fn login(device: &mut DuplexStream, heartbeat: Option<&[u8]>) {
     assert_eq!(status_of(device, &mut inbuf, 1).await, status::OK);
 }
 
+/// How `session` ended, waiting at most `secs` seconds for it.
+async fn ends_within(
+    session: tokio::task::JoinHandle<pinhouse_ingest::session::CloseReason>,
+    secs: u64,
+) -> pinhouse_ingest::session::CloseReason {
+    tokio::time::timeout(std::time::Duration::from_secs(secs), session)
+        .await
+        .expect("the session ended in time")
+        .unwrap()
+}
+
 /// Sessions wait on their mailbox alone: the hub's shared timer ends a connection that never
 /// logs in and a logged-in one that falls silent, and `Ingest::stop` ends every session,
 /// logged in or not. Each gets its own close reason, and its connection slot back.
@@ -526,14 +543,8 @@ fn the_shared_timer_and_stop_end_sessions() {
         let (_new, new_session) = start_session(&ingest, 1 << 12);
         let started = std::time::Instant::now();
         ingest.stop();
-        let ended = |session: tokio::task::JoinHandle<CloseReason>| async move {
-            tokio::time::timeout(std::time::Duration::from_secs(2), session)
-                .await
-                .expect("the session ends on stop")
-                .unwrap()
-        };
-        assert_eq!(ended(talking_session).await, CloseReason::Shutdown);
-        assert_eq!(ended(new_session).await, CloseReason::Shutdown);
+        assert_eq!(ends_within(talking_session, 2).await, CloseReason::Shutdown);
+        assert_eq!(ends_within(new_session, 2).await, CloseReason::Shutdown);
         // At once, not after a timeout (the unauthenticated one would end by its 300 ms login
         // timeout too, but with another reason).
         assert!(
@@ -544,7 +555,7 @@ fn the_shared_timer_and_stop_end_sessions() {
         // A connection served after the stop ends at once too; all three slots were given
         // back (`max_connections` is 3).
         let (_late, late_session) = start_session(&ingest, 1 << 12);
-        assert_eq!(ended(late_session).await, CloseReason::Shutdown);
+        assert_eq!(ends_within(late_session, 2).await, CloseReason::Shutdown);
         drop(ingest);
         storage.close().unwrap();
     });
@@ -555,12 +566,7 @@ fn the_shared_timer_and_stop_end_sessions() {
 #[test]
 fn an_idle_session_reads_frames_of_any_size() {
     serial(async {
-        let (_dir, storage, directory) = fixture(13);
-        let config = IngestConfig {
-            message_rate: 0,
-            ..IngestConfig::default()
-        };
-        let ingest = Ingest::new(storage.clone(), directory, config);
+        let (_dir, storage, ingest) = unlimited(13);
         let (mut device, session) = start_session(&ingest, 1 << 20);
         login(&mut device, None).await;
         let mut inbuf = BytesMut::new();
@@ -631,10 +637,7 @@ fn the_shared_timer_follows_the_hub_into_a_new_runtime() {
     for _ in 0..2 {
         serial(async {
             let (_silent, session) = start_session(&ingest, 1 << 12);
-            let ended = tokio::time::timeout(std::time::Duration::from_secs(5), session)
-                .await
-                .expect("the shared timer ends a silent connection");
-            assert_eq!(ended.unwrap(), CloseReason::LoginTimeout);
+            assert_eq!(ends_within(session, 5).await, CloseReason::LoginTimeout);
         });
     }
     drop(ingest);
@@ -648,18 +651,7 @@ fn a_device_that_does_not_read_times_out_and_stops() {
     use pinhouse_ingest::PinRef;
     use pinhouse_ingest::session::CloseReason;
     serial(async {
-        let (_dir, storage, directory) = fixture(15);
-        let config = IngestConfig {
-            message_rate: 0,
-            ..IngestConfig::default()
-        };
-        let ingest = Ingest::new(storage.clone(), directory, config);
-        let ended = |session: tokio::task::JoinHandle<CloseReason>, secs| async move {
-            tokio::time::timeout(std::time::Duration::from_secs(secs), session)
-                .await
-                .expect("the session ended")
-                .unwrap()
-        };
+        let (_dir, storage, ingest) = unlimited(15);
         // Cloud writes to a device that never reads them: 64 bytes of pipe fill up at once.
         let flood = |ingest: &Ingest| {
             for i in 0..60 {
@@ -672,7 +664,10 @@ fn a_device_that_does_not_read_times_out_and_stops() {
         let started = std::time::Instant::now();
         flood(&ingest);
         // Heartbeat 1 s: idle timeout 3 s after the last read.
-        assert_eq!(ended(session, 10).await, CloseReason::HeartbeatTimeout);
+        assert_eq!(
+            ends_within(session, 10).await,
+            CloseReason::HeartbeatTimeout
+        );
         assert!(
             started.elapsed().as_millis() >= 2_500,
             "{:?}",
@@ -684,7 +679,7 @@ fn a_device_that_does_not_read_times_out_and_stops() {
         flood(&ingest);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         ingest.stop();
-        assert_eq!(ended(session, 2).await, CloseReason::Shutdown);
+        assert_eq!(ends_within(session, 2).await, CloseReason::Shutdown);
         drop(device);
         drop(ingest);
         storage.close().unwrap();
