@@ -269,14 +269,11 @@ impl Session {
             // a device that does not read its answers times out too).
             self.link
                 .set_deadline(self.ingest.deadline_ms(self.deadline(login_deadline)));
+            let idle = !streaming;
             // Handle every complete frame already buffered, hand the values over, answer.
-            if let Some(reason) = self
-                .answer(stream, &mut inbuf, !streaming, login_deadline)
-                .await
-            {
+            if let Some(reason) = self.answer(stream, &mut inbuf, idle, login_deadline).await {
                 return reason;
             }
-            let idle = !streaming;
             // A device over its message quota is not read until a message would pass again:
             // its flood waits in the socket, and TCP slows the sender down, instead of costing
             // a parse per dropped frame (and the other sessions their share of the CPU).
@@ -342,15 +339,11 @@ impl Session {
                     }
                     Err(err) => return CloseReason::Io(err.to_string()),
                 },
-                wake = self.link.pop() => match wake {
-                    Wake::Frame(frame) => self.out.extend_from_slice(&frame),
-                    Wake::Closed(Closed::DeviceDeleted) => return CloseReason::DeviceDeleted,
-                    Wake::Closed(Closed::Shutdown) => return CloseReason::Shutdown,
-                    Wake::Deadline if Instant::now() >= self.deadline(login_deadline) => {
-                        return self.timed_out();
+                wake = self.link.pop() => {
+                    if let Some(reason) = self.on_wake(wake, login_deadline) {
+                        return reason;
                     }
-                    Wake::Deadline => {}
-                },
+                }
             }
         }
     }
@@ -433,17 +426,11 @@ impl Session {
                             Ok(()) => break,
                             Err(err) => return Some(CloseReason::Io(err.to_string())),
                         },
-                        wake = self.link.pop() => match wake {
-                            Wake::Frame(frame) => self.out.extend_from_slice(&frame),
-                            Wake::Closed(Closed::DeviceDeleted) => {
-                                return Some(CloseReason::DeviceDeleted);
+                        wake = self.link.pop() => {
+                            if let Some(reason) = self.on_wake(wake, login_deadline) {
+                                return Some(reason);
                             }
-                            Wake::Closed(Closed::Shutdown) => return Some(CloseReason::Shutdown),
-                            Wake::Deadline if Instant::now() >= self.deadline(login_deadline) => {
-                                return Some(self.timed_out());
-                            }
-                            Wake::Deadline => {}
-                        },
+                        }
                     }
                 }
             }
@@ -456,12 +443,20 @@ impl Session {
         None
     }
 
-    /// The close reason of a session whose deadline has passed.
-    fn timed_out(&self) -> CloseReason {
-        if self.state.is_none() {
-            CloseReason::LoginTimeout
-        } else {
-            CloseReason::HeartbeatTimeout
+    /// What the mailbox said, whether the session waits to read or to write: a cloud frame
+    /// is queued for the device; the end of the session, or a passed deadline (the timer's
+    /// nudge is checked against the session's own clock), is the reason it closes.
+    fn on_wake(&mut self, wake: Wake, login_deadline: Instant) -> Option<CloseReason> {
+        match wake {
+            Wake::Frame(frame) => {
+                self.out.extend_from_slice(&frame);
+                None
+            }
+            Wake::Closed(Closed::DeviceDeleted) => Some(CloseReason::DeviceDeleted),
+            Wake::Closed(Closed::Shutdown) => Some(CloseReason::Shutdown),
+            Wake::Deadline if Instant::now() < self.deadline(login_deadline) => None,
+            Wake::Deadline if self.state.is_none() => Some(CloseReason::LoginTimeout),
+            Wake::Deadline => Some(CloseReason::HeartbeatTimeout),
         }
     }
 
