@@ -179,6 +179,18 @@ impl Ingest {
         Some(crate::session::run(self.clone(), stream, peer, transport))
     }
 
+    /// [`Ingest::serve_connection`] on a task of the session's own: its future spawned as it
+    /// is, so the task is sized for the session alone (not for a handshake, a sniff or a
+    /// wrapping `async` block holding the stream a second time).
+    pub(crate) fn spawn_connection<S>(&self, stream: S, peer: SocketAddr, transport: Transport)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if let Some(session) = self.serve_connection(stream, peer, transport) {
+            tokio::spawn(session);
+        }
+    }
+
     /// A session opened by [`Ingest::serve_connection`] ended: its place and its mailbox
     /// are given back.
     pub(crate) fn session_ended(&self, id: u64) {

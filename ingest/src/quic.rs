@@ -90,9 +90,7 @@ impl Ingest {
                 }
             };
             let stream = tokio::io::join(recv, send);
-            if let Some(session) = self.serve_connection(stream, peer, Transport::Quic) {
-                tokio::spawn(session);
-            }
+            self.spawn_connection(stream, peer, Transport::Quic);
         }
     }
 }

@@ -112,14 +112,11 @@ impl Ingest {
                     let _ = stream.set_nodelay(true);
                     // A task is as large as its future's largest state. Device connections
                     // (most of a fleet, mostly idle) get a task of their own kind, not one sized
-                    // for a TLS handshake or a sniffed HTTP connection, and the session's
-                    // future is spawned as it is (a wrapping `async` block would hold the
-                    // stream and the peer address twice).
+                    // for a TLS handshake or a sniffed HTTP connection (see
+                    // `Ingest::spawn_connection`).
                     match &mode {
                         Mode::Device => {
-                            if let Some(session) = self.serve_connection(stream, peer, Transport::Tcp) {
-                                tokio::spawn(session);
-                            }
+                            self.spawn_connection(stream, peer, Transport::Tcp);
                         }
                         Mode::Shared(shared) => {
                             let ingest = self.clone();
@@ -170,11 +167,7 @@ impl Ingest {
                             ingest.route(tls, peer, Transport::Tls, &https).await
                         });
                     }
-                    None => {
-                        if let Some(session) = self.serve_connection(tls, peer, Transport::Tls) {
-                            tokio::spawn(session);
-                        }
-                    }
+                    None => self.spawn_connection(tls, peer, Transport::Tls),
                 }
             }
         }
@@ -192,10 +185,8 @@ impl Ingest {
     {
         match sniff(stream, self.config().login_timeout).await {
             Ok(Some((Sniffed::Blynk, stream))) => {
-                if let Some(session) = self.serve_connection(stream, peer, transport) {
-                    // A task of the session's own size, as on the hardware port.
-                    tokio::spawn(session);
-                }
+                // A task of the session's own size, as on the hardware port.
+                self.spawn_connection(stream, peer, transport);
             }
             Ok(Some((Sniffed::Http, stream))) => {
                 if http.send((stream, peer)).await.is_err() {
