@@ -63,6 +63,14 @@ struct Inner {
     live: crate::live::LiveHub,
 }
 
+impl Inner {
+    /// `at` in ms since `epoch`, rounded up (see [`Ingest::deadline_ms`]).
+    fn clock_ms(&self, at: Instant) -> u64 {
+        let micros = at.saturating_duration_since(self.epoch).as_micros();
+        u64::try_from(micros.div_ceil(1000)).unwrap_or(u64::MAX)
+    }
+}
+
 /// Cheap-to-clone handle on the ingest tier.
 #[derive(Clone)]
 pub struct Ingest {
@@ -217,8 +225,7 @@ impl Ingest {
     /// `at` in ms of the clock sessions publish their deadlines in (rounded up: a deadline
     /// the timer finds passed has passed).
     pub(crate) fn deadline_ms(&self, at: Instant) -> u64 {
-        let micros = at.saturating_duration_since(self.inner.epoch).as_micros();
-        u64::try_from(micros.div_ceil(1000)).unwrap_or(u64::MAX)
+        self.inner.clock_ms(at)
     }
 
     /// The shared timer: a task that wakes, a few times a second, the sessions whose login
@@ -252,9 +259,8 @@ impl Ingest {
                 let Some(inner) = hub.upgrade() else {
                     return;
                 };
-                let hub_now = Ingest { inner };
-                let now = hub_now.deadline_ms(Instant::now());
-                for link in hub_now.inner.links.lock().values() {
+                let now = inner.clock_ms(Instant::now());
+                for link in inner.links.lock().values() {
                     if link.expired(now) {
                         link.nudge();
                     }
