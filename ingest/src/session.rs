@@ -175,20 +175,22 @@ where
 }
 
 impl Drop for Session {
-    /// Out of the hub's maps however the session ends (its future may be dropped unfinished).
+    /// Out of the hub's maps, and out of the open-connections gauge counted in [`run`],
+    /// however the session ends (its future may be dropped unfinished).
     fn drop(&mut self) {
         if let Some(state) = &self.state {
             self.ingest.unregister(state.identity.device_id, self.id);
         }
         self.ingest.session_ended(self.id);
+        self.ingest.metrics().connection_closed(self.transport);
     }
 }
 
 impl Session {
-    /// Bookkeeping when the session ends: unregistered, counted and logged.
+    /// How the session ended: counted (timeouts and refusals) and logged. The hub's maps and
+    /// the open-connections gauge are settled when the session is dropped.
     fn closed(&self, reason: &CloseReason) {
         let metrics = self.ingest.metrics();
-        metrics.connection_closed(self.transport);
         match reason {
             CloseReason::LoginTimeout => metrics.refused(Refusal::login_timeout),
             CloseReason::HeartbeatTimeout => metrics.refused(Refusal::heartbeat_timeout),
