@@ -533,7 +533,7 @@ impl Session {
                 body,
             } if self.state.is_none() => Next::Wait(Box::pin(
                 async move { self.handle_pre_login(command, msg_id, &body).await }
-                    .instrument(span.clone()),
+                    .in_current_span(),
             )),
             Frame::Message {
                 command,
