@@ -1,22 +1,28 @@
-//! Partial aggregation over a small integer key (`GROUP BY pin`) in plain arrays.
+//! Partial aggregation over a small integer key (`GROUP BY pin`) or a dictionary-encoded text
+//! key (`GROUP BY text`) in plain arrays.
 //!
 //! DataFusion's partial aggregation hashes every row's group key to find its group. For a key
 //! of 8 or 16 bits, such as `telemetry.pin`, the key itself can index the group's state, and a
 //! `GROUP BY pin` over all data spent more time in that hash lookup than in reading Parquet.
-//! [`DenseGroupBy`] replaces a partial `AggregateExec` grouping by one `UInt8`/`UInt16` column
-//! with only `count`, `sum` and `avg` of `Float64` (or `count` of anything) by
-//! [`DenseAggregateExec`], which emits the same partial state (same schema, same sums in the
-//! same row order) for DataFusion's final aggregation to merge. Any other aggregation is left
-//! as it is.
+//! For a `Dictionary(Int32, Utf8)` key, such as `telemetry.text`, each batch's dictionary
+//! (a handful of states, shared by the batches of a Parquet column chunk) is mapped to groups
+//! once, and each row's dictionary key then indexes that map: no string is hashed or copied
+//! per row (DataFusion 55 groups dictionary keys by their strings, row by row).
+//! [`DenseGroupBy`] replaces a partial `AggregateExec` grouping by one such column with only
+//! `count`, `sum` and `avg` of `Float64` (or `count` of anything) by [`DenseAggregateExec`],
+//! which emits the same partial state (same schema, same sums in the same row order) for
+//! DataFusion's final aggregation to merge. Any other aggregation is left as it is.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, UInt16Array, UInt64Array,
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray, UInt16Array,
+    UInt64Array,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type, SchemaRef, UInt16Type};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int32Type, SchemaRef, UInt16Type};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Result, internal_err};
@@ -50,6 +56,29 @@ impl Agg {
     fn arg(&self) -> &Arc<dyn PhysicalExpr> {
         match self {
             Agg::Count(e) | Agg::Sum(e) | Agg::Avg(e) => e,
+        }
+    }
+}
+
+/// What the group key is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum KeyKind {
+    /// `UInt8` or `UInt16`: the key indexes the groups.
+    Small,
+    /// `Dictionary(Int32, Utf8)`: the batch's dictionary is mapped to groups.
+    Text,
+}
+
+impl KeyKind {
+    fn of(data_type: &DataType) -> Option<Self> {
+        match data_type {
+            DataType::UInt8 | DataType::UInt16 => Some(KeyKind::Small),
+            DataType::Dictionary(key, value)
+                if **key == DataType::Int32 && **value == DataType::Utf8 =>
+            {
+                Some(KeyKind::Text)
+            }
+            _ => None,
         }
     }
 }
@@ -100,12 +129,13 @@ impl PhysicalOptimizerRule for DenseGroupBy {
     }
 }
 
-/// A partial aggregation grouping by one small integer column, its groups' state in arrays
-/// indexed by the key (slot 0 is the null key).
+/// A partial aggregation grouping by one small integer or dictionary-encoded text column, its
+/// groups' state in arrays indexed by group slot (slot 0 is the null key).
 #[derive(Debug)]
 pub struct DenseAggregateExec {
     input: Arc<dyn ExecutionPlan>,
     key: Arc<dyn PhysicalExpr>,
+    kind: KeyKind,
     aggs: Vec<Agg>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
@@ -128,12 +158,9 @@ impl DenseAggregateExec {
             return Ok(None);
         }
         let key = Arc::clone(&group_by.expr()[0].0);
-        if !matches!(
-            key.data_type(&input_schema)?,
-            DataType::UInt8 | DataType::UInt16
-        ) {
+        let Some(kind) = KeyKind::of(&key.data_type(&input_schema)?) else {
             return Ok(None);
-        }
+        };
         let schema = agg.schema();
         // The partial state after the key, field by field, as the final aggregation reads it.
         let mut state = schema.fields().iter().skip(1).map(|f| f.data_type());
@@ -166,6 +193,7 @@ impl DenseAggregateExec {
             properties: Self::properties_of(&schema, &input),
             input,
             key,
+            kind,
             aggs,
             schema,
         }))
@@ -230,6 +258,7 @@ impl ExecutionPlan for DenseAggregateExec {
             properties: Self::properties_of(&self.schema, &input),
             input,
             key: Arc::clone(&self.key),
+            kind: self.kind,
             aggs: self.aggs.clone(),
             schema: Arc::clone(&self.schema),
         }))
@@ -241,7 +270,7 @@ impl ExecutionPlan for DenseAggregateExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let mut input = self.input.execute(partition, context)?;
-        let mut groups = Groups::new(self.key.clone(), self.aggs.clone());
+        let mut groups = Groups::new(self.key.clone(), self.kind, self.aggs.clone());
         let schema = Arc::clone(&self.schema);
         let out = futures::stream::once(async move {
             while let Some(batch) = input.next().await {
@@ -256,9 +285,11 @@ impl ExecutionPlan for DenseAggregateExec {
     }
 }
 
-/// The state of one partition's groups; slot `k + 1` holds key `k`, slot 0 the null key.
+/// The state of one partition's groups. Slot 0 is the null key; for a small integer key, slot
+/// `k + 1` holds key `k`; for a text key, slot `i + 1` holds `texts[i]`.
 struct Groups {
     key: Arc<dyn PhysicalExpr>,
+    kind: KeyKind,
     aggs: Vec<Agg>,
     seen: Vec<bool>,
     /// Per aggregate: counts (of `count`, or of `avg`'s values).
@@ -266,18 +297,114 @@ struct Groups {
     /// Per aggregate: sums (`sum`, `avg`; unused for `count`).
     sums: Vec<Vec<f64>>,
     slots: Vec<usize>,
+    /// Text keys: the groups' strings, and their slots by string.
+    texts: Vec<String>,
+    text_slots: HashMap<String, usize>,
+    /// Text keys: the last dictionary seen and the slot of each of its entries.
+    dictionary: Option<(ArrayRef, Vec<usize>)>,
 }
 
 impl Groups {
-    fn new(key: Arc<dyn PhysicalExpr>, aggs: Vec<Agg>) -> Self {
+    fn new(key: Arc<dyn PhysicalExpr>, kind: KeyKind, aggs: Vec<Agg>) -> Self {
         let n = aggs.len();
         Self {
             key,
+            kind,
             aggs,
             seen: Vec::new(),
             counts: vec![Vec::new(); n],
             sums: vec![Vec::new(); n],
             slots: Vec::new(),
+            texts: Vec::new(),
+            text_slots: HashMap::new(),
+            dictionary: None,
+        }
+    }
+
+    /// Fills `slots` with the group slot of each row of `keys`; returns the number of slots
+    /// the state needs.
+    fn slots_of(&mut self, keys: &ArrayRef) -> Result<usize> {
+        self.slots.clear();
+        match self.kind {
+            KeyKind::Small => {
+                let keys = cast(keys, &DataType::UInt16)?;
+                let keys = keys.as_primitive::<UInt16Type>();
+                match keys.nulls() {
+                    None => self
+                        .slots
+                        .extend(keys.values().iter().map(|k| usize::from(*k) + 1)),
+                    Some(nulls) => self.slots.extend(
+                        keys.values()
+                            .iter()
+                            .zip(nulls.iter())
+                            .map(|(k, valid)| if valid { usize::from(*k) + 1 } else { 0 }),
+                    ),
+                }
+                // The largest key over the `u16` values (null rows' values included: at worst
+                // the state is sized for a key that is not there), as a plain fold:
+                // `Iterator::max` over the slots compared through a function pointer that was
+                // not inlined, one call per row (a fifth of `GROUP BY pin` over 100 M rows).
+                let top = keys.values().iter().fold(0u16, |top, &k| top.max(k));
+                Ok(usize::from(top) + 2)
+            }
+            KeyKind::Text => {
+                let Some(keys) = keys.as_dictionary_opt::<Int32Type>() else {
+                    return internal_err!("DenseAggregateExec: the text key is not a dictionary");
+                };
+                let values = keys.values();
+                // The batches of one Parquet column chunk share its dictionary (one `Arc`).
+                let fresh =
+                    !matches!(&self.dictionary, Some((seen, _)) if Arc::ptr_eq(seen, values));
+                if fresh {
+                    let Some(strings) = values.as_string_opt::<i32>() else {
+                        return internal_err!("DenseAggregateExec: the text key is not Utf8");
+                    };
+                    let map = strings
+                        .iter()
+                        .map(|text| match text {
+                            None => 0,
+                            Some(text) => match self.text_slots.get(text) {
+                                Some(slot) => *slot,
+                                None => {
+                                    self.texts.push(text.to_owned());
+                                    let slot = self.texts.len();
+                                    self.text_slots.insert(text.to_owned(), slot);
+                                    slot
+                                }
+                            },
+                        })
+                        .collect();
+                    self.dictionary = Some((Arc::clone(values), map));
+                }
+                let map = match &self.dictionary {
+                    Some((_, map)) => map.as_slice(),
+                    None => &[],
+                };
+                let slot = |k: i32| usize::try_from(k).ok().and_then(|k| map.get(k).copied());
+                match keys.keys().nulls() {
+                    None => {
+                        for &k in keys.keys().values() {
+                            let Some(s) = slot(k) else {
+                                return internal_err!("dictionary key {k} out of range");
+                            };
+                            self.slots.push(s);
+                        }
+                    }
+                    Some(nulls) => {
+                        for (&k, valid) in keys.keys().values().iter().zip(nulls.iter()) {
+                            let s = match (valid, slot(k)) {
+                                (false, _) => 0,
+                                (true, Some(s)) => s,
+                                (true, None) => {
+                                    return internal_err!("dictionary key {k} out of range");
+                                }
+                            };
+                            self.slots.push(s);
+                        }
+                    }
+                }
+                Ok(self.texts.len() + 1)
+            }
         }
     }
 
@@ -287,27 +414,7 @@ impl Groups {
             return Ok(());
         }
         let keys = self.key.evaluate(batch)?.into_array(rows)?;
-        let keys = cast(&keys, &DataType::UInt16)?;
-        let keys = keys.as_primitive::<UInt16Type>();
-        self.slots.clear();
-        match keys.nulls() {
-            None => self
-                .slots
-                .extend(keys.values().iter().map(|k| usize::from(*k) + 1)),
-            Some(nulls) => self.slots.extend(
-                keys.values()
-                    .iter()
-                    .zip(nulls.iter())
-                    .map(|(k, valid)| if valid { usize::from(*k) + 1 } else { 0 }),
-            ),
-        }
-        // Slot 0 is the null key, key k is slot k + 1. The largest key over the `u16` values
-        // (null rows' values included: at worst the state is sized for a key that is not
-        // there), as a plain fold: `Iterator::max` over the slots compared through a function
-        // pointer that was not inlined, one call per row (a fifth of `GROUP BY pin` over
-        // 100 M rows).
-        let top = keys.values().iter().fold(0u16, |top, &k| top.max(k));
-        let len = usize::from(top) + 2;
+        let len = self.slots_of(&keys)?;
         if len > self.seen.len() {
             self.seen.resize(len, false);
             for (c, s) in self.counts.iter_mut().zip(&mut self.sums) {
@@ -345,10 +452,20 @@ impl Groups {
 
     fn emit(&self, schema: &SchemaRef) -> Result<RecordBatch> {
         let slots: Vec<usize> = (0..self.seen.len()).filter(|s| self.seen[*s]).collect();
-        let key: UInt16Array = slots
-            .iter()
-            .map(|&s| (s > 0).then(|| (s - 1) as u16))
-            .collect();
+        let key: ArrayRef = match self.kind {
+            KeyKind::Small => Arc::new(
+                slots
+                    .iter()
+                    .map(|&s| (s > 0).then(|| (s - 1) as u16))
+                    .collect::<UInt16Array>(),
+            ),
+            KeyKind::Text => Arc::new(
+                slots
+                    .iter()
+                    .map(|&s| (s > 0).then(|| self.texts[s - 1].as_str()))
+                    .collect::<StringArray>(),
+            ),
+        };
         let mut columns: Vec<ArrayRef> = vec![cast(&key, schema.field(0).data_type())?];
         for (i, agg) in self.aggs.iter().enumerate() {
             let counts = &self.counts[i];
@@ -422,7 +539,7 @@ fn accumulate(agg: &Agg, values: &ArrayRef, slots: &[usize], counts: &mut [u64],
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{StringArray, UInt8Array};
+    use datafusion::arrow::array::{DictionaryArray, Int32Array, UInt8Array};
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::datasource::MemTable;
@@ -437,6 +554,20 @@ mod tests {
             Field::new("small", DataType::UInt8, false),
             Field::new("value", DataType::Float64, true),
             Field::new("text", DataType::Utf8, true),
+            Field::new(
+                "state",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                true,
+            ),
+        ]));
+        // Text states as dictionaries: one shared by the first two batches of a partition
+        // (as the batches of one Parquet column chunk share theirs), others of their own,
+        // listing the states in other orders, with a null entry and entries no row uses.
+        let shared: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("idle"),
+            Some("on"),
+            None,
+            Some("off"),
         ]));
         let mut partitions = Vec::new();
         for p in 0..3u64 {
@@ -465,6 +596,16 @@ mod tests {
                 let text: StringArray = (0..n)
                     .map(|i| (i % 5 != 0).then(|| format!("s{}", i % 4)))
                     .collect();
+                let dictionary: ArrayRef = match b {
+                    0 | 1 => Arc::clone(&shared),
+                    2 => Arc::new(StringArray::from(vec!["off", "error", "on", "unused"])),
+                    _ => Arc::new(StringArray::from(vec![Some("on"), None, Some("idle")])),
+                };
+                let states = dictionary.len() as u64;
+                let keys: Int32Array = (0..n)
+                    .map(|i| (i % 11 != 3).then(|| ((i * 5 + p) % states) as i32))
+                    .collect();
+                let state = DictionaryArray::<Int32Type>::try_new(keys, dictionary).unwrap();
                 batches.push(
                     RecordBatch::try_new(
                         Arc::clone(&schema),
@@ -473,6 +614,7 @@ mod tests {
                             Arc::new(small),
                             Arc::new(value),
                             Arc::new(text),
+                            Arc::new(state),
                         ],
                     )
                     .unwrap(),
@@ -534,6 +676,9 @@ mod tests {
                 "SELECT CAST(small AS SMALLINT UNSIGNED), avg(value * 2) FROM t GROUP BY 1 ORDER BY 1",
                 // Planned as a count per pin over the distinct (pin, value) pairs.
                 "SELECT pin, count(DISTINCT value) FROM t GROUP BY pin ORDER BY pin",
+                "SELECT state, count(*), avg(value), count(text) FROM t GROUP BY state ORDER BY state",
+                "SELECT state, count(*) AS n FROM t WHERE pin = 2 GROUP BY state ORDER BY n DESC, state",
+                "SELECT state, sum(value) FROM t WHERE state <> 'on' GROUP BY state ORDER BY 1",
             ];
             for sql in eligible {
                 let (ours, plan) = run(&dense, sql).await;

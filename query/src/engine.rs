@@ -136,7 +136,7 @@ impl QueryEngine {
         // The catalog describes a session whose tables have this engine's names and schemas
         // (it never reads rows: the tables here are empty).
         let template = self.session(true);
-        let telemetry = pinhouse_storage::schema();
+        let telemetry = crate::telemetry_table::sql_schema();
         template.register_table(TELEMETRY_TABLE, Arc::new(EmptyTable::new(telemetry)))?;
         if let Some(source) = &self.catalog {
             for (name, schema) in source.tables() {

@@ -1,37 +1,119 @@
 //! The `telemetry` table provider: memtable snapshot ∪ Parquet files, scoped to
 //! an [`OrgScope`].
+//!
+//! SQL sees `text` as `Dictionary(Int32, Utf8)` ([`sql_schema`]): a text pin holds a few
+//! states (`on`/`off`, modes, firmware versions) and the storage engine writes the column
+//! dictionary-encoded, so the scan reads the file's dictionary and one key per row instead of
+//! copying a string per row, and filters and `GROUP BY text` work on the keys
+//! (`dense_group_by.rs`). Results carry the strings as before (JSON, CSV and the PostgreSQL
+//! wire show `text`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
+use datafusion::arrow::compute::{cast, filter_record_batch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::catalog::TableProvider;
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::{
+    CachedParquetFileReaderFactory, ParquetFileReaderFactory,
+};
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
+use datafusion::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
-use pinhouse_storage::{FileMeta, Snapshot, Storage};
+use parking_lot::RwLock;
+use pinhouse_storage::{FileMeta, Snapshot, Storage, columns};
 
 use crate::OrgScope;
 use crate::scaled_values::ScaledValueAdapterFactory;
 
 /// Column holding the tenant id; every scan filters on it.
 const ORG_COLUMN: &str = "org_id";
+
+/// How SQL reads `text`: the keys of the column's dictionary.
+fn text_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// `schema` with `text` as [`text_type`] (other columns as they are).
+fn with_dictionary_text(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 if f.name() == columns::TEXT => {
+                f.as_ref().clone().with_data_type(text_type())
+            }
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// The `telemetry` table as SQL sees it: the storage schema with `text` as
+/// `Dictionary(Int32, Utf8)`.
+pub fn sql_schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> =
+        LazyLock::new(|| Arc::new(with_dictionary_text(&pinhouse_storage::schema())));
+    Arc::clone(&SCHEMA)
+}
+
+/// Per data file (path and size), the schema its scan asks the Parquet reader for: the
+/// file's own Arrow schema (whose `value` type differs between files, see
+/// `scaled_values.rs`) with `text` read as a dictionary. Files are never rewritten in place,
+/// so an entry stays right; the map is emptied when it reaches [`READ_SCHEMAS_MAX`] entries
+/// (files of long-gone compactions), and refilled from the metadata cache.
+static READ_SCHEMAS: LazyLock<RwLock<HashMap<(PathBuf, u64), SchemaRef>>> =
+    LazyLock::new(Default::default);
+const READ_SCHEMAS_MAX: usize = 100_000;
+
+/// The schema to read `file` with (see [`READ_SCHEMAS`]).
+async fn read_schema(
+    reader: &CachedParquetFileReaderFactory,
+    file: &FileMeta,
+) -> DfResult<SchemaRef> {
+    let key = (file.path.clone(), file.bytes);
+    if let Some(schema) = READ_SCHEMAS.read().get(&key) {
+        return Ok(Arc::clone(schema));
+    }
+    let mut input = reader.create_reader(
+        0,
+        partitioned_file(file),
+        None,
+        &ExecutionPlanMetricsSet::new(),
+    )?;
+    let options = ArrowReaderOptions::new();
+    let metadata = input.get_metadata(Some(&options)).await?;
+    let metadata = ArrowReaderMetadata::try_new(metadata, options)?;
+    let schema = Arc::new(with_dictionary_text(metadata.schema()));
+    let mut schemas = READ_SCHEMAS.write();
+    if schemas.len() >= READ_SCHEMAS_MAX {
+        schemas.clear();
+    }
+    schemas.insert(key, Arc::clone(&schema));
+    Ok(schema)
+}
+
+fn partitioned_file(file: &FileMeta) -> PartitionedFile {
+    PartitionedFile::new(file.path.to_string_lossy().into_owned(), file.bytes)
+}
 
 /// Where a [`TelemetryTable`] reads from.
 #[derive(Debug, Clone)]
@@ -62,7 +144,7 @@ impl TelemetryTable {
         Self {
             source: Source::Live(storage),
             scope,
-            schema: pinhouse_storage::schema(),
+            schema: sql_schema(),
         }
     }
 
@@ -75,7 +157,7 @@ impl TelemetryTable {
                 files: None,
             },
             scope,
-            schema: pinhouse_storage::schema(),
+            schema: sql_schema(),
         }
     }
 
@@ -93,7 +175,7 @@ impl TelemetryTable {
                 files: Some(Arc::new(files)),
             },
             scope,
-            schema: pinhouse_storage::schema(),
+            schema: sql_schema(),
         }
     }
 
@@ -118,7 +200,7 @@ impl TelemetryTable {
     /// and page pruning; correctness comes from the row filter of [`TableProvider::scan`]
     /// (shared files). Files of the scope alone get no scope predicate: it would prune
     /// nothing and cost a statistics check per row group and page.
-    fn parquet_scan(
+    async fn parquet_scan(
         &self,
         state: &dyn Session,
         files: &[&FileMeta],
@@ -137,6 +219,11 @@ impl TelemetryTable {
             runtime.object_store(ObjectStoreUrl::local_filesystem())?,
             runtime.cache_manager.get_file_metadata_cache(),
         );
+        let mut partitioned = Vec::with_capacity(files.len());
+        for file in files {
+            let schema = read_schema(&reader, file).await?;
+            partitioned.push(partitioned_file(file).with_arrow_schema(schema));
+        }
         let mut source = ParquetSource::new(Arc::clone(&self.schema))
             .with_enable_page_index(true)
             .with_parquet_file_reader_factory(Arc::new(reader));
@@ -149,20 +236,23 @@ impl TelemetryTable {
             FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
                 .with_expr_adapter(Some(Arc::new(ScaledValueAdapterFactory)))
                 .with_projection_indices(Some(columns))?;
-        for file in files {
-            builder = builder.with_file(PartitionedFile::new(
-                file.path.to_string_lossy().into_owned(),
-                file.bytes,
-            ));
+        for file in partitioned {
+            builder = builder.with_file(file);
         }
         Ok(DataSourceExec::from_data_source(builder.build()))
     }
 
-    /// Memtable batches restricted to the scope before they enter the plan.
-    fn scoped_batches(&self, batches: &[RecordBatch]) -> DfResult<Vec<RecordBatch>> {
+    /// Memtable batches restricted to the scope before they enter the plan, with the
+    /// `columns` of the table only (in that order), in the table's types (`text` cast to
+    /// the dictionary type, which only the text rows of the batch cost).
+    fn scoped_batches(
+        &self,
+        batches: &[RecordBatch],
+        columns: &[usize],
+    ) -> DfResult<Vec<RecordBatch>> {
+        let projected = Arc::new(self.schema.project(columns)?);
         let mut out = Vec::with_capacity(batches.len());
         for batch in batches {
-            let batch = batch.clone();
             let idx = batch.schema().index_of(ORG_COLUMN)?;
             let orgs = batch
                 .column(idx)
@@ -177,10 +267,29 @@ impl TelemetryTable {
                 .iter()
                 .map(|org| Some(org.is_some_and(|o| self.scope.contains(o))))
                 .collect();
-            let kept = filter_record_batch(&batch, &mask)?;
-            if kept.num_rows() > 0 {
-                out.push(kept);
+            let kept = filter_record_batch(&batch.project(columns)?, &mask)?;
+            if kept.num_rows() == 0 {
+                continue;
             }
+            let columns = kept
+                .columns()
+                .iter()
+                .zip(projected.fields())
+                .map(|(column, field)| {
+                    if column.data_type() == field.data_type() {
+                        Ok(Arc::clone(column))
+                    } else {
+                        cast(column, field.data_type())
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            // No columns at all for `count(*)`: the row count says how many rows.
+            let rows = RecordBatchOptions::new().with_row_count(Some(kept.num_rows()));
+            out.push(RecordBatch::try_new_with_options(
+                Arc::clone(&projected),
+                columns,
+                &rows,
+            )?);
         }
         Ok(out)
     }
@@ -226,13 +335,10 @@ impl TableProvider for TelemetryTable {
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
         // Memtable rows are filtered to the scope as they are taken.
-        let batches = self.scoped_batches(&snapshot.batches)?;
+        let batches = self.scoped_batches(&snapshot.batches, &needed)?;
         if !batches.is_empty() {
-            inputs.push(MemorySourceConfig::try_new_exec(
-                &[batches],
-                Arc::clone(&self.schema),
-                Some(needed.clone()),
-            )?);
+            let schema = batches[0].schema();
+            inputs.push(MemorySourceConfig::try_new_exec(&[batches], schema, None)?);
         }
 
         // Files holding only organizations of the scope need no row filter; files shared
@@ -242,14 +348,19 @@ impl TableProvider for TelemetryTable {
             .filter(|f| f.org_ids.iter().any(|o| self.scope.contains(*o)))
             .partition(|f| f.org_ids.iter().all(|o| self.scope.contains(*o)));
         if !whole.is_empty() {
-            inputs.push(self.parquet_scan(state, &whole, filters, needed.clone(), false)?);
+            inputs.push(
+                self.parquet_scan(state, &whole, filters, needed.clone(), false)
+                    .await?,
+            );
         }
         if !shared.is_empty() {
             let mut with_org = needed.clone();
             if !with_org.contains(&org) {
                 with_org.push(org);
             }
-            let scan = self.parquet_scan(state, &shared, filters, with_org.clone(), true)?;
+            let scan = self
+                .parquet_scan(state, &shared, filters, with_org.clone(), true)
+                .await?;
             let projected = Arc::new(self.schema.project(&with_org)?);
             let scope_pred = state.create_physical_expr(
                 self.scope_expr(),

@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
+use serde_json::json;
+
 use crate::server::{ADMIN_EMAIL, ADMIN_PASSWORD, Server, free_port};
 
 /// Run `psql` as `user` over `sslmode` with `args`; (exit ok, stdout, stderr).
@@ -50,8 +52,8 @@ fn psql(
     )
 }
 
-/// A server with `--pg` and a device `name` that wrote V1 = 1.5, 2.5, 3.5: (server, PostgreSQL
-/// address, admin token, device).
+/// A server with `--pg` and a device `name` that wrote V1 = 1.5, 2.5, 3.5, then the text states
+/// V2 = "on", "off": (server, PostgreSQL address, admin token, device).
 async fn server_with_values(
     dir: &std::path::Path,
     name: &str,
@@ -62,9 +64,15 @@ async fn server_with_values(
         .unwrap();
     let admin = server.admin_token().await.unwrap();
     let (device, token) = server.create_device(&admin, name).await.unwrap();
-    for value in ["1.5", "2.5", "3.5"] {
+    for (pin, value) in [
+        ("V1", "1.5"),
+        ("V1", "2.5"),
+        ("V1", "3.5"),
+        ("V2", "on"),
+        ("V2", "off"),
+    ] {
         let (status, body) = server
-            .get_text(&format!("/external/api/update?token={token}&V1={value}"))
+            .get_text(&format!("/external/api/update?token={token}&{pin}={value}"))
             .await
             .unwrap();
         assert_eq!(status, 200, "{body}");
@@ -76,7 +84,7 @@ async fn server_with_values(
 async fn psql_queries_telemetry_as_a_pinhouse_user() {
     let dir = tempfile::tempdir().unwrap();
     let (server, pg, admin, device) = server_with_values(dir.path(), "Meter").await;
-    let sql = "SELECT device_id, pin, value FROM telemetry ORDER BY ts";
+    let sql = "SELECT device_id, pin, value FROM telemetry WHERE pin = 1 ORDER BY ts";
     let id = device["id"].as_u64().unwrap();
     let expected = format!("{id}|1|1.5\n{id}|1|2.5\n{id}|1|3.5\n");
 
@@ -113,7 +121,19 @@ async fn psql_queries_telemetry_as_a_pinhouse_user() {
     .await
     .unwrap();
     assert!(ok, "{err}");
-    assert_eq!(out, "SET\n3|3.5\n");
+    assert_eq!(out, "SET\n5|3.5\n");
+
+    // Text states (a dictionary column inside) come out as text.
+    let (ok, out, err) = pg_call(
+        ADMIN_EMAIL.into(),
+        ADMIN_PASSWORD.into(),
+        "disable",
+        "SELECT text, count(*) FROM telemetry WHERE pin = 2 GROUP BY text ORDER BY text".into(),
+    )
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, "off|1\non|1\n");
 
     // Wrong password: refused.
     let (ok, _, err) = pg_call(
@@ -194,7 +214,12 @@ async fn psycopg_uses_the_extended_query_protocol() {
         result["binary"], result["text"],
         "binary results decode to the same values"
     );
-    assert_eq!(result["count"], 3);
+    assert_eq!(result["count"], 5);
+    assert_eq!(
+        result["states"],
+        json!([["off", "off"], ["on", "on"]]),
+        "{result}"
+    );
     assert_eq!(result["name"], "Driver meter");
     assert!(
         result["tables"]
@@ -249,6 +274,7 @@ async fn psql_describes_tables_and_grafana_reads_the_catalog() {
         ("pin", "integer"),
         ("ts", "timestamp with time zone"),
         ("value", "double precision"),
+        ("text", "text"),
     ] {
         assert!(
             out.lines()

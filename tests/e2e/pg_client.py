@@ -1,5 +1,5 @@
 """Drives pinhouse's PostgreSQL listener with psycopg 3 (the extended query protocol):
-parameters in text and binary format, results in text and binary format, a prepared
+parameters in text and binary format, results (numbers, times, text) in text and binary format, a prepared
 statement reused, information_schema and a catalog table, an error's SQLSTATE.
 Prints one JSON object for the Rust test to check.
 
@@ -28,6 +28,13 @@ with psycopg.connect(host=host, port=port, user=user, password=password,
             out["binary" if binary else "text"] = [
                 [r[0], r[1], r[2], r[3].isoformat()] for r in rows
             ]
+    # Text states in text and binary format: (text result, binary result) per row.
+    states = []
+    for binary in (False, True):
+        with conn.cursor(binary=binary) as cur:
+            cur.execute("SELECT text FROM telemetry WHERE pin = %s ORDER BY text", (2,))
+            states.append([r[0] for r in cur.fetchall()])
+    out["states"] = [list(pair) for pair in zip(*states)]
     with conn.cursor() as cur:
         # %b sends the parameter in binary format.
         cur.execute("SELECT count(*) FROM telemetry WHERE device_id = %b", (device_id,))

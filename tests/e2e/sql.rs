@@ -1,7 +1,7 @@
 //! `POST /api/v1/sql` output formats (JSON, CSV, Arrow IPC stream, Parquet, by
 //! `?format=` or `Accept`), the per-query time limit, and organization scoping.
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
@@ -56,7 +56,14 @@ async fn formats_time_limit_and_scope() {
             .unwrap();
         assert_eq!(status, 200, "{body}");
     }
-    let sql = "SELECT pin, value FROM telemetry ORDER BY ts";
+    for state in ["on", "off", "on"] {
+        let (status, body) = server
+            .get_text(&format!("/external/api/update?token={token}&V2={state}"))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let sql = "SELECT pin, value FROM telemetry WHERE pin = 1 ORDER BY ts";
 
     let rows_json = server.sql(&admin, sql).await.unwrap();
     assert_eq!(rows_json.as_array().unwrap().len(), 5, "{rows_json}");
@@ -99,6 +106,50 @@ async fn formats_time_limit_and_scope() {
         .unwrap();
     let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
     assert_eq!(rows(&batches), 5);
+
+    // Text states (a dictionary column inside) in every format.
+    let states =
+        "SELECT text, count(*) AS n FROM telemetry WHERE pin = 2 GROUP BY text ORDER BY text";
+    assert_eq!(
+        server.sql(&admin, states).await.unwrap(),
+        json!([{"text": "off", "n": 1}, {"text": "on", "n": 2}])
+    );
+    let (status, _, csv) = post_sql(&server, &admin, "?format=csv", states, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        String::from_utf8(csv.to_vec()).unwrap(),
+        "text,n\noff,1\non,2\n"
+    );
+    let text_of = |batches: &[RecordBatch]| -> Vec<String> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let text = datafusion::arrow::compute::cast(
+                    b.column(0),
+                    &datafusion::arrow::datatypes::DataType::Utf8,
+                )
+                .unwrap();
+                text.as_string::<i32>()
+                    .iter()
+                    .map(|t| t.unwrap_or_default().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let (status, _, ipc) = post_sql(&server, &admin, "", states, Some(arrow_type)).await;
+    assert_eq!(status, 200);
+    let reader = StreamReader::try_new(std::io::Cursor::new(ipc.to_vec()), None).unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    assert_eq!(text_of(&batches), ["off", "on"]);
+    let (status, _, parquet) = post_sql(&server, &admin, "?format=parquet", states, None).await;
+    assert_eq!(status, 200);
+    let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(parquet)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(text_of(&batches), ["off", "on"]);
 
     let (status, _, body) = post_sql(&server, &admin, "?format=xml", sql, None).await;
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
