@@ -26,6 +26,7 @@ use datafusion::arrow::datatypes::{DataType, Float64Type, Int32Type, SchemaRef, 
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Result, internal_err};
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -269,12 +270,18 @@ impl ExecutionPlan for DenseAggregateExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        // The groups' state counts against the query's memory pool, as DataFusion's own
+        // aggregation does: a `GROUP BY text` over millions of distinct strings fails with
+        // "Resources exhausted" at the memory limit instead of growing past it.
+        let reservation = MemoryConsumer::new(format!("DenseAggregateExec[{partition}]"))
+            .register(context.memory_pool());
         let mut input = self.input.execute(partition, context)?;
         let mut groups = Groups::new(self.key.clone(), self.kind, self.aggs.clone());
         let schema = Arc::clone(&self.schema);
         let out = futures::stream::once(async move {
             while let Some(batch) = input.next().await {
                 groups.add(&batch?)?;
+                reservation.try_resize(groups.size())?;
             }
             groups.emit(&schema)
         });
@@ -300,6 +307,8 @@ struct Groups {
     /// Text keys: the groups' strings, and their slots by string.
     texts: Vec<String>,
     text_slots: HashMap<String, usize>,
+    /// Text keys: the bytes of `texts` (held twice, with `text_slots`).
+    text_bytes: usize,
     /// Text keys: the last dictionary seen and the slot of each of its entries.
     dictionary: Option<(ArrayRef, Vec<usize>)>,
 }
@@ -317,8 +326,27 @@ impl Groups {
             slots: Vec::new(),
             texts: Vec::new(),
             text_slots: HashMap::new(),
+            text_bytes: 0,
             dictionary: None,
         }
+    }
+
+    /// Bytes held by the groups' state (an estimate of the heap it uses).
+    fn size(&self) -> usize {
+        let per_slot = std::mem::size_of::<bool>()
+            + self.aggs.len() * (std::mem::size_of::<u64>() + std::mem::size_of::<f64>());
+        let texts = 2 * self.text_bytes;
+        let text_entries = self.texts.len()
+            * (2 * std::mem::size_of::<String>() + std::mem::size_of::<usize>() + 8);
+        let dictionary = self
+            .dictionary
+            .as_ref()
+            .map_or(0, |(_, map)| map.len() * std::mem::size_of::<usize>());
+        self.seen.len() * per_slot
+            + self.slots.capacity() * std::mem::size_of::<usize>()
+            + texts
+            + text_entries
+            + dictionary
     }
 
     /// Fills `slots` with the group slot of each row of `keys`; returns the number of slots
@@ -367,6 +395,7 @@ impl Groups {
                                 Some(slot) => *slot,
                                 None => {
                                     self.texts.push(text.to_owned());
+                                    self.text_bytes += text.len();
                                     let slot = self.texts.len();
                                     self.text_slots.insert(text.to_owned(), slot);
                                     slot
@@ -539,7 +568,7 @@ fn accumulate(agg: &Agg, values: &ArrayRef, slots: &[usize], counts: &mut [u64],
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{DictionaryArray, Int32Array, UInt8Array};
+    use datafusion::arrow::array::{DictionaryArray, Int32Array, StringArray, UInt8Array};
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::datasource::MemTable;
@@ -708,6 +737,53 @@ mod tests {
                 assert_eq!(ours, theirs, "{sql}");
             }
         });
+    }
+
+    /// Text groups count against the memory pool: many distinct strings under a small limit
+    /// fail in the dense aggregation with DataFusion's "Resources exhausted".
+    #[test]
+    fn text_groups_are_held_to_the_memory_limit() {
+        use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "state",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            true,
+        )]));
+        let batches: Vec<RecordBatch> = (0..20)
+            .map(|b| {
+                let values: StringArray = (0..1_000)
+                    .map(|i| Some(format!("a fairly long state name number {b}-{i}")))
+                    .collect();
+                let keys = Int32Array::from_iter_values(0..1_000);
+                let state = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).unwrap();
+                RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(state)]).unwrap()
+            })
+            .collect();
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(256 * 1024, 1.0)
+            .build_arc()
+            .unwrap();
+        let state = SessionStateBuilder::new()
+            .with_config(SessionConfig::new().with_target_partitions(2))
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rules(DenseGroupBy::with_default_rules())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let table = MemTable::try_new(schema, vec![batches]).unwrap();
+        ctx.register_table("s", Arc::new(table)).unwrap();
+        let sql = "SELECT state, count(*) FROM s GROUP BY state";
+        let (plan, error) = tokio_runtime().block_on(async {
+            let df = ctx.sql(sql).await.unwrap();
+            let plan = df.clone().create_physical_plan().await.unwrap();
+            let plan = displayable(plan.as_ref()).indent(false).to_string();
+            (plan, df.collect().await.unwrap_err().to_string())
+        });
+        assert!(plan.contains("DenseAggregateExec"), "{plan}");
+        assert!(
+            error.contains("Resources exhausted") && error.contains("DenseAggregateExec"),
+            "{error}"
+        );
     }
 
     fn tokio_runtime() -> tokio::runtime::Runtime {
