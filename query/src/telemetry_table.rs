@@ -13,11 +13,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
+use datafusion::arrow::compute::kernels::boolean::and;
 use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
@@ -65,6 +68,56 @@ fn with_dictionary_text(schema: &Schema) -> Schema {
         })
         .collect();
     Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// Whether `filter` reads `ts` and nothing else, deterministically (no volatile function, no
+/// subquery): such filters are pushed into the scan as exact.
+fn on_ts_alone(filter: &Expr) -> bool {
+    let columns = filter.column_refs();
+    let only_ts = columns.len() == 1 && columns.iter().all(|c| c.name == columns::TS);
+    let subquery = filter
+        .exists(|e| {
+            Ok(matches!(
+                e,
+                Expr::ScalarSubquery(_)
+                    | Expr::Exists(_)
+                    | Expr::InSubquery(_)
+                    | Expr::OuterReferenceColumn(..)
+            ))
+        })
+        .unwrap_or(true);
+    only_ts && !subquery && !filter.is_volatile()
+}
+
+/// `[from, to)` in µs such that every `ts` in it passes all of `filters`, when each filter is a
+/// plain comparison of `ts` with a timestamp literal; `None` otherwise (or without filters).
+fn ts_bounds(filters: &[Expr]) -> Option<(i64, i64)> {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    if filters.is_empty() {
+        return None;
+    }
+    let (mut from, mut to) = (i64::MIN, i64::MAX);
+    for filter in filters {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = filter else {
+            return None;
+        };
+        let (op, literal) = match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(_), Expr::Literal(v, _)) => (*op, v),
+            (Expr::Literal(v, _), Expr::Column(_)) => (op.swap()?, v),
+            _ => return None,
+        };
+        let ScalarValue::TimestampMicrosecond(Some(at), _) = literal else {
+            return None;
+        };
+        match op {
+            Operator::GtEq => from = from.max(*at),
+            Operator::Gt => from = from.max(at.checked_add(1)?),
+            Operator::Lt => to = to.min(*at),
+            Operator::LtEq => to = to.min(at.checked_add(1)?),
+            _ => return None,
+        }
+    }
+    Some((from, to))
 }
 
 /// The `telemetry` table as SQL sees it: the storage schema with `text` as
@@ -249,6 +302,7 @@ impl TelemetryTable {
         &self,
         batches: &[RecordBatch],
         columns: &[usize],
+        time_filter: Option<&Arc<dyn PhysicalExpr>>,
     ) -> DfResult<Vec<RecordBatch>> {
         let projected = Arc::new(self.schema.project(columns)?);
         let mut out = Vec::with_capacity(batches.len());
@@ -263,10 +317,22 @@ impl TelemetryTable {
                         "org_id column is not UInt32".into(),
                     )
                 })?;
-            let mask: BooleanArray = orgs
+            let mut mask: BooleanArray = orgs
                 .iter()
                 .map(|org| Some(org.is_some_and(|o| self.scope.contains(o))))
                 .collect();
+            if let Some(filter) = time_filter {
+                // Evaluated on the memtable's batch: the filter reads `ts` only, at the same
+                // position in both schemas.
+                let passed = filter.evaluate(batch)?.into_array(batch.num_rows())?;
+                let Some(passed) = passed.as_boolean_opt() else {
+                    return Err(datafusion::error::DataFusionError::Internal(
+                        "time filter is not boolean".into(),
+                    ));
+                };
+                // A null answer leaves the row out, as `filter_record_batch` does.
+                mask = and(&mask, passed)?;
+            }
             let kept = filter_record_batch(&batch.project(columns)?, &mask)?;
             if kept.num_rows() == 0 {
                 continue;
@@ -309,8 +375,19 @@ impl TableProvider for TelemetryTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        // Filters are used for pruning only; DataFusion re-applies them.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // Filters on `ts` alone are applied by the scan itself (exactly, see `scan`), and
+        // skipped for files whose whole time range passes them. Others are used for pruning
+        // only; DataFusion re-applies them.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if on_ts_alone(f) {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
     }
 
     async fn scan(
@@ -332,42 +409,76 @@ impl TableProvider for TelemetryTable {
             None => (0..self.schema.fields().len()).collect(),
         };
         let org = self.schema.index_of(ORG_COLUMN)?;
+        let ts = self.schema.index_of(columns::TS)?;
+        // The filters on `ts` alone, which this scan must apply (they were pushed down as
+        // exact): to memtable rows, and to the rows of files whose time range does not lie
+        // inside the bounds the filters give (all files, when the bounds are not plain).
+        let ts_filters: Vec<Expr> = filters.iter().filter(|f| on_ts_alone(f)).cloned().collect();
+        let ts_bounds = ts_bounds(&ts_filters);
+        let ts_pred = conjunction(ts_filters);
+        let inside = |file: &FileMeta| {
+            ts_pred.is_none()
+                || ts_bounds.is_some_and(|(from, to)| file.min_ts_us >= from && file.max_ts_us < to)
+        };
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
-        // Memtable rows are filtered to the scope as they are taken.
-        let batches = self.scoped_batches(&snapshot.batches, &needed)?;
+        // Memtable rows are filtered to the scope (and the time filters) as they are taken.
+        let ts_mask = match &ts_pred {
+            Some(pred) => Some(self.physical(state, pred.clone())?),
+            None => None,
+        };
+        let batches = self.scoped_batches(&snapshot.batches, &needed, ts_mask.as_ref())?;
         if !batches.is_empty() {
             let schema = batches[0].schema();
             inputs.push(MemorySourceConfig::try_new_exec(&[batches], schema, None)?);
         }
 
-        // Files holding only organizations of the scope need no row filter; files shared
+        // Files holding only organizations of the scope need no scope filter; files shared
         // with other organizations are filtered on `org_id` (read for that, then dropped).
-        let (whole, shared): (Vec<&FileMeta>, Vec<&FileMeta>) = all_files
+        // Files partly outside the time filters are filtered on `ts` the same way.
+        let mut groups: [Vec<&FileMeta>; 4] = Default::default();
+        // Files wholly outside plain time bounds hold no row the query wants: not read at all.
+        let outside = |file: &FileMeta| {
+            ts_bounds.is_some_and(|(from, to)| file.max_ts_us < from || file.min_ts_us >= to)
+        };
+        for file in all_files
             .iter()
-            .filter(|f| f.org_ids.iter().any(|o| self.scope.contains(*o)))
-            .partition(|f| f.org_ids.iter().all(|o| self.scope.contains(*o)));
-        if !whole.is_empty() {
-            inputs.push(
-                self.parquet_scan(state, &whole, filters, needed.clone(), false)
-                    .await?,
-            );
+            .filter(|f| f.org_ids.iter().any(|o| self.scope.contains(*o)) && !outside(f))
+        {
+            let shared = !file.org_ids.iter().all(|o| self.scope.contains(*o));
+            groups[usize::from(shared) * 2 + usize::from(!inside(file))].push(file);
         }
-        if !shared.is_empty() {
-            let mut with_org = needed.clone();
-            if !with_org.contains(&org) {
-                with_org.push(org);
+        for (i, files) in groups.iter().enumerate() {
+            if files.is_empty() {
+                continue;
+            }
+            let (shared, partial) = (i >= 2, i % 2 == 1);
+            let mut read = needed.clone();
+            let mut predicates = Vec::new();
+            if shared {
+                // Tenant scoping: enforced here whatever the SQL says.
+                predicates.push(self.scope_expr());
+                if !read.contains(&org) {
+                    read.push(org);
+                }
+            }
+            if partial && let Some(pred) = &ts_pred {
+                predicates.push(pred.clone());
+                if !read.contains(&ts) {
+                    read.push(ts);
+                }
             }
             let scan = self
-                .parquet_scan(state, &shared, filters, with_org.clone(), true)
+                .parquet_scan(state, files, filters, read.clone(), shared)
                 .await?;
-            let projected = Arc::new(self.schema.project(&with_org)?);
-            let scope_pred = state.create_physical_expr(
-                self.scope_expr(),
-                &DFSchema::try_from(Arc::clone(&projected))?,
-            )?;
-            // Tenant scoping: enforced here whatever the SQL says.
-            let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(scope_pred, scan)?);
+            let Some(predicate) = conjunction(predicates) else {
+                inputs.push(scan);
+                continue;
+            };
+            let projected = Arc::new(self.schema.project(&read)?);
+            let predicate = state
+                .create_physical_expr(predicate, &DFSchema::try_from(Arc::clone(&projected))?)?;
+            let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, scan)?);
             let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = (0..needed.len())
                 .map(|i| {
                     let name = projected.field(i).name().clone();
