@@ -7,6 +7,11 @@
 //! copying a string per row, and filters and `GROUP BY text` work on the keys
 //! (`dense_group_by.rs`). Results carry the strings as before (JSON, CSV and the PostgreSQL
 //! wire show `text`).
+//!
+//! Filters on `ts` alone are applied by the scan itself (pushed down as exact): with plain
+//! bounds (`ts >= …`, `ts < …`, `BETWEEN`), files the catalog places wholly outside them are
+//! not opened and files wholly inside are read without `ts`; only files across a bound and
+//! memtable rows are filtered row by row.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
