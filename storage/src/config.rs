@@ -59,10 +59,12 @@ pub struct StorageConfig {
     /// A bucket that also keeps every Parquet file and the catalog (see [`crate::remote`]);
     /// `None`: local disk only.
     pub parquet_remote: Option<ParquetRemote>,
-    /// Added to the nice value of the flush and compaction threads (Linux, where nice is per
-    /// thread; at most 19), so that the threads serving devices, live subscribers and
-    /// queries preempt them on a busy machine. Flushing still runs when they are idle, and
-    /// the memtable budget slows writers if it falls behind. 0 leaves them as they are.
+    /// Added to the nice value of the flush thread, and 9 more to the compaction thread's
+    /// (Linux, where nice is per thread; at most 19), so that the threads serving devices,
+    /// live subscribers and queries preempt them on a busy machine, and flushing (which frees
+    /// the memory writers may wait for) preempts merging. Both still run when the others are
+    /// idle, and the memtable budget slows writers if flushing falls behind. 0 leaves both as
+    /// they are.
     pub background_nice: i32,
 }
 
@@ -70,7 +72,7 @@ impl StorageConfig {
     /// Defaults: fsync `Interval(10 ms)` ([`DEFAULT_FSYNC`]), 1M-row memtables, 60 s max memtable age,
     /// at most 4M rows in frozen memtables, 64 MiB WAL segments,
     /// compaction of ≥ 8 files of a size tier under 256 MiB per partition, replaced files kept ≥ 5 min,
-    /// no bucket, flush and compaction threads at nice +10.
+    /// no bucket, flush thread at nice +10 and compaction thread at +19.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         StorageConfig {
             data_dir: data_dir.into(),

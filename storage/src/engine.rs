@@ -396,9 +396,11 @@ impl Storage {
             stop_rewrites.clone(),
             &config,
         );
-        let compactor = spawn_thread("pinhouse-compact", config.background_nice, move || {
-            compactor.run()
-        })?;
+        let compactor = spawn_thread(
+            "pinhouse-compact",
+            compactor_nice(config.background_nice),
+            move || compactor.run(),
+        )?;
         // Files left by an earlier run may already make a tier worth merging.
         let _ = compactor_tx.send(CompactMsg::Flushed);
         if has_frozen {
@@ -636,6 +638,20 @@ fn spawn_thread<T: Send + 'static>(
         })
         .map_err(StorageError::Io)
 }
+
+/// The compactor's nice: `COMPACT_EXTRA_NICE` more than the flusher's when the background
+/// threads are lowered at all. Flushing frees memtable memory that writers may be waiting
+/// for; a merge only saves readers some files, and can wait.
+fn compactor_nice(background_nice: i32) -> i32 {
+    if background_nice > 0 {
+        background_nice + COMPACT_EXTRA_NICE
+    } else {
+        background_nice
+    }
+}
+
+/// See [`compactor_nice`].
+const COMPACT_EXTRA_NICE: i32 = 9;
 
 /// Adds `nice` (if positive) to the calling thread's nice value, up to 19. Linux only (where
 /// nice is per thread); a failure is logged and the thread runs on at its priority.
