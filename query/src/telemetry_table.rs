@@ -19,10 +19,14 @@ use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::AsArray;
-use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, DictionaryArray, Int32Array, RecordBatch, RecordBatchOptions,
+    StringArray, UInt32Array,
+};
+use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::compute::kernels::boolean::and;
 use datafusion::arrow::compute::{cast, filter_record_batch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::TreeNode;
@@ -322,10 +326,7 @@ impl TelemetryTable {
                         "org_id column is not UInt32".into(),
                     )
                 })?;
-            let mut mask: BooleanArray = orgs
-                .iter()
-                .map(|org| Some(org.is_some_and(|o| self.scope.contains(o))))
-                .collect();
+            let mut mask = scope_mask(&self.scope, orgs);
             if let Some(filter) = time_filter {
                 // Evaluated on the memtable's batch: the filter reads `ts` only, at the same
                 // position in both schemas.
@@ -349,6 +350,10 @@ impl TelemetryTable {
                 .map(|(column, field)| {
                     if column.data_type() == field.data_type() {
                         Ok(Arc::clone(column))
+                    } else if let (Some(text), DataType::Dictionary(_, _)) =
+                        (column.as_string_opt::<i32>(), field.data_type())
+                    {
+                        Ok(Arc::new(text_dictionary(text)?) as ArrayRef)
                     } else {
                         cast(column, field.data_type())
                     }
@@ -501,5 +506,127 @@ impl TableProvider for TelemetryTable {
             1 => inputs.remove(0),
             _ => UnionExec::try_new(inputs)?,
         })
+    }
+}
+
+/// Which rows of a memtable batch's `org_id` column the scope may see (a null: none).
+/// Built a machine word at a time from the values, with a comparison instead of a
+/// search for the usual scope of one organization: a per-row `Option` iterator made
+/// building this mask half of a query's time over a million memtable rows
+/// (BENCHMARKS.md, "SQL over the memtable").
+fn scope_mask(scope: &OrgScope, orgs: &UInt32Array) -> BooleanArray {
+    let values = orgs.values();
+    let in_scope = match scope.org_ids() {
+        [one] => BooleanBuffer::collect_bool(values.len(), |i| values[i] == *one),
+        _ => BooleanBuffer::collect_bool(values.len(), |i| scope.contains(values[i])),
+    };
+    let in_scope = match orgs.nulls() {
+        Some(valid) => &in_scope & valid.inner(),
+        None => in_scope,
+    };
+    BooleanArray::new(in_scope, None)
+}
+
+/// A memtable's `text` column as the `Dictionary(Int32, Utf8)` SQL reads. A pin has few
+/// states, so while there are at most `LINEAR` distinct values each value is found by
+/// comparing it with them, and only beyond that by hashing; null rows (every number) cost
+/// nothing, their validity is reused. Arrow's generic cast hashed every value and appended
+/// nulls one by one: a third of a `GROUP BY text` over a million memtable rows
+/// (BENCHMARKS.md, "SQL over the memtable").
+fn text_dictionary(text: &StringArray) -> DfResult<DictionaryArray<Int32Type>> {
+    const LINEAR: usize = 16;
+    let mut keys = vec![0i32; text.len()];
+    let mut values: Vec<&str> = Vec::new();
+    let mut index: HashMap<&str, i32, foldhash::fast::RandomState> = HashMap::default();
+    for (i, key) in keys.iter_mut().enumerate() {
+        if text.is_null(i) {
+            continue;
+        }
+        let value = text.value(i);
+        let found = if values.len() <= LINEAR {
+            values.iter().position(|v| *v == value).map(|k| k as i32)
+        } else {
+            index.get(value).copied()
+        };
+        *key = match found {
+            Some(k) => k,
+            None => {
+                let k = i32::try_from(values.len()).map_err(|_| {
+                    datafusion::error::DataFusionError::Internal(
+                        "more distinct texts than dictionary keys".into(),
+                    )
+                })?;
+                values.push(value);
+                index.insert(value, k);
+                k
+            }
+        };
+    }
+    let keys = Int32Array::new(keys.into(), text.nulls().cloned());
+    Ok(DictionaryArray::try_new(
+        keys,
+        Arc::new(StringArray::from(values)),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_mask_keeps_the_scope_s_rows_and_no_null() {
+        let orgs = UInt32Array::from(vec![Some(1), Some(2), None, Some(3), Some(1), Some(4)]);
+        let mask = |scope: OrgScope| -> Vec<bool> {
+            let m = scope_mask(&scope, &orgs);
+            assert_eq!(m.null_count(), 0);
+            m.iter().map(|b| b.unwrap()).collect()
+        };
+        let one = mask(OrgScope::single(1));
+        assert_eq!(one, [true, false, false, false, true, false]);
+        let many = mask(OrgScope::many(vec![3, 1]));
+        assert_eq!(many, [true, false, false, true, true, false]);
+        let none = mask(OrgScope::single(9));
+        assert_eq!(none, [false; 6]);
+        // The null slot holds a 0 underneath: still not in a scope of organization 0.
+        let zero = mask(OrgScope::many(vec![0, 2]));
+        assert_eq!(zero, [false, true, false, false, false, false]);
+    }
+
+    #[test]
+    fn text_dictionary_matches_arrow_s_cast() {
+        let text = StringArray::from(vec![
+            None,
+            Some("on"),
+            Some("on"),
+            None,
+            Some("off"),
+            Some(""),
+            Some("on"),
+            Some("off"),
+            None,
+        ]);
+        let ours = text_dictionary(&text).unwrap();
+        let theirs = cast(
+            &text,
+            &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+        )
+        .unwrap();
+        // Same logical values, row for row (and so the same nulls).
+        let back = |a: &dyn Array| cast(a, &DataType::Utf8).unwrap();
+        assert_eq!(back(&ours).as_ref(), back(theirs.as_ref()).as_ref());
+        assert_eq!(ours.values().len(), 3);
+        assert_eq!(ours.null_count(), 3);
+        // More distinct values than are searched linearly: found by hashing from then on.
+        let many: Vec<Option<String>> = (0..200)
+            .map(|i| (i % 7 != 0).then(|| format!("s{}", (i * 13) % 40)))
+            .collect();
+        let many = StringArray::from(many);
+        let ours = text_dictionary(&many).unwrap();
+        assert_eq!(back(&ours).as_ref(), &many as &dyn Array);
+        let distinct: std::collections::HashSet<_> = many.iter().flatten().collect();
+        assert_eq!(ours.values().len(), distinct.len());
+        let empty = text_dictionary(&StringArray::from(vec![None::<&str>; 4])).unwrap();
+        assert_eq!(empty.null_count(), 4);
+        assert_eq!(empty.values().len(), 0);
     }
 }
