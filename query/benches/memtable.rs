@@ -1,10 +1,10 @@
-//! SQL over rows still in the memtable (the newest data, which dashboards ask for most): one
-//! million rows of 2,500 devices × 4 pins, none flushed yet.
+//! SQL and history reads over rows still in the memtable (the newest data, which dashboards
+//! ask for most): one million rows of 2,500 devices × 4 pins, none flushed yet.
 //!
 //! `cargo bench -p pinhouse-query --bench memtable`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pinhouse_query::{OrgScope, QueryEngine};
+use pinhouse_query::{HistoryRequest, OrgScope, QueryEngine};
 use pinhouse_storage::{Point, Storage, StorageConfig};
 
 const DEVICES: u32 = 2_500;
@@ -74,6 +74,20 @@ fn memtable_sql(c: &mut Criterion) {
             b.iter(|| rt.block_on(engine.sql(&scope, sql)).unwrap())
         });
     }
+    // A dashboard's chart of one pin over the memtable's whole span, read directly (not
+    // through SQL) as `GET /devices/{id}/history` does.
+    let chart = HistoryRequest {
+        org_id: 1,
+        device_id: 7,
+        pin: 0,
+        from_us: T0,
+        to_us: T0 + TICKS * STEP,
+        points: 100,
+    };
+    assert!(!engine.history_now(&chart).unwrap().points.is_empty());
+    g.bench_function("history_one_pin", |b| {
+        b.iter(|| engine.history_now(&chart).unwrap())
+    });
     g.finish();
 }
 
