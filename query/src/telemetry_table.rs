@@ -320,9 +320,9 @@ impl TelemetryTable {
         let mut out = Vec::with_capacity(batches.len());
         for batch in batches {
             // With plain time bounds, a batch's own time range (one pass for its minimum
-            // and maximum, cheaper than the filter) skips it when it lies outside them and spares it
-            // the filter when it lies inside. Memtable batches are chunks in arrival order,
-            // so a query of the last minutes skips most of them.
+            // and maximum, cheaper than the filter) skips it when it lies outside them and
+            // spares it the filter when it lies inside. Memtable batches are chunks in
+            // arrival order, so a query of the last minutes skips most of them.
             let mut time_filter = time_filter;
             if let Some((from, to)) = ts_bounds {
                 let ts = batch.column(batch.schema().index_of(columns::TS)?);
