@@ -71,9 +71,10 @@ pub struct ServeArgs {
     /// bucket of `--parquet-store` holds a value.
     #[arg(long, env = "PINHOUSE_FLUSH_INTERVAL_SECS")]
     pub flush_interval_secs: Option<u64>,
-    /// Nice steps (0–19) the telemetry flush and compaction threads run below the rest of the
-    /// server (Linux), so that devices, live subscribers and queries get the CPU first: a lower
-    /// tail latency, at some maximum ingest rate when the machine is saturated. 0: same priority.
+    /// Nice steps (0–19) the telemetry flush thread runs below the rest of the server, and the
+    /// compaction thread 9 steps more, up to 19 (Linux), so that devices, live subscribers and
+    /// queries get the CPU first, then flushing, then merging: a lower tail latency, at some
+    /// maximum ingest rate when the machine is saturated. 0: both at the same priority.
     #[arg(long, env = "PINHOUSE_BACKGROUND_NICE")]
     pub background_nice: Option<u8>,
     /// Days of telemetry kept for organizations without a retention of their own
@@ -256,7 +257,7 @@ pub struct ServerConfig {
     pub fsync: FsyncPolicy,
     /// Longest time rows stay in the memtable before a flush to Parquet.
     pub flush_interval: Duration,
-    /// Nice steps of the storage's flush and compaction threads.
+    /// Nice steps of the storage's flush thread (the compaction thread: 9 more, up to 19).
     pub background_nice: u8,
     /// Telemetry retention of organizations without one of their own (`None`: forever).
     pub default_retention: Option<Duration>,
