@@ -131,6 +131,27 @@ fn ts_bounds(filters: &[Expr]) -> Option<(i64, i64)> {
     Some((from, to))
 }
 
+/// Where a time range, `lo` to `hi` inclusive, lies against [`ts_bounds`]' `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Within {
+    /// No time of the range is in the bounds.
+    Outside,
+    /// Every time of the range is in the bounds.
+    Inside,
+    /// Some are, some are not.
+    Across,
+}
+
+fn within((from, to): (i64, i64), lo: i64, hi: i64) -> Within {
+    if hi < from || lo >= to {
+        Within::Outside
+    } else if lo >= from && hi < to {
+        Within::Inside
+    } else {
+        Within::Across
+    }
+}
+
 /// The `telemetry` table as SQL sees it: the storage schema with `text` as
 /// `Dictionary(Int32, Utf8)`.
 pub fn sql_schema() -> SchemaRef {
@@ -340,11 +361,10 @@ impl TelemetryTable {
                         .values()
                         .iter()
                         .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
-                    if hi < from || lo >= to {
-                        continue;
-                    }
-                    if lo >= from && hi < to {
-                        time_filter = None;
+                    match within((from, to), lo, hi) {
+                        Within::Outside => continue,
+                        Within::Inside => time_filter = None,
+                        Within::Across => {}
                     }
                 }
             }
@@ -458,10 +478,13 @@ impl TableProvider for TelemetryTable {
         let ts_filters: Vec<Expr> = filters.iter().filter(|f| on_ts_alone(f)).cloned().collect();
         let ts_bounds = ts_bounds(&ts_filters);
         let ts_pred = conjunction(ts_filters);
-        let inside = |file: &FileMeta| {
-            ts_pred.is_none()
-                || ts_bounds.is_some_and(|(from, to)| file.min_ts_us >= from && file.max_ts_us < to)
+        let file_within = |file: &FileMeta| {
+            ts_bounds.map(|bounds| within(bounds, file.min_ts_us, file.max_ts_us))
         };
+        let inside =
+            |file: &FileMeta| ts_pred.is_none() || file_within(file) == Some(Within::Inside);
+        // Files wholly outside plain time bounds hold no row the query wants: not read at all.
+        let outside = |file: &FileMeta| file_within(file) == Some(Within::Outside);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
         // Memtable rows are filtered to the scope (and the time filters) as they are taken.
@@ -480,10 +503,6 @@ impl TableProvider for TelemetryTable {
         // with other organizations are filtered on `org_id` (read for that, then dropped).
         // Files partly outside the time filters are filtered on `ts` the same way.
         let mut groups: [Vec<&FileMeta>; 4] = Default::default();
-        // Files wholly outside plain time bounds hold no row the query wants: not read at all.
-        let outside = |file: &FileMeta| {
-            ts_bounds.is_some_and(|(from, to)| file.max_ts_us < from || file.min_ts_us >= to)
-        };
         for file in all_files
             .iter()
             .filter(|f| f.org_ids.iter().any(|o| self.scope.contains(*o)) && !outside(f))
