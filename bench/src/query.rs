@@ -60,6 +60,10 @@ pub struct QueryArgs {
     /// Also run the SQL statements in DuckDB over the same Parquet files.
     #[arg(long)]
     duckdb: bool,
+    /// Run only the SQL statements whose name starts with one of these (case-insensitive,
+    /// e.g. `--only Q1 --only fleet`); all of them when not given.
+    #[arg(long = "only", value_name = "NAME")]
+    only: Vec<String>,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -276,6 +280,27 @@ async fn history(
 }
 
 /// Runs the scenario and prints the report.
+/// The statements whose name starts with one of `only` (all when `only` is empty).
+fn selected(statements: Vec<(String, String)>, only: &[String]) -> Result<Vec<(String, String)>> {
+    if only.is_empty() {
+        return Ok(statements);
+    }
+    let picked: Vec<_> = statements
+        .into_iter()
+        .filter(|(name, _)| {
+            only.iter()
+                .any(|o| name.to_lowercase().starts_with(&o.to_lowercase()))
+        })
+        .collect();
+    if picked.is_empty() {
+        bail!(
+            "--only {} matches no SQL statement (names start with fleet, Q1 … Q5)",
+            only.join(", ")
+        );
+    }
+    Ok(picked)
+}
+
 pub async fn run(args: QueryArgs) -> Result<()> {
     std::fs::create_dir_all(&args.dir)?;
     let mut report = serde_json::Map::new();
@@ -367,7 +392,7 @@ pub async fn run(args: QueryArgs) -> Result<()> {
     // SQL.
     let scope = OrgScope::single(ORG);
     let mut sql_rows = Vec::new();
-    let statements = statements();
+    let statements = selected(statements(), &args.only)?;
     let duck = if args.duckdb {
         Some(duckdb(&args.dir, &statements, args.sql_runs)?)
     } else {
@@ -449,6 +474,19 @@ mod tests {
         assert_eq!(iso(END_US), "2026-11-25 00:00:00");
         assert_eq!(iso(0), "1970-01-01 00:00:00");
         assert_eq!(iso(END_US - DAY_US + 3_723_000_000), "2026-11-24 01:02:03");
+    }
+
+    #[test]
+    fn only_picks_statements_by_name() {
+        let q = |only: &[&str]| {
+            let only: Vec<String> = only.iter().map(|s| (*s).to_owned()).collect();
+            selected(statements(), &only).map(|s| s.into_iter().map(|(n, _)| n).collect::<Vec<_>>())
+        };
+        assert_eq!(q(&[]).unwrap().len(), SQL.len());
+        let picked = q(&["q1", "Fleet"]).unwrap();
+        assert_eq!(picked.len(), 2);
+        assert!(picked[0].starts_with("fleet") && picked[1].starts_with("Q1"));
+        assert!(q(&["Q9"]).is_err());
     }
 
     #[test]
