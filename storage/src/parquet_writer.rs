@@ -194,11 +194,18 @@ pub(crate) fn batch_stats(batch: &RecordBatch) -> BatchStats {
     }
 }
 
-/// Writer settings: zstd, page-level statistics (column and offset index), declared sort
-/// order, delta-encoded timestamps; `value` delta-encoded when it is stored as scaled integers
-/// ([`value_encoding`]), dictionary-encoded when it stays `Float64`.
+/// Writer settings: zstd, declared sort order; the key columns (`org_id`, `device_id`, `pin`,
+/// `ts`) delta-encoded without a dictionary and with page-level statistics (column and offset
+/// index), which readers prune by; `value` delta-encoded when it is stored as scaled integers
+/// ([`value_encoding`]), dictionary-encoded when it stays `Float64`; no statistics for `value`
+/// and `text`.
+///
+/// Sorted ids delta-encode to almost nothing (a run of one series is a run of zero deltas),
+/// without the dictionary's per-value hash lookup; and statistics cost two comparisons per
+/// value, which for a reading or a state buys no pruning (every page of a file spans many
+/// series and so nearly the whole range). Both measured in BENCHMARKS.md ("Key columns
+/// delta-encoded").
 pub(crate) fn writer_properties(scaled_values: bool) -> Result<WriterProperties> {
-    let ts_col = ColumnPath::from(schema::columns::TS);
     let sorting = [COL_ORG, COL_DEVICE, COL_PIN, COL_TS]
         .iter()
         .map(|&c| SortingColumn {
@@ -211,9 +218,22 @@ pub(crate) fn writer_properties(scaled_values: bool) -> Result<WriterProperties>
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_sorting_columns(Some(sorting))
-        .set_column_dictionary_enabled(ts_col.clone(), false)
-        .set_column_encoding(ts_col, Encoding::DELTA_BINARY_PACKED)
         .set_created_by(concat!("pinhouse-storage ", env!("CARGO_PKG_VERSION")).to_owned());
+    for key in [
+        schema::columns::ORG_ID,
+        schema::columns::DEVICE_ID,
+        schema::columns::PIN,
+        schema::columns::TS,
+    ] {
+        let col = ColumnPath::from(key);
+        builder = builder
+            .set_column_dictionary_enabled(col.clone(), false)
+            .set_column_encoding(col, Encoding::DELTA_BINARY_PACKED);
+    }
+    for payload in [schema::columns::VALUE, schema::columns::TEXT] {
+        builder = builder
+            .set_column_statistics_enabled(ColumnPath::from(payload), EnabledStatistics::None);
+    }
     if scaled_values {
         let value_col = ColumnPath::from(schema::columns::VALUE);
         builder = builder
@@ -329,7 +349,8 @@ mod tests {
     use crate::memtable::Memtable;
     use crate::point::Point;
     use arrow::datatypes::UInt32Type;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    use parquet::file::metadata::PageIndexPolicy;
     use std::sync::Arc;
     use std::time::Instant;
 
@@ -453,7 +474,11 @@ mod tests {
         let path = dir.path().join("p/date=1970-01-02/1.parquet");
         let bytes = write_parquet_file(&path, &parts[2].1).unwrap();
         assert_eq!(bytes, std::fs::metadata(&path).unwrap().len());
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            File::open(&path).unwrap(),
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required),
+        )
+        .unwrap();
         // Whole numbers: `value` is stored as integers (scale 0), delta-encoded.
         let mut expected = schema().as_ref().clone().fields().to_vec();
         expected[COL_VALUE] = Arc::new(arrow::datatypes::Field::new(
@@ -469,6 +494,33 @@ mod tests {
                 .any(|e| e == Encoding::DELTA_BINARY_PACKED)
         );
         assert_eq!(rg.sorting_columns().map(|s| s.len()), Some(4));
+        // Key columns: delta-encoded without a dictionary, with statistics and a column index
+        // (readers prune by them); `value` and `text` without statistics.
+        let column_index = reader
+            .metadata()
+            .column_index()
+            .expect("page index written");
+        for col in [COL_ORG, COL_DEVICE, COL_PIN, COL_TS] {
+            let chunk = rg.column(col);
+            assert!(
+                chunk
+                    .encodings()
+                    .any(|e| e == Encoding::DELTA_BINARY_PACKED),
+                "column {col}"
+            );
+            assert!(chunk.dictionary_page_offset().is_none(), "column {col}");
+            assert!(chunk.statistics().is_some(), "column {col}");
+            assert!(
+                !matches!(
+                    column_index[0][col],
+                    parquet::file::page_index::column_index::ColumnIndexMetaData::NONE
+                ),
+                "column {col}"
+            );
+        }
+        for col in [COL_VALUE, COL_TEXT] {
+            assert!(rg.column(col).statistics().is_none(), "column {col}");
+        }
         let read: Vec<RecordBatch> = reader
             .build()
             .unwrap()
