@@ -194,17 +194,18 @@ pub(crate) fn batch_stats(batch: &RecordBatch) -> BatchStats {
     }
 }
 
-/// Writer settings: zstd, declared sort order; the key columns (`org_id`, `device_id`, `pin`,
-/// `ts`) delta-encoded without a dictionary and with page-level statistics (column and offset
-/// index), which readers prune by; `value` delta-encoded when it is stored as scaled integers
-/// ([`value_encoding`]), dictionary-encoded when it stays `Float64`; no statistics for `value`
-/// and `text`.
+/// Writer settings: zstd, declared sort order, page-level statistics (column and offset
+/// index) on the key columns, which readers prune by, and none on `value` and `text`;
+/// `org_id`, `device_id` and `ts` delta-encoded without a dictionary; `pin` and `text` with a
+/// dictionary; `value` delta-encoded when it is stored as scaled integers
+/// ([`value_encoding`]), dictionary-encoded when it stays `Float64`.
 ///
-/// Sorted ids delta-encode to almost nothing (a run of one series is a run of zero deltas),
-/// without the dictionary's per-value hash lookup; and statistics cost two comparisons per
-/// value, which for a reading or a state buys no pruning (every page of a file spans many
-/// series and so nearly the whole range). Both measured in BENCHMARKS.md ("Key columns
-/// delta-encoded").
+/// Sorted ids delta-encode to almost nothing (the rows of one series are a run of zero
+/// deltas) without the dictionary's hash lookup per value. `pin` keeps its dictionary: its
+/// deltas jump back at every device, and DuckDB reads a delta-encoded `pin` 1.5× slower.
+/// Statistics cost two comparisons per value; on a reading or a state they buy no pruning,
+/// since every page of a file spans many series and so nearly the whole range. Measured in
+/// BENCHMARKS.md ("Ids delta-encoded").
 pub(crate) fn writer_properties(scaled_values: bool) -> Result<WriterProperties> {
     let sorting = [COL_ORG, COL_DEVICE, COL_PIN, COL_TS]
         .iter()
@@ -222,7 +223,6 @@ pub(crate) fn writer_properties(scaled_values: bool) -> Result<WriterProperties>
     for key in [
         schema::columns::ORG_ID,
         schema::columns::DEVICE_ID,
-        schema::columns::PIN,
         schema::columns::TS,
     ] {
         let col = ColumnPath::from(key);
@@ -494,21 +494,23 @@ mod tests {
                 .any(|e| e == Encoding::DELTA_BINARY_PACKED)
         );
         assert_eq!(rg.sorting_columns().map(|s| s.len()), Some(4));
-        // Key columns: delta-encoded without a dictionary, with statistics and a column index
-        // (readers prune by them); `value` and `text` without statistics.
+        // Key columns: statistics and a column index (readers prune by them); ids and time
+        // delta-encoded without a dictionary, `pin` with one. `value` and `text`: no statistics.
         let column_index = reader
             .metadata()
             .column_index()
             .expect("page index written");
         for col in [COL_ORG, COL_DEVICE, COL_PIN, COL_TS] {
             let chunk = rg.column(col);
-            assert!(
-                chunk
-                    .encodings()
-                    .any(|e| e == Encoding::DELTA_BINARY_PACKED),
+            let delta = chunk
+                .encodings()
+                .any(|e| e == Encoding::DELTA_BINARY_PACKED);
+            assert_eq!(delta, col != COL_PIN, "column {col}");
+            assert_eq!(
+                chunk.dictionary_page_offset().is_some(),
+                col == COL_PIN,
                 "column {col}"
             );
-            assert!(chunk.dictionary_page_offset().is_none(), "column {col}");
             assert!(chunk.statistics().is_some(), "column {col}");
             assert!(
                 !matches!(
