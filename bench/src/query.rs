@@ -279,7 +279,6 @@ async fn history(
     Ok((all, per_s))
 }
 
-/// Runs the scenario and prints the report.
 /// The statements whose name starts with one of `only` (all when `only` is empty).
 fn selected(statements: Vec<(String, String)>, only: &[String]) -> Result<Vec<(String, String)>> {
     if only.is_empty() {
@@ -301,6 +300,7 @@ fn selected(statements: Vec<(String, String)>, only: &[String]) -> Result<Vec<(S
     Ok(picked)
 }
 
+/// Runs the scenario and prints the report.
 pub async fn run(args: QueryArgs) -> Result<()> {
     std::fs::create_dir_all(&args.dir)?;
     let mut report = serde_json::Map::new();
