@@ -9,6 +9,7 @@ use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, compute_leaves};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -328,9 +329,7 @@ pub(crate) fn write_parquet_file(final_path: &Path, batch: &RecordBatch) -> Resu
     let result = (|| -> Result<u64> {
         let file = File::create(&tmp).map_err(StorageError::io_path(&tmp))?;
         let handle = file.try_clone().map_err(StorageError::io_path(&tmp))?;
-        let mut writer = ArrowWriter::try_new(handle, batch.schema(), Some(props))?;
-        writer.write(batch)?;
-        writer.close()?;
+        write_row_groups(handle, batch, props)?;
         file.sync_all().map_err(StorageError::io_path(&tmp))?;
         let bytes = file.metadata().map_err(StorageError::io_path(&tmp))?.len();
         std::fs::rename(&tmp, final_path).map_err(StorageError::io_path(final_path))?;
@@ -341,6 +340,104 @@ pub(crate) fn write_parquet_file(final_path: &Path, batch: &RecordBatch) -> Resu
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Files of at least this many rows have the columns of each row group encoded on two
+/// threads; smaller ones on the calling thread alone.
+const PARALLEL_ENCODE_ROWS: usize = 65_536;
+
+/// Encodes `batch` as Parquet into `out`: the same bytes as [`ArrowWriter::write`] (row groups
+/// of `props`' row count), but the column chunks of a row group of
+/// [`PARALLEL_ENCODE_ROWS`] or more are encoded by two threads, the caller and a helper that
+/// inherits its priority. Encoding was about half of the flush thread's time, column after
+/// column; on a saturated machine the helper takes its CPU from the lower-priority compactor
+/// (BENCHMARKS.md, "Columns encoded on two threads").
+fn write_row_groups(out: File, batch: &RecordBatch, props: WriterProperties) -> Result<()> {
+    let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+    let (mut writer, factory) =
+        ArrowWriter::try_new(out, batch.schema(), Some(props))?.into_serialized_writer()?;
+    let mut offset = 0;
+    let mut index = 0;
+    while offset < batch.num_rows() {
+        let rows = group_rows.min(batch.num_rows() - offset);
+        let part = batch.slice(offset, rows);
+        let chunks = encode_columns(factory.create_column_writers(index)?, &part)?;
+        let mut group = writer.next_row_group()?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut group)?;
+        }
+        group.close()?;
+        offset += rows;
+        index += 1;
+    }
+    writer.close()?;
+    Ok(())
+}
+
+fn encode_error(message: String) -> StorageError {
+    StorageError::Parquet(parquet::errors::ParquetError::General(message))
+}
+
+/// Encodes each column of `batch` (a flat schema: one leaf, so one writer, per column) with
+/// its writer; returns the chunks in column order.
+fn encode_columns(
+    writers: Vec<ArrowColumnWriter>,
+    batch: &RecordBatch,
+) -> Result<Vec<ArrowColumnChunk>> {
+    let schema = batch.schema();
+    let encode = |col: usize, mut writer: ArrowColumnWriter| -> Result<ArrowColumnChunk> {
+        for leaf in compute_leaves(schema.field(col), batch.column(col))? {
+            writer.write(&leaf)?;
+        }
+        Ok(writer.close()?)
+    };
+    if writers.len() != batch.num_columns() {
+        return Err(encode_error(format!(
+            "{} column writers for {} columns",
+            writers.len(),
+            batch.num_columns()
+        )));
+    }
+    if batch.num_rows() < PARALLEL_ENCODE_ROWS {
+        return writers
+            .into_iter()
+            .enumerate()
+            .map(|(col, w)| encode(col, w))
+            .collect();
+    }
+    // A queue of columns taken by whichever thread is free: no column's cost is assumed.
+    let queue = parking_lot::Mutex::new(writers.into_iter().enumerate().collect::<Vec<_>>());
+    let done: parking_lot::Mutex<Vec<Option<Result<ArrowColumnChunk>>>> =
+        parking_lot::Mutex::new((0..batch.num_columns()).map(|_| None).collect());
+    let work = || {
+        loop {
+            let Some((col, writer)) = queue.lock().pop() else {
+                return;
+            };
+            let chunk = encode(col, writer);
+            done.lock()[col] = Some(chunk);
+        }
+    };
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("pinhouse-encode".into())
+            .spawn_scoped(scope, work);
+        work();
+        match helper {
+            Ok(handle) => handle
+                .join()
+                .map_err(|_| encode_error("the column encoding thread panicked".into())),
+            // No thread to be had: the caller has encoded every column itself.
+            Err(e) => {
+                tracing::debug!(error = %e, "no helper thread for column encoding");
+                Ok(())
+            }
+        }
+    })?;
+    done.into_inner()
+        .into_iter()
+        .map(|chunk| chunk.unwrap_or_else(|| Err(encode_error("a column was not encoded".into()))))
+        .collect()
 }
 
 #[cfg(test)]
@@ -529,6 +626,58 @@ mod tests {
             .map(|b| value_encoding::decode_file_batch(b.unwrap()).unwrap())
             .collect();
         assert_eq!(read, [parts[2].1.clone()]);
+    }
+
+    /// Two threads encoding columns write the same bytes as `ArrowWriter` alone, over several
+    /// row groups, with numbers, texts and nulls.
+    #[test]
+    fn parallel_column_encoding_writes_the_same_bytes() {
+        let rows = 3 * PARALLEL_ENCODE_ROWS + 123;
+        let pts: Vec<Point> = (0..rows)
+            .map(|i| {
+                let (dev, pin, ts) = ((i % 97) as u32, (i % 4) as u16, (i / 388) as i64);
+                if pin == 3 {
+                    Point::from_text(1, dev, pin, ts, ["on", "off", "idle"][i % 3])
+                } else {
+                    Point::number(1, dev, pin, ts, (i % 1013) as f64 * 0.25)
+                }
+            })
+            .collect();
+        let sorted = sort_rows(&frozen(&pts)).unwrap();
+        for scaled in [false, true] {
+            let batch = if scaled {
+                value_encoding::encode(&sorted)
+                    .unwrap()
+                    .expect("quarters scale")
+            } else {
+                sorted.clone()
+            };
+            let props = || {
+                writer_properties(scaled)
+                    .unwrap()
+                    .into_builder()
+                    .set_max_row_group_row_count(Some(PARALLEL_ENCODE_ROWS + 1000))
+                    .build()
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
+            write_row_groups(File::create(&ours).unwrap(), &batch, props()).unwrap();
+            let mut writer = ArrowWriter::try_new(
+                File::create(&theirs).unwrap(),
+                batch.schema(),
+                Some(props()),
+            )
+            .unwrap();
+            writer.write(&batch).unwrap();
+            writer.close().unwrap();
+            let (ours, theirs) = (std::fs::read(ours).unwrap(), std::fs::read(theirs).unwrap());
+            let groups = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(ours.clone()))
+                .unwrap()
+                .metadata()
+                .num_row_groups();
+            assert_eq!(groups, 3, "scaled: {scaled}");
+            assert!(ours == theirs, "scaled: {scaled}: the files differ");
+        }
     }
 
     #[test]
