@@ -78,43 +78,64 @@ pub(crate) fn same_value(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// The runs of consecutive points of one device, with the index of each run's first point:
+/// a device usually sends several pins at once, and each run costs one map lookup instead of
+/// one per point (the lookups were a quarter of the WAL thread, BENCHMARKS.md, "Last values
+/// by device run").
+fn device_runs(points: &[Point]) -> impl Iterator<Item = (usize, &[Point])> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let first = points.get(start)?;
+        let len = points[start..]
+            .iter()
+            .take_while(|p| p.device_id == first.device_id && p.org_id == first.org_id)
+            .count();
+        let run = (start, &points[start..start + len]);
+        start += len;
+        Some(run)
+    })
+}
+
 impl LastValueCache {
     /// Classifies each point of a batch, in order, and applies the `New` ones. Returns `None`
     /// when every point is `New` (the common case: no allocation).
     pub(crate) fn apply_classify(&self, points: &[Point]) -> Option<Vec<Novelty>> {
         let mut out: Option<Vec<Novelty>> = None;
         let mut map = self.map.write();
-        for (i, p) in points.iter().enumerate() {
-            let pins = map.entry((p.org_id, p.device_id)).or_default();
-            let novelty = match pins.binary_search_by_key(&p.pin, |(pin, _)| *pin) {
-                Ok(k) => {
-                    let cur = &mut pins[k].1;
-                    if p.ts_us > cur.ts_us {
-                        cur.ts_us = p.ts_us;
-                        cur.value.clone_from(&p.value);
-                        Novelty::New
-                    } else if p.ts_us == cur.ts_us && same_value(&cur.value, &p.value) {
-                        Novelty::Duplicate
-                    } else {
-                        Novelty::Unknown
+        for (start, run) in device_runs(points) {
+            let pins = map.entry((run[0].org_id, run[0].device_id)).or_default();
+            for (j, p) in run.iter().enumerate() {
+                let novelty = match pins.binary_search_by_key(&p.pin, |(pin, _)| *pin) {
+                    Ok(k) => {
+                        let cur = &mut pins[k].1;
+                        if p.ts_us > cur.ts_us {
+                            cur.ts_us = p.ts_us;
+                            cur.value.clone_from(&p.value);
+                            Novelty::New
+                        } else if p.ts_us == cur.ts_us && same_value(&cur.value, &p.value) {
+                            Novelty::Duplicate
+                        } else {
+                            Novelty::Unknown
+                        }
                     }
+                    Err(k) => {
+                        pins.insert(
+                            k,
+                            (
+                                p.pin,
+                                LastValue {
+                                    ts_us: p.ts_us,
+                                    value: p.value.clone(),
+                                },
+                            ),
+                        );
+                        Novelty::New
+                    }
+                };
+                if novelty != Novelty::New {
+                    out.get_or_insert_with(|| vec![Novelty::New; points.len()])[start + j] =
+                        novelty;
                 }
-                Err(k) => {
-                    pins.insert(
-                        k,
-                        (
-                            p.pin,
-                            LastValue {
-                                ts_us: p.ts_us,
-                                value: p.value.clone(),
-                            },
-                        ),
-                    );
-                    Novelty::New
-                }
-            };
-            if novelty != Novelty::New {
-                out.get_or_insert_with(|| vec![Novelty::New; points.len()])[i] = novelty;
             }
         }
         out
@@ -126,9 +147,11 @@ impl LastValueCache {
             return;
         }
         let mut map = self.map.write();
-        for p in points {
-            let pins = map.entry((p.org_id, p.device_id)).or_default();
-            merge_into(pins, p.pin, p.ts_us, &p.value);
+        for (_, run) in device_runs(points) {
+            let pins = map.entry((run[0].org_id, run[0].device_id)).or_default();
+            for p in run {
+                merge_into(pins, p.pin, p.ts_us, &p.value);
+            }
         }
     }
 
@@ -219,5 +242,56 @@ mod tests {
             ])
         );
         assert_eq!(c.get(1, 1, 0).unwrap().ts_us, 30);
+    }
+
+    proptest::proptest! {
+        /// Classifying by device runs gives, point for point, what a per-point model gives,
+        /// and leaves the same newest values.
+        #[test]
+        fn device_runs_classify_like_one_point_at_a_time(
+            batches in proptest::collection::vec(
+                proptest::collection::vec((1u32..3, 0u32..3, 0u16..3, 0i64..6, 0u8..3), 0..40),
+                1..4,
+            ),
+        ) {
+            let c = LastValueCache::default();
+            let mut model: HashMap<(u32, u32, u16), (i64, f64)> = HashMap::new();
+            for batch in batches {
+                let points: Vec<Point> = batch
+                    .iter()
+                    .map(|&(o, d, p, t, v)| Point::number(o, d, p, t, f64::from(v)))
+                    .collect();
+                let expected: Vec<Novelty> = batch
+                    .iter()
+                    .map(|&(o, d, p, t, v)| {
+                        let v = f64::from(v);
+                        match model.get(&(o, d, p)).copied() {
+                            Some((ts, _)) if t > ts => {
+                                model.insert((o, d, p), (t, v));
+                                Novelty::New
+                            }
+                            Some((ts, cur)) if t == ts && cur.to_bits() == v.to_bits() => {
+                                Novelty::Duplicate
+                            }
+                            Some(_) => Novelty::Unknown,
+                            None => {
+                                model.insert((o, d, p), (t, v));
+                                Novelty::New
+                            }
+                        }
+                    })
+                    .collect();
+                let got = c
+                    .apply_classify(&points)
+                    .unwrap_or_else(|| vec![Novelty::New; points.len()]);
+                proptest::prop_assert_eq!(got, expected);
+            }
+            for (&(o, d, p), &(ts, v)) in &model {
+                let cached = c.get(o, d, p).unwrap();
+                proptest::prop_assert_eq!(cached.ts_us, ts);
+                proptest::prop_assert_eq!(cached.value, Value::Number(v));
+            }
+            proptest::prop_assert_eq!(c.len(), model.len());
+        }
     }
 }
