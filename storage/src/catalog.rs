@@ -1,9 +1,11 @@
 //! The catalog: `<data_dir>/catalog.json`, the list of durable Parquet files, the WAL position
-//! they cover, and the last value of every series as of that position.
+//! they cover, and where the last value of every series as of that position is (the committed
+//! part of the last-value log, [`crate::last_log`]).
 //!
 //! It is replaced atomically (temp file, fsync, rename, directory fsync) after the Parquet files
-//! it adds are durable. WAL records with `seq <= flushed_wal_seq` are in Parquet, so replay
-//! skips them and segments holding only such records can be deleted.
+//! it adds and the last values it names are durable. WAL records with `seq <= flushed_wal_seq`
+//! are in Parquet, so replay skips them and segments holding only such records can be deleted.
+//! Its size grows with the number of files, not with the number of series.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
 use crate::fsutil;
+use crate::last_log::{Change, LastLog, LogRef, Written};
 use crate::last_value::LastValue;
 use crate::parquet_writer::SeriesKey;
 use crate::point::Value;
@@ -22,7 +25,9 @@ use crate::snapshot::FileMeta;
 pub(crate) const CATALOG_FILE: &str = "catalog.json";
 /// Folder of the Parquet tree inside the data directory.
 pub(crate) const PARQUET_DIR: &str = "parquet";
-const FORMAT_VERSION: u32 = 1;
+/// Version 2 names the last-value log; version 1 (read, and migrated on open) carried every
+/// last value inline.
+const FORMAT_VERSION: u32 = 2;
 
 /// One Parquet file as recorded in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,8 +48,9 @@ pub(crate) struct FileEntry {
     pub wal_seq_max: u64,
 }
 
-/// One last value as stored in the catalog. Numbers are kept as Rust's shortest round-trip
-/// decimal text (`"21.5"`, `"NaN"`, `"inf"`), which JSON numbers cannot always carry.
+/// One last value as stored inline by catalog format version 1. Numbers are kept as Rust's
+/// shortest round-trip decimal text (`"21.5"`, `"NaN"`, `"inf"`), which JSON numbers cannot
+/// always carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct LastEntry {
     org_id: u32,
@@ -63,7 +69,12 @@ struct CatalogDoc {
     next_file_id: u64,
     flushed_wal_seq: u64,
     files: Vec<FileEntry>,
+    /// Version 1 only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     last_values: Vec<LastEntry>,
+    /// Version 2: the committed part of the last-value log.
+    #[serde(default)]
+    last_values_log: LogRef,
 }
 
 /// The in-memory catalog, owned by the flusher.
@@ -75,7 +86,12 @@ pub(crate) struct Catalog {
     next_file_id: u64,
     flushed_wal_seq: u64,
     files: Vec<FileEntry>,
+    /// The last values as committed (their durable form is `last_log`).
     last: HashMap<SeriesKey, LastValue>,
+    last_log: LastLog,
+    /// Generations of the last-value log replaced locally whose objects stay in the bucket until
+    /// the bucket's catalog no longer names them.
+    bucket_stale_logs: Vec<u64>,
 }
 
 /// The catalog document as stored.
@@ -88,28 +104,33 @@ impl Catalog {
     /// Loads `<data_dir>/catalog.json`; a missing file is an empty catalog.
     pub(crate) fn load(data_dir: &Path, remote: Option<ParquetRemote>) -> Result<Catalog> {
         let path = data_dir.join(CATALOG_FILE);
-        let empty = Catalog {
-            data_dir: data_dir.to_owned(),
-            remote: remote.clone(),
-            next_file_id: 1,
-            flushed_wal_seq: 0,
-            files: Vec::new(),
-            last: HashMap::new(),
+        let empty = || -> Result<Catalog> {
+            Ok(Catalog {
+                data_dir: data_dir.to_owned(),
+                remote: remote.clone(),
+                next_file_id: 1,
+                flushed_wal_seq: 0,
+                files: Vec::new(),
+                last: HashMap::new(),
+                last_log: LastLog::open(data_dir, LogRef::default(), &mut HashMap::new())?,
+                bucket_stale_logs: Vec::new(),
+            })
         };
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(empty),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return empty(),
             Err(e) => return Err(StorageError::IoPath { path, source: e }),
         };
         let doc: CatalogDoc = serde_json::from_slice(&bytes)
             .map_err(|e| StorageError::corrupt(&path, format!("unparsable catalog: {e}")))?;
-        if doc.format_version != FORMAT_VERSION {
+        if doc.format_version != FORMAT_VERSION && doc.format_version != 1 {
             return Err(StorageError::UnsupportedVersion {
                 path,
                 version: doc.format_version,
             });
         }
         let mut last = HashMap::with_capacity(doc.last_values.len());
+        let last_log = LastLog::open(data_dir, doc.last_values_log, &mut last)?;
         for e in doc.last_values {
             let value = match (e.number, e.text) {
                 (Some(n), None) => Value::Number(
@@ -140,14 +161,34 @@ impl Catalog {
                 ));
             }
         }
-        Ok(Catalog {
+        let mut catalog = Catalog {
             data_dir: data_dir.to_owned(),
             remote,
             next_file_id: doc.next_file_id,
             flushed_wal_seq: doc.flushed_wal_seq,
             files: doc.files,
             last,
-        })
+            last_log,
+            bucket_stale_logs: Vec::new(),
+        };
+        if doc.format_version == 1 {
+            // Move the inline last values to the log (the bucket follows when the store
+            // reconciles with it on open).
+            catalog.last_log.force_rewrite();
+            let files = catalog.files.clone();
+            catalog.store(
+                files,
+                Change::Set(Vec::new()),
+                catalog.flushed_wal_seq,
+                false,
+            )?;
+            tracing::info!(
+                path = %path.display(),
+                series = catalog.last.len(),
+                "catalog migrated to format version 2: last values moved to the last-value log"
+            );
+        }
+        Ok(catalog)
     }
 
     /// The bucket that also keeps the files, if any.
@@ -162,7 +203,16 @@ impl Catalog {
 
     /// The catalog document as stored.
     pub(crate) fn to_json(&self) -> Result<Vec<u8>> {
-        encode(&self.doc(self.files.clone(), &self.last, self.flushed_wal_seq))
+        encode(&self.doc(
+            self.files.clone(),
+            self.last_log.committed(),
+            self.flushed_wal_seq,
+        ))
+    }
+
+    /// The committed last-value log and its committed bytes (`None` when there is none).
+    pub(crate) fn last_values_log(&self) -> Result<(LogRef, Option<Vec<u8>>)> {
+        Ok((self.last_log.committed(), self.last_log.committed_bytes()?))
     }
 
     pub(crate) fn flushed_wal_seq(&self) -> u64 {
@@ -224,19 +274,15 @@ impl Catalog {
         flushed_wal_seq: u64,
     ) -> Result<()> {
         debug_assert!(flushed_wal_seq >= self.flushed_wal_seq);
-        let mut last = self.last.clone();
-        for (key, lv) in last_values {
-            match last.get_mut(&key) {
-                Some(cur) if cur.ts_us > lv.ts_us => {}
-                Some(cur) => *cur = lv,
-                None => {
-                    last.insert(key, lv);
-                }
-            }
-        }
+        // Only values that change the state are recorded (a newer one, or a later write at
+        // the same time).
+        let changed: Vec<(SeriesKey, LastValue)> = last_values
+            .into_iter()
+            .filter(|(key, lv)| self.last.get(key).is_none_or(|cur| cur.ts_us <= lv.ts_us))
+            .collect();
         let mut all_files = self.files.clone();
         all_files.extend(files);
-        self.store(all_files, last, flushed_wal_seq)
+        self.store(all_files, Change::Set(changed), flushed_wal_seq, true)
     }
 
     /// Durably replaces the files with ids in `removed` by `added` (already durable on disk)
@@ -255,11 +301,12 @@ impl Catalog {
             .cloned()
             .collect();
         files.extend(added);
-        let mut last = self.last.clone();
-        if !forget.is_empty() {
-            last.retain(|k, _| !forget.contains(&(k.0, k.1)));
-        }
-        self.store(files, last, self.flushed_wal_seq)
+        self.store(
+            files,
+            Change::Forget(forget.to_vec()),
+            self.flushed_wal_seq,
+            true,
+        )
     }
 
     /// The files, in commit order.
@@ -272,54 +319,91 @@ impl Catalog {
         entry.path.split('/').nth(1).unwrap_or_default()
     }
 
+    /// Applies `change` to the last values, makes it durable in the last-value log, then
+    /// replaces `catalog.json`; on failure nothing changes in memory. With `to_bucket`, the
+    /// log's new bytes and then the catalog go to the bucket (if any).
     fn store(
         &mut self,
         all_files: Vec<FileEntry>,
-        last: HashMap<SeriesKey, LastValue>,
+        change: Change,
         flushed_wal_seq: u64,
+        to_bucket: bool,
     ) -> Result<()> {
-        let doc = self.doc(all_files, &last, flushed_wal_seq);
-        let json = encode(&doc)?;
-        fsutil::write_atomic(&self.data_dir.join(CATALOG_FILE), &json)?;
-        if let Some(remote) = &self.remote {
-            remote.put_catalog(&json);
+        let undo = apply_change(&mut self.last, &change);
+        let written = match self.last_log.write(&self.last, &change) {
+            Ok(w) => w,
+            Err(e) => {
+                undo_change(&mut self.last, undo);
+                return Err(e);
+            }
+        };
+        let log = written
+            .as_ref()
+            .map_or(self.last_log.committed(), |w| w.log);
+        let doc = self.doc(all_files, log, flushed_wal_seq);
+        let stored = encode(&doc).and_then(|json| {
+            fsutil::write_atomic(&self.data_dir.join(CATALOG_FILE), &json)?;
+            Ok(json)
+        });
+        let json = match stored {
+            Ok(json) => json,
+            Err(e) => {
+                undo_change(&mut self.last, undo);
+                if let Some(w) = &written {
+                    self.last_log.finish(w, false);
+                }
+                return Err(e);
+            }
+        };
+        if let Some(w) = &written {
+            self.last_log.finish(w, true);
+            if let Some(old) = w.replaced() {
+                self.bucket_stale_logs.push(old);
+            }
         }
         self.files = doc.files;
-        self.last = last;
         self.flushed_wal_seq = flushed_wal_seq;
+        if to_bucket && let Some(remote) = self.remote.clone() {
+            self.sync_bucket(&remote, &json, written.as_ref());
+        }
         Ok(())
     }
 
-    fn doc(
-        &self,
-        all_files: Vec<FileEntry>,
-        last: &HashMap<SeriesKey, LastValue>,
-        flushed_wal_seq: u64,
-    ) -> CatalogDoc {
-        let mut entries: Vec<LastEntry> = last
-            .iter()
-            .map(|(&(org_id, device_id, pin), lv)| {
-                let (number, text) = match &lv.value {
-                    Value::Number(n) => (Some(format!("{n:?}")), None),
-                    Value::Text(t) => (None, Some(t.clone())),
-                };
-                LastEntry {
-                    org_id,
-                    device_id,
-                    pin,
-                    ts_us: lv.ts_us,
-                    number,
-                    text,
-                }
-            })
-            .collect();
-        entries.sort_unstable_by_key(|e| (e.org_id, e.device_id, e.pin));
+    /// Sends a committed change to the bucket: the log's new bytes, then the catalog; then
+    /// deletes replaced log generations the bucket's catalog no longer names. A failure is
+    /// logged and repaired at a later commit (the bucket's catalog stays at an older, complete
+    /// state meanwhile).
+    fn sync_bucket(&mut self, remote: &ParquetRemote, json: &[u8], written: Option<&Written>) {
+        if let Some(w) = written
+            && let Err(e) = remote.put_last_values(w.log.generation, w.offset, &w.bytes)
+        {
+            tracing::warn!(error = %e, location = %remote.location(), "uploading last values to the bucket failed; a full copy goes at the next commit");
+            // The bucket misses bytes of this generation: the next commit starts a new one.
+            self.last_log.force_rewrite();
+            remote.mark_catalog_stale();
+            return;
+        }
+        remote.put_catalog(json);
+        if remote.catalog_in_sync() {
+            self.bucket_stale_logs
+                .retain(|&generation| match remote.delete_last_values(generation) {
+                    Ok(()) => false,
+                    Err(e) => {
+                        tracing::warn!(generation, error = %e, "could not delete a replaced last-value log from the bucket; retried later");
+                        true
+                    }
+                });
+        }
+    }
+
+    fn doc(&self, all_files: Vec<FileEntry>, log: LogRef, flushed_wal_seq: u64) -> CatalogDoc {
         CatalogDoc {
             format_version: FORMAT_VERSION,
             next_file_id: self.next_file_id,
             flushed_wal_seq,
             files: all_files,
-            last_values: entries,
+            last_values: Vec::new(),
+            last_values_log: log,
         }
     }
 
@@ -327,7 +411,7 @@ impl Catalog {
     /// it into the catalog (their rows are still in the WAL and will be flushed again). Returns
     /// how many files were removed.
     pub(crate) fn remove_orphans(&self) -> Result<usize> {
-        let mut removed = 0;
+        let mut removed = self.last_log.remove_orphans()?;
         let tmp = self.data_dir.join(format!("{CATALOG_FILE}.tmp"));
         if tmp.exists() {
             std::fs::remove_file(&tmp).map_err(StorageError::io_path(&tmp))?;
@@ -365,6 +449,57 @@ impl Catalog {
     pub(crate) fn files(&self) -> &[FileEntry] {
         &self.files
     }
+}
+
+/// What to put back to undo a change: the previous value of each touched series, newest
+/// change last.
+type Undo = Vec<(SeriesKey, Option<LastValue>)>;
+
+fn apply_change(last: &mut HashMap<SeriesKey, LastValue>, change: &Change) -> Undo {
+    match change {
+        Change::Set(entries) => entries
+            .iter()
+            .map(|(key, lv)| (*key, last.insert(*key, lv.clone())))
+            .collect(),
+        Change::Forget(devices) if devices.is_empty() => Vec::new(),
+        Change::Forget(devices) => {
+            let devices: HashSet<(u32, u32)> = devices.iter().copied().collect();
+            let gone: Vec<SeriesKey> = last
+                .keys()
+                .filter(|k| devices.contains(&(k.0, k.1)))
+                .copied()
+                .collect();
+            gone.into_iter()
+                .map(|key| (key, last.remove(&key)))
+                .collect()
+        }
+    }
+}
+
+fn undo_change(last: &mut HashMap<SeriesKey, LastValue>, undo: Undo) {
+    for (key, old) in undo.into_iter().rev() {
+        match old {
+            Some(lv) => {
+                last.insert(key, lv);
+            }
+            None => {
+                last.remove(&key);
+            }
+        }
+    }
+}
+
+/// The last-value log a catalog document names, read without loading the rest (for the
+/// bucket: which log objects a catalog needs).
+pub(crate) fn log_of(json: &[u8], what: &Path) -> Result<LogRef> {
+    #[derive(Deserialize)]
+    struct Only {
+        #[serde(default)]
+        last_values_log: LogRef,
+    }
+    let only: Only = serde_json::from_slice(json)
+        .map_err(|e| StorageError::corrupt(what, format!("unparsable catalog: {e}")))?;
+    Ok(only.last_values_log)
 }
 
 #[cfg(test)]
@@ -434,6 +569,80 @@ mod tests {
                 .path
                 .ends_with("parquet/date=1970-01-01/00000000000000000001.parquet")
         );
+    }
+
+    /// The catalog names the last-value log instead of holding the values: its size does not
+    /// grow with the number of series, and a device deletion forgets its values durably.
+    #[test]
+    fn catalog_size_does_not_grow_with_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::load(dir.path(), None).unwrap();
+        c.allocate_file_id();
+        let values = |devices: u32, ts| -> Vec<(SeriesKey, LastValue)> {
+            (0..devices)
+                .flat_map(|d| {
+                    (0..4u16).map(move |p| {
+                        (
+                            (1, d, p),
+                            LastValue {
+                                ts_us: ts,
+                                value: Value::Number(f64::from(d) + 0.25),
+                            },
+                        )
+                    })
+                })
+                .collect()
+        };
+        c.commit(vec![entry(1)], values(10, 1), 9).unwrap();
+        let small = std::fs::metadata(dir.path().join(CATALOG_FILE))
+            .unwrap()
+            .len();
+        c.allocate_file_id();
+        c.commit(vec![entry(2)], values(20_000, 2), 10).unwrap();
+        let large = std::fs::metadata(dir.path().join(CATALOG_FILE))
+            .unwrap()
+            .len();
+        assert!(large < small + 1024, "{small} → {large} bytes");
+        assert_eq!(c.last_values().count(), 80_000);
+        c.commit_replace(&HashSet::new(), vec![], &[(1, 3), (1, 5)])
+            .unwrap();
+        let r = Catalog::load(dir.path(), None).unwrap();
+        assert_eq!(r.last_values().count(), 80_000 - 8);
+        assert!(r.last_values().all(|((_, d, _), _)| d != 3 && d != 5));
+        assert_eq!(r.files(), c.files());
+    }
+
+    /// A format-1 catalog (last values inline) is read and migrated on open.
+    #[test]
+    fn format_1_catalog_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = serde_json::json!({
+            "format_version": 1,
+            "next_file_id": 4,
+            "flushed_wal_seq": 17,
+            "files": [entry(3)],
+            "last_values": [
+                {"org_id": 1, "device_id": 2, "pin": 3, "ts_us": 10, "number": "21.5"},
+                {"org_id": 1, "device_id": 2, "pin": 4, "ts_us": 11, "text": "on"},
+                {"org_id": 1, "device_id": 9, "pin": 0, "ts_us": 12, "number": "NaN"}
+            ]
+        });
+        std::fs::write(dir.path().join(CATALOG_FILE), v1.to_string()).unwrap();
+        let check = |c: &Catalog| {
+            assert_eq!((c.flushed_wal_seq(), c.next_file_id()), (17, 4));
+            assert_eq!(c.files(), &[entry(3)]);
+            let last: HashMap<_, _> = c.last_values().map(|(k, v)| (k, v.clone())).collect();
+            assert_eq!(last.len(), 3);
+            assert_eq!(last[&(1, 2, 3)].value, Value::Number(21.5));
+            assert_eq!(last[&(1, 2, 4)].value, Value::Text("on".into()));
+        };
+        check(&Catalog::load(dir.path(), None).unwrap());
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(CATALOG_FILE)).unwrap()).unwrap();
+        assert_eq!(doc["format_version"], 2);
+        assert!(doc.get("last_values").is_none(), "{doc}");
+        assert_eq!(doc["last_values_log"]["generation"], 1);
+        check(&Catalog::load(dir.path(), None).unwrap());
     }
 
     #[test]

@@ -299,7 +299,14 @@ impl Storage {
                     .iter()
                     .map(|f| (f.path.clone(), catalog.abs_path(&f.path)))
                     .collect();
-                crate::remote::reconcile(remote, &files, &catalog.to_json()?)?
+                let (log, log_bytes) = catalog.last_values_log()?;
+                crate::remote::reconcile(
+                    remote,
+                    &files,
+                    log,
+                    log_bytes.as_deref(),
+                    &catalog.to_json()?,
+                )?
             }
             None => Default::default(),
         };

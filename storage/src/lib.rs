@@ -41,6 +41,7 @@ mod engine;
 mod error;
 mod flush;
 mod fsutil;
+mod last_log;
 mod last_value;
 mod maintenance;
 mod memtable;

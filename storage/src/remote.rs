@@ -5,12 +5,17 @@
 //! - A new file (flush, compaction, retention, device deletion) is uploaded after it is
 //!   durable on local disk and **before** the catalog lists it: WAL segments are deleted only
 //!   once the rows they hold are durable in the bucket.
-//! - The catalog (`catalog.json`) is uploaded after each local commit. A failed upload is
-//!   retried at the next commit; meanwhile files it no longer lists are not deleted from the
-//!   bucket, so the bucket's catalog never names a missing file.
+//! - The catalog (`catalog.json`) is uploaded after each local commit, preceded by what the
+//!   commit added to the last-value log ([`crate::last_log`]): a new generation's file as the
+//!   object `last_values/<generation>/<offset 0>`, an appended record as
+//!   `last_values/<generation>/<its offset>`. A failed upload is retried at the next commit
+//!   (a failed log upload makes that commit start a new generation); meanwhile files it no
+//!   longer lists are not deleted from the bucket, so the bucket's catalog never names a
+//!   missing file or log byte. A replaced generation's objects are deleted once the bucket's
+//!   catalog names a newer one.
 //! - A file replaced in the catalog is deleted from the bucket when it is deleted from disk.
 //! - On open ([`reconcile`]): a data directory without a catalog takes the bucket's
-//!   (a replaced disk, a new machine); cataloged files missing on disk are downloaded, files
+//!   (a replaced disk, a new machine) and its last-value log; cataloged files missing on disk are downloaded, files
 //!   missing from the bucket are uploaded (a store that had no bucket before), and objects the
 //!   catalog does not list are deleted (uploads of a flush that never committed). A bucket
 //!   whose catalog is newer than the local one is refused: the data directory is stale.
@@ -34,9 +39,10 @@ use bytes::Bytes;
 use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
 
-use crate::catalog::{CATALOG_FILE, PARQUET_DIR};
+use crate::catalog::{self, CATALOG_FILE, PARQUET_DIR};
 use crate::error::{Result, StorageError};
 use crate::fsutil;
+use crate::last_log::{self, LAST_DIR, LogRef};
 use crate::objects::{ObjectLocation, Objects, object_error};
 
 /// A future of an object-store operation, as handed to a [`BlockOn`].
@@ -169,6 +175,113 @@ impl ParquetRemote {
     pub(crate) fn catalog_in_sync(&self) -> bool {
         !self.catalog_stale.load(Ordering::Acquire)
     }
+
+    /// Records that the bucket's catalog is behind the local one (its upload was skipped).
+    pub(crate) fn mark_catalog_stale(&self) {
+        self.catalog_stale.store(true, Ordering::Release);
+    }
+
+    /// Uploads `bytes` written at `offset` of last-value log generation `generation`.
+    pub(crate) fn put_last_values(&self, generation: u64, offset: u64, bytes: &[u8]) -> Result<()> {
+        self.run(
+            self.objects
+                .put_durable(&log_key(generation, offset), Bytes::copy_from_slice(bytes)),
+        )
+    }
+
+    /// The objects of last-value log generation `generation`: `(offset, key, size)` by offset.
+    fn log_objects(&self, generation: u64) -> Result<Vec<(u64, String, u64)>> {
+        let store: &Arc<dyn ObjectStore> = self.objects.store();
+        let mut out = Vec::new();
+        self.run(async {
+            let dir = ObjectPath::from(format!("{LAST_DIR}/{generation:020}"));
+            let listed = store
+                .list_with_delimiter(Some(&dir))
+                .await
+                .map_err(object_error)?;
+            for object in listed.objects {
+                let key = object.location.to_string();
+                if let Some(offset) = key.rsplit('/').next().and_then(|n| n.parse().ok()) {
+                    out.push((offset, key, object.size));
+                }
+            }
+            Ok(())
+        })?;
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// The generations of the last-value log that have objects in the bucket.
+    fn log_generations(&self) -> Result<Vec<u64>> {
+        let store: &Arc<dyn ObjectStore> = self.objects.store();
+        let mut out = Vec::new();
+        self.run(async {
+            let root = ObjectPath::from(LAST_DIR);
+            let listed = store
+                .list_with_delimiter(Some(&root))
+                .await
+                .map_err(object_error)?;
+            for prefix in listed.common_prefixes {
+                if let Some(g) = prefix.filename().and_then(|n| n.parse().ok()) {
+                    out.push(g);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Deletes every object of last-value log generation `generation`.
+    pub(crate) fn delete_last_values(&self, generation: u64) -> Result<()> {
+        for (_, key, _) in self.log_objects(generation)? {
+            self.delete(&key)?;
+        }
+        Ok(())
+    }
+
+    /// The objects holding the committed bytes of `log`, in order, when they cover them back
+    /// to back (objects past the committed length are an upload whose commit never reached
+    /// the bucket's catalog, and are not needed).
+    fn log_cover(&self, log: LogRef) -> Result<Option<Vec<String>>> {
+        let mut keys = Vec::new();
+        let mut at = 0;
+        for (offset, key, size) in self.log_objects(log.generation)? {
+            if at >= log.length {
+                break;
+            }
+            if offset != at {
+                return Ok(None);
+            }
+            keys.push(key);
+            at += size;
+        }
+        Ok((at >= log.length).then_some(keys))
+    }
+
+    /// The committed bytes of the log `log` as the bucket holds them, `None` when its objects
+    /// do not cover them back to back.
+    fn get_last_values(&self, log: LogRef) -> Result<Option<Vec<u8>>> {
+        let Some(keys) = self.log_cover(log)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        for key in keys {
+            match self.get(&key)? {
+                Some(b) => bytes.extend_from_slice(&b),
+                None => return Ok(None),
+            }
+        }
+        if (bytes.len() as u64) < log.length {
+            return Ok(None);
+        }
+        bytes.truncate(usize::try_from(log.length).unwrap_or(usize::MAX));
+        Ok(Some(bytes))
+    }
+}
+
+/// The object key of the bytes at `offset` of last-value log generation `generation`.
+fn log_key(generation: u64, offset: u64) -> String {
+    format!("{LAST_DIR}/{generation:020}/{offset:020}")
 }
 
 /// The two numbers that grow with every commit of a catalog document, to tell which of two
@@ -213,6 +326,22 @@ pub(crate) fn restore_catalog(remote: &ParquetRemote, data_dir: &Path) -> Result
             Ok(false)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // The last values first: the catalog names them.
+            let log = catalog::log_of(&remote_json, &remote_label)?;
+            if log.generation != 0 {
+                let bytes = remote.get_last_values(log)?.ok_or_else(|| {
+                    StorageError::corrupt(
+                        &remote_label,
+                        format!(
+                            "names {} bytes of last-value log generation {} that the bucket does not hold",
+                            log.length, log.generation
+                        ),
+                    )
+                })?;
+                let dir = data_dir.join(LAST_DIR);
+                fsutil::create_dir_all_synced(&dir)?;
+                fsutil::write_atomic(&dir.join(last_log::file_name(log.generation)), &bytes)?;
+            }
             fsutil::write_atomic(&local_path, &remote_json)?;
             tracing::warn!(
                 location = %remote.location(),
@@ -230,10 +359,14 @@ pub(crate) fn restore_catalog(remote: &ParquetRemote, data_dir: &Path) -> Result
 }
 
 /// Makes the bucket and local disk both hold exactly the cataloged files (`files`: object key
-/// and local path of each), then uploads `catalog_json`. See the module documentation.
+/// and local path of each), makes the bucket hold the committed last-value log `log` (with its
+/// committed `log_bytes`) and no other generation, then uploads `catalog_json`. See the module
+/// documentation.
 pub(crate) fn reconcile(
     remote: &ParquetRemote,
     files: &[(String, PathBuf)],
+    log: LogRef,
+    log_bytes: Option<&[u8]>,
     catalog_json: &[u8],
 ) -> Result<Reconciled> {
     let started = Instant::now();
@@ -281,6 +414,26 @@ pub(crate) fn reconcile(
     for key in &in_bucket {
         remote.delete(key)?;
         done.orphans_deleted += 1;
+    }
+    if let Some(bytes) = log_bytes
+        && remote.log_cover(log)?.is_none()
+    {
+        remote.delete_last_values(log.generation)?;
+        remote.put_last_values(log.generation, 0, bytes)?;
+        tracing::info!(
+            generation = log.generation,
+            bytes = bytes.len(),
+            "uploaded the last-value log to the bucket"
+        );
+    }
+    for generation in remote.log_generations()? {
+        if generation != log.generation {
+            remote.delete_last_values(generation)?;
+            tracing::info!(
+                generation,
+                "deleted a last-value log generation the catalog does not name from the bucket"
+            );
+        }
     }
     remote.put_catalog(catalog_json);
     if done != Reconciled::default() {
