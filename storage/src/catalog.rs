@@ -86,7 +86,8 @@ pub(crate) struct Catalog {
     next_file_id: u64,
     flushed_wal_seq: u64,
     files: Vec<FileEntry>,
-    /// The last values as committed (their durable form is `last_log`).
+    /// The last values read on load, until [`Catalog::take_last_values`] (their durable form is
+    /// `last_log`; they are not kept in memory after open).
     last: HashMap<SeriesKey, LastValue>,
     last_log: LastLog,
     /// Generations of the last-value log replaced locally whose objects stay in the bucket until
@@ -174,14 +175,9 @@ impl Catalog {
         if doc.format_version == 1 {
             // Move the inline last values to the log (the bucket follows when the store
             // reconciles with it on open).
-            catalog.last_log.force_rewrite();
+            let written = catalog.last_log.write_full(&catalog.last)?;
             let files = catalog.files.clone();
-            catalog.store(
-                files,
-                Change::Set(Vec::new()),
-                catalog.flushed_wal_seq,
-                false,
-            )?;
+            catalog.store(files, Some(written), catalog.flushed_wal_seq, false)?;
             tracing::info!(
                 path = %path.display(),
                 series = catalog.last.len(),
@@ -259,9 +255,10 @@ impl Catalog {
         }
     }
 
-    /// Last values as of `flushed_wal_seq`.
-    pub(crate) fn last_values(&self) -> impl Iterator<Item = (SeriesKey, &LastValue)> {
-        self.last.iter().map(|(k, v)| (*k, v))
+    /// The last values as of `flushed_wal_seq` when the catalog was loaded (once: the catalog
+    /// does not keep them).
+    pub(crate) fn take_last_values(&mut self) -> HashMap<SeriesKey, LastValue> {
+        std::mem::take(&mut self.last)
     }
 
     /// Durably records `files` (already durable on disk) and the last values of their rows, and
@@ -274,15 +271,10 @@ impl Catalog {
         flushed_wal_seq: u64,
     ) -> Result<()> {
         debug_assert!(flushed_wal_seq >= self.flushed_wal_seq);
-        // Only values that change the state are recorded (a newer one, or a later write at
-        // the same time).
-        let changed: Vec<(SeriesKey, LastValue)> = last_values
-            .into_iter()
-            .filter(|(key, lv)| self.last.get(key).is_none_or(|cur| cur.ts_us <= lv.ts_us))
-            .collect();
+        let written = self.last_log.write(&Change::Set(last_values))?;
         let mut all_files = self.files.clone();
         all_files.extend(files);
-        self.store(all_files, Change::Set(changed), flushed_wal_seq, true)
+        self.store(all_files, written, flushed_wal_seq, true)
     }
 
     /// Durably replaces the files with ids in `removed` by `added` (already durable on disk)
@@ -301,12 +293,8 @@ impl Catalog {
             .cloned()
             .collect();
         files.extend(added);
-        self.store(
-            files,
-            Change::Forget(forget.to_vec()),
-            self.flushed_wal_seq,
-            true,
-        )
+        let written = self.last_log.write(&Change::Forget(forget.to_vec()))?;
+        self.store(files, written, self.flushed_wal_seq, true)
     }
 
     /// The files, in commit order.
@@ -319,24 +307,16 @@ impl Catalog {
         entry.path.split('/').nth(1).unwrap_or_default()
     }
 
-    /// Applies `change` to the last values, makes it durable in the last-value log, then
-    /// replaces `catalog.json`; on failure nothing changes in memory. With `to_bucket`, the
-    /// log's new bytes and then the catalog go to the bucket (if any).
+    /// Replaces `catalog.json` with one naming `written` (a durable, uncommitted write of the
+    /// last-value log, if any); on failure nothing changes. With `to_bucket`, the log's new
+    /// bytes and then the catalog go to the bucket (if any).
     fn store(
         &mut self,
         all_files: Vec<FileEntry>,
-        change: Change,
+        written: Option<Written>,
         flushed_wal_seq: u64,
         to_bucket: bool,
     ) -> Result<()> {
-        let undo = apply_change(&mut self.last, &change);
-        let written = match self.last_log.write(&self.last, &change) {
-            Ok(w) => w,
-            Err(e) => {
-                undo_change(&mut self.last, undo);
-                return Err(e);
-            }
-        };
         let log = written
             .as_ref()
             .map_or(self.last_log.committed(), |w| w.log);
@@ -345,21 +325,12 @@ impl Catalog {
             fsutil::write_atomic(&self.data_dir.join(CATALOG_FILE), &json)?;
             Ok(json)
         });
-        let json = match stored {
-            Ok(json) => json,
-            Err(e) => {
-                undo_change(&mut self.last, undo);
-                if let Some(w) = &written {
-                    self.last_log.finish(w, false);
-                }
-                return Err(e);
-            }
-        };
         if let Some(w) = &written {
-            self.last_log.finish(w, true);
-            if let Some(old) = w.replaced() {
-                self.bucket_stale_logs.push(old);
-            }
+            self.last_log.finish(w, stored.is_ok());
+        }
+        let json = stored?;
+        if let Some(old) = written.as_ref().and_then(Written::replaced) {
+            self.bucket_stale_logs.push(old);
         }
         self.files = doc.files;
         self.flushed_wal_seq = flushed_wal_seq;
@@ -451,44 +422,6 @@ impl Catalog {
     }
 }
 
-/// What to put back to undo a change: the previous value of each touched series, newest
-/// change last.
-type Undo = Vec<(SeriesKey, Option<LastValue>)>;
-
-fn apply_change(last: &mut HashMap<SeriesKey, LastValue>, change: &Change) -> Undo {
-    match change {
-        Change::Set(entries) => entries
-            .iter()
-            .map(|(key, lv)| (*key, last.insert(*key, lv.clone())))
-            .collect(),
-        Change::Forget(devices) if devices.is_empty() => Vec::new(),
-        Change::Forget(devices) => {
-            let devices: HashSet<(u32, u32)> = devices.iter().copied().collect();
-            let gone: Vec<SeriesKey> = last
-                .keys()
-                .filter(|k| devices.contains(&(k.0, k.1)))
-                .copied()
-                .collect();
-            gone.into_iter()
-                .map(|key| (key, last.remove(&key)))
-                .collect()
-        }
-    }
-}
-
-fn undo_change(last: &mut HashMap<SeriesKey, LastValue>, undo: Undo) {
-    for (key, old) in undo.into_iter().rev() {
-        match old {
-            Some(lv) => {
-                last.insert(key, lv);
-            }
-            None => {
-                last.remove(&key);
-            }
-        }
-    }
-}
-
 /// The last-value log a catalog document names, read without loading the rest (for the
 /// bucket: which log objects a catalog needs).
 pub(crate) fn log_of(json: &[u8], what: &Path) -> Result<LogRef> {
@@ -550,10 +483,10 @@ mod tests {
             12,
         )
         .unwrap();
-        let r = Catalog::load(dir.path(), None).unwrap();
+        let mut r = Catalog::load(dir.path(), None).unwrap();
         assert_eq!((r.flushed_wal_seq(), r.next_file_id()), (12, 3));
         assert_eq!(r.files(), c.files());
-        let mut last: Vec<_> = r.last_values().map(|(k, v)| (k, v.clone())).collect();
+        let mut last: Vec<_> = r.take_last_values().into_iter().collect();
         last.sort_by_key(|(k, _)| *k);
         assert_eq!(
             last,
@@ -603,12 +536,19 @@ mod tests {
             .unwrap()
             .len();
         assert!(large < small + 1024, "{small} → {large} bytes");
-        assert_eq!(c.last_values().count(), 80_000);
+        assert_eq!(
+            Catalog::load(dir.path(), None)
+                .unwrap()
+                .take_last_values()
+                .len(),
+            80_000
+        );
         c.commit_replace(&HashSet::new(), vec![], &[(1, 3), (1, 5)])
             .unwrap();
-        let r = Catalog::load(dir.path(), None).unwrap();
-        assert_eq!(r.last_values().count(), 80_000 - 8);
-        assert!(r.last_values().all(|((_, d, _), _)| d != 3 && d != 5));
+        let mut r = Catalog::load(dir.path(), None).unwrap();
+        let last = r.take_last_values();
+        assert_eq!(last.len(), 80_000 - 8);
+        assert!(last.keys().all(|&(_, d, _)| d != 3 && d != 5));
         assert_eq!(r.files(), c.files());
     }
 
@@ -628,21 +568,21 @@ mod tests {
             ]
         });
         std::fs::write(dir.path().join(CATALOG_FILE), v1.to_string()).unwrap();
-        let check = |c: &Catalog| {
+        let check = |mut c: Catalog| {
             assert_eq!((c.flushed_wal_seq(), c.next_file_id()), (17, 4));
             assert_eq!(c.files(), &[entry(3)]);
-            let last: HashMap<_, _> = c.last_values().map(|(k, v)| (k, v.clone())).collect();
+            let last = c.take_last_values();
             assert_eq!(last.len(), 3);
             assert_eq!(last[&(1, 2, 3)].value, Value::Number(21.5));
             assert_eq!(last[&(1, 2, 4)].value, Value::Text("on".into()));
         };
-        check(&Catalog::load(dir.path(), None).unwrap());
+        check(Catalog::load(dir.path(), None).unwrap());
         let doc: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join(CATALOG_FILE)).unwrap()).unwrap();
         assert_eq!(doc["format_version"], 2);
         assert!(doc.get("last_values").is_none(), "{doc}");
         assert_eq!(doc["last_values_log"]["generation"], 1);
-        check(&Catalog::load(dir.path(), None).unwrap());
+        check(Catalog::load(dir.path(), None).unwrap());
     }
 
     #[test]

@@ -290,7 +290,7 @@ impl Storage {
             Some(remote) => crate::remote::restore_catalog(remote, &data_dir)?,
             None => false,
         };
-        let catalog = Catalog::load(&data_dir, remote.clone())?;
+        let mut catalog = Catalog::load(&data_dir, remote.clone())?;
         let orphan_files_removed = catalog.remove_orphans()?;
         let reconciled = match &remote {
             Some(remote) => {
@@ -312,7 +312,7 @@ impl Storage {
         };
         let flushed_seq = catalog.flushed_wal_seq();
         let last = LastValueCache::default();
-        last.apply_entries(catalog.last_values());
+        last.apply_entries(catalog.take_last_values().iter().map(|(k, v)| (*k, v)));
 
         let mut active = Memtable::new();
         let mut frozen = VecDeque::new();

@@ -4,7 +4,9 @@
 //!
 //! A **log file** (`<generation>.lv`) opens with a full copy of the last values, written when
 //! the generation starts, followed by one appended record per commit that changes them (the
-//! series a flush wrote newer values for, or the devices a deletion forgot). The catalog names
+//! newest value of each series a flush wrote, or the devices a deletion forgot). Replay keeps
+//! the newest value of each series, so a flush of late, older data changes nothing. The state
+//! is not held in memory between commits: a new generation reads it back from the old file. The catalog names
 //! the generation and how many bytes of its file are committed; bytes past that length are an
 //! append whose catalog commit never happened, and are ignored and cut off. When the appended
 //! records outgrow the full copy, the next commit starts a new generation, so the file stays
@@ -148,14 +150,10 @@ impl LastLog {
         self.force_rewrite = true;
     }
 
-    /// Durably records `change`; `state` is the last values with `change` already applied.
-    /// Returns `None` when there is nothing to record. The catalog must then commit
-    /// [`Written::log`] and call [`LastLog::finish`] with the outcome.
-    pub(crate) fn write(
-        &mut self,
-        state: &HashMap<SeriesKey, LastValue>,
-        change: &Change,
-    ) -> Result<Option<Written>> {
+    /// Durably records `change` (not yet committed). Returns `None` when there is nothing to
+    /// record. The catalog must then commit [`Written::log`] and call [`LastLog::finish`] with
+    /// the outcome.
+    pub(crate) fn write(&mut self, change: &Change) -> Result<Option<Written>> {
         let empty = match change {
             Change::Set(v) => v.is_empty(),
             Change::Forget(v) => v.is_empty(),
@@ -169,7 +167,10 @@ impl LastLog {
         }
         let grown = self.committed.length + record.len() as u64;
         if self.force_rewrite || grown > (2 * self.committed.base).max(self.min_rewrite) {
-            return self.start_generation(state).map(Some);
+            // The state is read back from the log, not kept in memory between commits.
+            let mut state = self.read_committed()?;
+            apply_change(&mut state, change);
+            return self.start_generation(&state).map(Some);
         }
         let path = self.dir.join(file_name(self.committed.generation));
         if self.file.is_none() {
@@ -201,6 +202,22 @@ impl LastLog {
             bytes: record,
             replaced: None,
         }))
+    }
+
+    /// Starts a generation holding `state` (migrating a catalog that held the last values
+    /// inline); commit and finish as for [`LastLog::write`].
+    pub(crate) fn write_full(&mut self, state: &HashMap<SeriesKey, LastValue>) -> Result<Written> {
+        self.start_generation(state)
+    }
+
+    /// The last values as committed, read from the file.
+    fn read_committed(&self) -> Result<HashMap<SeriesKey, LastValue>> {
+        let mut state = HashMap::new();
+        if let Some(bytes) = self.committed_bytes()? {
+            let path = self.dir.join(file_name(self.committed.generation));
+            replay(&bytes, self.committed.length, &path, &mut state)?;
+        }
+        Ok(state)
     }
 
     /// Writes `state` as the full copy of a new generation (crash-safely; not yet committed).
@@ -293,6 +310,38 @@ impl LastLog {
         bytes.truncate(len);
         Ok(Some(bytes))
     }
+}
+
+/// Folds one value into `state`: it replaces the stored one unless that is newer (so among
+/// equal timestamps the later commit wins, as in the cache).
+fn merge(state: &mut HashMap<SeriesKey, LastValue>, key: SeriesKey, lv: LastValue) {
+    match state.get_mut(&key) {
+        Some(cur) if cur.ts_us > lv.ts_us => {}
+        Some(cur) => *cur = lv,
+        None => {
+            state.insert(key, lv);
+        }
+    }
+}
+
+/// Applies `change` to `state` as replaying its record does.
+fn apply_change(state: &mut HashMap<SeriesKey, LastValue>, change: &Change) {
+    match change {
+        Change::Set(entries) => {
+            for (key, lv) in entries {
+                merge(state, *key, lv.clone());
+            }
+        }
+        Change::Forget(devices) => forget(state, devices.clone()),
+    }
+}
+
+fn forget(state: &mut HashMap<SeriesKey, LastValue>, mut devices: Vec<(u32, u32)>) {
+    if devices.is_empty() {
+        return;
+    }
+    devices.sort_unstable();
+    state.retain(|k, _| devices.binary_search(&(k.0, k.1)).is_err());
 }
 
 /// Appends `body` framed as a record: length, CRC-32C of the body, body.
@@ -432,7 +481,7 @@ fn apply_record(
                     }
                     tag => return Err(format!("unknown value tag {tag}")),
                 };
-                into.insert(key, LastValue { ts_us, value });
+                merge(into, key, LastValue { ts_us, value });
             }
         }
         KIND_FORGET => {
@@ -440,8 +489,7 @@ fn apply_record(
             for _ in 0..n {
                 devices.push((r.u32()?, r.u32()?));
             }
-            devices.sort_unstable();
-            into.retain(|k, _| devices.binary_search(&(k.0, k.1)).is_err());
+            forget(into, devices);
         }
         kind => return Err(format!("unknown record kind {kind}")),
     }
@@ -505,17 +553,14 @@ mod tests {
         }
     }
 
-    /// Writes `change` on top of `state` and commits it.
+    /// Writes and commits `change`, applying it to the model `state` as well.
     fn commit(
         log: &mut LastLog,
         state: &mut HashMap<SeriesKey, LastValue>,
         change: Change,
     ) -> LogRef {
-        match &change {
-            Change::Set(v) => state.extend(v.iter().cloned()),
-            Change::Forget(d) => state.retain(|k, _| !d.contains(&(k.0, k.1))),
-        }
-        if let Some(w) = log.write(state, &change).unwrap() {
+        apply_change(state, &change);
+        if let Some(w) = log.write(&change).unwrap() {
             log.finish(&w, true);
         }
         log.committed()
@@ -558,8 +603,15 @@ mod tests {
         assert!(!back.contains_key(&(1, 7, 0)));
         // An older reference reads the state as of its commit.
         assert_eq!(reopen(dir.path(), first).len(), 2);
+        // An older value changes nothing.
+        let fourth = commit(
+            &mut log,
+            &mut state,
+            Change::Set(vec![((1, 2, 4), text(3, "late"))]),
+        );
+        assert_eq!(reopen(dir.path(), fourth)[&(1, 2, 4)], text(11, "on"));
         // A write that changes nothing writes nothing.
-        assert!(log.write(&state, &Change::Set(vec![])).unwrap().is_none());
+        assert!(log.write(&Change::Set(vec![])).unwrap().is_none());
     }
 
     /// An append whose catalog commit failed is not part of the state and is cut off by the
@@ -575,7 +627,7 @@ mod tests {
             Change::Set(vec![((1, 1, 1), num(1, 1.0))]),
         );
         let failed = log
-            .write(&state, &Change::Set(vec![((1, 1, 2), num(2, 2.0))]))
+            .write(&Change::Set(vec![((1, 1, 2), num(2, 2.0))]))
             .unwrap()
             .unwrap();
         log.finish(&failed, false);
@@ -592,7 +644,7 @@ mod tests {
         assert!(back.contains_key(&(1, 1, 3)) && !back.contains_key(&(1, 1, 2)));
 
         log.force_rewrite();
-        let started = log.write(&state, &Change::Set(vec![])).unwrap().unwrap();
+        let started = log.write(&Change::Set(vec![])).unwrap().unwrap();
         assert_eq!(started.log.generation, 2);
         log.finish(&started, false);
         assert!(!dir.path().join(LAST_DIR).join(file_name(2)).exists());
