@@ -7,14 +7,14 @@
 //! are in Parquet, so replay skips them and segments holding only such records can be deleted.
 //! Its size grows with the number of files, not with the number of series.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
 use crate::fsutil;
-use crate::last_log::{Change, LastLog, LogRef, Written};
+use crate::last_log::{Change, LastLog, LastValues, LogRef, Written};
 use crate::last_value::LastValue;
 use crate::parquet_writer::SeriesKey;
 use crate::point::Value;
@@ -88,7 +88,7 @@ pub(crate) struct Catalog {
     files: Vec<FileEntry>,
     /// The last values read on load, until [`Catalog::take_last_values`] (their durable form is
     /// `last_log`; they are not kept in memory after open).
-    last: HashMap<SeriesKey, LastValue>,
+    last: LastValues,
     last_log: LastLog,
     /// Generations of the last-value log replaced locally whose objects stay in the bucket until
     /// the bucket's catalog no longer names them.
@@ -112,8 +112,8 @@ impl Catalog {
                 next_file_id: 1,
                 flushed_wal_seq: 0,
                 files: Vec::new(),
-                last: HashMap::new(),
-                last_log: LastLog::open(data_dir, LogRef::default(), &mut HashMap::new())?,
+                last: LastValues::default(),
+                last_log: LastLog::open(data_dir, LogRef::default(), &mut LastValues::default())?,
                 bucket_stale_logs: Vec::new(),
             })
         };
@@ -130,7 +130,8 @@ impl Catalog {
                 version: doc.format_version,
             });
         }
-        let mut last = HashMap::with_capacity(doc.last_values.len());
+        let mut last = LastValues::default();
+        last.reserve(doc.last_values.len());
         let last_log = LastLog::open(data_dir, doc.last_values_log, &mut last)?;
         for e in doc.last_values {
             let value = match (e.number, e.text) {
@@ -257,7 +258,7 @@ impl Catalog {
 
     /// The last values as of `flushed_wal_seq` when the catalog was loaded (once: the catalog
     /// does not keep them).
-    pub(crate) fn take_last_values(&mut self) -> HashMap<SeriesKey, LastValue> {
+    pub(crate) fn take_last_values(&mut self) -> LastValues {
         std::mem::take(&mut self.last)
     }
 
