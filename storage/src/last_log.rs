@@ -166,10 +166,7 @@ impl LastLog {
         }
         let grown = self.committed.length + record.len() as u64;
         if self.force_rewrite || grown > (2 * self.committed.base).max(self.min_rewrite) {
-            // The state is read back from the log, not kept in memory between commits.
-            let mut state = self.read_committed()?;
-            apply_change(&mut state, change);
-            return self.start_generation(&state).map(Some);
+            return self.rewrite(&record, change).map(Some);
         }
         let path = self.dir.join(file_name(self.committed.generation));
         if self.file.is_none() {
@@ -206,34 +203,39 @@ impl LastLog {
     /// Starts a generation holding `state` (migrating a catalog that held the last values
     /// inline); commit and finish as for [`LastLog::write`].
     pub(crate) fn write_full(&mut self, state: &LastValues) -> Result<Written> {
-        self.start_generation(state)
+        let mut entries: Vec<(&SeriesKey, &LastValue)> = state.iter().collect();
+        entries.sort_unstable_by_key(|(k, _)| **k);
+        let mut copy = FullCopy::default();
+        for (k, v) in entries {
+            copy.push(*k, v.clone())?;
+        }
+        self.start_generation(copy.finish()?)
     }
 
-    /// The last values as committed, read from the file.
-    fn read_committed(&self) -> Result<LastValues> {
+    /// Starts a generation holding the committed state with `change` (encoded as `record`)
+    /// applied. The state is read back from the log, not kept in memory between commits: the
+    /// log's sorted records are merged ([`merge_sorted`]).
+    fn rewrite(&mut self, record: &[u8], change: &Change) -> Result<Written> {
+        let Some(mut log) = self.committed_bytes()? else {
+            let mut state = LastValues::default();
+            apply_change(&mut state, change);
+            return self.write_full(&state);
+        };
+        log.extend_from_slice(record);
+        let path = self.dir.join(file_name(self.committed.generation));
+        let mut copy = FullCopy::default();
+        if merge_sorted(&log, &path, |k, v| copy.push(k, v))? {
+            return self.start_generation(copy.finish()?);
+        }
+        tracing::warn!(path = %path.display(), "last-value log records out of key order; new generation built through a map");
         let mut state = LastValues::default();
-        if let Some(bytes) = self.committed_bytes()? {
-            let path = self.dir.join(file_name(self.committed.generation));
-            replay(&bytes, self.committed.length, &path, &mut state)?;
-        }
-        Ok(state)
+        replay(&log, log.len() as u64, &path, &mut state)?;
+        self.write_full(&state)
     }
 
-    /// Writes `state` as the full copy of a new generation (crash-safely; not yet committed).
-    fn start_generation(&mut self, state: &LastValues) -> Result<Written> {
+    /// Writes `bytes` (a whole log file) as a new generation, crash-safely; not yet committed.
+    fn start_generation(&mut self, bytes: Vec<u8>) -> Result<Written> {
         let generation = self.committed.generation + 1;
-        let mut bytes = Vec::with_capacity(HEADER_LEN as usize + state.len() * 32);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&VERSION.to_le_bytes());
-        let mut entries: Vec<(SeriesKey, &LastValue)> =
-            state.iter().map(|(k, v)| (*k, v)).collect();
-        entries.sort_unstable_by_key(|(k, _)| *k);
-        let mut body = Vec::new();
-        for chunk in entries.chunks(ENTRIES_PER_RECORD) {
-            body.clear();
-            encode_set(chunk.iter().map(|(k, v)| (*k, *v)), chunk.len(), &mut body)?;
-            frame(&body, &mut bytes)?;
-        }
         fsutil::create_dir_all_synced(&self.dir)?;
         fsutil::write_atomic(&self.dir.join(file_name(generation)), &bytes)?;
         Ok(Written {
@@ -311,6 +313,49 @@ impl LastLog {
     }
 }
 
+/// A new generation's file being built from entries in ascending key order: the header, then
+/// records of [`ENTRIES_PER_RECORD`] entries.
+#[derive(Default)]
+struct FullCopy {
+    bytes: Vec<u8>,
+    pending: Vec<(SeriesKey, LastValue)>,
+    body: Vec<u8>,
+}
+
+impl FullCopy {
+    fn push(&mut self, key: SeriesKey, lv: LastValue) -> Result<()> {
+        self.pending.push((key, lv));
+        if self.pending.len() == ENTRIES_PER_RECORD {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    fn seal(&mut self) -> Result<()> {
+        if self.bytes.is_empty() {
+            self.bytes.extend_from_slice(MAGIC);
+            self.bytes.extend_from_slice(&VERSION.to_le_bytes());
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.body.clear();
+        encode_set(
+            self.pending.iter().map(|(k, v)| (*k, v)),
+            self.pending.len(),
+            &mut self.body,
+        )?;
+        frame(&self.body, &mut self.bytes)?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<u8>> {
+        self.seal()?;
+        Ok(self.bytes)
+    }
+}
+
 /// Folds one value into `state`: it replaces the stored one unless that is newer (so among
 /// equal timestamps the later commit wins, as in the cache).
 fn merge(state: &mut LastValues, key: SeriesKey, lv: LastValue) {
@@ -360,11 +405,28 @@ fn frame(body: &[u8], out: &mut Vec<u8>) -> Result<()> {
 fn encode_change(change: &Change, out: &mut Vec<u8>) -> Result<()> {
     let mut body = Vec::new();
     match change {
-        Change::Set(entries) => encode_set(
+        // Sorted by key (as a flush hands them over), one entry per series: new generations
+        // merge records instead of hashing every series.
+        Change::Set(entries) if entries.windows(2).all(|w| w[0].0 < w[1].0) => encode_set(
             entries.iter().map(|(k, v)| (*k, v)),
             entries.len(),
             &mut body,
         )?,
+        Change::Set(entries) => {
+            let mut newest: std::collections::BTreeMap<SeriesKey, &LastValue> =
+                std::collections::BTreeMap::new();
+            for (k, v) in entries {
+                let slot = newest.entry(*k).or_insert(v);
+                if slot.ts_us <= v.ts_us {
+                    *slot = v;
+                }
+            }
+            encode_set(
+                newest.iter().map(|(k, v)| (*k, *v)),
+                newest.len(),
+                &mut body,
+            )?
+        }
         Change::Forget(devices) => {
             body.push(KIND_FORGET);
             body.extend_from_slice(&count(devices.len())?.to_le_bytes());
@@ -409,9 +471,9 @@ fn encode_set<'a>(
     Ok(())
 }
 
-/// Applies the records of `bytes` (a log file) up to `length` to `into`. Any damage inside the
-/// committed length is an error: it was fsynced before its commit.
-pub(crate) fn replay(bytes: &[u8], length: u64, path: &Path, into: &mut LastValues) -> Result<()> {
+/// The record bodies of `bytes` (a log file) up to `length`, each with its byte offset. Any
+/// damage inside the committed length is an error: it was fsynced before its commit.
+fn records<'a>(bytes: &'a [u8], length: u64, path: &Path) -> Result<Vec<(usize, &'a [u8])>> {
     let corrupt =
         |at: usize, why: &str| StorageError::corrupt(path, format!("at byte {at}: {why}"));
     let length = usize::try_from(length).unwrap_or(usize::MAX);
@@ -431,8 +493,7 @@ pub(crate) fn replay(bytes: &[u8], length: u64, path: &Path, into: &mut LastValu
             version,
         });
     }
-    // About 27 bytes per entry in the leading copy.
-    into.reserve(length / 32);
+    let mut out = Vec::new();
     let mut at = HEADER_LEN as usize;
     while at < length {
         if length - at < 8 {
@@ -448,10 +509,171 @@ pub(crate) fn replay(bytes: &[u8], length: u64, path: &Path, into: &mut LastValu
         if crc32c::crc32c(body) != crc {
             return Err(corrupt(at, "record checksum mismatch"));
         }
-        apply_record(body, into).map_err(|why| corrupt(at, &why))?;
+        out.push((at, body));
         at = start + len;
     }
+    Ok(out)
+}
+
+/// Applies the records of `bytes` (a log file) up to `length` to `into`. Any damage inside the
+/// committed length is an error: it was fsynced before its commit.
+pub(crate) fn replay(bytes: &[u8], length: u64, path: &Path, into: &mut LastValues) -> Result<()> {
+    let records = records(bytes, length, path)?;
+    // About 27 bytes per entry in the leading copy.
+    into.reserve(usize::try_from(length).unwrap_or(0) / 32);
+    for (at, body) in records {
+        apply_record(body, into)
+            .map_err(|why| StorageError::corrupt(path, format!("at byte {at}: {why}")))?;
+    }
     Ok(())
+}
+
+/// Feeds the last values of the log `bytes` (every byte committed) to `emit` in key order,
+/// newest-wins, by a k-way merge of its records: each `Set` record is sorted by key (a full
+/// copy's records in ascending order, an appended flush's values as the flush sorted them),
+/// so a new generation costs sequential reads, not a hash map of every series. Returns
+/// `false` when a record turns out not to be strictly sorted (`emit` has then seen part of the
+/// state; the caller starts over another way).
+fn merge_sorted(
+    bytes: &[u8],
+    path: &Path,
+    mut emit: impl FnMut(SeriesKey, LastValue) -> Result<()>,
+) -> Result<bool> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    struct Run<'a> {
+        reader: Reader<'a>,
+        left: u32,
+        record: usize,
+        head: Option<(SeriesKey, LastValue)>,
+        /// Key of the entry read last.
+        prev: Option<SeriesKey>,
+        at: usize,
+    }
+    let corrupt =
+        |at: usize, why: String| StorageError::corrupt(path, format!("at byte {at}: {why}"));
+    let mut runs: Vec<Run<'_>> = Vec::new();
+    // Forgotten devices by record number, each list sorted.
+    let mut forgets: Vec<(usize, Vec<(u32, u32)>)> = Vec::new();
+    for (record, (at, body)) in records(bytes, bytes.len() as u64, path)?
+        .into_iter()
+        .enumerate()
+    {
+        let mut reader = Reader { bytes: body, at: 0 };
+        let (kind, n) = (
+            reader.u8().map_err(|e| corrupt(at, e))?,
+            reader.u32().map_err(|e| corrupt(at, e))?,
+        );
+        match kind {
+            KIND_SET => runs.push(Run {
+                reader,
+                left: n,
+                record,
+                head: None,
+                prev: None,
+                at,
+            }),
+            KIND_FORGET => {
+                let mut devices = Vec::new();
+                for _ in 0..n {
+                    let d = (|| Ok::<_, String>((reader.u32()?, reader.u32()?)))()
+                        .map_err(|e| corrupt(at, e))?;
+                    devices.push(d);
+                }
+                devices.sort_unstable();
+                forgets.push((record, devices));
+            }
+            kind => return Err(corrupt(at, format!("unknown record kind {kind}"))),
+        }
+    }
+    // Advances a run to its next entry; `false` when it is not strictly ascending.
+    let advance = |run: &mut Run<'_>| -> Result<bool> {
+        if run.left == 0 {
+            if run.reader.at != run.reader.bytes.len() {
+                return Err(corrupt(run.at, "trailing bytes in a record".into()));
+            }
+            run.head = None;
+            return Ok(true);
+        }
+        run.left -= 1;
+        let next = read_entry(&mut run.reader).map_err(|e| corrupt(run.at, e))?;
+        let ascending = run.prev.is_none_or(|k| k < next.0);
+        run.prev = Some(next.0);
+        run.head = Some(next);
+        Ok(ascending)
+    };
+    let mut heap = BinaryHeap::with_capacity(runs.len());
+    for (i, run) in runs.iter_mut().enumerate() {
+        if !advance(run)? {
+            return Ok(false);
+        }
+        if let Some((key, _)) = &run.head {
+            heap.push(Reverse((*key, i)));
+        }
+    }
+    // Whether a forget of `device` lies between records `after` and `before` (exclusive).
+    let forgotten = |device: (u32, u32), after: usize, before: usize| {
+        forgets.iter().any(|(record, devices)| {
+            *record > after && *record < before && devices.binary_search(&device).is_ok()
+        })
+    };
+    while let Some(Reverse((key, first))) = heap.pop() {
+        // Every run holding `key`, in record order (ties pop by run index, runs are in record
+        // order).
+        let mut holders = vec![first];
+        while let Some(Reverse((k, i))) = heap.peek()
+            && *k == key
+        {
+            holders.push(*i);
+            heap.pop();
+        }
+        let device = (key.0, key.1);
+        let mut current: Option<(usize, LastValue)> = None;
+        for i in holders {
+            let run = &mut runs[i];
+            let (_, lv) = run.head.take().expect("a run in the heap has a head");
+            let keep_current = match &current {
+                Some((record, cur)) => {
+                    !forgotten(device, *record, run.record) && cur.ts_us > lv.ts_us
+                }
+                None => false,
+            };
+            if !keep_current {
+                current = Some((run.record, lv));
+            } else if let Some((record, _)) = &mut current {
+                *record = run.record;
+            }
+            if !advance(run)? {
+                return Ok(false);
+            }
+            if let Some((k, _)) = &run.head {
+                heap.push(Reverse((*k, i)));
+            }
+        }
+        if let Some((record, lv)) = current
+            && !forgotten(device, record, usize::MAX)
+        {
+            emit(key, lv)?;
+        }
+    }
+    Ok(true)
+}
+
+/// Reads one `Set` entry.
+fn read_entry(r: &mut Reader<'_>) -> std::result::Result<(SeriesKey, LastValue), String> {
+    let key = (r.u32()?, r.u32()?, r.u16()?);
+    let ts_us = r.u64()? as i64;
+    let value = match r.u8()? {
+        TAG_NUMBER => Value::Number(f64::from_bits(r.u64()?)),
+        TAG_TEXT => {
+            let len = r.u32()? as usize;
+            let text =
+                std::str::from_utf8(r.take(len)?).map_err(|_| "text is not UTF-8".to_owned())?;
+            Value::Text(text.to_owned())
+        }
+        tag => return Err(format!("unknown value tag {tag}")),
+    };
+    Ok((key, LastValue { ts_us, value }))
 }
 
 /// Applies one record body.
@@ -462,19 +684,8 @@ fn apply_record(body: &[u8], into: &mut LastValues) -> std::result::Result<(), S
     match kind {
         KIND_SET => {
             for _ in 0..n {
-                let key = (r.u32()?, r.u32()?, r.u16()?);
-                let ts_us = r.u64()? as i64;
-                let value = match r.u8()? {
-                    TAG_NUMBER => Value::Number(f64::from_bits(r.u64()?)),
-                    TAG_TEXT => {
-                        let len = r.u32()? as usize;
-                        let text = std::str::from_utf8(r.take(len)?)
-                            .map_err(|_| "text is not UTF-8".to_owned())?;
-                        Value::Text(text.to_owned())
-                    }
-                    tag => return Err(format!("unknown value tag {tag}")),
-                };
-                merge(into, key, LastValue { ts_us, value });
+                let (key, lv) = read_entry(&mut r)?;
+                merge(into, key, lv);
             }
         }
         KIND_FORGET => {
@@ -531,6 +742,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::Strategy;
 
     fn num(ts_us: i64, x: f64) -> LastValue {
         LastValue {
@@ -693,6 +905,80 @@ mod tests {
         assert!(LastLog::open(dir.path(), at, &mut LastValues::default()).is_err());
         std::fs::write(&path, b"something else entirely").unwrap();
         assert!(LastLog::open(dir.path(), at, &mut LastValues::default()).is_err());
+    }
+
+    /// A device forgotten between two values of a series: the older, later value is the one
+    /// that survives a new generation.
+    #[test]
+    fn a_forget_between_values_is_merged_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = LastValues::default();
+        let mut log = LastLog::open(dir.path(), LogRef::default(), &mut state).unwrap();
+        commit(
+            &mut log,
+            &mut state,
+            Change::Set(vec![((0, 0, 0), num(1, 1.0))]),
+        );
+        commit(
+            &mut log,
+            &mut state,
+            Change::Set(vec![((1, 1, 1), num(10, 10.0))]),
+        );
+        commit(&mut log, &mut state, Change::Forget(vec![(1, 1)]));
+        commit(
+            &mut log,
+            &mut state,
+            Change::Set(vec![((1, 1, 1), num(5, 5.0))]),
+        );
+        log.force_rewrite();
+        let at = commit(&mut log, &mut state, Change::Set(vec![]));
+        assert_eq!(at.generation, 2);
+        assert_eq!(reopen(dir.path(), at)[&(1, 1, 1)], num(5, 5.0));
+        assert_eq!(reopen(dir.path(), at), state);
+    }
+
+    proptest::proptest! {
+        /// New generations built by merging the log's records hold exactly what replaying
+        /// every change into a map gives: values in and out of key order, older values, texts,
+        /// forgotten devices that write again.
+        #[test]
+        fn generations_merge_to_what_a_replay_gives(
+            changes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    3 => proptest::collection::vec(
+                        ((0u32..2, 0u32..3, 0u16..2), 0i64..20, proptest::bool::ANY),
+                        0..12,
+                    ).prop_map(|v| Change::Set(v.into_iter().map(|(k, ts, t)| {
+                        (k, if t { text(ts, &format!("s{ts}")) } else { num(ts, ts as f64 / 4.0) })
+                    }).collect())),
+                    1 => proptest::collection::vec((0u32..2, 0u32..3), 0..3).prop_map(Change::Forget),
+                ],
+                1..25,
+            ),
+            min_rewrite in 0u64..4000,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut state = LastValues::default();
+            let mut log = LastLog::open(dir.path(), LogRef::default(), &mut state).unwrap();
+            log.min_rewrite = min_rewrite;
+            for change in changes {
+                let at = commit(&mut log, &mut state, change);
+                if at.generation != 0 {
+                    proptest::prop_assert_eq!(&reopen(dir.path(), at), &state);
+                    // The merge itself (not its map fallback) gives the state, in key order.
+                    let bytes = log.committed_bytes().unwrap().unwrap();
+                    let mut merged = Vec::new();
+                    let sorted = merge_sorted(&bytes, dir.path(), |k, v| {
+                        merged.push((k, v));
+                        Ok(())
+                    })
+                    .unwrap();
+                    proptest::prop_assert!(sorted);
+                    proptest::prop_assert!(merged.windows(2).all(|w| w[0].0 < w[1].0));
+                    proptest::prop_assert_eq!(&merged.into_iter().collect::<LastValues>(), &state);
+                }
+            }
+        }
     }
 
     #[test]
