@@ -216,14 +216,18 @@ impl LastLog {
     /// applied. The state is read back from the log, not kept in memory between commits: the
     /// log's sorted records are merged ([`merge_sorted`]).
     fn rewrite(&mut self, record: &[u8], change: &Change) -> Result<Written> {
-        let Some(mut log) = self.committed_bytes()? else {
+        // One buffer for the file and the new record; the copy sized like the old one.
+        let Some(mut log) = self.committed_bytes_and(record.len())? else {
             let mut state = LastValues::default();
             apply_change(&mut state, change);
             return self.write_full(&state);
         };
         log.extend_from_slice(record);
         let path = self.dir.join(file_name(self.committed.generation));
-        let mut copy = FullCopy::default();
+        let mut copy = FullCopy {
+            bytes: Vec::with_capacity(log.len().min(2 * self.committed.base as usize)),
+            ..FullCopy::default()
+        };
         if merge_sorted(&log, &path, |k, v| copy.push(k, v))? {
             return self.start_generation(copy.finish()?);
         }
@@ -296,12 +300,21 @@ impl LastLog {
 
     /// The committed bytes of the current generation's file (for the bucket).
     pub(crate) fn committed_bytes(&self) -> Result<Option<Vec<u8>>> {
+        self.committed_bytes_and(0)
+    }
+
+    /// [`LastLog::committed_bytes`] in a buffer with room for `extra` more bytes.
+    fn committed_bytes_and(&self, extra: usize) -> Result<Option<Vec<u8>>> {
+        use std::io::Read;
         if self.committed.generation == 0 {
             return Ok(None);
         }
         let path = self.dir.join(file_name(self.committed.generation));
-        let mut bytes = std::fs::read(&path).map_err(StorageError::io_path(&path))?;
         let len = usize::try_from(self.committed.length).unwrap_or(usize::MAX);
+        let mut bytes = Vec::with_capacity(len.saturating_add(extra));
+        File::open(&path)
+            .and_then(|f| f.take(self.committed.length).read_to_end(&mut bytes))
+            .map_err(StorageError::io_path(&path))?;
         if bytes.len() < len {
             return Err(StorageError::corrupt(
                 &path,
