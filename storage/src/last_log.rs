@@ -780,6 +780,14 @@ mod tests {
         log.committed()
     }
 
+    /// An empty log in a new directory, and its (empty) state.
+    fn fresh() -> (tempfile::TempDir, LastValues, LastLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = LastValues::default();
+        let log = LastLog::open(dir.path(), LogRef::default(), &mut state).unwrap();
+        (dir, state, log)
+    }
+
     fn reopen(dir: &Path, at: LogRef) -> LastValues {
         let mut m = LastValues::default();
         LastLog::open(dir, at, &mut m).unwrap();
@@ -788,9 +796,7 @@ mod tests {
 
     #[test]
     fn values_texts_and_forgets_survive_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut state = LastValues::default();
-        let mut log = LastLog::open(dir.path(), LogRef::default(), &mut state).unwrap();
+        let (dir, mut state, mut log) = fresh();
         let first = commit(
             &mut log,
             &mut state,
@@ -832,9 +838,7 @@ mod tests {
     /// next append; a started generation whose commit failed is deleted.
     #[test]
     fn uncommitted_writes_are_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut state = LastValues::default();
-        let mut log = LastLog::open(dir.path(), LogRef::default(), &mut state).unwrap();
+        let (dir, mut state, mut log) = fresh();
         let at = commit(
             &mut log,
             &mut state,
@@ -869,9 +873,7 @@ mod tests {
     /// state alone and the old file goes.
     #[test]
     fn a_log_that_outgrows_its_copy_starts_a_generation() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut state = LastValues::default();
-        let mut log = LastLog::open(dir.path(), LogRef::default(), &mut state).unwrap();
+        let (dir, mut state, mut log) = fresh();
         log.min_rewrite = 0;
         let all: Vec<_> = (0..100u32).map(|d| ((1, d, 0), num(0, 0.0))).collect();
         let first = commit(&mut log, &mut state, Change::Set(all));
@@ -893,9 +895,7 @@ mod tests {
 
     #[test]
     fn damage_inside_the_committed_length_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut state = LastValues::default();
-        let mut log = LastLog::open(dir.path(), LogRef::default(), &mut state).unwrap();
+        let (dir, mut state, mut log) = fresh();
         let at = commit(
             &mut log,
             &mut state,
@@ -924,9 +924,7 @@ mod tests {
     /// that survives a new generation.
     #[test]
     fn a_forget_between_values_is_merged_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut state = LastValues::default();
-        let mut log = LastLog::open(dir.path(), LogRef::default(), &mut state).unwrap();
+        let (dir, mut state, mut log) = fresh();
         commit(
             &mut log,
             &mut state,
@@ -970,9 +968,7 @@ mod tests {
             ),
             min_rewrite in 0u64..4000,
         ) {
-            let dir = tempfile::tempdir().unwrap();
-            let mut state = LastValues::default();
-            let mut log = LastLog::open(dir.path(), LogRef::default(), &mut state).unwrap();
+            let (dir, mut state, mut log) = fresh();
             log.min_rewrite = min_rewrite;
             for change in changes {
                 let at = commit(&mut log, &mut state, change);
@@ -996,9 +992,7 @@ mod tests {
 
     #[test]
     fn orphans_are_other_generations() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut state = LastValues::default();
-        let mut log = LastLog::open(dir.path(), LogRef::default(), &mut state).unwrap();
+        let (dir, mut state, mut log) = fresh();
         commit(
             &mut log,
             &mut state,
