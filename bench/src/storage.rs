@@ -6,7 +6,8 @@
 //! 2. Bytes per point on disk for the shared realistic data set ([`crate::data`]):
 //!    `--devices` devices × 4 pins every `--interval-s` seconds for `--hours` hours; pins 0–2
 //!    random walks with two decimals, pin 3 an enum-like text state. Measured after the
-//!    flushes and again after compaction.
+//!    flushes and again after compaction; then the store is closed and reopened, timing a
+//!    restart (the last value of every series restored).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -229,6 +230,8 @@ struct Size {
     compacted_bytes: u64,
     write_seconds: f64,
     compact_seconds: f64,
+    reopen_seconds: f64,
+    series: usize,
 }
 
 fn size(args: &StorageArgs) -> Result<Size> {
@@ -236,7 +239,7 @@ fn size(args: &StorageArgs) -> Result<Size> {
     let mut config = StorageConfig::new(dir.path());
     config.fsync = FsyncPolicy::Never;
     config.compact_min_files = 0;
-    let storage = Storage::open(config)?;
+    let storage = Storage::open(config.clone())?;
     let mut fleet = Fleet::new(0, args.devices, 42, args.interval_s);
     let steps = u64::from(args.hours) * 3600 / u64::from(args.interval_s.max(1));
     let started = Instant::now();
@@ -269,6 +272,12 @@ fn size(args: &StorageArgs) -> Result<Size> {
     let compacted_bytes = snap.files.iter().map(|f| f.bytes).sum();
     drop(snap);
     storage.close()?;
+    drop(storage);
+    let started = Instant::now();
+    let reopened = Storage::open(config)?;
+    let reopen_seconds = started.elapsed().as_secs_f64();
+    let series = reopened.recovery().series;
+    reopened.close()?;
     Ok(Size {
         points,
         flushed_files,
@@ -277,6 +286,8 @@ fn size(args: &StorageArgs) -> Result<Size> {
         compacted_bytes,
         write_seconds,
         compact_seconds,
+        reopen_seconds,
+        series,
     })
 }
 
@@ -330,6 +341,10 @@ pub fn run(args: StorageArgs) -> Result<()> {
             per(s.compacted_bytes),
             s.compact_seconds
         );
+        println!(
+            "      reopened in {:.2} s ({} series' last values restored)",
+            s.reopen_seconds, s.series
+        );
         report.insert(
             "size".into(),
             json!({
@@ -340,6 +355,8 @@ pub fn run(args: StorageArgs) -> Result<()> {
                 "compacted_files": s.compacted_files,
                 "compacted_bytes": s.compacted_bytes,
                 "compacted_bytes_per_point": per(s.compacted_bytes),
+                "reopen_seconds": s.reopen_seconds,
+                "series": s.series,
             }),
         );
     }

@@ -280,6 +280,9 @@ async fn every_scenario_then_the_report() {
     // 50 devices × 4 pins × 60 one-minute steps.
     assert_eq!(r["size"]["points"], 12_000, "{r}");
     assert!(f(&r["size"], "compacted_bytes_per_point") > 0.0, "{r}");
+    // The restart restores every series' last value.
+    assert_eq!(r["size"]["series"], 200, "{r}");
+    assert!(f(&r["size"], "reopen_seconds") > 0.0, "{r}");
 
     // query, in-process: a tiny data set, every dashboard read and statement.
     let dir = tmp.path().join("query").display().to_string();
