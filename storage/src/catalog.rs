@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
 use crate::fsutil;
-use crate::last_log::{Change, LastLog, LastValues, LogRef, Written};
+use crate::last_log::{Change, LastLog, LastValues, LogRef, SortedValues, Written};
 use crate::last_value::LastValue;
 use crate::parquet_writer::SeriesKey;
 use crate::point::Value;
@@ -86,9 +86,9 @@ pub(crate) struct Catalog {
     next_file_id: u64,
     flushed_wal_seq: u64,
     files: Vec<FileEntry>,
-    /// The last values read on load, until [`Catalog::take_last_values`] (their durable form is
-    /// `last_log`; they are not kept in memory after open).
-    last: LastValues,
+    /// The last values read on load, in key order, until [`Catalog::take_last_values`] (their
+    /// durable form is `last_log`; they are not kept in memory after open).
+    last: SortedValues,
     last_log: LastLog,
     /// Generations of the last-value log replaced locally whose objects stay in the bucket until
     /// the bucket's catalog no longer names them.
@@ -112,8 +112,8 @@ impl Catalog {
                 next_file_id: 1,
                 flushed_wal_seq: 0,
                 files: Vec::new(),
-                last: LastValues::default(),
-                last_log: LastLog::open(data_dir, LogRef::default(), &mut LastValues::default())?,
+                last: SortedValues::new(),
+                last_log: LastLog::open(data_dir, LogRef::default())?.0,
                 bucket_stale_logs: Vec::new(),
             })
         };
@@ -130,9 +130,10 @@ impl Catalog {
                 version: doc.format_version,
             });
         }
-        let mut last = LastValues::default();
-        last.reserve(doc.last_values.len());
-        let last_log = LastLog::open(data_dir, doc.last_values_log, &mut last)?;
+        let (last_log, last) = LastLog::open(data_dir, doc.last_values_log)?;
+        // Format 1: the values inline.
+        let mut inline = LastValues::default();
+        inline.reserve(doc.last_values.len());
         for e in doc.last_values {
             let value = match (e.number, e.text) {
                 (Some(n), None) => Value::Number(
@@ -147,7 +148,7 @@ impl Catalog {
                     ));
                 }
             };
-            last.insert(
+            inline.insert(
                 (e.org_id, e.device_id, e.pin),
                 LastValue {
                     ts_us: e.ts_us,
@@ -176,9 +177,11 @@ impl Catalog {
         if doc.format_version == 1 {
             // Move the inline last values to the log (the bucket follows when the store
             // reconciles with it on open).
-            let written = catalog.last_log.write_full(&catalog.last)?;
+            let written = catalog.last_log.write_full(&inline)?;
             let files = catalog.files.clone();
             catalog.store(files, Some(written), catalog.flushed_wal_seq, false)?;
+            catalog.last = inline.into_iter().collect();
+            catalog.last.sort_unstable_by_key(|(k, _)| *k);
             tracing::info!(
                 path = %path.display(),
                 series = catalog.last.len(),
@@ -258,7 +261,7 @@ impl Catalog {
 
     /// The last values as of `flushed_wal_seq` when the catalog was loaded (once: the catalog
     /// does not keep them).
-    pub(crate) fn take_last_values(&mut self) -> LastValues {
+    pub(crate) fn take_last_values(&mut self) -> SortedValues {
         std::mem::take(&mut self.last)
     }
 
@@ -549,7 +552,7 @@ mod tests {
         let mut r = Catalog::load(dir.path(), None).unwrap();
         let last = r.take_last_values();
         assert_eq!(last.len(), 80_000 - 8);
-        assert!(last.keys().all(|&(_, d, _)| d != 3 && d != 5));
+        assert!(last.iter().all(|((_, d, _), _)| *d != 3 && *d != 5));
         assert_eq!(r.files(), c.files());
     }
 
@@ -572,7 +575,7 @@ mod tests {
         let check = |mut c: Catalog| {
             assert_eq!((c.flushed_wal_seq(), c.next_file_id()), (17, 4));
             assert_eq!(c.files(), &[entry(3)]);
-            let last = c.take_last_values();
+            let last: LastValues = c.take_last_values().into_iter().collect();
             assert_eq!(last.len(), 3);
             assert_eq!(last[&(1, 2, 3)].value, Value::Number(21.5));
             assert_eq!(last[&(1, 2, 4)].value, Value::Text("on".into()));

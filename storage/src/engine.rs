@@ -312,7 +312,7 @@ impl Storage {
         };
         let flushed_seq = catalog.flushed_wal_seq();
         let last = LastValueCache::default();
-        last.apply_entries(catalog.take_last_values().iter().map(|(k, v)| (*k, v)));
+        last.restore_sorted(catalog.take_last_values());
 
         let mut active = Memtable::new();
         let mut frozen = VecDeque::new();

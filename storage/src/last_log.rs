@@ -54,6 +54,9 @@ const TAG_TEXT: u8 = 1;
 /// Last values by series (foldhash: a new generation loads millions of them).
 pub(crate) type LastValues = HashMap<SeriesKey, LastValue, foldhash::fast::RandomState>;
 
+/// Last values in ascending key order, one per series.
+pub(crate) type SortedValues = Vec<(SeriesKey, LastValue)>;
+
 /// The committed part of the last-value log, as named by the catalog.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LogRef {
@@ -122,21 +125,43 @@ pub(crate) struct LastLog {
 }
 
 impl LastLog {
-    /// The log of `data_dir` as committed at `log`; loads its last values into `into`.
-    pub(crate) fn open(data_dir: &Path, log: LogRef, into: &mut LastValues) -> Result<LastLog> {
+    /// The log of `data_dir` as committed at `log`, and its last values in key order (read by
+    /// merging the log's sorted records, so a restart with millions of series builds no map).
+    pub(crate) fn open(data_dir: &Path, log: LogRef) -> Result<(LastLog, SortedValues)> {
         let dir = data_dir.join(LAST_DIR);
+        let mut values = SortedValues::new();
         if log.generation != 0 {
             let path = dir.join(file_name(log.generation));
             let bytes = std::fs::read(&path).map_err(StorageError::io_path(&path))?;
-            replay(&bytes, log.length, &path, into)?;
+            let length = usize::try_from(log.length).unwrap_or(usize::MAX);
+            if bytes.len() < length {
+                return Err(StorageError::corrupt(
+                    &path,
+                    format!("{} bytes, the catalog commits {length}", bytes.len()),
+                ));
+            }
+            let committed = &bytes[..length];
+            values.reserve(length / 32);
+            let sorted = merge_sorted(committed, &path, |k, v| {
+                values.push((k, v));
+                Ok(())
+            })?;
+            if !sorted {
+                tracing::warn!(path = %path.display(), "last-value log records out of key order; read through a map");
+                let mut map = LastValues::default();
+                replay(committed, log.length, &path, &mut map)?;
+                values = map.into_iter().collect();
+                values.sort_unstable_by_key(|(k, _)| *k);
+            }
         }
-        Ok(LastLog {
+        let last_log = LastLog {
             dir,
             committed: log,
             file: None,
             min_rewrite: MIN_REWRITE_BYTES,
             force_rewrite: log.generation == 0,
-        })
+        };
+        Ok((last_log, values))
     }
 
     /// The committed reference.
@@ -783,15 +808,14 @@ mod tests {
     /// An empty log in a new directory, and its (empty) state.
     fn fresh() -> (tempfile::TempDir, LastValues, LastLog) {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = LastValues::default();
-        let log = LastLog::open(dir.path(), LogRef::default(), &mut state).unwrap();
-        (dir, state, log)
+        let (log, values) = LastLog::open(dir.path(), LogRef::default()).unwrap();
+        (dir, values.into_iter().collect(), log)
     }
 
     fn reopen(dir: &Path, at: LogRef) -> LastValues {
-        let mut m = LastValues::default();
-        LastLog::open(dir, at, &mut m).unwrap();
-        m
+        let (_, values) = LastLog::open(dir, at).unwrap();
+        assert!(values.windows(2).all(|w| w[0].0 < w[1].0), "in key order");
+        values.into_iter().collect()
     }
 
     #[test]
@@ -912,12 +936,12 @@ mod tests {
         let mut flipped = good.clone();
         *flipped.last_mut().unwrap() ^= 1;
         std::fs::write(&path, &flipped).unwrap();
-        let err = LastLog::open(dir.path(), at, &mut LastValues::default()).unwrap_err();
+        let err = LastLog::open(dir.path(), at).unwrap_err();
         assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
         std::fs::write(&path, &good[..good.len() - 1]).unwrap();
-        assert!(LastLog::open(dir.path(), at, &mut LastValues::default()).is_err());
+        assert!(LastLog::open(dir.path(), at).is_err());
         std::fs::write(&path, b"something else entirely").unwrap();
-        assert!(LastLog::open(dir.path(), at, &mut LastValues::default()).is_err());
+        assert!(LastLog::open(dir.path(), at).is_err());
     }
 
     /// A device forgotten between two values of a series: the older, later value is the one

@@ -155,14 +155,36 @@ impl LastValueCache {
         }
     }
 
-    /// Applies already-resolved entries (e.g. restored from the catalog).
-    pub(crate) fn apply_entries<'a>(
-        &self,
-        entries: impl IntoIterator<Item = ((u32, u32, u16), &'a LastValue)>,
-    ) {
+    /// Restores entries in ascending key order, one per series (the catalog's on open): each
+    /// device's pins are built as one sorted list and inserted with one map operation.
+    pub(crate) fn restore_sorted(&self, entries: Vec<((u32, u32, u16), LastValue)>) {
         let mut map = self.map.write();
-        for ((org, dev, pin), lv) in entries {
-            merge_into(map.entry((org, dev)).or_default(), pin, lv.ts_us, &lv.value);
+        let devices = entries
+            .windows(2)
+            .filter(|w| (w[0].0.0, w[0].0.1) != (w[1].0.0, w[1].0.1))
+            .count()
+            + usize::from(!entries.is_empty());
+        map.reserve(devices);
+        let mut entries = entries.into_iter().peekable();
+        while let Some(((org, dev, pin), lv)) = entries.next() {
+            let mut pins: DevicePins = vec![(pin, lv)];
+            while let Some(((o, d, p), _)) = entries.peek()
+                && (*o, *d) == (org, dev)
+            {
+                let p = *p;
+                let (_, lv) = entries.next().expect("peeked");
+                pins.push((p, lv));
+            }
+            match map.entry((org, dev)) {
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(pins);
+                }
+                std::collections::hash_map::Entry::Occupied(mut slot) => {
+                    for (pin, lv) in pins {
+                        merge_into(slot.get_mut(), pin, lv.ts_us, &lv.value);
+                    }
+                }
+            }
         }
     }
 
@@ -195,6 +217,31 @@ impl LastValueCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Restoring sorted entries builds each device's pin list in one go; a device already
+    /// cached keeps the newer of its values.
+    #[test]
+    fn restores_sorted_entries_per_device() {
+        let c = LastValueCache::default();
+        let lv = |ts_us, x| LastValue {
+            ts_us,
+            value: Value::Number(x),
+        };
+        c.apply(&[Point::number(1, 9, 0, 50, 5.0)]);
+        c.restore_sorted(vec![
+            ((1, 2, 0), lv(1, 1.0)),
+            ((1, 2, 3), lv(2, 2.0)),
+            ((1, 9, 0), lv(40, 4.0)),
+            ((1, 9, 1), lv(41, 4.1)),
+            ((2, 2, 7), lv(3, 3.0)),
+        ]);
+        assert_eq!(c.device(1, 2), vec![(0, lv(1, 1.0)), (3, lv(2, 2.0))]);
+        assert_eq!(c.device(1, 9), vec![(0, lv(50, 5.0)), (1, lv(41, 4.1))]);
+        assert_eq!(c.get(2, 2, 7), Some(lv(3, 3.0)));
+        assert_eq!(c.len(), 5);
+        c.restore_sorted(Vec::new());
+        assert_eq!(c.len(), 5);
+    }
 
     #[test]
     fn newest_wins_ties_go_to_later_write() {
