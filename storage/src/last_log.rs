@@ -191,7 +191,7 @@ impl LastLog {
         }
         let grown = self.committed.length + record.len() as u64;
         if self.force_rewrite || grown > (2 * self.committed.base).max(self.min_rewrite) {
-            return self.rewrite(&record, change).map(Some);
+            return self.rewrite(&record).map(Some);
         }
         let path = self.dir.join(file_name(self.committed.generation));
         if self.file.is_none() {
@@ -237,15 +237,20 @@ impl LastLog {
         self.start_generation(copy.finish()?)
     }
 
-    /// Starts a generation holding the committed state with `change` (encoded as `record`)
+    /// Starts a generation holding the committed state with `record` (an encoded change)
     /// applied. The state is read back from the log, not kept in memory between commits: the
     /// log's sorted records are merged ([`merge_sorted`]).
-    fn rewrite(&mut self, record: &[u8], change: &Change) -> Result<Written> {
+    fn rewrite(&mut self, record: &[u8]) -> Result<Written> {
         // One buffer for the file and the new record; the copy sized like the old one.
-        let Some(mut log) = self.committed_bytes_and(record.len())? else {
-            let mut state = LastValues::default();
-            apply_change(&mut state, change);
-            return self.write_full(&state);
+        let mut log = match self.committed_bytes_and(record.len())? {
+            Some(log) => log,
+            // No generation yet: the state is the change alone.
+            None => {
+                let mut log = Vec::with_capacity(HEADER_LEN as usize + record.len());
+                log.extend_from_slice(MAGIC);
+                log.extend_from_slice(&VERSION.to_le_bytes());
+                log
+            }
         };
         log.extend_from_slice(record);
         let path = self.dir.join(file_name(self.committed.generation));
@@ -403,18 +408,6 @@ fn merge(state: &mut LastValues, key: SeriesKey, lv: LastValue) {
         None => {
             state.insert(key, lv);
         }
-    }
-}
-
-/// Applies `change` to `state` as replaying its record does.
-fn apply_change(state: &mut LastValues, change: &Change) {
-    match change {
-        Change::Set(entries) => {
-            for (key, lv) in entries {
-                merge(state, *key, lv.clone());
-            }
-        }
-        Change::Forget(devices) => forget(state, devices.clone()),
     }
 }
 
@@ -803,6 +796,18 @@ mod tests {
             log.finish(&w, true);
         }
         log.committed()
+    }
+
+    /// The model: applies `change` to `state` as replaying its record does.
+    fn apply_change(state: &mut LastValues, change: &Change) {
+        match change {
+            Change::Set(entries) => {
+                for (key, lv) in entries {
+                    merge(state, *key, lv.clone());
+                }
+            }
+            Change::Forget(devices) => forget(state, devices.clone()),
+        }
     }
 
     /// An empty log in a new directory, and its (empty) state.
