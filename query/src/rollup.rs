@@ -93,14 +93,23 @@ pub(crate) struct FileRollup {
     /// every few hours, more memory than the data), and those files are read raw instead —
     /// a few values per series and day.
     has_hour: bool,
+    /// Whether the day tier is kept: the same rule per day. A fleet of a million devices
+    /// sending a few values a week otherwise kept about 90 bytes of day buckets in memory per
+    /// stored value (8.6 GB for a 114 MiB data set, BENCHMARKS.md, "Last values out of the
+    /// catalog"); such files are read raw, a handful of rows per series.
+    has_day: bool,
 }
+
+/// Sidecar key-value metadata listing the tiers a rollup keeps (`hour,day`, `day` or empty).
+/// Sidecars written before it existed have no such key; see [`FileRollup::load`].
+const TIERS_KEY: &str = "pinhouse.rollup.tiers";
 
 impl FileRollup {
     /// Whether `tier` can answer from this rollup (otherwise read the file raw).
     pub(crate) fn has(&self, tier: Tier) -> bool {
         match tier {
             Tier::Hour => self.has_hour,
-            Tier::Day => true,
+            Tier::Day => self.has_day,
             Tier::Raw => false,
         }
     }
@@ -201,10 +210,12 @@ impl FileRollup {
             .collect();
         let day = TierTable::from_sorted(days);
         let has_hour = hour.keys.len().saturating_mul(2) <= numeric_rows;
+        let has_day = day.keys.len().saturating_mul(2) <= numeric_rows;
         Ok(FileRollup {
             hour: if has_hour { hour } else { TierTable::default() },
-            day,
+            day: if has_day { day } else { TierTable::default() },
             has_hour,
+            has_day,
         })
     }
 
@@ -257,8 +268,20 @@ impl FileRollup {
         let schema = Self::sidecar_schema();
         let tmp = path.with_extension("parquet.tmp");
         let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let tiers: Vec<&str> = [(self.has_hour, "hour"), (self.has_day, "day")]
+            .into_iter()
+            .filter_map(|(kept, name)| kept.then_some(name))
+            .collect();
+        let props = datafusion::parquet::file::properties::WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![
+                datafusion::parquet::file::metadata::KeyValue::new(
+                    TIERS_KEY.to_owned(),
+                    tiers.join(","),
+                ),
+            ]))
+            .build();
         let mut writer =
-            ArrowWriter::try_new(file, Arc::clone(&schema), None).map_err(parquet_err)?;
+            ArrowWriter::try_new(file, Arc::clone(&schema), Some(props)).map_err(parquet_err)?;
         for columns in cols {
             let batch = RecordBatch::try_new(Arc::clone(&schema), columns)
                 .map_err(|e| QueryError::Execution(e.to_string()))?;
@@ -273,10 +296,14 @@ impl FileRollup {
 
     fn load(path: &Path) -> Result<FileRollup> {
         let file = File::open(path).map_err(|e| io_err(path, e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(parquet_err)?
-            .build()
-            .map_err(parquet_err)?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
+        let tiers: Option<String> = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|e| e.key == TIERS_KEY))
+            .map(|e| e.value.clone().unwrap_or_default());
+        let reader = builder.build().map_err(parquet_err)?;
         let mut hour = Vec::new();
         let mut day = Vec::new();
         for batch in reader {
@@ -317,13 +344,20 @@ impl FileRollup {
                 }
             }
         }
-        // A sparse file's sidecar has day rows only (see `has_hour`); a file without numeric
-        // values has neither, and its empty hour tier is a true answer.
-        let has_hour = !hour.is_empty() || day.is_empty();
+        let (has_hour, has_day) = match tiers {
+            Some(tiers) => {
+                let kept: Vec<&str> = tiers.split(',').collect();
+                (kept.contains(&"hour"), kept.contains(&"day"))
+            }
+            // An older sidecar: a sparse file's has day rows only (see `has_hour`); a file
+            // without numeric values has neither, and its empty tiers are a true answer.
+            None => (!hour.is_empty() || day.is_empty(), true),
+        };
         Ok(FileRollup {
             hour: TierTable::from_sorted(hour),
             day: TierTable::from_sorted(day),
             has_hour,
+            has_day,
         })
     }
 }
@@ -355,6 +389,9 @@ pub struct RollupPass {
     pub dropped: usize,
     /// Files that could not be rolled up (logged; queries read them raw).
     pub failed: usize,
+    /// Bucket rows (both tiers) of the rollups computed or loaded by this pass: what they
+    /// hold in memory, at about 90 bytes each.
+    pub bucket_rows: usize,
 }
 
 /// The rollups of every data file in the catalog.
@@ -438,6 +475,7 @@ impl Rollups {
                 },
             };
             tracing::debug!(file = %meta.path.display(), rows = rollup.rows(), "rollup ready");
+            pass.bucket_rows += rollup.rows();
             self.files.write().insert(file_key(meta), Arc::new(rollup));
         }
         if pass.dropped > 0 || pass.computed > 0 {

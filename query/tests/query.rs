@@ -777,6 +777,57 @@ mod history {
         }
     }
 
+    /// A fleet sampled every two days keeps no rollup at all (a day bucket per value would
+    /// cost more memory than the data): every range is answered from raw rows, equal to the
+    /// raw aggregation, across a restart with sidecars; a denser series keeps its tiers.
+    #[tokio::test]
+    async fn files_sparser_than_a_value_a_day_keep_no_rollup() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("telemetry");
+        let rollup_dir = dir.path().join("rollups");
+        let sparse = series(1, 5, 2, 40, 2 * DAY_US);
+        // (from, to, points, points of the equivalent raw request: hour buckets over days of
+        // a file without an hour tier are answered in day buckets)
+        let ranges = [
+            (T0, T0 + 80 * DAY_US, 20, 20),
+            (T0, T0 + 30 * DAY_US, 30, 30),
+            (T0 + 3 * DAY_US, T0 + 9 * DAY_US, 144, 6),
+        ];
+        for restart in [false, true] {
+            let storage = Storage::open(StorageConfig::new(&data)).unwrap();
+            if !restart {
+                storage.write(sparse.clone()).unwrap();
+                storage.flush().unwrap();
+            }
+            let engine = QueryEngine::with_rollup_dir(storage.clone(), rollup_dir.clone()).unwrap();
+            let pass = engine.refresh_rollups();
+            // One file per day holding a value.
+            assert_eq!(pass.computed + pass.loaded, 40, "{pass:?}");
+            assert_eq!(pass.bucket_rows, 0, "{pass:?}");
+            for (from, to, points, raw_points) in ranges {
+                let fast = engine.history(&req(from, to, points)).await.unwrap();
+                let raw = engine
+                    .history_raw(&req(from, to, raw_points))
+                    .await
+                    .unwrap();
+                assert_eq!(fast.buckets, raw.buckets);
+                assert_eq!(fast.points, raw.points, "{from}..{to} @ {points}");
+                assert!(!fast.points.is_empty());
+            }
+            storage.close().unwrap();
+        }
+        // Ten values a day: both tiers are kept.
+        let dense_dir = dir.path().join("dense");
+        let storage = Storage::open(StorageConfig::new(&dense_dir)).unwrap();
+        storage.write(series(1, 5, 2, 200, DAY_US / 10)).unwrap();
+        storage.flush().unwrap();
+        let engine = QueryEngine::new(storage.clone());
+        let pass = engine.refresh_rollups();
+        // 20 days: 20 day rows, and the hour tier (one value per 2.4 h) is dropped.
+        assert_eq!(pass.bucket_rows, 20, "{pass:?}");
+        storage.close().unwrap();
+    }
+
     #[tokio::test]
     async fn rollup_tiers_equal_raw_aggregation_across_flush_and_restart() {
         let dir = tempfile::tempdir().unwrap();
