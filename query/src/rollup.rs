@@ -350,8 +350,18 @@ impl FileRollup {
                 (kept.contains(&"hour"), kept.contains(&"day"))
             }
             // An older sidecar: a sparse file's has day rows only (see `has_hour`); a file
-            // without numeric values has neither, and its empty tiers are a true answer.
-            None => (!hour.is_empty() || day.is_empty(), true),
+            // without numeric values has neither, and its empty tiers are a true answer. The
+            // day rule applies to it on load (the day counts sum to the file's values), so an
+            // upgrade frees the memory of sparse files without recomputing.
+            None => {
+                let values: u64 = day.iter().map(|(_, s)| s.count).sum();
+                let has_day = (day.len() as u64).saturating_mul(2) <= values;
+                if !has_day {
+                    hour.clear();
+                    day.clear();
+                }
+                (has_day && (!hour.is_empty() || day.is_empty()), has_day)
+            }
         };
         Ok(FileRollup {
             hour: TierTable::from_sorted(hour),
@@ -501,6 +511,86 @@ impl Rollups {
             {
                 tracing::warn!(%err, file = %path.display(), "cannot remove stale rollup");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rollup with `per_day` values in each of `days` day buckets of one series (no hour
+    /// tier), as the sidecar of a file would hold it.
+    fn day_rollup(days: i64, per_day: u64) -> FileRollup {
+        let rows = (0..days)
+            .map(|d| {
+                let mut s = BucketStats::of(d * DAY_US, 1.0);
+                for i in 1..per_day {
+                    s.push(d * DAY_US + i as i64, 1.0);
+                }
+                ((1, 2, 3, d * DAY_US), s)
+            })
+            .collect();
+        FileRollup {
+            hour: TierTable::default(),
+            day: TierTable::from_sorted(rows),
+            has_hour: false,
+            has_day: true,
+        }
+    }
+
+    /// Rewrites a sidecar without its key-value metadata, as sidecars were written before
+    /// they recorded their tiers.
+    fn strip_tiers(path: &Path) {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        let mut writer = ArrowWriter::try_new(
+            File::create(path).unwrap(),
+            FileRollup::sidecar_schema(),
+            None,
+        )
+        .unwrap();
+        for b in &batches {
+            writer.write(b).unwrap();
+        }
+        writer.close().unwrap();
+    }
+
+    /// Sidecars keep which tiers a rollup has; an older sidecar (no record of its tiers) of a
+    /// file sparser than two values a day loses its day tier on load, a denser one keeps it.
+    #[test]
+    fn sidecars_keep_their_tiers_and_old_sparse_ones_drop_the_day_tier() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.parquet");
+        let sparse = FileRollup {
+            hour: TierTable::default(),
+            day: TierTable::default(),
+            has_hour: false,
+            has_day: false,
+        };
+        sparse.save(&path).unwrap();
+        let back = FileRollup::load(&path).unwrap();
+        assert!(!back.has(Tier::Day) && !back.has(Tier::Hour));
+        // No numeric values: empty tiers that answer.
+        let empty = FileRollup {
+            has_hour: true,
+            has_day: true,
+            ..sparse
+        };
+        empty.save(&path).unwrap();
+        let back = FileRollup::load(&path).unwrap();
+        assert!(back.has(Tier::Day) && back.has(Tier::Hour));
+
+        for (per_day, keeps_day) in [(1, false), (2, true), (10, true)] {
+            day_rollup(5, per_day).save(&path).unwrap();
+            strip_tiers(&path);
+            let back = FileRollup::load(&path).unwrap();
+            assert_eq!(back.has(Tier::Day), keeps_day, "{per_day} a day");
+            assert!(!back.has(Tier::Hour));
+            assert_eq!(back.rows(), if keeps_day { 5 } else { 0 });
         }
     }
 }
