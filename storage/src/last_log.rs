@@ -29,7 +29,7 @@ use crate::error::{Result, StorageError};
 use crate::fsutil;
 use crate::last_value::LastValue;
 use crate::parquet_writer::SeriesKey;
-use crate::point::Value;
+use crate::wal::record::{Reader, encode_entry};
 
 /// Folder of the last-value log files inside the data directory.
 pub(crate) const LAST_DIR: &str = "last_values";
@@ -48,8 +48,6 @@ const MIN_REWRITE_BYTES: u64 = 4 << 20;
 
 const KIND_SET: u8 = 1;
 const KIND_FORGET: u8 = 2;
-const TAG_NUMBER: u8 = 0;
-const TAG_TEXT: u8 = 1;
 
 /// Last values by series (foldhash: a new generation loads millions of them).
 pub(crate) type LastValues = HashMap<SeriesKey, LastValue, foldhash::fast::RandomState>;
@@ -482,22 +480,8 @@ fn encode_set<'a>(
 ) -> Result<()> {
     body.push(KIND_SET);
     body.extend_from_slice(&count(n)?.to_le_bytes());
-    for ((org, dev, pin), lv) in entries {
-        body.extend_from_slice(&org.to_le_bytes());
-        body.extend_from_slice(&dev.to_le_bytes());
-        body.extend_from_slice(&pin.to_le_bytes());
-        body.extend_from_slice(&lv.ts_us.to_le_bytes());
-        match &lv.value {
-            Value::Number(x) => {
-                body.push(TAG_NUMBER);
-                body.extend_from_slice(&x.to_bits().to_le_bytes());
-            }
-            Value::Text(t) => {
-                body.push(TAG_TEXT);
-                body.extend_from_slice(&count(t.len())?.to_le_bytes());
-                body.extend_from_slice(t.as_bytes());
-            }
-        }
+    for (key, lv) in entries {
+        encode_entry(body, key, lv.ts_us, &lv.value);
     }
     Ok(())
 }
@@ -590,7 +574,7 @@ fn merge_sorted(
         .into_iter()
         .enumerate()
     {
-        let mut reader = Reader { bytes: body, at: 0 };
+        let mut reader = Reader::new(body);
         let (kind, n) = (
             reader.u8().map_err(|e| corrupt(at, e))?,
             reader.u32().map_err(|e| corrupt(at, e))?,
@@ -620,7 +604,7 @@ fn merge_sorted(
     // Advances a run to its next entry; `false` when it is not strictly ascending.
     let advance = |run: &mut Run<'_>| -> Result<bool> {
         if run.left == 0 {
-            if run.reader.at != run.reader.bytes.len() {
+            if !run.reader.is_done() {
                 return Err(corrupt(run.at, "trailing bytes in a record".into()));
             }
             run.head = None;
@@ -692,24 +676,19 @@ fn merge_sorted(
 
 /// Reads one `Set` entry.
 fn read_entry(r: &mut Reader<'_>) -> std::result::Result<(SeriesKey, LastValue), String> {
-    let key = (r.u32()?, r.u32()?, r.u16()?);
-    let ts_us = r.u64()? as i64;
-    let value = match r.u8()? {
-        TAG_NUMBER => Value::Number(f64::from_bits(r.u64()?)),
-        TAG_TEXT => {
-            let len = r.u32()? as usize;
-            let text =
-                std::str::from_utf8(r.take(len)?).map_err(|_| "text is not UTF-8".to_owned())?;
-            Value::Text(text.to_owned())
-        }
-        tag => return Err(format!("unknown value tag {tag}")),
-    };
-    Ok((key, LastValue { ts_us, value }))
+    let p = r.entry()?;
+    Ok((
+        (p.org_id, p.device_id, p.pin),
+        LastValue {
+            ts_us: p.ts_us,
+            value: p.value,
+        },
+    ))
 }
 
 /// Applies one record body.
 fn apply_record(body: &[u8], into: &mut LastValues) -> std::result::Result<(), String> {
-    let mut r = Reader { bytes: body, at: 0 };
+    let mut r = Reader::new(body);
     let kind = r.u8()?;
     let n = r.u32()? as usize;
     match kind {
@@ -728,51 +707,16 @@ fn apply_record(body: &[u8], into: &mut LastValues) -> std::result::Result<(), S
         }
         kind => return Err(format!("unknown record kind {kind}")),
     }
-    if r.at != body.len() {
+    if !r.is_done() {
         return Err("trailing bytes in a record".into());
     }
     Ok(())
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.bytes.len())
-            .ok_or_else(|| "record ends early".to_owned())?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-    fn u8(&mut self) -> std::result::Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> std::result::Result<u16, String> {
-        Ok(u16::from_le_bytes(
-            self.take(2)?.try_into().expect("2 bytes"),
-        ))
-    }
-    fn u32(&mut self) -> std::result::Result<u32, String> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    fn u64(&mut self) -> std::result::Result<u64, String> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::point::Value;
     use proptest::prelude::Strategy;
 
     fn num(ts_us: i64, x: f64) -> LastValue {

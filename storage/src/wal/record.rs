@@ -29,23 +29,31 @@ pub(crate) fn encode_body(points: &[Point]) -> Vec<u8> {
     out.push(KIND_POINTS);
     out.extend_from_slice(&(points.len() as u32).to_le_bytes());
     for p in points {
-        out.extend_from_slice(&p.org_id.to_le_bytes());
-        out.extend_from_slice(&p.device_id.to_le_bytes());
-        out.extend_from_slice(&p.pin.to_le_bytes());
-        out.extend_from_slice(&p.ts_us.to_le_bytes());
-        match &p.value {
-            Value::Number(n) => {
-                out.push(TAG_NUMBER);
-                out.extend_from_slice(&n.to_bits().to_le_bytes());
-            }
-            Value::Text(t) => {
-                out.push(TAG_TEXT);
-                out.extend_from_slice(&(t.len() as u32).to_le_bytes());
-                out.extend_from_slice(t.as_bytes());
-            }
-        }
+        encode_entry(&mut out, (p.org_id, p.device_id, p.pin), p.ts_us, &p.value);
     }
     out
+}
+
+/// Appends one point as an entry: `org_id`, `device_id`, `pin`, `ts_us`, then a tag and the
+/// value (docs/wal.md, "Records"). The last-value log stores its entries the same way.
+#[inline]
+pub(crate) fn encode_entry(out: &mut Vec<u8>, key: (u32, u32, u16), ts_us: i64, value: &Value) {
+    out.extend_from_slice(&key.0.to_le_bytes());
+    out.extend_from_slice(&key.1.to_le_bytes());
+    out.extend_from_slice(&key.2.to_le_bytes());
+    out.extend_from_slice(&ts_us.to_le_bytes());
+    match value {
+        Value::Number(n) => {
+            out.push(TAG_NUMBER);
+            out.extend_from_slice(&n.to_bits().to_le_bytes());
+        }
+        Value::Text(t) => {
+            out.push(TAG_TEXT);
+            // Texts come from WAL records, whose bodies are at most `MAX_BODY_LEN`.
+            out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+            out.extend_from_slice(t.as_bytes());
+        }
+    }
 }
 
 /// The CRC32C stored in a record header: over `len ‖ seq ‖ body`.
@@ -83,12 +91,45 @@ impl RecordHeader {
 }
 
 /// A little-endian cursor over a body; every read is bounds-checked.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// Whether every byte was read.
+    pub(crate) fn is_done(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+
+    /// Reads one entry written by [`encode_entry`].
+    pub(crate) fn entry(&mut self) -> Result<Point, String> {
+        let (org_id, device_id, pin) = (self.u32()?, self.u32()?, self.u16()?);
+        let ts_us = self.u64()? as i64;
+        let value = match self.u8()? {
+            TAG_NUMBER => Value::Number(f64::from_bits(self.u64()?)),
+            TAG_TEXT => {
+                let n = self.u32()? as usize;
+                let bytes = self.take(n)?;
+                let s =
+                    std::str::from_utf8(bytes).map_err(|e| format!("text is not UTF-8: {e}"))?;
+                Value::Text(s.to_owned())
+            }
+            t => return Err(format!("unknown value tag {t}")),
+        };
+        Ok(Point {
+            org_id,
+            device_id,
+            pin,
+            ts_us,
+            value,
+        })
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self
             .pos
@@ -105,16 +146,16 @@ impl<'a> Reader<'a> {
         a.copy_from_slice(s);
         Ok(a)
     }
-    fn u8(&mut self) -> Result<u8, String> {
+    pub(crate) fn u8(&mut self) -> Result<u8, String> {
         Ok(self.array::<1>()?[0])
     }
-    fn u16(&mut self) -> Result<u16, String> {
+    pub(crate) fn u16(&mut self) -> Result<u16, String> {
         Ok(u16::from_le_bytes(self.array()?))
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    pub(crate) fn u32(&mut self) -> Result<u32, String> {
         Ok(u32::from_le_bytes(self.array()?))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    pub(crate) fn u64(&mut self) -> Result<u64, String> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 }
@@ -122,7 +163,7 @@ impl<'a> Reader<'a> {
 /// Decodes a record body. An error means the body is malformed even though its checksum
 /// matched (a format bug or an unknown record kind), so the caller treats it as corruption.
 pub(crate) fn decode_body(body: &[u8]) -> Result<Vec<Point>, String> {
-    let mut r = Reader { buf: body, pos: 0 };
+    let mut r = Reader::new(body);
     let kind = r.u8()?;
     if kind != KIND_POINTS {
         return Err(format!("unknown record kind {kind}"));
@@ -137,28 +178,7 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Vec<Point>, String> {
     }
     let mut points = Vec::with_capacity(count);
     for _ in 0..count {
-        let org_id = r.u32()?;
-        let device_id = r.u32()?;
-        let pin = r.u16()?;
-        let ts_us = r.u64()? as i64;
-        let value = match r.u8()? {
-            TAG_NUMBER => Value::Number(f64::from_bits(r.u64()?)),
-            TAG_TEXT => {
-                let n = r.u32()? as usize;
-                let bytes = r.take(n)?;
-                let s =
-                    std::str::from_utf8(bytes).map_err(|e| format!("text is not UTF-8: {e}"))?;
-                Value::Text(s.to_owned())
-            }
-            t => return Err(format!("unknown value tag {t}")),
-        };
-        points.push(Point {
-            org_id,
-            device_id,
-            pin,
-            ts_us,
-            value,
-        });
+        points.push(r.entry()?);
     }
     if r.pos != body.len() {
         return Err(format!(
