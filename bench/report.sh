@@ -2,7 +2,7 @@
 # The whole benchmark report in one command, on a fresh machine of the project's kind:
 # builds pinhouse and pinhouse-bench, starts a pinhouse server on free loopback ports, runs
 # every scenario (ingest over tcp/tls/ws/quic/http, from many devices one frame per write,
-# at half load with the live probe; connections, mixed, storage, query with
+# at half load with the live probe; connections, mixed, storage (also with 1 M devices), query with
 # DuckDB) and every peer script (VictoriaMetrics, InfluxDB 1.x, Mosquitto), and writes the
 # JSON reports, the PNG charts and report.md (targets met / not met, ratios to the peers)
 # into one directory.
@@ -40,6 +40,7 @@ full)
     SESSIONS=10000
     MIXED=(--devices 1000 --rate 100 --dashboards 8 --sql 2 --warmup 10 --duration 60)
     STORAGE=(--values 10000000 --devices 10000 --hours 1)
+    STORAGE_FLEET=(--values 20000000 --devices 1000000 --interval-s 3600 --policies interval)
     QUERY=(--devices 10000 --values 2500 --days 365)
     PEER_ENV=(DEVICES=10000 STEPS=360 SESSIONS=10000)
     ;;
@@ -50,6 +51,7 @@ small)
     SESSIONS=2000
     MIXED=(--devices 200 --rate 50 --dashboards 4 --sql 1 --warmup 5 --duration 20)
     STORAGE=(--values 1000000 --devices 1000 --hours 1)
+    STORAGE_FLEET=(--values 2000000 --devices 100000 --interval-s 3600 --policies interval)
     QUERY=(--devices 1000 --values 500 --days 30 --runs 100)
     PEER_ENV=(DEVICES=1000 STEPS=360 SESSIONS=2000)
     ;;
@@ -60,6 +62,7 @@ tiny)
     SESSIONS=20
     MIXED=(--devices 4 --rate 100 --dashboards 2 --sql 1 --warmup 1 --duration 3)
     STORAGE=(--values 20000 --writers 2 --devices 50 --interval-s 60)
+    STORAGE_FLEET=(--values 20000 --writers 2 --devices 1000 --interval-s 3600 --policies interval)
     QUERY=(--devices 20 --values 100 --days 10 --runs 5 --sql-runs 1)
     PEER_ENV=(DEVICES=50 STEPS=60 SESSIONS=20 HOLD=2 SETTLE_SECS=3)
     ;;
@@ -171,6 +174,10 @@ stop_server
 log "storage (in-process)"
 mkdir -p "$WORK/storage"
 "$BENCH" storage --dir "$WORK/storage" "${STORAGE[@]}" --json-file "$OUT/storage.json"
+# The same engine under a large fleet: costs that grow with the number of series (a
+# catalog rewritten per flush once made 1 M devices 25 times slower than 10 k).
+log "storage at fleet scale (in-process)"
+"$BENCH" storage --dir "$WORK/storage" "${STORAGE_FLEET[@]}" --json-file "$OUT/storage-fleet.json"
 QUERY_FLAGS=()
 if [[ "$DUCKDB" == 1 ]]; then
     python3 -c 'import duckdb' 2>/dev/null ||

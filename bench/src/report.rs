@@ -129,6 +129,7 @@ pub fn run(args: ReportArgs) -> Result<PathBuf> {
     let connections = load(dir, "connections.json")?;
     let mixed = load(dir, "mixed.json")?;
     let storage = load(dir, "storage.json")?;
+    let storage_fleet = load(dir, "storage-fleet.json")?;
     let query = load(dir, "query.json")?;
     let peers: Vec<(&str, Option<Value>)> = ["victoriametrics", "influxdb", "mosquitto"]
         .iter()
@@ -407,6 +408,29 @@ pub fn run(args: ReportArgs) -> Result<PathBuf> {
                     size["points"],
                     num(size, &["flushed_bytes_per_point"]).unwrap_or(f64::NAN),
                     num(size, &["compacted_bytes_per_point"]).unwrap_or(f64::NAN)
+                )?;
+            }
+            if let Some(fleet) = &storage_fleet {
+                let rate = fleet["throughput"]
+                    .as_array()
+                    .and_then(|rows| rows.iter().find(|r| r["policy"] == "interval"))
+                    .and_then(|r| r["values_per_s"].as_f64());
+                writeln!(
+                    md,
+                    "\nFleet scale, {} devices × 4 pins: {} values/s (fsync interval){}.",
+                    fleet["devices"],
+                    rate.map_or("—".into(), si),
+                    match (
+                        num(fleet, &["size", "reopen_seconds"]),
+                        num(fleet, &["size", "series"])
+                    ) {
+                        (Some(secs), Some(series)) => {
+                            format!(
+                                "; a restart restored {series} series' last values in {secs:.2} s"
+                            )
+                        }
+                        _ => String::new(),
+                    }
                 )?;
             }
             if let Some(vm) = peer("victoriametrics")

@@ -361,6 +361,7 @@ pub fn run(args: StorageArgs) -> Result<()> {
         );
     }
     report.insert("scenario".into(), json!("storage"));
+    report.insert("devices".into(), json!(args.devices));
     args.out.emit(&serde_json::Value::Object(report))?;
     Ok(())
 }

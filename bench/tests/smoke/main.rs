@@ -283,6 +283,28 @@ async fn every_scenario_then_the_report() {
     // The restart restores every series' last value.
     assert_eq!(r["size"]["series"], 200, "{r}");
     assert!(f(&r["size"], "reopen_seconds") > 0.0, "{r}");
+    // The same at fleet scale (as `bench/report.sh` runs it): one value per series.
+    let r = bench(
+        &results,
+        "storage-fleet",
+        &[
+            "storage",
+            "--dir",
+            &dir_s,
+            "--values",
+            "20000",
+            "--writers",
+            "2",
+            "--devices",
+            "1000",
+            "--interval-s",
+            "3600",
+            "--policies",
+            "interval",
+        ],
+    );
+    assert_eq!(r["devices"], 1000, "{r}");
+    assert_eq!(r["size"]["series"], 4000, "{r}");
 
     // query, in-process: a tiny data set, every dashboard read and statement.
     let dir = tmp.path().join("query").display().to_string();
@@ -337,6 +359,8 @@ async fn every_scenario_then_the_report() {
         "| ingest | device → live subscriber p99",
         "| ingest | QUIC committed values/s / TCP |",
         "| storage | bytes per point after compaction |",
+        "Fleet scale, 1000 devices × 4 pins: ",
+        "a restart restored 4000 series' last values in",
         "| query | history, 24 h at 1,440 points, p50 |",
         "| history |",
         "| sql |",
