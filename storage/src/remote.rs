@@ -36,8 +36,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
+use object_store::{ListResult, ObjectStore};
 
 use crate::catalog::{self, CATALOG_FILE, PARQUET_DIR};
 use crate::error::{Result, StorageError};
@@ -131,27 +131,33 @@ impl ParquetRemote {
         self.run(self.objects.delete(key))
     }
 
-    /// The keys of every Parquet object in the bucket.
-    fn list_parquet(&self) -> Result<HashSet<String>> {
-        let store: &Arc<dyn ObjectStore> = self.objects.store();
-        let mut out = HashSet::new();
+    /// One level of the bucket under `dir`: its objects and its sub-folders.
+    fn list_dir(&self, dir: &ObjectPath) -> Result<ListResult> {
+        let mut out = None;
         self.run(async {
-            let root = ObjectPath::from(PARQUET_DIR);
-            let top = store
-                .list_with_delimiter(Some(&root))
-                .await
-                .map_err(object_error)?;
-            for partition in top.common_prefixes {
-                let inner = store
-                    .list_with_delimiter(Some(&partition))
+            out = Some(
+                self.objects
+                    .store()
+                    .list_with_delimiter(Some(dir))
                     .await
-                    .map_err(object_error)?;
-                for object in inner.objects {
-                    out.insert(object.location.to_string());
-                }
-            }
+                    .map_err(object_error)?,
+            );
             Ok(())
         })?;
+        out.ok_or_else(|| StorageError::ObjectStore("a bucket listing did not complete".into()))
+    }
+
+    /// The keys of every Parquet object in the bucket.
+    fn list_parquet(&self) -> Result<HashSet<String>> {
+        let mut out = HashSet::new();
+        for partition in self
+            .list_dir(&ObjectPath::from(PARQUET_DIR))?
+            .common_prefixes
+        {
+            for object in self.list_dir(&partition)?.objects {
+                out.insert(object.location.to_string());
+            }
+        }
         Ok(out)
     }
 
@@ -191,44 +197,29 @@ impl ParquetRemote {
 
     /// The objects of last-value log generation `generation`: `(offset, key, size)` by offset.
     fn log_objects(&self, generation: u64) -> Result<Vec<(u64, String, u64)>> {
-        let store: &Arc<dyn ObjectStore> = self.objects.store();
-        let mut out = Vec::new();
-        self.run(async {
-            let dir = ObjectPath::from(format!("{LAST_DIR}/{generation:020}"));
-            let listed = store
-                .list_with_delimiter(Some(&dir))
-                .await
-                .map_err(object_error)?;
-            for object in listed.objects {
+        let dir = ObjectPath::from(format!("{LAST_DIR}/{generation:020}"));
+        let mut out: Vec<(u64, String, u64)> = self
+            .list_dir(&dir)?
+            .objects
+            .into_iter()
+            .filter_map(|object| {
                 let key = object.location.to_string();
-                if let Some(offset) = key.rsplit('/').next().and_then(|n| n.parse().ok()) {
-                    out.push((offset, key, object.size));
-                }
-            }
-            Ok(())
-        })?;
+                let offset = key.rsplit('/').next()?.parse().ok()?;
+                Some((offset, key, object.size))
+            })
+            .collect();
         out.sort_unstable();
         Ok(out)
     }
 
     /// The generations of the last-value log that have objects in the bucket.
     fn log_generations(&self) -> Result<Vec<u64>> {
-        let store: &Arc<dyn ObjectStore> = self.objects.store();
-        let mut out = Vec::new();
-        self.run(async {
-            let root = ObjectPath::from(LAST_DIR);
-            let listed = store
-                .list_with_delimiter(Some(&root))
-                .await
-                .map_err(object_error)?;
-            for prefix in listed.common_prefixes {
-                if let Some(g) = prefix.filename().and_then(|n| n.parse().ok()) {
-                    out.push(g);
-                }
-            }
-            Ok(())
-        })?;
-        Ok(out)
+        Ok(self
+            .list_dir(&ObjectPath::from(LAST_DIR))?
+            .common_prefixes
+            .iter()
+            .filter_map(|prefix| prefix.filename()?.parse().ok())
+            .collect())
     }
 
     /// Deletes every object of last-value log generation `generation`.
