@@ -6,9 +6,9 @@
 //! the generation starts, followed by one appended record per commit that changes them (the
 //! newest value of each series a flush wrote, or the devices a deletion forgot). Replay keeps
 //! the newest value of each series, so a flush of late, older data changes nothing. The state
-//! is not held in memory between commits: a new generation reads it back from the old file. The catalog names
-//! the generation and how many bytes of its file are committed; bytes past that length are an
-//! append whose catalog commit never happened, and are ignored and cut off. When the appended
+//! is not held in memory between commits: a new generation reads it back from the old file.
+//! The catalog names the generation and how many bytes of its file are committed; bytes past
+//! that length are an append whose catalog commit never happened, and are ignored and cut off. When the appended
 //! records outgrow the full copy, the next commit starts a new generation, so the file stays
 //! within about twice the size of the state and each change is written at most about twice.
 //!
@@ -126,39 +126,29 @@ impl LastLog {
     /// The log of `data_dir` as committed at `log`, and its last values in key order (read by
     /// merging the log's sorted records, so a restart with millions of series builds no map).
     pub(crate) fn open(data_dir: &Path, log: LogRef) -> Result<(LastLog, SortedValues)> {
-        let dir = data_dir.join(LAST_DIR);
+        let last_log = LastLog {
+            dir: data_dir.join(LAST_DIR),
+            committed: log,
+            file: None,
+            min_rewrite: MIN_REWRITE_BYTES,
+            force_rewrite: log.generation == 0,
+        };
         let mut values = SortedValues::new();
-        if log.generation != 0 {
-            let path = dir.join(file_name(log.generation));
-            let bytes = std::fs::read(&path).map_err(StorageError::io_path(&path))?;
-            let length = usize::try_from(log.length).unwrap_or(usize::MAX);
-            if bytes.len() < length {
-                return Err(StorageError::corrupt(
-                    &path,
-                    format!("{} bytes, the catalog commits {length}", bytes.len()),
-                ));
-            }
-            let committed = &bytes[..length];
-            values.reserve(length / 32);
-            let sorted = merge_sorted(committed, &path, |k, v| {
+        if let Some(committed) = last_log.committed_bytes()? {
+            let path = last_log.dir.join(file_name(log.generation));
+            values.reserve(committed.len() / 32);
+            let sorted = merge_sorted(&committed, &path, |k, v| {
                 values.push((k, v));
                 Ok(())
             })?;
             if !sorted {
                 tracing::warn!(path = %path.display(), "last-value log records out of key order; read through a map");
                 let mut map = LastValues::default();
-                replay(committed, log.length, &path, &mut map)?;
+                replay(&committed, log.length, &path, &mut map)?;
                 values = map.into_iter().collect();
                 values.sort_unstable_by_key(|(k, _)| *k);
             }
         }
-        let last_log = LastLog {
-            dir,
-            committed: log,
-            file: None,
-            min_rewrite: MIN_REWRITE_BYTES,
-            force_rewrite: log.generation == 0,
-        };
         Ok((last_log, values))
     }
 
@@ -228,7 +218,7 @@ impl LastLog {
     pub(crate) fn write_full(&mut self, state: &LastValues) -> Result<Written> {
         let mut entries: Vec<(&SeriesKey, &LastValue)> = state.iter().collect();
         entries.sort_unstable_by_key(|(k, _)| **k);
-        let mut copy = FullCopy::default();
+        let mut copy = FullCopy::new(state.len() * 32);
         for (k, v) in entries {
             copy.push(*k, v.clone())?;
         }
@@ -243,19 +233,11 @@ impl LastLog {
         let mut log = match self.committed_bytes_and(record.len())? {
             Some(log) => log,
             // No generation yet: the state is the change alone.
-            None => {
-                let mut log = Vec::with_capacity(HEADER_LEN as usize + record.len());
-                log.extend_from_slice(MAGIC);
-                log.extend_from_slice(&VERSION.to_le_bytes());
-                log
-            }
+            None => header(record.len()),
         };
         log.extend_from_slice(record);
         let path = self.dir.join(file_name(self.committed.generation));
-        let mut copy = FullCopy {
-            bytes: Vec::with_capacity(log.len().min(2 * self.committed.base as usize)),
-            ..FullCopy::default()
-        };
+        let mut copy = FullCopy::new(log.len().min(2 * self.committed.base as usize));
         if merge_sorted(&log, &path, |k, v| copy.push(k, v))? {
             return self.start_generation(copy.finish()?);
         }
@@ -354,9 +336,16 @@ impl LastLog {
     }
 }
 
+/// The header of a log file, in a buffer with room for `more` bytes after it.
+fn header(more: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEADER_LEN as usize + more);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    bytes
+}
+
 /// A new generation's file being built from entries in ascending key order: the header, then
 /// records of [`ENTRIES_PER_RECORD`] entries.
-#[derive(Default)]
 struct FullCopy {
     bytes: Vec<u8>,
     pending: Vec<(SeriesKey, LastValue)>,
@@ -364,6 +353,15 @@ struct FullCopy {
 }
 
 impl FullCopy {
+    /// An empty copy, its buffer sized for about `bytes` bytes.
+    fn new(bytes: usize) -> Self {
+        FullCopy {
+            bytes: header(bytes),
+            pending: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
     fn push(&mut self, key: SeriesKey, lv: LastValue) -> Result<()> {
         self.pending.push((key, lv));
         if self.pending.len() == ENTRIES_PER_RECORD {
@@ -373,10 +371,6 @@ impl FullCopy {
     }
 
     fn seal(&mut self) -> Result<()> {
-        if self.bytes.is_empty() {
-            self.bytes.extend_from_slice(MAGIC);
-            self.bytes.extend_from_slice(&VERSION.to_le_bytes());
-        }
         if self.pending.is_empty() {
             return Ok(());
         }
