@@ -210,9 +210,14 @@ impl Catalog {
         ))
     }
 
-    /// The committed last-value log and its committed bytes (`None` when there is none).
-    pub(crate) fn last_values_log(&self) -> Result<(LogRef, Option<Vec<u8>>)> {
-        Ok((self.last_log.committed(), self.last_log.committed_bytes()?))
+    /// The committed part of the last-value log.
+    pub(crate) fn last_values_log(&self) -> LogRef {
+        self.last_log.committed()
+    }
+
+    /// The committed bytes of the last-value log (`None` when there is none), read from disk.
+    pub(crate) fn last_values_bytes(&self) -> Result<Option<Vec<u8>>> {
+        self.last_log.committed_bytes()
     }
 
     pub(crate) fn flushed_wal_seq(&self) -> u64 {

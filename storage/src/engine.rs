@@ -299,12 +299,11 @@ impl Storage {
                     .iter()
                     .map(|f| (f.path.clone(), catalog.abs_path(&f.path)))
                     .collect();
-                let (log, log_bytes) = catalog.last_values_log()?;
                 crate::remote::reconcile(
                     remote,
                     &files,
-                    log,
-                    log_bytes.as_deref(),
+                    catalog.last_values_log(),
+                    || catalog.last_values_bytes(),
                     &catalog.to_json()?,
                 )?
             }

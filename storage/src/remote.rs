@@ -350,14 +350,14 @@ pub(crate) fn restore_catalog(remote: &ParquetRemote, data_dir: &Path) -> Result
 }
 
 /// Makes the bucket and local disk both hold exactly the cataloged files (`files`: object key
-/// and local path of each), makes the bucket hold the committed last-value log `log` (with its
-/// committed `log_bytes`) and no other generation, then uploads `catalog_json`. See the module
-/// documentation.
+/// and local path of each), makes the bucket hold the committed last-value log `log` (its
+/// committed bytes read by `log_bytes` only when the bucket lacks them) and no other
+/// generation, then uploads `catalog_json`. See the module documentation.
 pub(crate) fn reconcile(
     remote: &ParquetRemote,
     files: &[(String, PathBuf)],
     log: LogRef,
-    log_bytes: Option<&[u8]>,
+    log_bytes: impl FnOnce() -> Result<Option<Vec<u8>>>,
     catalog_json: &[u8],
 ) -> Result<Reconciled> {
     let started = Instant::now();
@@ -406,11 +406,12 @@ pub(crate) fn reconcile(
         remote.delete(key)?;
         done.orphans_deleted += 1;
     }
-    if let Some(bytes) = log_bytes
+    if log.generation != 0
         && remote.log_cover(log)?.is_none()
+        && let Some(bytes) = log_bytes()?
     {
         remote.delete_last_values(log.generation)?;
-        remote.put_last_values(log.generation, 0, bytes)?;
+        remote.put_last_values(log.generation, 0, &bytes)?;
         tracing::info!(
             generation = log.generation,
             bytes = bytes.len(),
