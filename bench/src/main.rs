@@ -76,6 +76,7 @@ enum Scenario {
 }
 
 fn main() -> anyhow::Result<()> {
+    pinhouse_storage::allocator::configure();
     let cli = Cli::parse();
     let runtime = || {
         tokio::runtime::Builder::new_multi_thread()

@@ -14,7 +14,8 @@
 //! <data_dir>/LOCK                                   exclusive lock of the open store
 //! <data_dir>/wal/00000000000000000001.wal           WAL segments (format: docs/wal.md)
 //! <data_dir>/parquet/date=2026-11-25/<id>.parquet   Parquet files, one folder per UTC day
-//! <data_dir>/catalog.json                           files, flushed WAL position, last values
+//! <data_dir>/catalog.json                           files, flushed WAL position, last-value log position
+//! <data_dir>/last_values/<generation>.lv          the last value of every series (docs/storage.md)
 //! ```
 //!
 //! Durability: a write is acknowledged only after the WAL group holding it is fsynced (per
@@ -32,6 +33,7 @@
 //! futures a [`BlockOn`] supplied by the embedding program runs on the engine's threads.
 //! This crate must not depend on tokio (directly), datafusion, ingest, query, api.
 
+pub mod allocator;
 mod catalog;
 mod committer;
 mod compactor;
