@@ -164,6 +164,10 @@ struct Throughput {
     seconds: f64,
     fsyncs: u64,
     groups: u64,
+    /// Times writers waited for the flusher (memtable budget reached).
+    stalls: u64,
+    /// Rows rewritten by automatic compaction while the writers ran.
+    merged_rows: u64,
 }
 
 fn throughput(args: &StorageArgs, name: &str) -> Result<Throughput> {
@@ -219,6 +223,8 @@ fn throughput(args: &StorageArgs, name: &str) -> Result<Throughput> {
         seconds,
         fsyncs: stats.wal_fsyncs,
         groups: stats.wal_groups,
+        stalls: stats.backpressure_waits,
+        merged_rows: stats.rewritten_rows,
     })
 }
 
@@ -299,7 +305,7 @@ pub fn run(args: StorageArgs) -> Result<()> {
         for name in &args.policies {
             let t = throughput(&args, name).with_context(|| format!("policy {name}"))?;
             println!(
-                "{:>8}: {:>12.0} values/s ({} values, {} writers × {} in flight × {} points, {:.2} s, {} groups, {} fsyncs)",
+                "{:>8}: {:>12.0} values/s ({} values, {} writers × {} in flight × {} points, {:.2} s, {} groups, {} fsyncs, {} budget waits, {} rows merged)",
                 t.policy,
                 t.values as f64 / t.seconds,
                 t.values,
@@ -308,7 +314,9 @@ pub fn run(args: StorageArgs) -> Result<()> {
                 args.batch,
                 t.seconds,
                 t.groups,
-                t.fsyncs
+                t.fsyncs,
+                t.stalls,
+                t.merged_rows
             );
             rows.push(json!({
                 "policy": t.policy,
@@ -317,6 +325,8 @@ pub fn run(args: StorageArgs) -> Result<()> {
                 "values_per_s": t.values as f64 / t.seconds,
                 "wal_groups": t.groups,
                 "wal_fsyncs": t.fsyncs,
+                "budget_waits": t.stalls,
+                "merged_rows": t.merged_rows,
             }));
         }
         report.insert("throughput".into(), rows.into());

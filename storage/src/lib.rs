@@ -47,6 +47,7 @@ mod last_log;
 mod last_value;
 mod maintenance;
 mod memtable;
+mod merge;
 mod metrics;
 pub mod objects;
 mod parquet_writer;

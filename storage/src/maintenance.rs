@@ -8,28 +8,24 @@
 //! [`Graveyard`]); after a crash, files missing from the catalog are removed on open.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, BooleanArray};
-use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::UInt32Type;
 use arrow::record_batch::RecordBatch;
 use parking_lot::Mutex;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::catalog::{Catalog, FileEntry};
-use crate::dedup;
 use crate::error::{Result, StorageError};
+use crate::merge;
 use crate::parquet_writer;
 use crate::partition;
 use crate::remote::ParquetRemote;
-use crate::schema::{COL_ORG, schema};
+use crate::schema::COL_ORG;
 use crate::snapshot::LiveFile;
-use crate::value_encoding;
 
 /// Retention settings: how long each organization keeps its data.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -91,8 +87,9 @@ fn tier_of(bytes: u64, fanout: u64) -> u32 {
     tier
 }
 
-/// Most rows one automatic merge reads: a merge holds its rows in memory (about 70 bytes a
-/// row while sorting), so this bounds it near 1 GiB.
+/// Most rows one automatic merge reads. A merge streams its inputs (`merge.rs`: about one
+/// row group per input in memory), so this bounds the time of one merge, not its memory: a
+/// long merge delays the next ones, and files this large already prune well.
 pub(crate) const MAX_MERGE_ROWS: u64 = 16_000_000;
 
 /// Size-tiered groups of files to merge (automatic compaction): per partition and tier, the
@@ -247,19 +244,6 @@ pub(crate) fn plan_device_deletion(entries: &[FileEntry], devices: &[(u32, u32)]
         .collect()
 }
 
-/// Reads every row of a cataloged file.
-fn read_file(path: &std::path::Path) -> Result<Vec<RecordBatch>> {
-    let file = File::open(path).map_err(StorageError::io_path(path))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
-        .with_batch_size(64 * 1024)
-        .build()?;
-    let mut out = Vec::new();
-    for b in reader {
-        out.push(value_encoding::decode_file_batch(b?)?);
-    }
-    Ok(out)
-}
-
 /// Executes `rewrites`, commits them to the catalog in one update and, under the same lock,
 /// hands `publish` the absolute paths of the removed files and the metadata of the written
 /// ones. Returns the report.
@@ -281,56 +265,52 @@ pub(crate) fn execute(
     let mut written: Vec<PathBuf> = Vec::new();
     let result = (|| -> Result<()> {
         for rw in rewrites {
-            let rows_before: u64 = rw.files.iter().map(|f| f.rows).sum();
-            let mut batches = Vec::new();
-            for f in rw.files.iter().filter(|_| !rw.drop_all) {
-                if stop.load(Ordering::Relaxed) {
-                    return Err(StorageError::Closed);
-                }
-                let path = catalog.lock().abs_path(&f.path);
-                for b in read_file(&path)? {
-                    let b = match &rw.keep {
-                        Some(keep) => filter_record_batch(&b, &keep(&b))?,
-                        None => b,
-                    };
-                    if b.num_rows() > 0 {
-                        batches.push(b);
-                    }
-                }
+            if stop.load(Ordering::Relaxed) {
+                return Err(StorageError::Closed);
             }
-            let rows_kept: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-            if !rw.drop_all && rw.files.len() == 1 && rows_kept == rows_before {
+            let rows_before: u64 = rw.files.iter().map(|f| f.rows).sum();
+            let paths: Vec<PathBuf> = {
+                let catalog = catalog.lock();
+                rw.files.iter().map(|f| catalog.abs_path(&f.path)).collect()
+            };
+            if !rw.drop_all
+                && let ([path], Some(keep)) = (paths.as_slice(), &rw.keep)
+                && !merge::filter_removes_rows(path, keep)?
+            {
                 continue; // nothing to change in this file
             }
             report.files_removed += rw.files.len();
             report.rows_before += rows_before;
-            for f in &rw.files {
+            for (f, path) in rw.files.iter().zip(&paths) {
                 removed_ids.insert(f.id);
-                removed_paths.insert(catalog.lock().abs_path(&f.path));
+                removed_paths.insert(path.clone());
             }
-            if batches.is_empty() {
+            if rw.drop_all {
                 continue;
             }
-            let merged = if rw.files.len() > 1 {
-                parquet_writer::sort_rows(&batches)?
-            } else {
-                concat_batches(&schema(), &batches)?
-            };
-            let (merged, dups) = dedup::dedup_sorted(merged)?;
-            report.duplicates_removed += dups as u64;
             let partition = Catalog::partition_of(&rw.files[0]).to_owned();
             let wal_seq_min = rw.files.iter().map(|f| f.wal_seq_min).min().unwrap_or(0);
             let wal_seq_max = rw.files.iter().map(|f| f.wal_seq_max).max().unwrap_or(0);
-            let (entry, abs) = parquet_writer::write_new_file(
+            let mut duplicates = 0;
+            let new_file = parquet_writer::write_new_file_with(
                 catalog,
                 &partition,
-                &merged,
                 wal_seq_min..=wal_seq_max,
+                |abs| {
+                    let merged = merge::merge_files(abs, &paths, rw.keep.as_ref(), stop)?;
+                    Ok(merged.map(|(merged, bytes)| {
+                        duplicates = merged.duplicates;
+                        (merged.stats, bytes)
+                    }))
+                },
             )?;
-            written.push(abs);
-            report.files_written += 1;
-            report.rows_after += entry.rows;
-            added.push(entry);
+            report.duplicates_removed += duplicates as u64;
+            if let Some((entry, abs)) = new_file {
+                written.push(abs);
+                report.files_written += 1;
+                report.rows_after += entry.rows;
+                added.push(entry);
+            }
         }
         Ok(())
     })();

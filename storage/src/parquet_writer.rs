@@ -201,6 +201,20 @@ pub(crate) struct BatchStats {
     pub rows: u64,
 }
 
+impl BatchStats {
+    /// Adds the rows summarized by `other` (stats of one file written in parts).
+    pub(crate) fn absorb(&mut self, other: BatchStats) {
+        self.min_ts_us = self.min_ts_us.min(other.min_ts_us);
+        self.max_ts_us = self.max_ts_us.max(other.max_ts_us);
+        self.min_device_id = self.min_device_id.min(other.min_device_id);
+        self.max_device_id = self.max_device_id.max(other.max_device_id);
+        self.org_ids.extend(other.org_ids);
+        self.org_ids.sort_unstable();
+        self.org_ids.dedup();
+        self.rows += other.rows;
+    }
+}
+
 /// Computes [`BatchStats`] of a non-empty batch.
 pub(crate) fn batch_stats(batch: &RecordBatch) -> BatchStats {
     let (org, dev, _, ts) = schema::key_columns(batch);
@@ -275,6 +289,23 @@ pub(crate) fn write_new_file(
     batch: &RecordBatch,
     wal_seq: std::ops::RangeInclusive<u64>,
 ) -> Result<(FileEntry, std::path::PathBuf)> {
+    let written = write_new_file_with(catalog, partition, wal_seq, |abs| {
+        let bytes = write_parquet_file(abs, batch)?;
+        Ok(Some((batch_stats(batch), bytes)))
+    })?;
+    written.ok_or_else(|| StorageError::InvalidInput("an empty batch was not written".into()))
+}
+
+/// Names a new file of `partition` under the catalog lock and has `write` write it (without
+/// the lock) at the absolute path it is given, crash-safely, returning the stats of its rows and
+/// its size, or `None` when it wrote no file (no rows). Uploads it to the bucket, if any; returns
+/// its catalog entry, not yet committed, and its absolute path.
+pub(crate) fn write_new_file_with(
+    catalog: &parking_lot::Mutex<Catalog>,
+    partition: &str,
+    wal_seq: std::ops::RangeInclusive<u64>,
+    write: impl FnOnce(&Path) -> Result<Option<(BatchStats, u64)>>,
+) -> Result<Option<(FileEntry, std::path::PathBuf)>> {
     let (id, path, abs, remote) = {
         let mut catalog = catalog.lock();
         let id = catalog.allocate_file_id();
@@ -282,7 +313,9 @@ pub(crate) fn write_new_file(
         let abs = catalog.abs_path(&path);
         (id, path, abs, catalog.remote().cloned())
     };
-    let bytes = write_parquet_file(&abs, batch)?;
+    let Some((stats, bytes)) = write(&abs)? else {
+        return Ok(None);
+    };
     // Durable in the bucket before the catalog lists it (and before the WAL segments holding
     // its rows can go).
     if let Some(remote) = remote
@@ -291,7 +324,6 @@ pub(crate) fn write_new_file(
         let _ = std::fs::remove_file(&abs);
         return Err(e);
     }
-    let stats = batch_stats(batch);
     let entry = FileEntry {
         id,
         path,
@@ -305,7 +337,7 @@ pub(crate) fn write_new_file(
         wal_seq_min: *wal_seq.start(),
         wal_seq_max: *wal_seq.end(),
     };
-    Ok((entry, abs))
+    Ok(Some((entry, abs)))
 }
 
 /// Removes files written for a flush or rewrite that failed before its commit, from disk and
@@ -332,8 +364,8 @@ pub(crate) fn discard_written(
     }
 }
 
-/// Writes `batch` to `final_path` crash-safely: to `<final_path>.tmp`, fsync, rename, fsync the
-/// directory (created, and its parent fsynced, when missing). Returns the file size.
+/// Writes `batch` to `final_path` crash-safely (see [`write_file_atomically`]). Returns the file
+/// size.
 ///
 /// `batch` has the telemetry schema; the file stores its `value` column as scaled integers
 /// when that is exact ([`value_encoding`]).
@@ -341,6 +373,23 @@ pub(crate) fn write_parquet_file(final_path: &Path, batch: &RecordBatch) -> Resu
     let scaled = value_encoding::encode(batch)?;
     let props = writer_properties(scaled.is_some())?;
     let batch = scaled.as_ref().unwrap_or(batch);
+    let written = write_file_atomically(final_path, |file| {
+        let mut writer = GroupWriter::new(file, batch.schema(), props)?;
+        writer.write(batch)?;
+        writer.close()?;
+        Ok(Some(()))
+    })?;
+    Ok(written.map_or(0, |((), bytes)| bytes))
+}
+
+/// Has `write` write a file that appears at `final_path` complete or not at all: it writes
+/// `<final_path>.tmp`, which is then fsynced, renamed and its directory fsynced (created, and
+/// its parent fsynced, when missing). Returns what `write` returned and the file size; when
+/// `write` returns `None` (nothing to keep) or fails, the temporary file is removed.
+pub(crate) fn write_file_atomically<T>(
+    final_path: &Path,
+    write: impl FnOnce(File) -> Result<Option<T>>,
+) -> Result<Option<(T, u64)>> {
     let dir = final_path.parent().ok_or_else(|| {
         StorageError::InvalidInput(format!("{} has no parent", final_path.display()))
     })?;
@@ -348,17 +397,19 @@ pub(crate) fn write_parquet_file(final_path: &Path, batch: &RecordBatch) -> Resu
     let mut tmp_name = final_path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
     let tmp = dir.join(tmp_name);
-    let result = (|| -> Result<u64> {
+    let result = (|| -> Result<Option<(T, u64)>> {
         let file = File::create(&tmp).map_err(StorageError::io_path(&tmp))?;
         let handle = file.try_clone().map_err(StorageError::io_path(&tmp))?;
-        write_row_groups(handle, batch, props)?;
+        let Some(out) = write(handle)? else {
+            return Ok(None);
+        };
         file.sync_all().map_err(StorageError::io_path(&tmp))?;
         let bytes = file.metadata().map_err(StorageError::io_path(&tmp))?.len();
         std::fs::rename(&tmp, final_path).map_err(StorageError::io_path(final_path))?;
         fsutil::sync_dir(dir)?;
-        Ok(bytes)
+        Ok(Some((out, bytes)))
     })();
-    if result.is_err() {
+    if !matches!(result, Ok(Some(_))) {
         let _ = std::fs::remove_file(&tmp);
     }
     result
@@ -368,32 +419,61 @@ pub(crate) fn write_parquet_file(final_path: &Path, batch: &RecordBatch) -> Resu
 /// threads; smaller ones on the calling thread alone.
 const PARALLEL_ENCODE_ROWS: usize = 65_536;
 
-/// Encodes `batch` as Parquet into `out`: the same bytes as [`ArrowWriter::write`] (row groups
-/// of `props`' row count), but the column chunks of a row group of
-/// [`PARALLEL_ENCODE_ROWS`] or more are encoded by two threads, the caller and a helper that
-/// inherits its priority. Encoding was about half of the flush thread's time, column after
-/// column; on a saturated machine the helper takes its CPU from the lower-priority compactor
-/// (BENCHMARKS.md, "Columns encoded on two threads").
-fn write_row_groups(out: File, batch: &RecordBatch, props: WriterProperties) -> Result<()> {
-    let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
-    let (mut writer, factory) =
-        ArrowWriter::try_new(out, batch.schema(), Some(props))?.into_serialized_writer()?;
-    let mut offset = 0;
-    let mut index = 0;
-    while offset < batch.num_rows() {
-        let rows = group_rows.min(batch.num_rows() - offset);
-        let part = batch.slice(offset, rows);
-        let chunks = encode_columns(factory.create_column_writers(index)?, &part)?;
-        let mut group = writer.next_row_group()?;
-        for chunk in chunks {
-            chunk.append_to_row_group(&mut group)?;
-        }
-        group.close()?;
-        offset += rows;
-        index += 1;
+/// A Parquet file written a batch at a time: the same bytes as [`ArrowWriter::write`] of each
+/// batch in turn (row groups of at most `props`' row count; a batch starts a new row group),
+/// but the column chunks of a row group of [`PARALLEL_ENCODE_ROWS`] or more are encoded by
+/// two threads, the caller and a helper that inherits its priority. Encoding was about half of
+/// the flush thread's time, column after column; on a saturated machine the helper takes its
+/// CPU from the lower-priority compactor (BENCHMARKS.md, "Columns encoded on two threads").
+pub(crate) struct GroupWriter {
+    writer: parquet::file::writer::SerializedFileWriter<File>,
+    factory: parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory,
+    group_rows: usize,
+    index: usize,
+}
+
+impl GroupWriter {
+    /// A writer of batches of `schema` into `out`.
+    pub(crate) fn new(
+        out: File,
+        schema: arrow::datatypes::SchemaRef,
+        props: WriterProperties,
+    ) -> Result<GroupWriter> {
+        let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+        let (writer, factory) =
+            ArrowWriter::try_new(out, schema, Some(props))?.into_serialized_writer()?;
+        Ok(GroupWriter {
+            writer,
+            factory,
+            group_rows,
+            index: 0,
+        })
     }
-    writer.close()?;
-    Ok(())
+
+    /// Writes `batch` as one row group, or several when it holds more than
+    /// [`group_rows`](Self::group_rows).
+    pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let rows = self.group_rows.min(batch.num_rows() - offset);
+            let part = batch.slice(offset, rows);
+            let chunks = encode_columns(self.factory.create_column_writers(self.index)?, &part)?;
+            let mut group = self.writer.next_row_group()?;
+            for chunk in chunks {
+                chunk.append_to_row_group(&mut group)?;
+            }
+            group.close()?;
+            offset += rows;
+            self.index += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes the footer.
+    pub(crate) fn close(self) -> Result<()> {
+        self.writer.close()?;
+        Ok(())
+    }
 }
 
 fn encode_error(message: String) -> StorageError {
@@ -683,7 +763,10 @@ mod tests {
             };
             let dir = tempfile::tempdir().unwrap();
             let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
-            write_row_groups(File::create(&ours).unwrap(), &batch, props()).unwrap();
+            let mut ours_writer =
+                GroupWriter::new(File::create(&ours).unwrap(), batch.schema(), props()).unwrap();
+            ours_writer.write(&batch).unwrap();
+            ours_writer.close().unwrap();
             let mut writer = ArrowWriter::try_new(
                 File::create(&theirs).unwrap(),
                 batch.schema(),

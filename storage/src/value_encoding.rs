@@ -75,9 +75,19 @@ pub(crate) fn common_scale(values: &Float64Array) -> Option<i8> {
 /// stores every value exactly; `None` when the file must keep `Float64`.
 pub(crate) fn encode(batch: &RecordBatch) -> Result<Option<RecordBatch>> {
     let values = batch.column(COL_VALUE).as_primitive::<Float64Type>();
-    let Some(scale) = common_scale(values) else {
+    match common_scale(values) {
+        Some(scale) => encode_at(batch, scale),
+        None => Ok(None),
+    }
+}
+
+/// `batch` with its `value` column as `Decimal64(18, scale)`, when that stores every value
+/// exactly; `None` otherwise.
+pub(crate) fn encode_at(batch: &RecordBatch, scale: i8) -> Result<Option<RecordBatch>> {
+    let values = batch.column(COL_VALUE).as_primitive::<Float64Type>();
+    if !(0..=MAX_SCALE).contains(&scale) {
         return Ok(None);
-    };
+    }
     let p = pow10(scale);
     let unscaled: Decimal64Array = values
         .unary::<_, Decimal64Type>(|v| (v * p).round() as i64)
@@ -106,6 +116,17 @@ pub(crate) fn encode(batch: &RecordBatch) -> Result<Option<RecordBatch>> {
         Arc::new(Schema::new(fields)),
         cols,
     )?))
+}
+
+/// The scale of a file's `value` column of type `stored`: `Some(s)` for scaled integers,
+/// `None` for `Float64`.
+pub(crate) fn stored_scale(stored: &DataType) -> Option<i8> {
+    match stored {
+        DataType::Decimal32(_, s) | DataType::Decimal64(_, s) | DataType::Decimal128(_, s) => {
+            Some(*s)
+        }
+        _ => None,
+    }
 }
 
 /// The `Float64` values of a scaled column: `n as f64 / 10^scale`, the arithmetic of Arrow's

@@ -1,0 +1,588 @@
+//! Rewriting sorted data files into one with bounded memory (compaction, retention, device
+//! deletion): a k-way merge that reads each input a batch at a time and writes the output a row
+//! group at a time.
+//!
+//! Every data file is sorted by `(org_id, device_id, pin, ts)`, so merging needs no sort:
+//! the input whose next row is smallest gives a run of rows up to the next row of any other
+//! input, copied as a slice. Rows with equal keys come in input order (the inputs are given
+//! oldest first), as the stable sort of the flush would order them. Memory holds one decoded
+//! batch per input and about one row group of output, whatever the size of the inputs; a
+//! merge of every file of a day partition used to hold all of its rows, several times over.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+
+use crate::dedup;
+use crate::error::{Result, StorageError};
+use crate::maintenance::RowFilter;
+use crate::parquet_writer::{self, BatchStats, GroupWriter};
+use crate::schema::{self, COL_VALUE, schema};
+use crate::value_encoding;
+
+/// Sort key of a row.
+type Key = (u32, u32, u16, i64);
+
+/// Rows decoded from all inputs at once, at most (each input reads batches of this divided
+/// by the number of inputs, within the bounds below).
+const READ_ROWS_TOTAL: usize = 2 * 1024 * 1024;
+const READ_ROWS_MIN: usize = 4 * 1024;
+const READ_ROWS_MAX: usize = 64 * 1024;
+
+/// What [`merge_files`] wrote.
+#[derive(Debug)]
+pub(crate) struct Merged {
+    /// Summary of the rows written.
+    pub stats: BatchStats,
+    /// Repeated rows removed.
+    pub duplicates: usize,
+}
+
+/// Merges the rows of the sorted data files `inputs` (oldest first) that `keep` keeps into a
+/// new data file at `out`, written crash-safely, sorted and without repeated rows. Returns
+/// what was written and the file size, or `None` (and no file) when no row is kept.
+///
+/// The output stores `value` as scaled integers at the largest scale of the inputs when they
+/// all do and every value is exact at that scale; otherwise (one input of `Float64`, or a value
+/// found not to be exact while writing, which starts the merge over) as `Float64`.
+pub(crate) fn merge_files(
+    out: &Path,
+    inputs: &[PathBuf],
+    keep: Option<&RowFilter>,
+    stop: &AtomicBool,
+) -> Result<Option<(Merged, u64)>> {
+    let group_rows = parquet_writer::writer_properties(false)?
+        .max_row_group_row_count()
+        .unwrap_or(usize::MAX);
+    merge_files_in_groups(out, inputs, keep, stop, group_rows)
+}
+
+/// [`merge_files`] writing row groups of at most `group_rows` rows (unless one key has more).
+fn merge_files_in_groups(
+    out: &Path,
+    inputs: &[PathBuf],
+    keep: Option<&RowFilter>,
+    stop: &AtomicBool,
+    group_rows: usize,
+) -> Result<Option<(Merged, u64)>> {
+    let mut scale = output_scale(inputs)?;
+    loop {
+        let mut misfit = false;
+        let written = parquet_writer::write_file_atomically(out, |file| {
+            match merge_pass(file, inputs, keep, stop, scale, group_rows)? {
+                Pass::Done(merged) => Ok(Some(merged)),
+                Pass::Empty => Ok(None),
+                Pass::Misfit => {
+                    misfit = true;
+                    Ok(None)
+                }
+            }
+        })?;
+        match (misfit, scale) {
+            (true, Some(s)) => {
+                tracing::debug!(scale = s, out = %out.display(), "a merged value is not exact at the inputs' scale; writing Float64");
+                scale = None;
+            }
+            _ => return Ok(written),
+        }
+    }
+}
+
+/// Whether `keep` removes any row of the data file at `path` (read a batch at a time).
+pub(crate) fn filter_removes_rows(path: &Path, keep: &RowFilter) -> Result<bool> {
+    let reader = open_reader(path, READ_ROWS_MAX)?;
+    for batch in reader {
+        let batch = value_encoding::decode_file_batch(batch?)?;
+        if keep(&batch).true_count() < batch.num_rows() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The scale the output of merging `inputs` is first written at: the largest of their scales
+/// when every input stores scaled integers.
+fn output_scale(inputs: &[PathBuf]) -> Result<Option<i8>> {
+    let mut scale: Option<i8> = None;
+    for path in inputs {
+        let file = File::open(path).map_err(StorageError::io_path(path))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+        match value_encoding::stored_scale(builder.schema().field(COL_VALUE).data_type()) {
+            Some(s) => scale = Some(scale.map_or(s, |m| m.max(s))),
+            None => return Ok(None),
+        }
+    }
+    Ok(scale)
+}
+
+fn open_reader(path: &Path, batch_rows: usize) -> Result<ParquetRecordBatchReader> {
+    let file = File::open(path).map_err(StorageError::io_path(path))?;
+    Ok(ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(batch_rows)
+        .build()?)
+}
+
+fn key_at(batch: &RecordBatch, row: usize) -> Key {
+    let (org, dev, pin, ts) = schema::key_columns(batch);
+    (org[row], dev[row], pin[row], ts[row])
+}
+
+/// One input file, a decoded and filtered batch at a time.
+struct Input<'a> {
+    path: &'a Path,
+    reader: ParquetRecordBatchReader,
+    keep: Option<&'a RowFilter>,
+    batch: RecordBatch,
+    /// Next row of `batch` to merge.
+    pos: usize,
+    /// Key of the last row of the previous batch (to check the order across batches).
+    last: Option<Key>,
+}
+
+impl<'a> Input<'a> {
+    /// The input positioned at its first kept row; `None` when it keeps none.
+    fn open(
+        path: &'a Path,
+        keep: Option<&'a RowFilter>,
+        batch_rows: usize,
+    ) -> Result<Option<Input<'a>>> {
+        let mut input = Input {
+            path,
+            reader: open_reader(path, batch_rows)?,
+            keep,
+            batch: RecordBatch::new_empty(schema()),
+            pos: 0,
+            last: None,
+        };
+        Ok(input.next_batch()?.then_some(input))
+    }
+
+    /// Loads the next batch holding a kept row; false at the end of the file.
+    fn next_batch(&mut self) -> Result<bool> {
+        for batch in self.reader.by_ref() {
+            let batch = value_encoding::decode_file_batch(batch?)?;
+            let batch = match self.keep {
+                Some(keep) => filter_record_batch(&batch, &keep(&batch))?,
+                None => batch,
+            };
+            let n = batch.num_rows();
+            if n == 0 {
+                continue;
+            }
+            // A merge of unsorted input would write an unsorted file: refuse it.
+            let (org, dev, pin, ts) = schema::key_columns(&batch);
+            let key = |i: usize| (org[i], dev[i], pin[i], ts[i]);
+            let sorted =
+                self.last.is_none_or(|last| last <= key(0)) && (1..n).all(|i| key(i - 1) <= key(i));
+            if !sorted {
+                return Err(StorageError::InvalidInput(format!(
+                    "{} is not sorted by (org_id, device_id, pin, ts); not merged",
+                    self.path.display()
+                )));
+            }
+            self.last = Some(key(n - 1));
+            self.batch = batch;
+            self.pos = 0;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn head(&self) -> Key {
+        key_at(&self.batch, self.pos)
+    }
+
+    /// End of the run of rows from `pos` that come before `bound` (the smallest next row of
+    /// the other inputs and its input number; equal keys go to the lower number). `me` is this
+    /// input's number; its head comes first by the merge's heap order.
+    fn run_end(&self, me: usize, bound: Option<(Key, usize)>) -> usize {
+        let n = self.batch.num_rows();
+        let Some((bound, other)) = bound else {
+            return n;
+        };
+        let (org, dev, pin, ts) = schema::key_columns(&self.batch);
+        let mut end = self.pos + 1;
+        while end < n {
+            let key = (org[end], dev[end], pin[end], ts[end]);
+            if key < bound || (key == bound && me < other) {
+                end += 1;
+            } else {
+                break;
+            }
+        }
+        end
+    }
+}
+
+enum Pass {
+    Done(Merged),
+    Empty,
+    /// A value is not exact at the scale tried.
+    Misfit,
+}
+
+fn merge_pass(
+    file: File,
+    inputs: &[PathBuf],
+    keep: Option<&RowFilter>,
+    stop: &AtomicBool,
+    scale: Option<i8>,
+    group_rows: usize,
+) -> Result<Pass> {
+    let batch_rows = (READ_ROWS_TOTAL / inputs.len().max(1)).clamp(READ_ROWS_MIN, READ_ROWS_MAX);
+    let mut cursors = Vec::with_capacity(inputs.len());
+    for path in inputs {
+        if let Some(input) = Input::open(path, keep, batch_rows)? {
+            cursors.push(input);
+        }
+    }
+    let mut heap: BinaryHeap<Reverse<(Key, usize)>> = cursors
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Reverse((c.head(), i)))
+        .collect();
+    let mut out = Output::new(file, scale, group_rows);
+    while let Some(Reverse((_, i))) = heap.pop() {
+        let bound = heap.peek().map(|Reverse(b)| *b);
+        let input = &mut cursors[i];
+        let end = input.run_end(i, bound);
+        let run = input.batch.slice(input.pos, end - input.pos);
+        input.pos = end;
+        if input.pos < input.batch.num_rows() || input.next_batch()? {
+            heap.push(Reverse((input.head(), i)));
+        }
+        if !out.push(run, stop)? {
+            return Ok(Pass::Misfit);
+        }
+    }
+    out.finish(stop)
+}
+
+/// The merged rows, gathered into row groups and written.
+struct Output {
+    file: Option<File>,
+    writer: Option<GroupWriter>,
+    scale: Option<i8>,
+    group_rows: usize,
+    /// Runs not written yet, in order.
+    parts: Vec<RecordBatch>,
+    rows: usize,
+    stats: Option<BatchStats>,
+    duplicates: usize,
+    /// The key whose rows alone exceed a group and may have more to come.
+    open_key: Option<Key>,
+}
+
+/// What [`Output::write_group`] did.
+enum Group {
+    Written,
+    /// Nothing: the pending rows all have this key, and more of them may come.
+    KeyOpen(Key),
+    /// Nothing: a value is not exact at the scale tried.
+    Misfit,
+}
+
+impl Output {
+    fn new(file: File, scale: Option<i8>, group_rows: usize) -> Output {
+        Output {
+            file: Some(file),
+            writer: None,
+            scale,
+            group_rows: group_rows.max(1),
+            parts: Vec::new(),
+            rows: 0,
+            stats: None,
+            duplicates: 0,
+            open_key: None,
+        }
+    }
+
+    /// Adds a run of rows; false when a value is not exact at the scale tried.
+    fn push(&mut self, run: RecordBatch, stop: &AtomicBool) -> Result<bool> {
+        // More rows of a key that fills a whole group: wait for the next key before trying again.
+        let more_of_open_key = self.open_key.is_some_and(|open| {
+            key_at(&run, 0) == open && key_at(&run, run.num_rows() - 1) == open
+        });
+        self.rows += run.num_rows();
+        self.parts.push(run);
+        if more_of_open_key {
+            return Ok(true);
+        }
+        self.open_key = None;
+        while self.rows > self.group_rows {
+            match self.write_group(false, stop)? {
+                Group::Written => {}
+                Group::KeyOpen(key) => {
+                    self.open_key = Some(key);
+                    break;
+                }
+                Group::Misfit => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    fn finish(mut self, stop: &AtomicBool) -> Result<Pass> {
+        while self.rows > 0 {
+            match self.write_group(true, stop)? {
+                Group::Written | Group::KeyOpen(_) => {}
+                Group::Misfit => return Ok(Pass::Misfit),
+            }
+        }
+        let Some(writer) = self.writer.take() else {
+            return Ok(Pass::Empty);
+        };
+        writer.close()?;
+        Ok(match self.stats {
+            Some(stats) => Pass::Done(Merged {
+                stats,
+                duplicates: self.duplicates,
+            }),
+            None => Pass::Empty,
+        })
+    }
+
+    /// Writes one row group from the pending runs: at most `group_rows` rows, ending where a
+    /// key ends (the rows of one key are deduplicated together), or all the rows of one key that
+    /// has more. Unless `last` (every row is pending), rows of the last pending key may still
+    /// come: when they alone exceed a group, nothing is written ([`Group::KeyOpen`]).
+    fn write_group(&mut self, last: bool, stop: &AtomicBool) -> Result<Group> {
+        if stop.load(Ordering::Relaxed) {
+            return Err(StorageError::Closed);
+        }
+        let pending = concat_batches(&schema(), &self.parts)?;
+        self.parts.clear();
+        let n = pending.num_rows();
+        let mut cut = n.min(self.group_rows);
+        if cut < n {
+            // Back to the first row of the key at the cut: the rows of one key stay together.
+            let at = key_at(&pending, cut);
+            while cut > 0 && key_at(&pending, cut - 1) == at {
+                cut -= 1;
+            }
+            if cut == 0 {
+                // One key fills the group: the group takes all of its rows.
+                cut = (1..=n)
+                    .find(|&i| i == n || key_at(&pending, i) != at)
+                    .unwrap_or(n);
+                if cut == n && !last {
+                    self.parts.push(pending);
+                    return Ok(Group::KeyOpen(at));
+                }
+            }
+        }
+        if cut < n {
+            self.parts.push(pending.slice(cut, n - cut));
+        }
+        self.rows = n - cut;
+        let (group, duplicates) = dedup::dedup_sorted(pending.slice(0, cut))?;
+        self.duplicates += duplicates;
+        if group.num_rows() == 0 {
+            return Ok(Group::Written);
+        }
+        let encoded = match self.scale {
+            Some(scale) => match value_encoding::encode_at(&group, scale)? {
+                Some(encoded) => encoded,
+                None => return Ok(Group::Misfit),
+            },
+            None => group.clone(),
+        };
+        if self.writer.is_none() {
+            let file = self.file.take().ok_or_else(|| {
+                StorageError::InvalidInput("merge output written after it was closed".into())
+            })?;
+            let props = parquet_writer::writer_properties(self.scale.is_some())?;
+            self.writer = Some(GroupWriter::new(file, encoded.schema(), props)?);
+        }
+        if let Some(writer) = self.writer.as_mut() {
+            writer.write(&encoded)?;
+        }
+        let stats = parquet_writer::batch_stats(&group);
+        match self.stats.as_mut() {
+            Some(all) => all.absorb(stats),
+            None => self.stats = Some(stats),
+        }
+        Ok(Group::Written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memtable::Memtable;
+    use crate::parquet_writer::sort_rows;
+    use crate::point::Point;
+    use arrow::array::{Array, AsArray, BooleanArray};
+    use arrow::datatypes::{DataType, Float64Type, UInt32Type};
+    use std::time::Instant;
+
+    /// A data file of `points` as the flusher writes it (sorted, without repeats).
+    fn write(dir: &Path, name: &str, points: &[Point]) -> PathBuf {
+        let mut m = Memtable::new();
+        m.append(1, points, Instant::now());
+        let sorted = sort_rows(&m.freeze().expect("rows").batches).unwrap();
+        let (sorted, _) = dedup::dedup_sorted(sorted).unwrap();
+        let path = dir.join(name);
+        parquet_writer::write_parquet_file(&path, &sorted).unwrap();
+        path
+    }
+
+    fn read(path: &Path) -> (RecordBatch, DataType, usize) {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+        let stored = builder.schema().field(COL_VALUE).data_type().clone();
+        let groups = builder.metadata().num_row_groups();
+        let batches: Vec<RecordBatch> = builder
+            .build()
+            .unwrap()
+            .map(|b| value_encoding::decode_file_batch(b.unwrap()).unwrap())
+            .collect();
+        (concat_batches(&schema(), &batches).unwrap(), stored, groups)
+    }
+
+    /// The rows as comparable tuples (values by their bits).
+    fn rows(batch: &RecordBatch) -> Vec<(Key, Option<u64>, Option<String>)> {
+        let value = batch.column(COL_VALUE).as_primitive::<Float64Type>();
+        let text = batch.column(schema::COL_TEXT).as_string::<i32>();
+        (0..batch.num_rows())
+            .map(|i| {
+                (
+                    key_at(batch, i),
+                    value.is_valid(i).then(|| value.value(i).to_bits()),
+                    text.is_valid(i).then(|| text.value(i).to_owned()),
+                )
+            })
+            .collect()
+    }
+
+    fn point(dev: u32, pin: u16, ts: i64, v: u8) -> Point {
+        match v {
+            0 => Point::number(1, dev, pin, ts, 0.5),
+            1 => Point::number(1, dev, pin, ts, 1.25),
+            2 => Point::number(1, dev, pin, ts, 2.0),
+            3 => Point::number(1, dev, pin, ts, 1.0 / 3.0),
+            4 => Point::number(1, dev, pin, ts, 1e17),
+            _ => Point::from_text(1, dev, pin, ts, "on"),
+        }
+    }
+
+    fn drop_device(dev: u32) -> RowFilter {
+        Box::new(move |b: &RecordBatch| {
+            let d = b.column(schema::COL_DEVICE).as_primitive::<UInt32Type>();
+            d.values()
+                .iter()
+                .map(|&x| Some(x != dev))
+                .collect::<BooleanArray>()
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// The merge writes what sorting and deduplicating all kept rows at once wrote
+        /// (the flush's own functions, and the compaction's before the merge streamed).
+        #[test]
+        fn merge_equals_one_sort_of_all_rows(
+            files in proptest::collection::vec(
+                proptest::collection::vec((0u32..3, 0u16..2, 0i64..8, 0u8..6), 1..40),
+                1..5,
+            ),
+            group_rows in 1usize..12,
+            dropped in proptest::option::of(0u32..3),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let inputs: Vec<PathBuf> = files
+                .iter()
+                .enumerate()
+                .map(|(i, pts)| {
+                    let pts: Vec<Point> = pts.iter().map(|&(d, p, t, v)| point(d, p, t, v)).collect();
+                    write(dir.path(), &format!("{i}.parquet"), &pts)
+                })
+                .collect();
+            let keep = dropped.map(drop_device);
+            let all: Vec<RecordBatch> = inputs.iter().map(|p| read(p).0).collect();
+            let all = concat_batches(&schema(), &all).unwrap();
+            let all = match &keep {
+                Some(keep) => filter_record_batch(&all, &keep(&all)).unwrap(),
+                None => all,
+            };
+            let out = dir.path().join("out.parquet");
+            let stop = AtomicBool::new(false);
+            let merged = merge_files_in_groups(&out, &inputs, keep.as_ref(), &stop, group_rows).unwrap();
+            if all.num_rows() == 0 {
+                proptest::prop_assert!(merged.is_none());
+                proptest::prop_assert!(!out.exists());
+                return Ok(());
+            }
+            let (expected, dups) = dedup::dedup_sorted(sort_rows(&[all]).unwrap()).unwrap();
+            let (merged, bytes) = merged.expect("rows kept");
+            let (got, _, groups) = read(&out);
+            proptest::prop_assert_eq!(rows(&got), rows(&expected));
+            proptest::prop_assert_eq!(merged.duplicates, dups);
+            proptest::prop_assert_eq!(merged.stats, parquet_writer::batch_stats(&expected));
+            proptest::prop_assert_eq!(bytes, std::fs::metadata(&out).unwrap().len());
+            // Row groups are full but for the rows of one key kept together.
+            proptest::prop_assert!(groups >= expected.num_rows().div_ceil(group_rows) / 2);
+        }
+    }
+
+    #[test]
+    fn output_scale_is_the_largest_exact_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(false);
+        let halves = write(dir.path(), "a", &[point(1, 0, 1, 0)]); // scale 1
+        let quarters = write(dir.path(), "b", &[point(1, 0, 2, 1)]); // scale 2
+        let thirds = write(dir.path(), "c", &[point(1, 0, 3, 3)]); // Float64
+        let huge = write(dir.path(), "d", &[point(1, 0, 4, 4)]); // scale 0, not exact at 2
+        let stored = |inputs: &[&PathBuf]| {
+            let inputs: Vec<PathBuf> = inputs.iter().map(|p| (*p).clone()).collect();
+            let out = dir.path().join("out");
+            merge_files(&out, &inputs, None, &stop)
+                .unwrap()
+                .expect("rows");
+            let (batch, stored, _) = read(&out);
+            assert_eq!(batch.num_rows(), inputs.len());
+            stored
+        };
+        assert_eq!(stored(&[&halves, &quarters]), DataType::Decimal64(18, 2));
+        assert_eq!(stored(&[&halves, &thirds]), DataType::Float64);
+        assert_eq!(
+            stored(&[&huge, &halves]),
+            DataType::Decimal64(18, 1),
+            "1e17 is exact at 1"
+        );
+        // 1e17 × 100 exceeds 18 digits: the merge starts over as Float64.
+        assert_eq!(stored(&[&huge, &quarters]), DataType::Float64);
+    }
+
+    #[test]
+    fn unsorted_input_is_refused_and_stop_abandons() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = write(dir.path(), "good", &[point(1, 0, 1, 0), point(2, 0, 1, 0)]);
+        // A file whose rows are not in key order (written without the flush's sort).
+        let mut m = Memtable::new();
+        m.append(1, &[point(2, 0, 1, 0), point(1, 0, 1, 0)], Instant::now());
+        let unsorted = concat_batches(&schema(), &m.freeze().unwrap().batches).unwrap();
+        let bad = dir.path().join("bad");
+        parquet_writer::write_parquet_file(&bad, &unsorted).unwrap();
+        let out = dir.path().join("out");
+        let err = merge_files(&out, &[good.clone(), bad], None, &AtomicBool::new(false))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not sorted"), "{err}");
+        assert!(!out.exists());
+        assert!(
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .all(|e| { !e.unwrap().file_name().to_string_lossy().ends_with(".tmp") })
+        );
+        let stopped = merge_files(&out, &[good.clone(), good], None, &AtomicBool::new(true));
+        assert!(matches!(stopped, Err(StorageError::Closed)));
+        assert!(!out.exists());
+    }
+}
