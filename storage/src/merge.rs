@@ -60,17 +60,80 @@ pub(crate) fn merge_files(
     let group_rows = parquet_writer::writer_properties(false)?
         .max_row_group_row_count()
         .unwrap_or(usize::MAX);
-    merge_files_in_groups(out, inputs, keep, stop, group_rows)
+    let shape = Shape {
+        group_rows,
+        fan_in: MAX_FAN_IN,
+    };
+    merge_in_levels(out, inputs, keep, stop, shape, 0)
 }
 
-/// [`merge_files`] writing row groups of at most `group_rows` rows (unless one key has more).
-fn merge_files_in_groups(
+/// Most files one merge pass reads at once: each holds a file handle, reader state and a
+/// decoded batch. More inputs are merged a group at a time into intermediate files first.
+const MAX_FAN_IN: usize = 64;
+
+/// Row group size and fan-in of a merge (small in tests).
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    group_rows: usize,
+    fan_in: usize,
+}
+
+/// [`merge_files`] with `shape`: consecutive groups of at most `shape.fan_in` inputs merged
+/// into intermediate files (`<out>-merge<level>-<n>.parquet`, removed after use, or as orphans
+/// on the next open after a crash), then those merged. Consecutive groups keep the inputs'
+/// order, so rows with equal keys keep it too.
+fn merge_in_levels(
+    out: &Path,
+    inputs: &[PathBuf],
+    keep: Option<&RowFilter>,
+    stop: &AtomicBool,
+    shape: Shape,
+    level: usize,
+) -> Result<Option<(Merged, u64)>> {
+    let fan_in = shape.fan_in.max(2);
+    if inputs.len() <= fan_in {
+        return merge_once(out, inputs, keep, stop, shape.group_rows);
+    }
+    let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+    let mut parts = Vec::new();
+    let mut duplicates = 0;
+    let result = (|| {
+        for (n, group) in inputs.chunks(fan_in).enumerate() {
+            let part = out.with_file_name(format!("{stem}-merge{level}-{n}.parquet"));
+            if let Some((merged, _)) = merge_once(&part, group, keep, stop, shape.group_rows)? {
+                duplicates += merged.duplicates;
+                parts.push(part);
+            }
+        }
+        tracing::debug!(
+            inputs = inputs.len(),
+            parts = parts.len(),
+            level,
+            "merged in groups"
+        );
+        merge_in_levels(out, &parts, None, stop, shape, level + 1)
+    })();
+    for part in &parts {
+        let _ = std::fs::remove_file(part);
+    }
+    Ok(result?.map(|(mut merged, bytes)| {
+        merged.duplicates += duplicates;
+        (merged, bytes)
+    }))
+}
+
+/// One merge pass over `inputs` into `out`, at the inputs' scale, or as `Float64` when a value
+/// does not fit it.
+fn merge_once(
     out: &Path,
     inputs: &[PathBuf],
     keep: Option<&RowFilter>,
     stop: &AtomicBool,
     group_rows: usize,
 ) -> Result<Option<(Merged, u64)>> {
+    if inputs.is_empty() {
+        return Ok(None);
+    }
     let mut scale = output_scale(inputs)?;
     loop {
         let mut misfit = false;
@@ -433,10 +496,15 @@ mod tests {
         path
     }
 
-    fn read(path: &Path) -> (RecordBatch, DataType, usize) {
+    fn read(path: &Path) -> (RecordBatch, DataType, Vec<usize>) {
         let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
         let stored = builder.schema().field(COL_VALUE).data_type().clone();
-        let groups = builder.metadata().num_row_groups();
+        let groups = builder
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows() as usize)
+            .collect();
         let batches: Vec<RecordBatch> = builder
             .build()
             .unwrap()
@@ -490,9 +558,10 @@ mod tests {
         fn merge_equals_one_sort_of_all_rows(
             files in proptest::collection::vec(
                 proptest::collection::vec((0u32..3, 0u16..2, 0i64..8, 0u8..6), 1..40),
-                1..5,
+                1..8,
             ),
             group_rows in 1usize..12,
+            fan_in in 2usize..5,
             dropped in proptest::option::of(0u32..3),
         ) {
             let dir = tempfile::tempdir().unwrap();
@@ -513,10 +582,11 @@ mod tests {
             };
             let out = dir.path().join("out.parquet");
             let stop = AtomicBool::new(false);
-            let merged = merge_files_in_groups(&out, &inputs, keep.as_ref(), &stop, group_rows).unwrap();
+            let shape = Shape { group_rows, fan_in };
+            let merged = merge_in_levels(&out, &inputs, keep.as_ref(), &stop, shape, 0).unwrap();
             if all.num_rows() == 0 {
                 proptest::prop_assert!(merged.is_none());
-                proptest::prop_assert!(!out.exists());
+                proptest::prop_assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), inputs.len());
                 return Ok(());
             }
             let (expected, dups) = dedup::dedup_sorted(sort_rows(&[all]).unwrap()).unwrap();
@@ -526,8 +596,15 @@ mod tests {
             proptest::prop_assert_eq!(merged.duplicates, dups);
             proptest::prop_assert_eq!(merged.stats, parquet_writer::batch_stats(&expected));
             proptest::prop_assert_eq!(bytes, std::fs::metadata(&out).unwrap().len());
-            // Row groups are full but for the rows of one key kept together.
-            proptest::prop_assert!(groups >= expected.num_rows().div_ceil(group_rows) / 2);
+            // No intermediate file is left.
+            proptest::prop_assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), inputs.len() + 1);
+            // A row group holds at most `group_rows` rows, or the rows of one key.
+            let mut start = 0;
+            for rows in groups {
+                let one_key = key_at(&got, start) == key_at(&got, start + rows - 1);
+                proptest::prop_assert!(rows <= group_rows || one_key, "{} rows", rows);
+                start += rows;
+            }
         }
     }
 
