@@ -273,10 +273,13 @@ pub(crate) fn execute(
                 let catalog = catalog.lock();
                 rw.files.iter().map(|f| catalog.abs_path(&f.path)).collect()
             };
-            if !rw.drop_all
-                && let ([path], Some(keep)) = (paths.as_slice(), &rw.keep)
-                && !merge::filter_removes_rows(path, keep)?
-            {
+            let unchanged = !rw.drop_all
+                && match (paths.as_slice(), &rw.keep) {
+                    ([_], None) => true,
+                    ([path], Some(keep)) => !merge::filter_removes_rows(path, keep)?,
+                    _ => false,
+                };
+            if unchanged {
                 continue; // nothing to change in this file
             }
             report.files_removed += rw.files.len();
