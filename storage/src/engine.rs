@@ -159,6 +159,16 @@ impl Shared {
         self.mem.lock().frozen.front().cloned()
     }
 
+    /// The frozen memtable after `prev` in flush order: the oldest when `prev` is `None` or
+    /// already flushed (memtables are flushed in order, so every earlier one is too).
+    pub(crate) fn frozen_after(&self, prev: Option<&Arc<Frozen>>) -> Option<Arc<Frozen>> {
+        let mem = self.mem.lock();
+        match prev.and_then(|p| mem.frozen.iter().position(|f| Arc::ptr_eq(f, p))) {
+            Some(i) => mem.frozen.get(i + 1).cloned(),
+            None => mem.frozen.front().cloned(),
+        }
+    }
+
     /// Makes a flushed memtable's files visible and its rows invisible in one step.
     pub(crate) fn publish_flushed(&self, frozen: &Arc<Frozen>, new_files: Vec<FileMeta>) {
         let mut mem = self.mem.lock();

@@ -53,6 +53,10 @@ pub enum StorageError {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
+    /// Writing a memtable to Parquet failed (it stays in memory and the WAL; retried).
+    #[error("flush to Parquet failed: {0}")]
+    Flush(String),
+
     /// An earlier unrecoverable WAL failure (typically a failed fsync) poisoned the write path;
     /// the store must be reopened.
     #[error("write path poisoned by an earlier failure: {0}")]

@@ -1,10 +1,19 @@
-//! The flusher thread: freezes old memtables, writes frozen memtables to Parquet, commits them to
+//! The flusher: freezes old memtables and writes frozen memtables to Parquet, commits them to
 //! the catalog, publishes them to snapshots and deletes the WAL segments they cover. It never
 //! waits for compaction (the compactor thread's work), so flushing keeps pace with ingest.
+//!
+//! Two stages on two threads, so that a flush uses both cores of a small machine: the flusher
+//! thread *prepares* a memtable (sort, duplicate removal, last values, split by day) while its
+//! writer thread *writes* the one before (Parquet encoding, on the writer and one helper;
+//! fsync; catalog commit; publish). The writer takes memtables in freeze order and commits
+//! them in that order, which the flushed WAL position relies on; a memtable whose predecessor
+//! failed is set aside and prepared again (BENCHMARKS.md, "Flush in two stages").
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use arrow::record_batch::RecordBatch;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
@@ -13,10 +22,11 @@ use crate::compactor::CompactMsg;
 use crate::config::StorageConfig;
 use crate::dedup;
 use crate::engine::Shared;
-use crate::error::Result;
+use crate::error::{Result, StorageError};
+use crate::last_value::LastValue;
 use crate::memtable::Frozen;
 use crate::metrics::Metrics;
-use crate::parquet_writer;
+use crate::parquet_writer::{self, SeriesKey};
 use crate::partition;
 use crate::wal::ClosedSegments;
 
@@ -32,12 +42,40 @@ pub(crate) enum FlushMsg {
 
 pub(crate) struct Flusher {
     shared: Arc<Shared>,
+    rx: Receiver<FlushMsg>,
+    max_age: Duration,
+    /// The last memtable handed to the writer (the next one to prepare follows it).
+    handed: Option<Arc<Frozen>>,
+    writer: Option<Writer>,
+}
+
+/// A memtable ready to be written.
+struct Prepared {
+    frozen: Arc<Frozen>,
+    days: Vec<(i64, RecordBatch)>,
+    last_values: Vec<(SeriesKey, LastValue)>,
+    started: Instant,
+}
+
+/// Messages to the writer thread.
+enum ToWriter {
+    Write(Prepared),
+    /// Reply once everything sent before is written (or set aside after a failure): the
+    /// failure, if the last memtable tried was not written.
+    Barrier(Sender<Result<()>>),
+}
+
+/// The writing stage (see the module docs).
+struct Writer {
+    shared: Arc<Shared>,
     catalog: Arc<Mutex<Catalog>>,
     segments: Arc<ClosedSegments>,
-    rx: Receiver<FlushMsg>,
     /// Told after every flush (compaction runs on its own thread).
     compactor: Sender<CompactMsg>,
-    max_age: Duration,
+    /// Set when a write failed: the flusher prepares again from the oldest frozen memtable.
+    retry: Arc<AtomicBool>,
+    /// The first failure since the last barrier or the last successful write.
+    failure: Option<String>,
 }
 
 impl Flusher {
@@ -50,59 +88,170 @@ impl Flusher {
         config: &StorageConfig,
     ) -> Flusher {
         Flusher {
+            writer: Some(Writer {
+                shared: shared.clone(),
+                catalog,
+                segments,
+                compactor,
+                retry: Arc::new(AtomicBool::new(false)),
+                failure: None,
+            }),
             shared,
-            catalog,
-            segments,
             rx,
-            compactor,
             max_age: config.memtable_max_age,
+            handed: None,
         }
     }
 
     pub(crate) fn run(mut self) {
         let tick = (self.max_age / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        loop {
-            match self.rx.recv_timeout(tick) {
-                Ok(FlushMsg::Wake) | Err(RecvTimeoutError::Timeout) => {
-                    self.shared.freeze_if_older_than(self.max_age);
-                    // Errors are logged in `drain`; a failed flush is retried on the next tick.
-                    let _ = self.drain();
+        let Some(writer) = self.writer.take() else {
+            return;
+        };
+        let retry = writer.retry.clone();
+        // The writer inherits this thread's priority. Queue of one: a prepared memtable waits
+        // while the one before is written, and preparing the next waits for it.
+        let (to_writer, writer_rx) = crossbeam_channel::bounded::<ToWriter>(1);
+        std::thread::scope(|scope| {
+            let spawned = std::thread::Builder::new()
+                .name("pinhouse-flush-w".into())
+                .spawn_scoped(scope, move || writer.run(writer_rx));
+            let writer = match spawned {
+                Ok(handle) => handle,
+                Err(e) => {
+                    tracing::error!(error = %e, "no flush writer thread; flushing stops");
+                    return;
                 }
-                Ok(FlushMsg::Flush(reply)) => {
-                    self.shared.freeze_active();
-                    let _ = reply.send(self.drain());
+            };
+            loop {
+                match self.rx.recv_timeout(tick) {
+                    Ok(FlushMsg::Wake) | Err(RecvTimeoutError::Timeout) => {
+                        self.shared.freeze_if_older_than(self.max_age);
+                        // Errors are logged; a failed preparation is retried on the next tick.
+                        if let Err(StorageError::Closed) = self.prepare_all(&retry, &to_writer) {
+                            break;
+                        }
+                    }
+                    Ok(FlushMsg::Flush(reply)) => {
+                        self.shared.freeze_active();
+                        match self.prepare_all(&retry, &to_writer) {
+                            Ok(()) => {
+                                if let Err(e) = to_writer.send(ToWriter::Barrier(reply))
+                                    && let ToWriter::Barrier(reply) = e.into_inner()
+                                {
+                                    let _ = reply.send(Err(StorageError::Closed));
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                let closed = matches!(e, StorageError::Closed);
+                                let _ = reply.send(Err(e));
+                                if closed {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Ok(FlushMsg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                 }
-                Ok(FlushMsg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
             }
-        }
+            // The writer finishes what it was handed, then stops.
+            drop(to_writer);
+            if writer.join().is_err() {
+                tracing::error!("the flush writer thread panicked; flushing stops");
+            }
+        });
         self.shared.flusher_stopped();
     }
 
-    /// Flushes frozen memtables oldest first until none is left or one fails.
-    fn drain(&mut self) -> Result<()> {
-        while let Some(frozen) = self.shared.oldest_frozen() {
-            if let Err(e) = self.flush_one(&frozen) {
+    /// Prepares every frozen memtable not handed to the writer yet, oldest first, and hands
+    /// each over. A preparation that fails is logged and returned (the memtable is prepared
+    /// again next time); [`StorageError::Closed`] when the writer thread is gone.
+    fn prepare_all(&mut self, retry: &AtomicBool, to_writer: &Sender<ToWriter>) -> Result<()> {
+        if retry.swap(false, Ordering::Relaxed) {
+            self.handed = None;
+        }
+        while let Some(frozen) = self.shared.frozen_after(self.handed.as_ref()) {
+            let prepared = prepare(&self.shared, &frozen).inspect_err(|e| {
                 Metrics::add(&self.shared.metrics.flush_errors, 1);
                 tracing::error!(error = %e, rows = frozen.rows, "flush to Parquet failed; will retry");
-                return Err(e);
+            })?;
+            if to_writer.send(ToWriter::Write(prepared)).is_err() {
+                tracing::error!("the flush writer thread stopped; flushing stops");
+                return Err(StorageError::Closed);
             }
+            self.handed = Some(frozen);
         }
         Ok(())
     }
+}
 
-    fn flush_one(&mut self, frozen: &Arc<Frozen>) -> Result<()> {
-        let started = Instant::now();
-        let sorted = parquet_writer::sort_rows(&frozen.batches)?;
-        let (sorted, duplicates) = dedup::dedup_sorted(sorted)?;
-        if duplicates > 0 {
-            Metrics::add(&self.shared.metrics.duplicates_dropped, duplicates as u64);
+/// The first stage: sorts the rows, removes repeated ones, takes the last values and splits
+/// the rows by day.
+fn prepare(shared: &Shared, frozen: &Arc<Frozen>) -> Result<Prepared> {
+    let started = Instant::now();
+    let sorted = parquet_writer::sort_rows(&frozen.batches)?;
+    let (sorted, duplicates) = dedup::dedup_sorted(sorted)?;
+    if duplicates > 0 {
+        Metrics::add(&shared.metrics.duplicates_dropped, duplicates as u64);
+    }
+    let last_values = parquet_writer::last_values_of_sorted(&sorted);
+    let days = parquet_writer::split_by_day(&sorted)?;
+    Ok(Prepared {
+        frozen: frozen.clone(),
+        days,
+        last_values,
+        started,
+    })
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<ToWriter>) {
+        for msg in rx {
+            match msg {
+                ToWriter::Write(prepared) => {
+                    // Its predecessor failed and is still in memory: commit nothing before it.
+                    let next = self.shared.oldest_frozen();
+                    if !next.is_some_and(|f| Arc::ptr_eq(&f, &prepared.frozen)) {
+                        continue;
+                    }
+                    let rows = prepared.frozen.rows;
+                    match self.write(prepared) {
+                        // Every earlier memtable is flushed too: earlier failures are mended.
+                        Ok(()) => self.failure = None,
+                        Err(e) => {
+                            Metrics::add(&self.shared.metrics.flush_errors, 1);
+                            tracing::error!(error = %e, rows, "flush to Parquet failed; will retry");
+                            self.failure.get_or_insert_with(|| e.to_string());
+                            self.retry.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+                ToWriter::Barrier(reply) => {
+                    let result = match self.failure.take() {
+                        Some(e) => Err(StorageError::Flush(e)),
+                        None => Ok(()),
+                    };
+                    let _ = reply.send(result);
+                }
+            }
         }
-        let last_values = parquet_writer::last_values_of_sorted(&sorted);
+    }
+
+    /// The second stage: writes the files, commits and publishes them, deletes the WAL
+    /// segments now covered.
+    fn write(&mut self, prepared: Prepared) -> Result<()> {
+        let Prepared {
+            frozen,
+            days,
+            last_values,
+            started,
+        } = prepared;
         let mut entries = Vec::new();
         let mut written = Vec::new();
         let mut bytes = 0;
         let result = (|| -> Result<u64> {
-            for (day, batch) in parquet_writer::split_by_day(&sorted)? {
+            for (day, batch) in days {
                 let (entry, abs) = parquet_writer::write_new_file(
                     &self.catalog,
                     &partition::partition_name(day),
@@ -119,7 +268,7 @@ impl Flusher {
             let mut catalog = self.catalog.lock();
             let metas: Vec<_> = entries.iter().map(|e| catalog.file_meta(e)).collect();
             catalog.commit(std::mem::take(&mut entries), last_values, frozen.max_seq)?;
-            self.shared.publish_flushed(frozen, metas);
+            self.shared.publish_flushed(&frozen, metas);
             Ok(catalog.flushed_wal_seq())
         })();
         let flushed_wal_seq = match result {

@@ -6,7 +6,7 @@ use arrow::array::AsArray;
 use arrow::datatypes::{TimestampMicrosecondType, UInt16Type, UInt32Type};
 use parquet::basic::Compression;
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use pinhouse_storage::{Point, Storage, schema};
+use pinhouse_storage::{Point, Storage, StorageError, schema};
 
 use crate::common::*;
 
@@ -199,4 +199,54 @@ fn memtable_freezes_by_size_and_by_age() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(s.snapshot().memory_rows(), 0);
+}
+
+#[test]
+fn a_failed_flush_keeps_its_rows_and_later_memtables_wait_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.memtable_max_rows = 100;
+    c.memtable_budget_rows = 1_000_000;
+    let s = Storage::open(c.clone()).unwrap();
+    // A day partition is a directory: a file in its place makes writing that day fail.
+    let blocked = dir.path().join("parquet").join("date=1970-01-01");
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, b"in the way").unwrap();
+    let a = batch(1, 350, 0);
+    for part in a.chunks(100) {
+        s.write(part.to_vec()).unwrap();
+    }
+    let err = s.flush().unwrap_err();
+    assert!(matches!(err, StorageError::Flush(_)), "{err}");
+    assert!(s.stats().flush_errors >= 1);
+    let snap = s.snapshot();
+    assert_eq!((snap.file_rows(), snap.memory_rows()), (0, 350));
+    let mut kept = snapshot_rows(&snap);
+    kept.sort();
+    assert!(
+        kept == expected(&a),
+        "the rows of the failed flush are still read"
+    );
+    drop(snap);
+    // Memtables frozen after the failed one are not flushed before it, even where they could
+    // be (the next day): the flushed WAL position would pass rows still only in memory.
+    let b = batch(1, 250, DAY);
+    for part in b.chunks(100) {
+        s.write(part.to_vec()).unwrap();
+    }
+    assert!(matches!(s.flush(), Err(StorageError::Flush(_))));
+    let snap = s.snapshot();
+    assert_eq!((snap.file_rows(), snap.memory_rows()), (0, 600));
+    drop(snap);
+    std::fs::remove_file(&blocked).unwrap();
+    s.flush().unwrap();
+    let all: Vec<Point> = a.iter().chain(&b).cloned().collect();
+    let snap = s.snapshot();
+    assert_eq!((snap.file_rows(), snap.memory_rows()), (600, 0));
+    drop(snap);
+    assert_eq!(all_rows(&s), expected(&all));
+    s.close().unwrap();
+    let s = Storage::open(c).unwrap();
+    assert_eq!(s.recovery().wal_records, 0);
+    assert_eq!(all_rows(&s), expected(&all));
 }
