@@ -114,7 +114,7 @@ impl Flusher {
         let (to_writer, writer_rx) = crossbeam_channel::bounded::<ToWriter>(1);
         std::thread::scope(|scope| {
             let spawned = std::thread::Builder::new()
-                .name("pinhouse-flush-w".into())
+                .name("pinhouse-fwrite".into())
                 .spawn_scoped(scope, move || writer.run(writer_rx));
             let writer = match spawned {
                 Ok(handle) => handle,

@@ -23,9 +23,10 @@
 //! records already covered by catalog files are skipped; Parquet files missing from the catalog
 //! are removed and re-flushed from the WAL).
 //!
-//! Threads, not async: one committer thread owns the WAL, one flusher thread writes Parquet,
-//! one compactor thread rewrites Parquet files (compaction, retention, device deletion) so that
-//! a long merge never delays a flush.
+//! Threads, not async: one committer thread owns the WAL; two flush threads write Parquet (one
+//! prepares a memtable — sort, duplicates, last values — while the other writes the one
+//! before, committing in freeze order); one compactor thread rewrites Parquet files
+//! (compaction, retention, device deletion) so that a long merge never delays a flush.
 //! The exception is [`objects`], the handle on the object store (local files or an S3-compatible
 //! bucket) for large immutable objects such as firmware: `object_store` is async, so its callers
 //! are async, but the module spawns nothing. The Parquet engine uses it only through
