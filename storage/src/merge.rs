@@ -15,7 +15,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::compute::{filter_record_batch, interleave_record_batch};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
@@ -311,18 +311,23 @@ fn merge_pass(
         .map(|(i, c)| Reverse((c.head(), i)))
         .collect();
     let mut out = Output::new(file, scale, group_rows);
+    // Each input's current batch as a source of the output, once registered.
+    let mut slots: Vec<Option<Slot>> = vec![None; cursors.len()];
     while let Some(Reverse((_, i))) = heap.pop() {
         let bound = heap.peek().map(|Reverse(b)| *b);
         let input = &mut cursors[i];
-        let end = input.run_end(i, bound);
-        let run = input.batch.slice(input.pos, end - input.pos);
-        input.pos = end;
-        if input.pos < input.batch.num_rows() || input.next_batch()? {
-            heap.push(Reverse((input.head(), i)));
-        }
-        if !out.push(run, stop)? {
+        let (start, end) = (input.pos, input.run_end(i, bound));
+        if !out.push(&input.batch, &mut slots[i], start, end - start, stop)? {
             return Ok(Pass::Misfit);
         }
+        input.pos = end;
+        if input.pos == input.batch.num_rows() {
+            slots[i] = None;
+            if !input.next_batch()? {
+                continue;
+            }
+        }
+        heap.push(Reverse((input.head(), i)));
     }
     out.finish(stop)
 }
@@ -333,14 +338,21 @@ struct Output {
     writer: Option<GroupWriter>,
     scale: Option<i8>,
     group_rows: usize,
-    /// Runs not written yet, in order.
-    parts: Vec<RecordBatch>,
+    /// Batches that runs not written yet come from, and those runs in order
+    /// (source, first row, rows): gathered once per row group, not copied run by run.
+    sources: Vec<RecordBatch>,
+    runs: Vec<(usize, usize, usize)>,
+    /// Counts the times `sources` was emptied, which invalidates [`Slot`]s.
+    epoch: u64,
     rows: usize,
     stats: Option<BatchStats>,
     duplicates: usize,
     /// The key whose rows alone exceed a group and may have more to come.
     open_key: Option<Key>,
 }
+
+/// Where an input's current batch is among the output's sources: `(epoch, index)`.
+type Slot = (u64, usize);
 
 /// What [`Output::write_group`] did.
 enum Group {
@@ -358,7 +370,9 @@ impl Output {
             writer: None,
             scale,
             group_rows: group_rows.max(1),
-            parts: Vec::new(),
+            sources: Vec::new(),
+            runs: Vec::new(),
+            epoch: 0,
             rows: 0,
             stats: None,
             duplicates: 0,
@@ -367,13 +381,30 @@ impl Output {
     }
 
     /// Adds a run of rows; false when a value is not exact at the scale tried.
-    fn push(&mut self, run: RecordBatch, stop: &AtomicBool) -> Result<bool> {
+    /// Adds the run of `len` rows of `batch` from `start`; `slot` says where `batch` is among the
+    /// sources, if it was registered since they were last emptied.
+    fn push(
+        &mut self,
+        batch: &RecordBatch,
+        slot: &mut Option<Slot>,
+        start: usize,
+        len: usize,
+        stop: &AtomicBool,
+    ) -> Result<bool> {
+        let source = match *slot {
+            Some((epoch, source)) if epoch == self.epoch => source,
+            _ => {
+                self.sources.push(batch.clone());
+                *slot = Some((self.epoch, self.sources.len() - 1));
+                self.sources.len() - 1
+            }
+        };
         // More rows of a key that fills a whole group: wait for the next key before trying again.
         let more_of_open_key = self.open_key.is_some_and(|open| {
-            key_at(&run, 0) == open && key_at(&run, run.num_rows() - 1) == open
+            key_at(batch, start) == open && key_at(batch, start + len - 1) == open
         });
-        self.rows += run.num_rows();
-        self.parts.push(run);
+        self.rows += len;
+        self.runs.push((source, start, len));
         if more_of_open_key {
             return Ok(true);
         }
@@ -389,6 +420,33 @@ impl Output {
             }
         }
         Ok(true)
+    }
+
+    /// The pending rows in order, as one batch; the sources are emptied.
+    fn gather(&mut self) -> Result<RecordBatch> {
+        let batch = match self.runs.as_slice() {
+            [(source, start, len)] => self.sources[*source].slice(*start, *len),
+            runs => {
+                let sources: Vec<&RecordBatch> = self.sources.iter().collect();
+                let indices: Vec<(usize, usize)> = runs
+                    .iter()
+                    .flat_map(|&(source, start, len)| {
+                        (start..start + len).map(move |r| (source, r))
+                    })
+                    .collect();
+                interleave_record_batch(&sources, &indices)?
+            }
+        };
+        self.sources.clear();
+        self.runs.clear();
+        self.epoch += 1;
+        Ok(batch)
+    }
+
+    /// Makes `rows` (gathered, not written) the only pending rows.
+    fn keep_pending(&mut self, rows: RecordBatch) {
+        self.runs.push((self.sources.len(), 0, rows.num_rows()));
+        self.sources.push(rows);
     }
 
     fn finish(mut self, stop: &AtomicBool) -> Result<Pass> {
@@ -419,8 +477,7 @@ impl Output {
         if stop.load(Ordering::Relaxed) {
             return Err(StorageError::Closed);
         }
-        let pending = concat_batches(&schema(), &self.parts)?;
-        self.parts.clear();
+        let pending = self.gather()?;
         let n = pending.num_rows();
         let mut cut = n.min(self.group_rows);
         if cut < n {
@@ -435,13 +492,13 @@ impl Output {
                     .find(|&i| i == n || key_at(&pending, i) != at)
                     .unwrap_or(n);
                 if cut == n && !last {
-                    self.parts.push(pending);
+                    self.keep_pending(pending);
                     return Ok(Group::KeyOpen(at));
                 }
             }
         }
         if cut < n {
-            self.parts.push(pending.slice(cut, n - cut));
+            self.keep_pending(pending.slice(cut, n - cut));
         }
         self.rows = n - cut;
         let (group, duplicates) = dedup::dedup_sorted(pending.slice(0, cut))?;
@@ -482,6 +539,7 @@ mod tests {
     use crate::parquet_writer::sort_rows;
     use crate::point::Point;
     use arrow::array::{Array, AsArray, BooleanArray};
+    use arrow::compute::concat_batches;
     use arrow::datatypes::{DataType, Float64Type, UInt32Type};
     use std::time::Instant;
 
