@@ -9,8 +9,8 @@
 //! them in that order, which the flushed WAL position relies on; a memtable whose predecessor
 //! failed is set aside and prepared again (BENCHMARKS.md, "Flush in two stages").
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
@@ -44,8 +44,9 @@ pub(crate) struct Flusher {
     shared: Arc<Shared>,
     rx: Receiver<FlushMsg>,
     max_age: Duration,
-    /// The last memtable handed to the writer (the next one to prepare follows it).
-    handed: Option<Arc<Frozen>>,
+    /// The last memtable handed to the writer (the next one to prepare follows it); weak, so
+    /// that a flushed memtable's memory is not held until the next one.
+    handed: Option<Weak<Frozen>>,
     writer: Option<Writer>,
 }
 
@@ -171,7 +172,11 @@ impl Flusher {
         if retry.swap(false, Ordering::Relaxed) {
             self.handed = None;
         }
-        while let Some(frozen) = self.shared.frozen_after(self.handed.as_ref()) {
+        loop {
+            let handed = self.handed.as_ref().and_then(Weak::upgrade);
+            let Some(frozen) = self.shared.frozen_after(handed.as_ref()) else {
+                break;
+            };
             let prepared = prepare(&self.shared, &frozen).inspect_err(|e| {
                 Metrics::add(&self.shared.metrics.flush_errors, 1);
                 tracing::error!(error = %e, rows = frozen.rows, "flush to Parquet failed; will retry");
@@ -180,7 +185,7 @@ impl Flusher {
                 tracing::error!("the flush writer thread stopped; flushing stops");
                 return Err(StorageError::Closed);
             }
-            self.handed = Some(frozen);
+            self.handed = Some(Arc::downgrade(&frozen));
         }
         Ok(())
     }
