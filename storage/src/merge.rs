@@ -4,8 +4,9 @@
 //!
 //! Every data file is sorted by `(org_id, device_id, pin, ts)`, so merging needs no sort:
 //! the input whose next row is smallest gives a run of rows up to the next row of any other
-//! input, copied as a slice. Rows with equal keys come in input order (the inputs are given
-//! oldest first), as the stable sort of the flush would order them. Memory holds one decoded
+//! input, recorded as indices into its batch; each row group is gathered once from its runs.
+//! Rows with equal keys come in input order (the inputs are given oldest first), as the
+//! stable sort of the flush would order them. Memory holds one decoded
 //! batch per input and about one row group of output, whatever the size of the inputs; a
 //! merge of every file of a day partition used to hold all of its rows, several times over.
 
@@ -380,9 +381,9 @@ impl Output {
         }
     }
 
-    /// Adds a run of rows; false when a value is not exact at the scale tried.
     /// Adds the run of `len` rows of `batch` from `start`; `slot` says where `batch` is among the
-    /// sources, if it was registered since they were last emptied.
+    /// sources, if it was registered since they were last emptied. False when a value is not
+    /// exact at the scale tried.
     fn push(
         &mut self,
         batch: &RecordBatch,
@@ -506,24 +507,26 @@ impl Output {
         if group.num_rows() == 0 {
             return Ok(Group::Written);
         }
+        let stats = parquet_writer::batch_stats(&group);
         let encoded = match self.scale {
             Some(scale) => match value_encoding::encode_at(&group, scale)? {
                 Some(encoded) => encoded,
                 None => return Ok(Group::Misfit),
             },
-            None => group.clone(),
+            None => group,
         };
-        if self.writer.is_none() {
-            let file = self.file.take().ok_or_else(|| {
-                StorageError::InvalidInput("merge output written after it was closed".into())
-            })?;
-            let props = parquet_writer::writer_properties(self.scale.is_some())?;
-            self.writer = Some(GroupWriter::new(file, encoded.schema(), props)?);
-        }
-        if let Some(writer) = self.writer.as_mut() {
-            writer.write(&encoded)?;
-        }
-        let stats = parquet_writer::batch_stats(&group);
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => {
+                let file = self.file.take().ok_or_else(|| {
+                    StorageError::InvalidInput("merge output written after it was closed".into())
+                })?;
+                let props = parquet_writer::writer_properties(self.scale.is_some())?;
+                self.writer
+                    .insert(GroupWriter::new(file, encoded.schema(), props)?)
+            }
+        };
+        writer.write(&encoded)?;
         match self.stats.as_mut() {
             Some(all) => all.absorb(stats),
             None => self.stats = Some(stats),

@@ -450,8 +450,8 @@ impl GroupWriter {
         })
     }
 
-    /// Writes `batch` as one row group, or several when it holds more than
-    /// [`group_rows`](Self::group_rows).
+    /// Writes `batch` as one row group, or several when it holds more rows than `props`' row
+    /// group size.
     pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let mut offset = 0;
         while offset < batch.num_rows() {

@@ -6,7 +6,7 @@
 //!   durable on local disk and **before** the catalog lists it: WAL segments are deleted only
 //!   once the rows they hold are durable in the bucket.
 //! - The catalog (`catalog.json`) is uploaded after each local commit, preceded by what the
-//!   commit added to the last-value log ([`crate::last_log`]): a new generation's file as the
+//!   commit added to the last-value log (`last_log.rs`): a new generation's file as the
 //!   object `last_values/<generation>/<offset 0>`, an appended record as
 //!   `last_values/<generation>/<its offset>`. A failed upload is retried at the next commit
 //!   (a failed log upload makes that commit start a new generation); meanwhile files it no
@@ -14,11 +14,12 @@
 //!   missing file or log byte. A replaced generation's objects are deleted once the bucket's
 //!   catalog names a newer one.
 //! - A file replaced in the catalog is deleted from the bucket when it is deleted from disk.
-//! - On open ([`reconcile`]): a data directory without a catalog takes the bucket's
-//!   (a replaced disk, a new machine) and its last-value log; cataloged files missing on disk are downloaded, files
-//!   missing from the bucket are uploaded (a store that had no bucket before), and objects the
-//!   catalog does not list are deleted (uploads of a flush that never committed). A bucket
-//!   whose catalog is newer than the local one is refused: the data directory is stale.
+//! - On open (`reconcile`): a data directory without a catalog takes the bucket's (a
+//!   replaced disk, a new machine) and its last-value log; cataloged files missing on disk are
+//!   downloaded, files missing from the bucket are uploaded (a store that had no bucket
+//!   before), and objects the catalog does not list are deleted (uploads of a flush that never
+//!   committed). A bucket whose catalog is newer than the local one is refused: the data
+//!   directory is stale.
 //!
 //! A bucket prefix belongs to one data directory. Local disk keeps a full copy: queries read
 //! local files only.
