@@ -12,6 +12,17 @@
 //! `count`, `sum` and `avg` of `Float64` (or `count` of anything) by [`DenseAggregateExec`],
 //! which emits the same partial state (same schema, same sums in the same row order) for
 //! DataFusion's final aggregation to merge. Any other aggregation is left as it is.
+//!
+//! A `FilterExec` right below such an aggregation (`WHERE pin = 3 GROUP BY text`) is folded
+//! into it when the key and the aggregates' arguments are plain columns: the predicate marks
+//! the rows to skip instead of the filter copying every kept row into new arrays, and
+//! `column = literal` on a small integer column is compared inline (DataFusion's comparison
+//! kernel calls a function per row). Arguments that are expressions keep the filter, since
+//! evaluating them on rows the filter drops could fail (`1 / x` with `WHERE x <> 0`).
+//!
+//! Rows of one group come in runs in the store's files (sorted by device, then pin, then
+//! time); the counts and sums of the current run's group are kept in registers while the run
+//! lasts, each still added in row order, so the results are bit for bit DataFusion's.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,13 +32,16 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray, UInt16Array,
     UInt64Array,
 };
+use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int32Type, SchemaRef, UInt16Type};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Result, internal_err};
+use datafusion::common::{Result, ScalarValue, internal_err};
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
@@ -36,6 +50,7 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::{
     Boundedness, EmissionType, ExecutionPlanProperties,
 };
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     ColumnarValue, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties,
@@ -81,6 +96,83 @@ impl KeyKind {
             }
             _ => None,
         }
+    }
+}
+
+/// A filter folded into the aggregation: which rows of an input batch it keeps.
+#[derive(Debug, Clone)]
+struct RowFilter {
+    predicate: Arc<dyn PhysicalExpr>,
+    /// `column = value` over a `UInt8` or `UInt16` column: compared inline.
+    small_eq: Option<(usize, u16)>,
+}
+
+impl RowFilter {
+    fn new(predicate: &Arc<dyn PhysicalExpr>, input_schema: &SchemaRef) -> Self {
+        let small_eq = || {
+            let binary = predicate.downcast_ref::<BinaryExpr>()?;
+            if *binary.op() != Operator::Eq {
+                return None;
+            }
+            let (left, right) = (binary.left(), binary.right());
+            let (column, literal) = match (
+                left.downcast_ref::<Column>(),
+                right.downcast_ref::<Literal>(),
+            ) {
+                (Some(c), Some(l)) => (c, l),
+                _ => (
+                    right.downcast_ref::<Column>()?,
+                    left.downcast_ref::<Literal>()?,
+                ),
+            };
+            let value = match (
+                input_schema.field(column.index()).data_type(),
+                literal.value(),
+            ) {
+                (DataType::UInt8, ScalarValue::UInt8(Some(v))) => u16::from(*v),
+                (DataType::UInt16, ScalarValue::UInt16(Some(v))) => *v,
+                _ => return None,
+            };
+            Some((column.index(), value))
+        };
+        Self {
+            predicate: Arc::clone(predicate),
+            small_eq: small_eq(),
+        }
+    }
+
+    /// Sets `keep` to whether each row of `batch` is kept; returns whether any is.
+    fn keep(&self, batch: &RecordBatch, keep: &mut Vec<bool>) -> Result<bool> {
+        keep.clear();
+        let mask = match self.small_eq {
+            Some((column, value)) => {
+                let column = cast(batch.column(column), &DataType::UInt16)?;
+                let column = column.as_primitive::<UInt16Type>();
+                keep.extend(column.values().iter().map(|&v| v == value));
+                column.nulls().cloned()
+            }
+            None => match self.predicate.evaluate(batch)? {
+                ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))) => {
+                    keep.resize(batch.num_rows(), true);
+                    None
+                }
+                ColumnarValue::Scalar(_) => return Ok(false),
+                ColumnarValue::Array(array) => {
+                    let Some(mask) = array.as_boolean_opt() else {
+                        return internal_err!("DenseAggregateExec: the filter is not boolean");
+                    };
+                    keep.extend(mask.values().iter());
+                    mask.nulls().cloned()
+                }
+            },
+        };
+        // A null comparison keeps no row, as in `FilterExec`.
+        if let Some(nulls) = mask {
+            keep.iter_mut()
+                .zip(nulls.iter())
+                .for_each(|(k, valid)| *k &= valid);
+        }
+        Ok(keep.contains(&true))
     }
 }
 
@@ -138,6 +230,8 @@ pub struct DenseAggregateExec {
     key: Arc<dyn PhysicalExpr>,
     kind: KeyKind,
     aggs: Vec<Agg>,
+    /// The filter folded in from the input's `FilterExec`, over that filter's input.
+    filter: Option<RowFilter>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
@@ -189,15 +283,58 @@ impl DenseAggregateExec {
         if state.next().is_some() {
             return Ok(None);
         }
-        let input = Arc::clone(agg.input());
-        Ok(Some(Self {
-            properties: Self::properties_of(&schema, &input),
-            input,
+        let mut dense = Self {
+            properties: Self::properties_of(&schema, agg.input()),
+            input: Arc::clone(agg.input()),
             key,
             kind,
             aggs,
+            filter: None,
             schema,
-        }))
+        };
+        dense.fold_filter()?;
+        Ok(Some(dense))
+    }
+
+    /// Folds a `FilterExec` input into this aggregation, when the key and every argument are
+    /// columns (or literals): they are then read from the filter's input, on all its rows.
+    fn fold_filter(&mut self) -> Result<()> {
+        let Some(filter) = self.input.downcast_ref::<FilterExec>() else {
+            return Ok(());
+        };
+        let plain = |e: &Arc<dyn PhysicalExpr>| {
+            e.downcast_ref::<Column>().is_some() || e.downcast_ref::<Literal>().is_some()
+        };
+        if filter.fetch().is_some()
+            || !plain(&self.key)
+            || !self.aggs.iter().all(|a| plain(a.arg()))
+        {
+            return Ok(());
+        }
+        let below = filter.input();
+        let below_schema = below.schema();
+        // A column of the filter's output, as a column of its input.
+        let remap = |e: &Arc<dyn PhysicalExpr>| -> Arc<dyn PhysicalExpr> {
+            match (e.downcast_ref::<Column>(), filter.projection()) {
+                (Some(c), Some(projection)) => {
+                    let index = projection[c.index()];
+                    Arc::new(Column::new(below_schema.field(index).name(), index))
+                }
+                _ => Arc::clone(e),
+            }
+        };
+        self.key = remap(&self.key);
+        for agg in &mut self.aggs {
+            *agg = match agg {
+                Agg::Count(e) => Agg::Count(remap(e)),
+                Agg::Sum(e) => Agg::Sum(remap(e)),
+                Agg::Avg(e) => Agg::Avg(remap(e)),
+            };
+        }
+        self.filter = Some(RowFilter::new(filter.predicate(), &below_schema));
+        self.properties = Self::properties_of(&self.schema, below);
+        self.input = Arc::clone(below);
+        Ok(())
     }
 
     /// One output partition per input partition, all groups at the end.
@@ -215,9 +352,13 @@ impl DisplayAs for DenseAggregateExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         match t {
             DisplayFormatType::Default | DisplayFormatType::Verbose => {
-                write!(f, "DenseAggregateExec: key={}", self.key)
+                write!(f, "DenseAggregateExec: key={}", self.key)?;
             }
-            DisplayFormatType::TreeRender => write!(f, "key={}", self.key),
+            DisplayFormatType::TreeRender => write!(f, "key={}", self.key)?,
+        }
+        match &self.filter {
+            Some(filter) => write!(f, ", filter={}", filter.predicate),
+            None => Ok(()),
         }
     }
 }
@@ -239,7 +380,11 @@ impl ExecutionPlan for DenseAggregateExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for expr in std::iter::once(&self.key).chain(self.aggs.iter().map(Agg::arg)) {
+        let filter = self.filter.as_ref().map(|f| &f.predicate);
+        for expr in std::iter::once(&self.key)
+            .chain(self.aggs.iter().map(Agg::arg))
+            .chain(filter)
+        {
             if f(expr)? == TreeNodeRecursion::Stop {
                 return Ok(TreeNodeRecursion::Stop);
             }
@@ -261,6 +406,7 @@ impl ExecutionPlan for DenseAggregateExec {
             key: Arc::clone(&self.key),
             kind: self.kind,
             aggs: self.aggs.clone(),
+            filter: self.filter.clone(),
             schema: Arc::clone(&self.schema),
         }))
     }
@@ -276,7 +422,12 @@ impl ExecutionPlan for DenseAggregateExec {
         let reservation = MemoryConsumer::new(format!("DenseAggregateExec[{partition}]"))
             .register(context.memory_pool());
         let mut input = self.input.execute(partition, context)?;
-        let mut groups = Groups::new(self.key.clone(), self.kind, self.aggs.clone());
+        let mut groups = Groups::new(
+            self.key.clone(),
+            self.kind,
+            self.aggs.clone(),
+            self.filter.clone(),
+        );
         let schema = Arc::clone(&self.schema);
         let out = futures::stream::once(async move {
             while let Some(batch) = input.next().await {
@@ -292,12 +443,20 @@ impl ExecutionPlan for DenseAggregateExec {
     }
 }
 
-/// The state of one partition's groups. Slot 0 is the null key; for a small integer key, slot
-/// `k + 1` holds key `k`; for a text key, slot `i + 1` holds `texts[i]`.
+/// The slot of rows a folded-in filter drops: their state is kept but never emitted.
+const DROPPED: usize = 0;
+/// The slot of the null key.
+const NULL_KEY: usize = 1;
+/// The slot of the first key: small integer `k` is in slot `k + FIRST_KEY`, text `texts[i]`
+/// in slot `i + FIRST_KEY`.
+const FIRST_KEY: usize = 2;
+
+/// The state of one partition's groups, in arrays indexed by slot.
 struct Groups {
     key: Arc<dyn PhysicalExpr>,
     kind: KeyKind,
     aggs: Vec<Agg>,
+    filter: Option<RowFilter>,
     /// Rows per slot (a slot with rows is a group, whether or not its values are null).
     rows: Vec<u64>,
     /// Per aggregate: counts (of `count`, or of `avg`'s values).
@@ -307,6 +466,8 @@ struct Groups {
     /// Per aggregate: a `count` of a non-null literal (`count(*)`), whose counts are `rows`.
     counts_rows: Vec<bool>,
     slots: Vec<usize>,
+    /// The rows of the batch the filter keeps.
+    keep: Vec<bool>,
     /// Text keys: the groups' strings, and their slots by string.
     texts: Vec<String>,
     text_slots: HashMap<String, usize>,
@@ -317,17 +478,24 @@ struct Groups {
 }
 
 impl Groups {
-    fn new(key: Arc<dyn PhysicalExpr>, kind: KeyKind, aggs: Vec<Agg>) -> Self {
+    fn new(
+        key: Arc<dyn PhysicalExpr>,
+        kind: KeyKind,
+        aggs: Vec<Agg>,
+        filter: Option<RowFilter>,
+    ) -> Self {
         let n = aggs.len();
         Self {
             key,
             kind,
             aggs,
+            filter,
             rows: Vec::new(),
             counts: vec![Vec::new(); n],
             sums: vec![Vec::new(); n],
             counts_rows: vec![false; n],
             slots: Vec::new(),
+            keep: Vec::new(),
             texts: Vec::new(),
             text_slots: HashMap::new(),
             text_bytes: 0,
@@ -348,6 +516,7 @@ impl Groups {
             .map_or(0, |(_, map)| map.len() * std::mem::size_of::<usize>());
         self.rows.len() * per_slot
             + self.slots.capacity() * std::mem::size_of::<usize>()
+            + self.keep.capacity()
             + texts
             + text_entries
             + dictionary
@@ -364,9 +533,9 @@ impl Groups {
         }
     }
 
-    /// Fills `slots` with the group slot of each row of `keys`, sizing the state for them and
-    /// counting each slot's rows, in one pass over the rows.
-    fn slots_of(&mut self, keys: &ArrayRef) -> Result<()> {
+    /// Fills `slots` with the group slot of each row of `keys` (`DROPPED` for the rows `keep`
+    /// leaves out), sizing the state for them.
+    fn slots_of(&mut self, keys: &ArrayRef, keep: Option<&[bool]>) -> Result<()> {
         self.slots.clear();
         match self.kind {
             KeyKind::Small => {
@@ -377,24 +546,16 @@ impl Groups {
                 // `Iterator::max` over the slots compared through a function pointer that was
                 // not inlined, one call per row (a fifth of `GROUP BY pin` over 100 M rows).
                 let top = keys.values().iter().fold(0u16, |top, &k| top.max(k));
-                self.grow(usize::from(top) + 2);
-                let rows = &mut self.rows;
-                let mut count = |slot: usize| {
-                    rows[slot] += 1;
-                    slot
-                };
-                match keys.nulls() {
-                    None => self
-                        .slots
-                        .extend(keys.values().iter().map(|k| count(usize::from(*k) + 1))),
-                    Some(nulls) => self.slots.extend(
-                        keys.values()
-                            .iter()
-                            .zip(nulls.iter())
-                            .map(|(k, valid)| count(if valid { usize::from(*k) + 1 } else { 0 })),
-                    ),
+                self.grow(usize::from(top) + FIRST_KEY + 1);
+                self.slots
+                    .extend(keys.values().iter().map(|&k| usize::from(k) + FIRST_KEY));
+                if let Some(nulls) = keys.nulls() {
+                    for (slot, valid) in self.slots.iter_mut().zip(nulls.iter()) {
+                        if !valid {
+                            *slot = NULL_KEY;
+                        }
+                    }
                 }
-                Ok(())
             }
             KeyKind::Text => {
                 let Some(keys) = keys.as_dictionary_opt::<Int32Type>() else {
@@ -411,13 +572,13 @@ impl Groups {
                     let map = strings
                         .iter()
                         .map(|text| match text {
-                            None => 0,
+                            None => NULL_KEY,
                             Some(text) => match self.text_slots.get(text) {
                                 Some(slot) => *slot,
                                 None => {
+                                    let slot = self.texts.len() + FIRST_KEY;
                                     self.texts.push(text.to_owned());
                                     self.text_bytes += text.len();
-                                    let slot = self.texts.len();
                                     self.text_slots.insert(text.to_owned(), slot);
                                     slot
                                 }
@@ -426,27 +587,43 @@ impl Groups {
                         .collect();
                     self.dictionary = Some((Arc::clone(values), map));
                 }
-                self.grow(self.texts.len() + 1);
+                self.grow(self.texts.len() + FIRST_KEY);
                 let map = match &self.dictionary {
                     Some((_, map)) => map.as_slice(),
                     None => &[],
                 };
-                let slot = |k: i32| usize::try_from(k).ok().and_then(|k| map.get(k).copied());
-                let nulls = keys.keys().nulls();
-                for (i, &k) in keys.keys().values().iter().enumerate() {
-                    let s = match (nulls.is_none_or(|n| n.is_valid(i)), slot(k)) {
-                        (false, _) => 0,
-                        (true, Some(s)) => s,
-                        (true, None) => {
-                            return internal_err!("dictionary key {k} out of range");
+                // Each row's slot by its key, `usize::MAX` for a key out of the dictionary's
+                // range (checked below, on the rows that count); then the null keys.
+                self.slots.extend(keys.keys().values().iter().map(|&k| {
+                    usize::try_from(k)
+                        .ok()
+                        .and_then(|k| map.get(k).copied())
+                        .unwrap_or(usize::MAX)
+                }));
+                if let Some(nulls) = keys.keys().nulls() {
+                    for (slot, valid) in self.slots.iter_mut().zip(nulls.iter()) {
+                        if !valid {
+                            *slot = NULL_KEY;
                         }
-                    };
-                    self.rows[s] += 1;
-                    self.slots.push(s);
+                    }
                 }
-                Ok(())
             }
         }
+        if let Some(keep) = keep {
+            for (slot, &keep) in self.slots.iter_mut().zip(keep) {
+                if !keep {
+                    *slot = DROPPED;
+                }
+            }
+        }
+        // Only a text key can be out of range.
+        if let Some(row) = self.slots.iter().position(|&s| s == usize::MAX) {
+            let key = keys
+                .as_dictionary_opt::<Int32Type>()
+                .map(|d| d.keys().value(row));
+            return internal_err!("dictionary key {key:?} of row {row} out of range");
+        }
+        Ok(())
     }
 
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -454,8 +631,25 @@ impl Groups {
         if rows == 0 {
             return Ok(());
         }
+        let mut keep = std::mem::take(&mut self.keep);
+        let kept = match &self.filter {
+            Some(filter) => filter.keep(batch, &mut keep)?,
+            None => true,
+        };
+        let result = if kept {
+            self.add_kept(batch, self.filter.is_some().then_some(keep.as_slice()))
+        } else {
+            Ok(())
+        };
+        self.keep = keep;
+        result
+    }
+
+    fn add_kept(&mut self, batch: &RecordBatch, keep: Option<&[bool]>) -> Result<()> {
+        let rows = batch.num_rows();
         let keys = self.key.evaluate(batch)?.into_array(rows)?;
-        self.slots_of(&keys)?;
+        self.slots_of(&keys, keep)?;
+        count_runs(&self.slots, None, &mut self.rows);
         for (i, agg) in self.aggs.iter().enumerate() {
             let counts = &mut self.counts[i];
             match agg.arg().evaluate(batch)? {
@@ -481,18 +675,20 @@ impl Groups {
     }
 
     fn emit(&self, schema: &SchemaRef) -> Result<RecordBatch> {
-        let slots: Vec<usize> = (0..self.rows.len()).filter(|s| self.rows[*s] > 0).collect();
+        let slots: Vec<usize> = (NULL_KEY..self.rows.len())
+            .filter(|s| self.rows[*s] > 0)
+            .collect();
         let key: ArrayRef = match self.kind {
             KeyKind::Small => Arc::new(
                 slots
                     .iter()
-                    .map(|&s| (s > 0).then(|| (s - 1) as u16))
+                    .map(|&s| (s != NULL_KEY).then(|| (s - FIRST_KEY) as u16))
                     .collect::<UInt16Array>(),
             ),
             KeyKind::Text => Arc::new(
                 slots
                     .iter()
-                    .map(|&s| (s > 0).then(|| self.texts[s - 1].as_str()))
+                    .map(|&s| (s != NULL_KEY).then(|| self.texts[s - FIRST_KEY].as_str()))
                     .collect::<StringArray>(),
             ),
         };
@@ -540,34 +736,65 @@ impl Groups {
 /// `sum` and `avg`, sums: non-null values only, in row order (as DataFusion adds them).
 fn accumulate(agg: &Agg, values: &ArrayRef, slots: &[usize], counts: &mut [u64], sums: &mut [f64]) {
     if let Agg::Count(_) = agg {
-        match values.logical_nulls() {
-            None => slots.iter().for_each(|&s| counts[s] += 1),
-            Some(nulls) => slots
-                .iter()
-                .zip(nulls.iter())
-                .filter(|(_, valid)| *valid)
-                .for_each(|(&s, _)| counts[s] += 1),
-        }
+        count_runs(
+            slots,
+            values.logical_nulls().as_ref().map(|n| n.inner()),
+            counts,
+        );
         return;
     }
     // Sum and avg take Float64 only (checked when the plan was rewritten).
     let values = values.as_primitive::<Float64Type>();
-    match values.nulls() {
-        None => {
-            for (&s, &v) in slots.iter().zip(values.values().iter()) {
-                counts[s] += 1;
-                sums[s] += v;
-            }
+    sum_runs(
+        slots,
+        values.values(),
+        values.nulls().map(|n| n.inner()),
+        counts,
+        sums,
+    );
+}
+
+/// Adds one to `counts` at each row's slot (the rows `valid` marks, or all). The count of
+/// the current run's slot is held in a register while the run lasts.
+fn count_runs(slots: &[usize], valid: Option<&BooleanBuffer>, counts: &mut [u64]) {
+    let Some(&first) = slots.first() else {
+        return;
+    };
+    let (mut slot, mut count) = (first, counts[first]);
+    for (i, &s) in slots.iter().enumerate() {
+        if s != slot {
+            counts[slot] = count;
+            (slot, count) = (s, counts[s]);
         }
-        Some(nulls) => {
-            for ((&s, &v), valid) in slots.iter().zip(values.values().iter()).zip(nulls.iter()) {
-                if valid {
-                    counts[s] += 1;
-                    sums[s] += v;
-                }
-            }
-        }
+        count += u64::from(valid.is_none_or(|v| v.value(i)));
     }
+    counts[slot] = count;
+}
+
+/// Adds each valid row's value to its slot's sum and one to its count, in row order. The
+/// current run's sum and count are held in registers while the run lasts; a null row adds
+/// `-0.0`, which leaves every sum as it is (`+0.0` would turn `-0.0` into `+0.0`).
+fn sum_runs(
+    slots: &[usize],
+    values: &[f64],
+    valid: Option<&BooleanBuffer>,
+    counts: &mut [u64],
+    sums: &mut [f64],
+) {
+    let Some(&first) = slots.first() else {
+        return;
+    };
+    let (mut slot, mut count, mut sum) = (first, counts[first], sums[first]);
+    for (i, (&s, &v)) in slots.iter().zip(values).enumerate() {
+        if s != slot {
+            (counts[slot], sums[slot]) = (count, sum);
+            (slot, count, sum) = (s, counts[s], sums[s]);
+        }
+        let ok = valid.is_none_or(|valid| valid.value(i));
+        count += u64::from(ok);
+        sum += if ok { v } else { -0.0 };
+    }
+    (counts[slot], sums[slot]) = (count, sum);
 }
 
 #[cfg(test)]
@@ -713,6 +940,14 @@ mod tests {
                 "SELECT state, count(*), avg(value), count(text) FROM t GROUP BY state ORDER BY state",
                 "SELECT state, count(*) AS n FROM t WHERE pin = 2 GROUP BY state ORDER BY n DESC, state",
                 "SELECT state, sum(value) FROM t WHERE state <> 'on' GROUP BY state ORDER BY 1",
+                // Filters folded in: compared inline (`UInt8`, `UInt16`, literal first, a
+                // value no row has, nullable keys) or evaluated (anything else).
+                "SELECT state, count(*), avg(value), count(value) FROM t WHERE small = 1 GROUP BY state ORDER BY state",
+                "SELECT small, count(*), sum(value) FROM t WHERE 2 = pin GROUP BY small ORDER BY small",
+                "SELECT small, count(*) FROM t WHERE pin = 9 GROUP BY small",
+                "SELECT small, count(*), avg(value) FROM t WHERE pin = 65535 GROUP BY small ORDER BY small",
+                "SELECT pin, avg(value), count(text) FROM t WHERE value > 1e300 OR value IS NULL OR small = 0 GROUP BY pin ORDER BY pin",
+                "SELECT state, count(*) FROM t WHERE pin = 1 AND value < 3 GROUP BY state ORDER BY state",
             ];
             for sql in eligible {
                 let (ours, plan) = run(&dense, sql).await;
@@ -720,7 +955,20 @@ mod tests {
                 assert!(plan.contains("DenseAggregateExec"), "{sql}\n{plan}");
                 assert!(!hashed_plan.contains("DenseAggregateExec"));
                 assert_eq!(ours, theirs, "{sql}");
+                // Every filter right below these aggregations is folded in.
+                assert!(!plan.contains("FilterExec: value") && !plan.contains("FilterExec: pin")
+                    && !plan.contains("FilterExec: small") && !plan.contains("FilterExec: text")
+                    && !plan.contains("FilterExec: state") && !plan.contains("FilterExec: 2"),
+                    "{sql}\n{plan}");
+                assert_eq!(plan.contains("filter="), sql.contains("WHERE"), "{sql}\n{plan}");
             }
+            // An argument that is an expression keeps the filter: evaluating it on the rows
+            // the filter drops could fail.
+            let sql = "SELECT small, avg(value * 2) FROM t WHERE value > 0 GROUP BY small ORDER BY small";
+            let (ours, plan) = run(&dense, sql).await;
+            assert!(plan.contains("DenseAggregateExec") && plan.contains("FilterExec"), "{plan}");
+            assert!(!plan.contains("filter="), "{plan}");
+            assert_eq!(ours, run(&hashed, sql).await.0);
             // Left to DataFusion: other aggregates, other keys, several keys, no key, and an
             // aggregation streaming over input sorted on its key.
             let (_, plan) = run(
@@ -742,6 +990,104 @@ mod tests {
                 assert_eq!(ours, theirs, "{sql}");
             }
         });
+    }
+
+    /// `column = literal` over a small integer column is recognised either way round; other
+    /// predicates are evaluated.
+    #[test]
+    fn small_equalities_are_compared_inline() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("pin", DataType::UInt16, true),
+            Field::new("small", DataType::UInt8, false),
+            Field::new("value", DataType::Float64, true),
+        ]));
+        let col = |name: &str, i: usize| Arc::new(Column::new(name, i)) as Arc<dyn PhysicalExpr>;
+        let lit = |v: ScalarValue| Arc::new(Literal::new(v)) as Arc<dyn PhysicalExpr>;
+        let binary = |l, op, r| Arc::new(BinaryExpr::new(l, op, r)) as Arc<dyn PhysicalExpr>;
+        let cases = [
+            (
+                binary(
+                    col("pin", 0),
+                    Operator::Eq,
+                    lit(ScalarValue::UInt16(Some(3))),
+                ),
+                Some((0, 3)),
+            ),
+            (
+                binary(
+                    lit(ScalarValue::UInt8(Some(7))),
+                    Operator::Eq,
+                    col("small", 1),
+                ),
+                Some((1, 7)),
+            ),
+            (
+                binary(
+                    col("pin", 0),
+                    Operator::NotEq,
+                    lit(ScalarValue::UInt16(Some(3))),
+                ),
+                None,
+            ),
+            (
+                binary(col("pin", 0), Operator::Eq, lit(ScalarValue::UInt16(None))),
+                None,
+            ),
+            (
+                binary(
+                    col("value", 2),
+                    Operator::Eq,
+                    lit(ScalarValue::Float64(Some(1.0))),
+                ),
+                None,
+            ),
+        ];
+        for (predicate, small_eq) in cases {
+            assert_eq!(
+                RowFilter::new(&predicate, &schema).small_eq,
+                small_eq,
+                "{predicate}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Counts and sums kept over runs are, bit for bit, those of adding row by row (nulls
+        /// skipped), whatever the runs, signed zeros and NaNs in null rows.
+        #[test]
+        fn runs_add_as_rows_do(
+            rows in proptest::collection::vec(
+                (0usize..4, 1usize..5, proptest::sample::select(vec![-0.0, 0.0, 1.5, -2.25, 1e300, f64::NAN]), proptest::bool::ANY),
+                0..40),
+        ) {
+            let mut slots = Vec::new();
+            let mut values = Vec::new();
+            let mut valid = Vec::new();
+            for &(slot, run, value, ok) in &rows {
+                for _ in 0..run {
+                    slots.push(slot);
+                    values.push(value);
+                    valid.push(ok);
+                }
+            }
+            let valid = BooleanBuffer::from(valid);
+            let (mut counts, mut sums) = (vec![1u64; 4], vec![-0.0f64; 4]);
+            let (mut all, mut want_all) = (vec![0u64; 4], vec![0u64; 4]);
+            let (mut want_counts, mut want_sums) = (counts.clone(), sums.clone());
+            sum_runs(&slots, &values, Some(&valid), &mut counts, &mut sums);
+            count_runs(&slots, None, &mut all);
+            for (i, &s) in slots.iter().enumerate() {
+                want_all[s] += 1;
+                if valid.value(i) {
+                    want_counts[s] += 1;
+                    want_sums[s] += values[i];
+                }
+            }
+            proptest::prop_assert_eq!(counts, want_counts);
+            proptest::prop_assert_eq!(all, want_all);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(bits(&sums), bits(&want_sums));
+        }
     }
 
     /// Text groups count against the memory pool: many distinct strings under a small limit
