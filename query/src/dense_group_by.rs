@@ -168,9 +168,7 @@ impl RowFilter {
         };
         // A null comparison keeps no row, as in `FilterExec`.
         if let Some(nulls) = mask {
-            keep.iter_mut()
-                .zip(nulls.iter())
-                .for_each(|(k, valid)| *k &= valid);
+            set_nulls(keep, nulls.inner(), false);
         }
         Ok(keep.contains(&true))
     }
@@ -550,11 +548,7 @@ impl Groups {
                 self.slots
                     .extend(keys.values().iter().map(|&k| usize::from(k) + FIRST_KEY));
                 if let Some(nulls) = keys.nulls() {
-                    for (slot, valid) in self.slots.iter_mut().zip(nulls.iter()) {
-                        if !valid {
-                            *slot = NULL_KEY;
-                        }
-                    }
+                    set_nulls(&mut self.slots, nulls.inner(), NULL_KEY);
                 }
             }
             KeyKind::Text => {
@@ -601,11 +595,7 @@ impl Groups {
                         .unwrap_or(usize::MAX)
                 }));
                 if let Some(nulls) = keys.keys().nulls() {
-                    for (slot, valid) in self.slots.iter_mut().zip(nulls.iter()) {
-                        if !valid {
-                            *slot = NULL_KEY;
-                        }
-                    }
+                    set_nulls(&mut self.slots, nulls.inner(), NULL_KEY);
                 }
             }
         }
@@ -616,8 +606,13 @@ impl Groups {
                 }
             }
         }
-        // Only a text key can be out of range.
-        if let Some(row) = self.slots.iter().position(|&s| s == usize::MAX) {
+        // Only a text key can be out of range. Slots are far below 2^63: or-ing them all finds
+        // `usize::MAX` in one vectorized pass, the row is looked for only then.
+        let top = self.slots.iter().fold(0, |top, &s| top | s) >> (usize::BITS - 1);
+        if let Some(row) = (top != 0)
+            .then(|| self.slots.iter().position(|&s| s == usize::MAX))
+            .flatten()
+        {
             let key = keys
                 .as_dictionary_opt::<Int32Type>()
                 .map(|d| d.keys().value(row));
@@ -729,6 +724,32 @@ impl Groups {
             }
         }
         Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+    }
+}
+
+/// Sets the items of the rows `valid` marks null to `to`, a 64-bit word of the bitmap at a
+/// time: a word of nulls fills its 64 items, a word of valid rows is skipped, the nulls of a
+/// mixed word are found by their bits. Text keys are mostly null (only a text pin's rows have
+/// text); testing every row's bit took more time than the rest of the grouping.
+fn set_nulls<T: Copy>(items: &mut [T], valid: &BooleanBuffer, to: T) {
+    let chunks = valid.bit_chunks();
+    let apply = |items: &mut [T], word: u64| {
+        let mut nulls = !word & (u64::MAX >> (64 - items.len()));
+        if nulls == u64::MAX {
+            items.fill(to);
+        }
+        while nulls != 0 && nulls != u64::MAX {
+            items[nulls.trailing_zeros() as usize] = to;
+            nulls &= nulls - 1;
+        }
+    };
+    let mut blocks = items.chunks_exact_mut(64);
+    for (block, word) in (&mut blocks).zip(chunks.iter()) {
+        apply(block, word);
+    }
+    let rest = blocks.into_remainder();
+    if !rest.is_empty() {
+        apply(rest, chunks.remainder_bits());
     }
 }
 
@@ -1087,6 +1108,28 @@ mod tests {
             proptest::prop_assert_eq!(all, want_all);
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             proptest::prop_assert_eq!(bits(&sums), bits(&want_sums));
+        }
+    }
+
+    proptest::proptest! {
+        /// `set_nulls` marks exactly the null rows, whatever the bitmap's offset, length and
+        /// runs of nulls (whole words of nulls, of valid rows, mixed ones, a partial last word).
+        #[test]
+        fn set_nulls_marks_the_null_rows(
+            runs in proptest::collection::vec((proptest::bool::ANY, 1usize..150), 0..12),
+            offset in 0usize..70,
+        ) {
+            let bits: Vec<bool> = runs.iter().flat_map(|&(v, n)| std::iter::repeat_n(v, n)).collect();
+            let offset = offset.min(bits.len());
+            let valid = BooleanBuffer::from(bits.clone()).slice(offset, bits.len() - offset);
+            let mut items: Vec<u8> = (0..valid.len()).map(|i| (i % 200) as u8).collect();
+            let want: Vec<u8> = items
+                .iter()
+                .zip(&bits[offset..])
+                .map(|(&item, &v)| if v { item } else { 255 })
+                .collect();
+            set_nulls(&mut items, &valid, 255);
+            proptest::prop_assert_eq!(items, want);
         }
     }
 

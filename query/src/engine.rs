@@ -175,11 +175,14 @@ impl QueryEngine {
 
     /// A session without tables; `pg` gives it the planner of PostgreSQL's OID types.
     fn session(&self, pg: bool) -> SessionContext {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_target_partitions(self.inner.target_partitions)
             // Lists table and column names of the session (telemetry and the catalog
             // tables): metadata only, no rows, the same for every tenant.
             .with_information_schema(true);
+        // The store writes no bloom filters: looking for them in every file a filtered query
+        // opens only costs time.
+        config.options_mut().execution.parquet.bloom_filter_on_read = false;
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.runtime))
