@@ -14,11 +14,12 @@
 //! DataFusion's final aggregation to merge. Any other aggregation is left as it is.
 //!
 //! A `FilterExec` right below such an aggregation (`WHERE pin = 3 GROUP BY text`) is folded
-//! into it when the key and the aggregates' arguments are plain columns: the predicate marks
-//! the rows to skip instead of the filter copying every kept row into new arrays, and
-//! `column = literal` on a small integer column is compared inline (DataFusion's comparison
-//! kernel calls a function per row). Arguments that are expressions keep the filter, since
-//! evaluating them on rows the filter drops could fail (`1 / x` with `WHERE x <> 0`).
+//! into it when the key and the aggregates' arguments are plain columns: the predicate gives
+//! the indices of the rows it keeps, and only the key and the arguments are gathered at them
+//! (the filter copied every column it passed on), and `column = literal` on a small integer
+//! column is compared inline (DataFusion's comparison kernel calls a function per row).
+//! Arguments that are expressions keep the filter, since evaluating them on rows the filter
+//! drops could fail (`1 / x` with `WHERE x <> 0`).
 //!
 //! Rows of one group come in runs in the store's files (sorted by device, then pin, then
 //! time); the counts and sums of the current run's group are kept in registers while the run
@@ -30,10 +31,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray, UInt16Array,
-    UInt64Array,
+    UInt32Array, UInt64Array,
 };
 use datafusion::arrow::buffer::BooleanBuffer;
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int32Type, SchemaRef, UInt16Type};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
@@ -141,36 +142,48 @@ impl RowFilter {
         }
     }
 
-    /// Sets `keep` to whether each row of `batch` is kept; returns whether any is.
-    fn keep(&self, batch: &RecordBatch, keep: &mut Vec<bool>) -> Result<bool> {
-        keep.clear();
-        let mask = match self.small_eq {
+    /// The rows of `batch` the filter keeps, in order.
+    fn kept_rows(&self, batch: &RecordBatch) -> Result<Vec<u32>> {
+        let rows = batch.num_rows();
+        let Ok(_) = u32::try_from(rows) else {
+            return internal_err!("DenseAggregateExec: a batch of {rows} rows");
+        };
+        Ok(match self.small_eq {
             Some((column, value)) => {
                 let column = cast(batch.column(column), &DataType::UInt16)?;
                 let column = column.as_primitive::<UInt16Type>();
-                keep.extend(column.values().iter().map(|&v| v == value));
-                column.nulls().cloned()
+                // Every row's index is written, the count moves on past the kept ones only:
+                // no branch on the comparison.
+                let mut kept = vec![0u32; rows];
+                let mut n = 0;
+                for (i, &v) in column.values().iter().enumerate() {
+                    kept[n] = i as u32;
+                    n += usize::from(v == value);
+                }
+                kept.truncate(n);
+                // A null comparison keeps no row, as in `FilterExec`.
+                if let Some(nulls) = column.nulls() {
+                    kept.retain(|&i| nulls.is_valid(i as usize));
+                }
+                kept
             }
             None => match self.predicate.evaluate(batch)? {
                 ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))) => {
-                    keep.resize(batch.num_rows(), true);
-                    None
+                    (0..rows as u32).collect()
                 }
-                ColumnarValue::Scalar(_) => return Ok(false),
+                ColumnarValue::Scalar(_) => Vec::new(),
                 ColumnarValue::Array(array) => {
                     let Some(mask) = array.as_boolean_opt() else {
                         return internal_err!("DenseAggregateExec: the filter is not boolean");
                     };
-                    keep.extend(mask.values().iter());
-                    mask.nulls().cloned()
+                    let mask = match mask.nulls() {
+                        Some(nulls) => mask.values() & nulls.inner(),
+                        None => mask.values().clone(),
+                    };
+                    mask.set_indices().map(|i| i as u32).collect()
                 }
             },
-        };
-        // A null comparison keeps no row, as in `FilterExec`.
-        if let Some(nulls) = mask {
-            set_nulls(keep, nulls.inner(), false);
-        }
-        Ok(keep.contains(&true))
+        })
     }
 }
 
@@ -441,13 +454,11 @@ impl ExecutionPlan for DenseAggregateExec {
     }
 }
 
-/// The slot of rows a folded-in filter drops: their state is kept but never emitted.
-const DROPPED: usize = 0;
 /// The slot of the null key.
-const NULL_KEY: usize = 1;
+const NULL_KEY: usize = 0;
 /// The slot of the first key: small integer `k` is in slot `k + FIRST_KEY`, text `texts[i]`
 /// in slot `i + FIRST_KEY`.
-const FIRST_KEY: usize = 2;
+const FIRST_KEY: usize = 1;
 
 /// The state of one partition's groups, in arrays indexed by slot.
 struct Groups {
@@ -464,8 +475,6 @@ struct Groups {
     /// Per aggregate: a `count` of a non-null literal (`count(*)`), whose counts are `rows`.
     counts_rows: Vec<bool>,
     slots: Vec<usize>,
-    /// The rows of the batch the filter keeps.
-    keep: Vec<bool>,
     /// Text keys: the groups' strings, and their slots by string.
     texts: Vec<String>,
     text_slots: HashMap<String, usize>,
@@ -493,7 +502,6 @@ impl Groups {
             sums: vec![Vec::new(); n],
             counts_rows: vec![false; n],
             slots: Vec::new(),
-            keep: Vec::new(),
             texts: Vec::new(),
             text_slots: HashMap::new(),
             text_bytes: 0,
@@ -514,7 +522,6 @@ impl Groups {
             .map_or(0, |(_, map)| map.len() * std::mem::size_of::<usize>());
         self.rows.len() * per_slot
             + self.slots.capacity() * std::mem::size_of::<usize>()
-            + self.keep.capacity()
             + texts
             + text_entries
             + dictionary
@@ -531,9 +538,8 @@ impl Groups {
         }
     }
 
-    /// Fills `slots` with the group slot of each row of `keys` (`DROPPED` for the rows `keep`
-    /// leaves out), sizing the state for them.
-    fn slots_of(&mut self, keys: &ArrayRef, keep: Option<&[bool]>) -> Result<()> {
+    /// Fills `slots` with the group slot of each row of `keys`, sizing the state for them.
+    fn slots_of(&mut self, keys: &ArrayRef) -> Result<()> {
         self.slots.clear();
         match self.kind {
             KeyKind::Small => {
@@ -599,13 +605,6 @@ impl Groups {
                 }
             }
         }
-        if let Some(keep) = keep {
-            for (slot, &keep) in self.slots.iter_mut().zip(keep) {
-                if !keep {
-                    *slot = DROPPED;
-                }
-            }
-        }
         // Only a text key can be out of range. Slots are far below 2^63: or-ing them all finds
         // `usize::MAX` in one vectorized pass, the row is looked for only then.
         let top = self.slots.iter().fold(0, |top, &s| top | s) >> (usize::BITS - 1);
@@ -623,27 +622,24 @@ impl Groups {
 
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
         let rows = batch.num_rows();
-        if rows == 0 {
+        let kept = match &self.filter {
+            Some(filter) => filter.kept_rows(batch)?,
+            None => Vec::new(),
+        };
+        if rows == 0 || (self.filter.is_some() && kept.is_empty()) {
             return Ok(());
         }
-        let mut keep = std::mem::take(&mut self.keep);
-        let kept = match &self.filter {
-            Some(filter) => filter.keep(batch, &mut keep)?,
-            None => true,
+        // The key and arguments of the kept rows only (when the filter drops some).
+        let kept = (self.filter.is_some() && kept.len() < rows).then(|| UInt32Array::from(kept));
+        let pick = |array: ArrayRef| -> Result<ArrayRef> {
+            Ok(match &kept {
+                Some(kept) => take(&array, kept, None)?,
+                None => array,
+            })
         };
-        let result = if kept {
-            self.add_kept(batch, self.filter.is_some().then_some(keep.as_slice()))
-        } else {
-            Ok(())
-        };
-        self.keep = keep;
-        result
-    }
-
-    fn add_kept(&mut self, batch: &RecordBatch, keep: Option<&[bool]>) -> Result<()> {
-        let rows = batch.num_rows();
-        let keys = self.key.evaluate(batch)?.into_array(rows)?;
-        self.slots_of(&keys, keep)?;
+        let keys = pick(self.key.evaluate(batch)?.into_array(rows)?)?;
+        let rows = keys.len();
+        self.slots_of(&keys)?;
         count_runs(&self.slots, None, &mut self.rows);
         for (i, agg) in self.aggs.iter().enumerate() {
             let counts = &mut self.counts[i];
@@ -662,7 +658,7 @@ impl Groups {
                     accumulate(agg, &array, &self.slots, counts, &mut self.sums[i]);
                 }
                 ColumnarValue::Array(array) => {
-                    accumulate(agg, &array, &self.slots, counts, &mut self.sums[i]);
+                    accumulate(agg, &pick(array)?, &self.slots, counts, &mut self.sums[i]);
                 }
             }
         }
@@ -966,6 +962,7 @@ mod tests {
                 "SELECT state, count(*), avg(value), count(value) FROM t WHERE small = 1 GROUP BY state ORDER BY state",
                 "SELECT small, count(*), sum(value) FROM t WHERE 2 = pin GROUP BY small ORDER BY small",
                 "SELECT small, count(*) FROM t WHERE pin = 9 GROUP BY small",
+                "SELECT state, count(*), sum(value) FROM t WHERE pin = 0 GROUP BY state ORDER BY state",
                 "SELECT small, count(*), avg(value) FROM t WHERE pin = 65535 GROUP BY small ORDER BY small",
                 "SELECT pin, avg(value), count(text) FROM t WHERE value > 1e300 OR value IS NULL OR small = 0 GROUP BY pin ORDER BY pin",
                 "SELECT state, count(*) FROM t WHERE pin = 1 AND value < 3 GROUP BY state ORDER BY state",
