@@ -640,9 +640,18 @@ impl Groups {
         let keys = pick(self.key.evaluate(batch)?.into_array(rows)?)?;
         let rows = keys.len();
         self.slots_of(&keys)?;
-        count_runs(&self.slots, None, &mut self.rows);
+        // The rows of each slot are counted in the pass of the first sum or average (one
+        // pass over the slots fewer), or else on their own.
+        let mut rows_counted = false;
         for (i, agg) in self.aggs.iter().enumerate() {
             let counts = &mut self.counts[i];
+            let all = match agg {
+                Agg::Sum(_) | Agg::Avg(_) if !rows_counted => {
+                    rows_counted = true;
+                    Some(self.rows.as_mut_slice())
+                }
+                _ => None,
+            };
             match agg.arg().evaluate(batch)? {
                 ColumnarValue::Scalar(value) => {
                     // A literal: `count(*)` (non-null) counts every row, which `rows` already
@@ -655,12 +664,16 @@ impl Groups {
                         continue;
                     }
                     let array = value.to_array_of_size(rows)?;
-                    accumulate(agg, &array, &self.slots, counts, &mut self.sums[i]);
+                    accumulate(agg, &array, &self.slots, counts, &mut self.sums[i], all);
                 }
                 ColumnarValue::Array(array) => {
-                    accumulate(agg, &pick(array)?, &self.slots, counts, &mut self.sums[i]);
+                    let array = pick(array)?;
+                    accumulate(agg, &array, &self.slots, counts, &mut self.sums[i], all);
                 }
             }
+        }
+        if !rows_counted {
+            count_runs(&self.slots, None, &mut self.rows);
         }
         Ok(())
     }
@@ -750,8 +763,16 @@ fn set_nulls<T: Copy>(items: &mut [T], valid: &BooleanBuffer, to: T) {
 }
 
 /// Adds `values` (one per row, `slots` giving each row's group) to the groups' counts and, for
-/// `sum` and `avg`, sums: non-null values only, in row order (as DataFusion adds them).
-fn accumulate(agg: &Agg, values: &ArrayRef, slots: &[usize], counts: &mut [u64], sums: &mut [f64]) {
+/// `sum` and `avg`, sums: non-null values only, in row order (as DataFusion adds them). For
+/// `sum` and `avg`, `all` (when given) counts every row.
+fn accumulate(
+    agg: &Agg,
+    values: &ArrayRef,
+    slots: &[usize],
+    counts: &mut [u64],
+    sums: &mut [f64],
+    all: Option<&mut [u64]>,
+) {
     if let Agg::Count(_) = agg {
         count_runs(
             slots,
@@ -762,13 +783,11 @@ fn accumulate(agg: &Agg, values: &ArrayRef, slots: &[usize], counts: &mut [u64],
     }
     // Sum and avg take Float64 only (checked when the plan was rewritten).
     let values = values.as_primitive::<Float64Type>();
-    sum_runs(
-        slots,
-        values.values(),
-        values.nulls().map(|n| n.inner()),
-        counts,
-        sums,
-    );
+    let valid = values.nulls().map(|n| n.inner());
+    match all {
+        Some(all) => sum_runs::<true>(slots, values.values(), valid, counts, sums, all),
+        None => sum_runs::<false>(slots, values.values(), valid, counts, sums, &mut []),
+    }
 }
 
 /// Adds one to `counts` at each row's slot (the rows `valid` marks, or all). The count of
@@ -788,30 +807,41 @@ fn count_runs(slots: &[usize], valid: Option<&BooleanBuffer>, counts: &mut [u64]
     counts[slot] = count;
 }
 
-/// Adds each valid row's value to its slot's sum and one to its count, in row order. The
-/// current run's sum and count are held in registers while the run lasts; a null row adds
-/// `-0.0`, which leaves every sum as it is (`+0.0` would turn `-0.0` into `+0.0`).
-fn sum_runs(
+/// Adds each valid row's value to its slot's sum and one to its count, in row order, and
+/// with `ALL` one to `all` for every row. The current run's sum and counts are held in
+/// registers while the run lasts; a null row adds `-0.0`, which leaves every sum as it is
+/// (`+0.0` would turn `-0.0` into `+0.0`).
+fn sum_runs<const ALL: bool>(
     slots: &[usize],
     values: &[f64],
     valid: Option<&BooleanBuffer>,
     counts: &mut [u64],
     sums: &mut [f64],
+    all: &mut [u64],
 ) {
     let Some(&first) = slots.first() else {
         return;
     };
+    let rows = |all: &[u64], s: usize| if ALL { all[s] } else { 0 };
     let (mut slot, mut count, mut sum) = (first, counts[first], sums[first]);
+    let mut every = rows(all, first);
     for (i, (&s, &v)) in slots.iter().zip(values).enumerate() {
         if s != slot {
             (counts[slot], sums[slot]) = (count, sum);
-            (slot, count, sum) = (s, counts[s], sums[s]);
+            if ALL {
+                all[slot] = every;
+            }
+            (slot, count, sum, every) = (s, counts[s], sums[s], rows(all, s));
         }
         let ok = valid.is_none_or(|valid| valid.value(i));
         count += u64::from(ok);
         sum += if ok { v } else { -0.0 };
+        every += 1;
     }
     (counts[slot], sums[slot]) = (count, sum);
+    if ALL {
+        all[slot] = every;
+    }
 }
 
 #[cfg(test)]
@@ -1092,10 +1122,13 @@ mod tests {
             let (mut counts, mut sums) = (vec![1u64; 4], vec![-0.0f64; 4]);
             let (mut all, mut want_all) = (vec![0u64; 4], vec![0u64; 4]);
             let (mut want_counts, mut want_sums) = (counts.clone(), sums.clone());
-            sum_runs(&slots, &values, Some(&valid), &mut counts, &mut sums);
+            let mut every = vec![3u64; 4];
+            let mut want_every = every.clone();
+            sum_runs::<true>(&slots, &values, Some(&valid), &mut counts, &mut sums, &mut every);
             count_runs(&slots, None, &mut all);
             for (i, &s) in slots.iter().enumerate() {
                 want_all[s] += 1;
+                want_every[s] += 1;
                 if valid.value(i) {
                     want_counts[s] += 1;
                     want_sums[s] += values[i];
@@ -1103,6 +1136,7 @@ mod tests {
             }
             proptest::prop_assert_eq!(counts, want_counts);
             proptest::prop_assert_eq!(all, want_all);
+            proptest::prop_assert_eq!(every, want_every);
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             proptest::prop_assert_eq!(bits(&sums), bits(&want_sums));
         }
