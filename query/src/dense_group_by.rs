@@ -303,15 +303,15 @@ impl DenseAggregateExec {
             filter: None,
             schema,
         };
-        dense.fold_filter()?;
+        dense.fold_filter();
         Ok(Some(dense))
     }
 
     /// Folds a `FilterExec` input into this aggregation, when the key and every argument are
     /// columns (or literals): they are then read from the filter's input, on all its rows.
-    fn fold_filter(&mut self) -> Result<()> {
+    fn fold_filter(&mut self) {
         let Some(filter) = self.input.downcast_ref::<FilterExec>() else {
-            return Ok(());
+            return;
         };
         let plain = |e: &Arc<dyn PhysicalExpr>| {
             e.downcast_ref::<Column>().is_some() || e.downcast_ref::<Literal>().is_some()
@@ -320,7 +320,7 @@ impl DenseAggregateExec {
             || !plain(&self.key)
             || !self.aggs.iter().all(|a| plain(a.arg()))
         {
-            return Ok(());
+            return;
         }
         let below = filter.input();
         let below_schema = below.schema();
@@ -345,7 +345,6 @@ impl DenseAggregateExec {
         self.filter = Some(RowFilter::new(filter.predicate(), &below_schema));
         self.properties = Self::properties_of(&self.schema, below);
         self.input = Arc::clone(below);
-        Ok(())
     }
 
     /// One output partition per input partition, all groups at the end.
