@@ -592,7 +592,7 @@ impl Groups {
                     None => &[],
                 };
                 // Each row's slot by its key, `usize::MAX` for a key out of the dictionary's
-                // range (checked below, on the rows that count); then the null keys.
+                // range; then the null keys (whose key values do not count).
                 self.slots.extend(keys.keys().values().iter().map(|&k| {
                     usize::try_from(k)
                         .ok()
@@ -602,19 +602,17 @@ impl Groups {
                 if let Some(nulls) = keys.keys().nulls() {
                     set_nulls(&mut self.slots, nulls.inner(), NULL_KEY);
                 }
+                // Slots are far below 2^63: or-ing them all finds `usize::MAX` in one
+                // vectorized pass, the row is looked for only then.
+                let top = self.slots.iter().fold(0, |top, &s| top | s) >> (usize::BITS - 1);
+                if let Some(row) = (top != 0)
+                    .then(|| self.slots.iter().position(|&s| s == usize::MAX))
+                    .flatten()
+                {
+                    let key = keys.keys().value(row);
+                    return internal_err!("dictionary key {key} of row {row} out of range");
+                }
             }
-        }
-        // Only a text key can be out of range. Slots are far below 2^63: or-ing them all finds
-        // `usize::MAX` in one vectorized pass, the row is looked for only then.
-        let top = self.slots.iter().fold(0, |top, &s| top | s) >> (usize::BITS - 1);
-        if let Some(row) = (top != 0)
-            .then(|| self.slots.iter().position(|&s| s == usize::MAX))
-            .flatten()
-        {
-            let key = keys
-                .as_dictionary_opt::<Int32Type>()
-                .map(|d| d.keys().value(row));
-            return internal_err!("dictionary key {key:?} of row {row} out of range");
         }
         Ok(())
     }
@@ -622,14 +620,14 @@ impl Groups {
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
         let rows = batch.num_rows();
         let kept = match &self.filter {
-            Some(filter) => filter.kept_rows(batch)?,
-            None => Vec::new(),
+            Some(filter) => Some(filter.kept_rows(batch)?),
+            None => None,
         };
-        if rows == 0 || (self.filter.is_some() && kept.is_empty()) {
+        if rows == 0 || kept.as_ref().is_some_and(Vec::is_empty) {
             return Ok(());
         }
         // The key and arguments of the kept rows only (when the filter drops some).
-        let kept = (self.filter.is_some() && kept.len() < rows).then(|| UInt32Array::from(kept));
+        let kept = kept.filter(|kept| kept.len() < rows).map(UInt32Array::from);
         let pick = |array: ArrayRef| -> Result<ArrayRef> {
             Ok(match &kept {
                 Some(kept) => take(&array, kept, None)?,
