@@ -67,6 +67,9 @@ pub(crate) struct Rewrite {
     pub keep: Option<RowFilter>,
     /// Remove the files without reading them.
     pub drop_all: bool,
+    /// The plan knows that `keep` drops rows of the file (a file is otherwise read first to
+    /// see whether it does, and left alone when not).
+    pub drops_rows: bool,
 }
 
 /// Files below this size form the lowest compaction tier.
@@ -149,6 +152,7 @@ fn merge_of(files: Vec<FileEntry>) -> Option<Rewrite> {
         files,
         keep: None,
         drop_all: false,
+        drops_rows: false,
     })
 }
 
@@ -211,6 +215,8 @@ pub(crate) fn plan_retention(
                     .collect()
             })),
             drop_all,
+            // `org_ids` are the file's organizations, so an expired one has rows in it.
+            drops_rows: true,
         });
     }
     out
@@ -239,6 +245,8 @@ pub(crate) fn plan_device_deletion(entries: &[FileEntry], devices: &[(u32, u32)]
                         .collect()
                 })),
                 drop_all: false,
+                // A device id within the file's range may still have no rows in it.
+                drops_rows: false,
             }
         })
         .collect()
@@ -276,7 +284,9 @@ pub(crate) fn execute(
             let unchanged = !rw.drop_all
                 && match (paths.as_slice(), &rw.keep) {
                     ([_], None) => true,
-                    ([path], Some(keep)) => !merge::filter_removes_rows(path, keep)?,
+                    ([path], Some(keep)) => {
+                        !rw.drops_rows && !merge::filter_removes_rows(path, keep)?
+                    }
                     _ => false,
                 };
             if unchanged {
