@@ -336,7 +336,8 @@ fn merge_pass(
 /// The merged rows, gathered into row groups and written.
 struct Output {
     file: Option<File>,
-    writer: Option<GroupWriter>,
+    /// The file's writer and the statistics of the rows written, from the first row group on.
+    written: Option<(GroupWriter, BatchStats)>,
     scale: Option<i8>,
     group_rows: usize,
     /// Batches that runs not written yet come from, and those runs in order
@@ -346,7 +347,6 @@ struct Output {
     /// Counts the times `sources` was emptied, which invalidates [`Slot`]s.
     epoch: u64,
     rows: usize,
-    stats: Option<BatchStats>,
     duplicates: usize,
     /// The key whose rows alone exceed a group and may have more to come.
     open_key: Option<Key>,
@@ -368,14 +368,13 @@ impl Output {
     fn new(file: File, scale: Option<i8>, group_rows: usize) -> Output {
         Output {
             file: Some(file),
-            writer: None,
+            written: None,
             scale,
             group_rows: group_rows.max(1),
             sources: Vec::new(),
             runs: Vec::new(),
             epoch: 0,
             rows: 0,
-            stats: None,
             duplicates: 0,
             open_key: None,
         }
@@ -457,17 +456,14 @@ impl Output {
                 Group::Misfit => return Ok(Pass::Misfit),
             }
         }
-        let Some(writer) = self.writer.take() else {
+        let Some((writer, stats)) = self.written.take() else {
             return Ok(Pass::Empty);
         };
         writer.close()?;
-        Ok(match self.stats {
-            Some(stats) => Pass::Done(Merged {
-                stats,
-                duplicates: self.duplicates,
-            }),
-            None => Pass::Empty,
-        })
+        Ok(Pass::Done(Merged {
+            stats,
+            duplicates: self.duplicates,
+        }))
     }
 
     /// Writes one row group from the pending runs: at most `group_rows` rows, ending where a
@@ -515,21 +511,20 @@ impl Output {
             },
             None => group,
         };
-        let writer = match &mut self.writer {
-            Some(writer) => writer,
+        match &mut self.written {
+            Some((writer, all)) => {
+                writer.write(&encoded)?;
+                all.absorb(stats);
+            }
             None => {
                 let file = self.file.take().ok_or_else(|| {
                     StorageError::InvalidInput("merge output written after it was closed".into())
                 })?;
                 let props = parquet_writer::writer_properties(self.scale.is_some())?;
-                self.writer
-                    .insert(GroupWriter::new(file, encoded.schema(), props)?)
+                let mut writer = GroupWriter::new(file, encoded.schema(), props)?;
+                writer.write(&encoded)?;
+                self.written = Some((writer, stats));
             }
-        };
-        writer.write(&encoded)?;
-        match self.stats.as_mut() {
-            Some(all) => all.absorb(stats),
-            None => self.stats = Some(stats),
         }
         Ok(Group::Written)
     }
