@@ -177,10 +177,8 @@ impl Flusher {
             let Some(frozen) = self.shared.frozen_after(handed.as_ref()) else {
                 break;
             };
-            let prepared = prepare(&self.shared, &frozen).inspect_err(|e| {
-                Metrics::add(&self.shared.metrics.flush_errors, 1);
-                tracing::error!(error = %e, rows = frozen.rows, "flush to Parquet failed; will retry");
-            })?;
+            let prepared = prepare(&self.shared, &frozen)
+                .inspect_err(|e| flush_failed(&self.shared, e, frozen.rows))?;
             if to_writer.send(ToWriter::Write(prepared)).is_err() {
                 tracing::error!("the flush writer thread stopped; flushing stops");
                 return Err(StorageError::Closed);
@@ -189,6 +187,12 @@ impl Flusher {
         }
         Ok(())
     }
+}
+
+/// Counts and logs a failed flush of a memtable of `rows` rows (retried later, by either stage).
+fn flush_failed(shared: &Shared, error: &StorageError, rows: usize) {
+    Metrics::add(&shared.metrics.flush_errors, 1);
+    tracing::error!(error = %error, rows, "flush to Parquet failed; will retry");
 }
 
 /// The first stage: sorts the rows, removes repeated ones, takes the last values and splits
@@ -225,8 +229,7 @@ impl Writer {
                         // Every earlier memtable is flushed too: earlier failures are mended.
                         Ok(()) => self.failure = None,
                         Err(e) => {
-                            Metrics::add(&self.shared.metrics.flush_errors, 1);
-                            tracing::error!(error = %e, rows, "flush to Parquet failed; will retry");
+                            flush_failed(&self.shared, &e, rows);
                             self.failure.get_or_insert_with(|| e.to_string());
                             self.retry.store(true, Ordering::Relaxed);
                         }
