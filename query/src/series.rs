@@ -10,8 +10,9 @@
 //! - data files are read with the `parquet` crate's synchronous reader, with their footer
 //!   and page index cached per file (data files never change once in the catalog), and
 //!   only the pages whose statistics can hold the series are decoded: files are sorted by
-//!   `(org_id, device_id, pin, ts)` and carry page-level statistics (column and offset
-//!   index), so one series usually lies in one or two pages of each column.
+//!   `(org_id, pin, device_id, ts)` (older stores: `(org_id, device_id, pin, ts)`) and carry
+//!   page-level statistics (column and offset index), so one series usually lies in one or
+//!   two pages of each column.
 //!
 //! The DataFusion path (`QueryEngine::history_raw`) stays the reference this reader is tested
 //! against.

@@ -19,15 +19,28 @@ use crate::last_value::LastValue;
 use crate::parquet_writer::SeriesKey;
 use crate::point::Value;
 use crate::remote::ParquetRemote;
+use crate::schema::KeyOrder;
 use crate::snapshot::FileMeta;
 
 /// File name of the catalog inside the data directory.
 pub(crate) const CATALOG_FILE: &str = "catalog.json";
 /// Folder of the Parquet tree inside the data directory.
 pub(crate) const PARQUET_DIR: &str = "parquet";
-/// Version 2 names the last-value log; version 1 (read, and migrated on open) carried every
-/// last value inline.
-const FORMAT_VERSION: u32 = 2;
+/// Version 3 (new stores) sorts data files by [`KeyOrder::PinDevice`]; version 2 names the
+/// last-value log and sorts files by [`KeyOrder::DevicePin`]; version 1 (read, and migrated to
+/// version 2 on open) carried every last value inline. A store keeps its order: files are
+/// never re-sorted, and a binary that knows only versions 1 and 2 refuses a version 3 store
+/// (it would write files in the other order).
+const FORMAT_VERSION: u32 = 3;
+
+/// The key order of the files of a store with catalog format `version`.
+fn key_order_of(version: u32) -> KeyOrder {
+    if version >= 3 {
+        KeyOrder::PinDevice
+    } else {
+        KeyOrder::DevicePin
+    }
+}
 
 /// One Parquet file as recorded in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +103,8 @@ pub(crate) struct Catalog {
     /// durable form is `last_log`; they are not kept in memory after open).
     last: SortedValues,
     last_log: LastLog,
+    /// The order of the rows in the store's data files.
+    key_order: KeyOrder,
     /// Generations of the last-value log replaced locally whose objects stay in the bucket until
     /// the bucket's catalog no longer names them.
     bucket_stale_logs: Vec<u64>,
@@ -114,6 +129,7 @@ impl Catalog {
                 files: Vec::new(),
                 last: SortedValues::new(),
                 last_log: LastLog::open(data_dir, LogRef::default())?.0,
+                key_order: key_order_of(FORMAT_VERSION),
                 bucket_stale_logs: Vec::new(),
             })
         };
@@ -124,7 +140,7 @@ impl Catalog {
         };
         let doc: CatalogDoc = serde_json::from_slice(&bytes)
             .map_err(|e| StorageError::corrupt(&path, format!("unparsable catalog: {e}")))?;
-        if doc.format_version != FORMAT_VERSION && doc.format_version != 1 {
+        if !(1..=FORMAT_VERSION).contains(&doc.format_version) {
             return Err(StorageError::UnsupportedVersion {
                 path,
                 version: doc.format_version,
@@ -172,6 +188,7 @@ impl Catalog {
             files: doc.files,
             last,
             last_log,
+            key_order: key_order_of(doc.format_version),
             bucket_stale_logs: Vec::new(),
         };
         if doc.format_version == 1 {
@@ -189,6 +206,11 @@ impl Catalog {
             );
         }
         Ok(catalog)
+    }
+
+    /// The order of the rows in the store's data files.
+    pub(crate) fn key_order(&self) -> KeyOrder {
+        self.key_order
     }
 
     /// The bucket that also keeps the files, if any.
@@ -378,7 +400,10 @@ impl Catalog {
 
     fn doc(&self, all_files: Vec<FileEntry>, log: LogRef, flushed_wal_seq: u64) -> CatalogDoc {
         CatalogDoc {
-            format_version: FORMAT_VERSION,
+            format_version: match self.key_order {
+                KeyOrder::PinDevice => 3,
+                KeyOrder::DevicePin => 2,
+            },
             next_file_id: self.next_file_id,
             flushed_wal_seq,
             files: all_files,

@@ -187,7 +187,7 @@ impl SeriesIndex {
     }
 }
 
-/// Removes repeated rows from a batch sorted by `(org_id, device_id, pin, ts)`: of rows equal in
+/// Removes repeated rows from a batch sorted in a key order (rows of one key adjacent): of rows equal in
 /// those columns and in value, the first is kept. Returns the batch and the rows removed.
 pub(crate) fn dedup_sorted(batch: RecordBatch) -> Result<(RecordBatch, usize)> {
     let n = batch.num_rows();
@@ -283,7 +283,7 @@ mod tests {
             Point::number(1, 1, 0, 6, 1.0),
             Point::number(1, 1, 0, 6, 1.0),
         ];
-        let sorted = sort_rows(&batches(&pts)).unwrap();
+        let sorted = sort_rows(&batches(&pts), crate::schema::KeyOrder::PinDevice).unwrap();
         let (b, removed) = dedup_sorted(sorted).unwrap();
         assert_eq!(removed, 3);
         assert_eq!(b.num_rows(), 5);

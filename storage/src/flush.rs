@@ -28,6 +28,7 @@ use crate::memtable::Frozen;
 use crate::metrics::Metrics;
 use crate::parquet_writer::{self, SeriesKey};
 use crate::partition;
+use crate::schema::KeyOrder;
 use crate::wal::ClosedSegments;
 
 /// Messages to the flusher.
@@ -48,6 +49,8 @@ pub(crate) struct Flusher {
     /// that a flushed memtable's memory is not held until the next one.
     handed: Option<Weak<Frozen>>,
     writer: Option<Writer>,
+    /// The store's key order, which memtables are sorted by.
+    order: KeyOrder,
 }
 
 /// A memtable ready to be written.
@@ -88,7 +91,9 @@ impl Flusher {
         compactor: Sender<CompactMsg>,
         config: &StorageConfig,
     ) -> Flusher {
+        let order = catalog.lock().key_order();
         Flusher {
+            order,
             writer: Some(Writer {
                 shared: shared.clone(),
                 catalog,
@@ -177,7 +182,7 @@ impl Flusher {
             let Some(frozen) = self.shared.frozen_after(handed.as_ref()) else {
                 break;
             };
-            let prepared = prepare(&self.shared, &frozen)
+            let prepared = prepare(&self.shared, &frozen, self.order)
                 .inspect_err(|e| flush_failed(&self.shared, e, frozen.rows))?;
             if to_writer.send(ToWriter::Write(prepared)).is_err() {
                 tracing::error!("the flush writer thread stopped; flushing stops");
@@ -197,9 +202,9 @@ fn flush_failed(shared: &Shared, error: &StorageError, rows: usize) {
 
 /// The first stage: sorts the rows, removes repeated ones, takes the last values and splits
 /// the rows by day.
-fn prepare(shared: &Shared, frozen: &Arc<Frozen>) -> Result<Prepared> {
+fn prepare(shared: &Shared, frozen: &Arc<Frozen>, order: KeyOrder) -> Result<Prepared> {
     let started = Instant::now();
-    let sorted = parquet_writer::sort_rows(&frozen.batches)?;
+    let sorted = parquet_writer::sort_rows(&frozen.batches, order)?;
     let (sorted, duplicates) = dedup::dedup_sorted(sorted)?;
     if duplicates > 0 {
         Metrics::add(&shared.metrics.duplicates_dropped, duplicates as u64);

@@ -2,8 +2,8 @@
 //!
 //! Role: accept batches of [`Point`]s, make them durable in a write-ahead log (checksummed
 //! segments, group commit, replay on open), hold them in Arrow memtables, flush them to
-//! day-partitioned Parquet files sorted by `(org_id, device_id, pin, ts)` listed in an atomic
-//! catalog, keep the last value of every pin in memory, and hand queries a consistent
+//! day-partitioned Parquet files sorted by `(org_id, pin, device_id, ts)` (stores created
+//! before catalog format 3: `(org_id, device_id, pin, ts)`) listed in an atomic catalog, keep the last value of every pin in memory, and hand queries a consistent
 //! [`Snapshot`] of memtables ∪ files.
 //! Files store `value` as scaled integers when that is exact ([`decode_file_batch`] turns it
 //! back into `Float64` for readers of the files).

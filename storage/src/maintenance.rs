@@ -271,6 +271,7 @@ pub(crate) fn execute(
     let mut removed_paths = HashSet::new();
     let mut added = Vec::new();
     let mut written: Vec<PathBuf> = Vec::new();
+    let order = catalog.lock().key_order();
     let result = (|| -> Result<()> {
         for rw in rewrites {
             if stop.load(Ordering::Relaxed) {
@@ -310,7 +311,7 @@ pub(crate) fn execute(
                 &partition,
                 wal_seq_min..=wal_seq_max,
                 |abs| {
-                    let merged = merge::merge_files(abs, &paths, rw.keep.as_ref(), stop)?;
+                    let merged = merge::merge_files(abs, &paths, rw.keep.as_ref(), stop, order)?;
                     Ok(merged.map(|(merged, bytes)| {
                         duplicates = merged.duplicates;
                         (merged.stats, bytes)

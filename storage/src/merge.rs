@@ -2,7 +2,7 @@
 //! deletion): a k-way merge that reads each input a batch at a time and writes the output a row
 //! group at a time.
 //!
-//! Every data file is sorted by `(org_id, device_id, pin, ts)`, so merging needs no sort:
+//! Every data file of a store is sorted by its key order ([`KeyOrder`]), so merging needs no sort:
 //! the input whose next row is smallest gives a run of rows up to the next row of any other
 //! input, recorded as indices into its batch; each row group is gathered once from its runs.
 //! Rows with equal keys come in input order (the inputs are given oldest first), as the
@@ -24,11 +24,11 @@ use crate::dedup;
 use crate::error::{Result, StorageError};
 use crate::maintenance::RowFilter;
 use crate::parquet_writer::{self, BatchStats, GroupWriter};
-use crate::schema::{self, COL_VALUE, schema};
+use crate::schema::{self, COL_VALUE, KeyOrder, schema};
 use crate::value_encoding;
 
 /// Sort key of a row.
-type Key = (u32, u32, u16, i64);
+type Key = schema::SortKey;
 
 /// Rows decoded from all inputs at once, at most (each input reads batches of this divided
 /// by the number of inputs, within the bounds below).
@@ -57,13 +57,15 @@ pub(crate) fn merge_files(
     inputs: &[PathBuf],
     keep: Option<&RowFilter>,
     stop: &AtomicBool,
+    order: KeyOrder,
 ) -> Result<Option<(Merged, u64)>> {
-    let group_rows = parquet_writer::writer_properties(false)?
+    let group_rows = parquet_writer::writer_properties(false, order)?
         .max_row_group_row_count()
         .unwrap_or(usize::MAX);
     let shape = Shape {
         group_rows,
         fan_in: MAX_FAN_IN,
+        order,
     };
     merge_in_levels(out, inputs, keep, stop, shape, 0)
 }
@@ -72,11 +74,13 @@ pub(crate) fn merge_files(
 /// decoded batch. More inputs are merged a group at a time into intermediate files first.
 const MAX_FAN_IN: usize = 64;
 
-/// Row group size and fan-in of a merge (small in tests).
+/// Row group size and fan-in of a merge (small in tests), and the key order of its inputs
+/// and output.
 #[derive(Debug, Clone, Copy)]
 struct Shape {
     group_rows: usize,
     fan_in: usize,
+    order: KeyOrder,
 }
 
 /// [`merge_files`] with `shape`: consecutive groups of at most `shape.fan_in` inputs merged
@@ -93,7 +97,7 @@ fn merge_in_levels(
 ) -> Result<Option<(Merged, u64)>> {
     let fan_in = shape.fan_in.max(2);
     if inputs.len() <= fan_in {
-        return merge_once(out, inputs, keep, stop, shape.group_rows);
+        return merge_once(out, inputs, keep, stop, shape);
     }
     let stem = out.file_stem().unwrap_or_default().to_string_lossy();
     let mut parts = Vec::new();
@@ -101,7 +105,7 @@ fn merge_in_levels(
     let result = (|| {
         for (n, group) in inputs.chunks(fan_in).enumerate() {
             let part = out.with_file_name(format!("{stem}-merge{level}-{n}.parquet"));
-            if let Some((merged, _)) = merge_once(&part, group, keep, stop, shape.group_rows)? {
+            if let Some((merged, _)) = merge_once(&part, group, keep, stop, shape)? {
                 duplicates += merged.duplicates;
                 parts.push(part);
             }
@@ -130,7 +134,7 @@ fn merge_once(
     inputs: &[PathBuf],
     keep: Option<&RowFilter>,
     stop: &AtomicBool,
-    group_rows: usize,
+    shape: Shape,
 ) -> Result<Option<(Merged, u64)>> {
     if inputs.is_empty() {
         return Ok(None);
@@ -139,7 +143,7 @@ fn merge_once(
     loop {
         let mut misfit = false;
         let written = parquet_writer::write_file_atomically(out, |file| {
-            match merge_pass(file, inputs, keep, stop, scale, group_rows)? {
+            match merge_pass(file, inputs, keep, stop, scale, shape)? {
                 Pass::Done(merged) => Ok(Some(merged)),
                 Pass::Empty => Ok(None),
                 Pass::Misfit => {
@@ -192,11 +196,6 @@ fn open_reader(path: &Path, batch_rows: usize) -> Result<ParquetRecordBatchReade
         .build()?)
 }
 
-fn key_at(batch: &RecordBatch, row: usize) -> Key {
-    let (org, dev, pin, ts) = schema::key_columns(batch);
-    (org[row], dev[row], pin[row], ts[row])
-}
-
 /// One input file, a decoded and filtered batch at a time.
 struct Input<'a> {
     path: &'a Path,
@@ -207,6 +206,7 @@ struct Input<'a> {
     pos: usize,
     /// Key of the last row of the previous batch (to check the order across batches).
     last: Option<Key>,
+    order: KeyOrder,
 }
 
 impl<'a> Input<'a> {
@@ -215,6 +215,7 @@ impl<'a> Input<'a> {
         path: &'a Path,
         keep: Option<&'a RowFilter>,
         batch_rows: usize,
+        order: KeyOrder,
     ) -> Result<Option<Input<'a>>> {
         let mut input = Input {
             path,
@@ -223,6 +224,7 @@ impl<'a> Input<'a> {
             batch: RecordBatch::new_empty(schema()),
             pos: 0,
             last: None,
+            order,
         };
         Ok(input.next_batch()?.then_some(input))
     }
@@ -241,13 +243,15 @@ impl<'a> Input<'a> {
             }
             // A merge of unsorted input would write an unsorted file: refuse it.
             let (org, dev, pin, ts) = schema::key_columns(&batch);
-            let key = |i: usize| (org[i], dev[i], pin[i], ts[i]);
+            let order = self.order;
+            let key = |i: usize| order.key(org[i], dev[i], pin[i], ts[i]);
             let sorted =
                 self.last.is_none_or(|last| last <= key(0)) && (1..n).all(|i| key(i - 1) <= key(i));
             if !sorted {
                 return Err(StorageError::InvalidInput(format!(
-                    "{} is not sorted by (org_id, device_id, pin, ts); not merged",
-                    self.path.display()
+                    "{} is not sorted by {}; not merged",
+                    self.path.display(),
+                    order.describe()
                 )));
             }
             self.last = Some(key(n - 1));
@@ -259,7 +263,7 @@ impl<'a> Input<'a> {
     }
 
     fn head(&self) -> Key {
-        key_at(&self.batch, self.pos)
+        self.order.key_at(&self.batch, self.pos)
     }
 
     /// End of the run of rows from `pos` that come before `bound` (the smallest next row of
@@ -273,7 +277,7 @@ impl<'a> Input<'a> {
         let (org, dev, pin, ts) = schema::key_columns(&self.batch);
         let mut end = self.pos + 1;
         while end < n {
-            let key = (org[end], dev[end], pin[end], ts[end]);
+            let key = self.order.key(org[end], dev[end], pin[end], ts[end]);
             if key < bound || (key == bound && me < other) {
                 end += 1;
             } else {
@@ -297,12 +301,12 @@ fn merge_pass(
     keep: Option<&RowFilter>,
     stop: &AtomicBool,
     scale: Option<i8>,
-    group_rows: usize,
+    shape: Shape,
 ) -> Result<Pass> {
     let batch_rows = (READ_ROWS_TOTAL / inputs.len().max(1)).clamp(READ_ROWS_MIN, READ_ROWS_MAX);
     let mut cursors = Vec::with_capacity(inputs.len());
     for path in inputs {
-        if let Some(input) = Input::open(path, keep, batch_rows)? {
+        if let Some(input) = Input::open(path, keep, batch_rows, shape.order)? {
             cursors.push(input);
         }
     }
@@ -311,7 +315,7 @@ fn merge_pass(
         .enumerate()
         .map(|(i, c)| Reverse((c.head(), i)))
         .collect();
-    let mut out = Output::new(file, scale, group_rows);
+    let mut out = Output::new(file, scale, shape);
     // Each input's current batch as a source of the output, once registered.
     let mut slots: Vec<Option<Slot>> = vec![None; cursors.len()];
     while let Some(Reverse((_, i))) = heap.pop() {
@@ -350,6 +354,7 @@ struct Output {
     duplicates: usize,
     /// The key whose rows alone exceed a group and may have more to come.
     open_key: Option<Key>,
+    order: KeyOrder,
 }
 
 /// Where an input's current batch is among the output's sources: `(epoch, index)`.
@@ -365,18 +370,19 @@ enum Group {
 }
 
 impl Output {
-    fn new(file: File, scale: Option<i8>, group_rows: usize) -> Output {
+    fn new(file: File, scale: Option<i8>, shape: Shape) -> Output {
         Output {
             file: Some(file),
             written: None,
             scale,
-            group_rows: group_rows.max(1),
+            group_rows: shape.group_rows.max(1),
             sources: Vec::new(),
             runs: Vec::new(),
             epoch: 0,
             rows: 0,
             duplicates: 0,
             open_key: None,
+            order: shape.order,
         }
     }
 
@@ -400,8 +406,9 @@ impl Output {
             }
         };
         // More rows of a key that fills a whole group: wait for the next key before trying again.
+        let order = self.order;
         let more_of_open_key = self.open_key.is_some_and(|open| {
-            key_at(batch, start) == open && key_at(batch, start + len - 1) == open
+            order.key_at(batch, start) == open && order.key_at(batch, start + len - 1) == open
         });
         self.rows += len;
         self.runs.push((source, start, len));
@@ -479,15 +486,14 @@ impl Output {
         let mut cut = n.min(self.group_rows);
         if cut < n {
             // Back to the first row of the key at the cut: the rows of one key stay together.
-            let at = key_at(&pending, cut);
-            while cut > 0 && key_at(&pending, cut - 1) == at {
+            let key_at = |row| self.order.key_at(&pending, row);
+            let at = key_at(cut);
+            while cut > 0 && key_at(cut - 1) == at {
                 cut -= 1;
             }
             if cut == 0 {
                 // One key fills the group: the group takes all of its rows.
-                cut = (1..=n)
-                    .find(|&i| i == n || key_at(&pending, i) != at)
-                    .unwrap_or(n);
+                cut = (1..=n).find(|&i| i == n || key_at(i) != at).unwrap_or(n);
                 if cut == n && !last {
                     self.keep_pending(pending);
                     return Ok(Group::KeyOpen(at));
@@ -520,7 +526,7 @@ impl Output {
                 let file = self.file.take().ok_or_else(|| {
                     StorageError::InvalidInput("merge output written after it was closed".into())
                 })?;
-                let props = parquet_writer::writer_properties(self.scale.is_some())?;
+                let props = parquet_writer::writer_properties(self.scale.is_some(), self.order)?;
                 let mut writer = GroupWriter::new(file, encoded.schema(), props)?;
                 writer.write(&encoded)?;
                 self.written = Some((writer, stats));
@@ -541,15 +547,19 @@ mod tests {
     use arrow::datatypes::{DataType, Float64Type, UInt32Type};
     use std::time::Instant;
 
-    /// A data file of `points` as the flusher writes it (sorted, without repeats).
-    fn write(dir: &Path, name: &str, points: &[Point]) -> PathBuf {
+    /// A data file of `points` as the flusher writes it (sorted in `order`, without repeats).
+    fn write_in(dir: &Path, name: &str, points: &[Point], order: KeyOrder) -> PathBuf {
         let mut m = Memtable::new();
         m.append(1, points, Instant::now());
-        let sorted = sort_rows(&m.freeze().expect("rows").batches).unwrap();
+        let sorted = sort_rows(&m.freeze().expect("rows").batches, order).unwrap();
         let (sorted, _) = dedup::dedup_sorted(sorted).unwrap();
         let path = dir.join(name);
-        parquet_writer::write_parquet_file(&path, &sorted).unwrap();
+        parquet_writer::write_parquet_file(&path, &sorted, order).unwrap();
         path
+    }
+
+    fn write(dir: &Path, name: &str, points: &[Point]) -> PathBuf {
+        write_in(dir, name, points, KeyOrder::PinDevice)
     }
 
     fn read(path: &Path) -> (RecordBatch, DataType, Vec<usize>) {
@@ -570,13 +580,17 @@ mod tests {
     }
 
     /// The rows as comparable tuples (values by their bits).
-    fn rows(batch: &RecordBatch) -> Vec<(Key, Option<u64>, Option<String>)> {
+    /// A row's key columns, in schema order.
+    type Columns = (u32, u32, u16, i64);
+
+    fn rows(batch: &RecordBatch) -> Vec<(Columns, Option<u64>, Option<String>)> {
+        let (org, dev, pin, ts) = schema::key_columns(batch);
         let value = batch.column(COL_VALUE).as_primitive::<Float64Type>();
         let text = batch.column(schema::COL_TEXT).as_string::<i32>();
         (0..batch.num_rows())
             .map(|i| {
                 (
-                    key_at(batch, i),
+                    (org[i], dev[i], pin[i], ts[i]),
                     value.is_valid(i).then(|| value.value(i).to_bits()),
                     text.is_valid(i).then(|| text.value(i).to_owned()),
                 )
@@ -619,14 +633,16 @@ mod tests {
             group_rows in 1usize..12,
             fan_in in 2usize..5,
             dropped in proptest::option::of(0u32..3),
+            pin_first in proptest::bool::ANY,
         ) {
+            let order = if pin_first { KeyOrder::PinDevice } else { KeyOrder::DevicePin };
             let dir = tempfile::tempdir().unwrap();
             let inputs: Vec<PathBuf> = files
                 .iter()
                 .enumerate()
                 .map(|(i, pts)| {
                     let pts: Vec<Point> = pts.iter().map(|&(d, p, t, v)| point(d, p, t, v)).collect();
-                    write(dir.path(), &format!("{i}.parquet"), &pts)
+                    write_in(dir.path(), &format!("{i}.parquet"), &pts, order)
                 })
                 .collect();
             let keep = dropped.map(drop_device);
@@ -638,14 +654,14 @@ mod tests {
             };
             let out = dir.path().join("out.parquet");
             let stop = AtomicBool::new(false);
-            let shape = Shape { group_rows, fan_in };
+            let shape = Shape { group_rows, fan_in, order };
             let merged = merge_in_levels(&out, &inputs, keep.as_ref(), &stop, shape, 0).unwrap();
             if all.num_rows() == 0 {
                 proptest::prop_assert!(merged.is_none());
                 proptest::prop_assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), inputs.len());
                 return Ok(());
             }
-            let (expected, dups) = dedup::dedup_sorted(sort_rows(&[all]).unwrap()).unwrap();
+            let (expected, dups) = dedup::dedup_sorted(sort_rows(&[all], order).unwrap()).unwrap();
             let (merged, bytes) = merged.expect("rows kept");
             let (got, _, groups) = read(&out);
             proptest::prop_assert_eq!(rows(&got), rows(&expected));
@@ -657,7 +673,7 @@ mod tests {
             // A row group holds at most `group_rows` rows, or the rows of one key.
             let mut start = 0;
             for rows in groups {
-                let one_key = key_at(&got, start) == key_at(&got, start + rows - 1);
+                let one_key = order.key_at(&got, start) == order.key_at(&got, start + rows - 1);
                 proptest::prop_assert!(rows <= group_rows || one_key, "{} rows", rows);
                 start += rows;
             }
@@ -675,7 +691,7 @@ mod tests {
         let stored = |inputs: &[&PathBuf]| {
             let inputs: Vec<PathBuf> = inputs.iter().map(|p| (*p).clone()).collect();
             let out = dir.path().join("out");
-            merge_files(&out, &inputs, None, &stop)
+            merge_files(&out, &inputs, None, &stop, KeyOrder::PinDevice)
                 .unwrap()
                 .expect("rows");
             let (batch, stored, _) = read(&out);
@@ -702,11 +718,32 @@ mod tests {
         m.append(1, &[point(2, 0, 1, 0), point(1, 0, 1, 0)], Instant::now());
         let unsorted = concat_batches(&schema(), &m.freeze().unwrap().batches).unwrap();
         let bad = dir.path().join("bad");
-        parquet_writer::write_parquet_file(&bad, &unsorted).unwrap();
+        parquet_writer::write_parquet_file(&bad, &unsorted, KeyOrder::PinDevice).unwrap();
+        // A file sorted device first, merged as pin first: device 1 pin 1 before device 2 pin 0.
+        let other = write_in(
+            dir.path(),
+            "other",
+            &[point(1, 1, 1, 0), point(2, 0, 1, 0)],
+            KeyOrder::DevicePin,
+        );
         let out = dir.path().join("out");
-        let err = merge_files(&out, &[good.clone(), bad], None, &AtomicBool::new(false))
+        let merge = |inputs: &[PathBuf]| {
+            merge_files(
+                &out,
+                inputs,
+                None,
+                &AtomicBool::new(false),
+                KeyOrder::PinDevice,
+            )
             .unwrap_err()
-            .to_string();
+            .to_string()
+        };
+        let err = merge(&[good.clone(), bad]);
+        assert!(
+            err.contains("not sorted by (org_id, pin, device_id, ts)"),
+            "{err}"
+        );
+        let err = merge(&[good.clone(), other]);
         assert!(err.contains("not sorted"), "{err}");
         assert!(!out.exists());
         assert!(
@@ -714,7 +751,13 @@ mod tests {
                 .unwrap()
                 .all(|e| { !e.unwrap().file_name().to_string_lossy().ends_with(".tmp") })
         );
-        let stopped = merge_files(&out, &[good.clone(), good], None, &AtomicBool::new(true));
+        let stopped = merge_files(
+            &out,
+            &[good.clone(), good],
+            None,
+            &AtomicBool::new(true),
+            KeyOrder::PinDevice,
+        );
         assert!(matches!(stopped, Err(StorageError::Closed)));
         assert!(!out.exists());
     }

@@ -21,7 +21,7 @@ use crate::fsutil;
 use crate::last_value::LastValue;
 use crate::partition;
 use crate::point::Value;
-use crate::schema::{self, COL_DEVICE, COL_ORG, COL_PIN, COL_TEXT, COL_TS, COL_VALUE, schema};
+use crate::schema::{self, COL_TEXT, COL_TS, COL_VALUE, KeyOrder, SortKey, schema};
 use crate::value_encoding;
 
 /// Key of one series.
@@ -30,10 +30,10 @@ pub(crate) type SeriesKey = (u32, u32, u16);
 /// zstd level used for every file (DESIGN.md measured level 3).
 const ZSTD_LEVEL: i32 = 3;
 
-/// Concatenates `batches` and sorts the rows by `(org_id, device_id, pin, ts)`. Rows with equal
-/// keys keep their write order, so the last row of a series is its newest and, among equal
+/// Concatenates `batches` and sorts the rows by the store's key `order`. Rows with equal keys
+/// keep their write order, so the last row of a series is its newest and, among equal
 /// timestamps, its latest write.
-pub(crate) fn sort_rows(batches: &[RecordBatch]) -> Result<RecordBatch> {
+pub(crate) fn sort_rows(batches: &[RecordBatch], order: KeyOrder) -> Result<RecordBatch> {
     let batch = concat_batches(&schema(), batches)?;
     let n = batch.num_rows();
     if n > u32::MAX as usize {
@@ -42,11 +42,11 @@ pub(crate) fn sort_rows(batches: &[RecordBatch]) -> Result<RecordBatch> {
         )));
     }
     let (org, dev, pin, ts) = schema::key_columns(&batch);
-    let key = |i: usize| (org[i], dev[i], pin[i], ts[i]);
+    let key = |i: usize| order.key(org[i], dev[i], pin[i], ts[i]);
     if (1..n).all(|i| key(i - 1) <= key(i)) {
         return Ok(batch);
     }
-    let indices = UInt32Array::from(sort_order(org, dev, pin, ts));
+    let indices = UInt32Array::from(sort_order(org, dev, pin, ts, order));
     Ok(take_record_batch(&batch, &indices)?)
 }
 
@@ -61,7 +61,7 @@ pub(crate) fn sort_rows(batches: &[RecordBatch]) -> Result<RecordBatch> {
 /// the thread (`sort_unstable` of packed `(org_id, device_id, pin, ts, row)` tuples) to 14 %
 /// (BENCHMARKS.md, "Flush by counting sort"); looking devices up per run instead of series per
 /// row took another ~10 % off a flush (BENCHMARKS.md, "Series numbered by device run").
-fn sort_order(org: &[u32], dev: &[u32], pin: &[u16], ts: &[i64]) -> Vec<u32> {
+fn sort_order(org: &[u32], dev: &[u32], pin: &[u16], ts: &[i64], order: KeyOrder) -> Vec<u32> {
     let n = ts.len();
     // Series number of each row, in order of first appearance; rows per series. A device's
     // pins are found in a short sorted list under the device, which is looked up once per run
@@ -99,10 +99,10 @@ fn sort_order(org: &[u32], dev: &[u32], pin: &[u16], ts: &[i64]) -> Vec<u32> {
     // First output position of each series, in key order. The keys are sorted with their
     // series numbers beside them, not through them: with a large fleet (a million series per
     // flush) an indirect sort is a cache miss per comparison.
-    let mut sorted_keys: Vec<(SeriesKey, u32)> = keys
+    let mut sorted_keys: Vec<(SortKey, u32)> = keys
         .iter()
         .enumerate()
-        .map(|(id, k)| (*k, id as u32))
+        .map(|(id, &(o, d, p))| (order.key(o, d, p, 0), id as u32))
         .collect();
     sorted_keys.sort_unstable();
     let by_key: Vec<u32> = sorted_keys.into_iter().map(|(_, id)| id).collect();
@@ -243,8 +243,9 @@ pub(crate) fn batch_stats(batch: &RecordBatch) -> BatchStats {
 /// Statistics cost two comparisons per value; on a reading or a state they buy no pruning,
 /// since every page of a file spans many series and so nearly the whole range. Measured in
 /// BENCHMARKS.md ("Ids delta-encoded").
-pub(crate) fn writer_properties(scaled_values: bool) -> Result<WriterProperties> {
-    let sorting = [COL_ORG, COL_DEVICE, COL_PIN, COL_TS]
+pub(crate) fn writer_properties(scaled_values: bool, order: KeyOrder) -> Result<WriterProperties> {
+    let sorting = order
+        .columns()
         .iter()
         .map(|&c| SortingColumn {
             column_idx: c as i32,
@@ -289,8 +290,9 @@ pub(crate) fn write_new_file(
     batch: &RecordBatch,
     wal_seq: std::ops::RangeInclusive<u64>,
 ) -> Result<(FileEntry, std::path::PathBuf)> {
+    let order = catalog.lock().key_order();
     let written = write_new_file_with(catalog, partition, wal_seq, |abs| {
-        let bytes = write_parquet_file(abs, batch)?;
+        let bytes = write_parquet_file(abs, batch, order)?;
         Ok(Some((batch_stats(batch), bytes)))
     })?;
     written.ok_or_else(|| StorageError::InvalidInput("an empty batch was not written".into()))
@@ -369,9 +371,13 @@ pub(crate) fn discard_written(
 ///
 /// `batch` has the telemetry schema; the file stores its `value` column as scaled integers
 /// when that is exact ([`value_encoding`]).
-pub(crate) fn write_parquet_file(final_path: &Path, batch: &RecordBatch) -> Result<u64> {
+pub(crate) fn write_parquet_file(
+    final_path: &Path,
+    batch: &RecordBatch,
+    order: KeyOrder,
+) -> Result<u64> {
     let scaled = value_encoding::encode(batch)?;
-    let props = writer_properties(scaled.is_some())?;
+    let props = writer_properties(scaled.is_some(), order)?;
     let batch = scaled.as_ref().unwrap_or(batch);
     let written = write_file_atomically(final_path, |file| {
         let mut writer = GroupWriter::new(file, batch.schema(), props)?;
@@ -547,6 +553,7 @@ mod tests {
     use super::*;
     use crate::memtable::Memtable;
     use crate::point::Point;
+    use crate::schema::{COL_DEVICE, COL_ORG, COL_PIN};
     use arrow::datatypes::UInt32Type;
     use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
     use parquet::file::metadata::PageIndexPolicy;
@@ -562,21 +569,26 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The counting sort orders rows exactly as sorting `(org, device, pin, ts, row)`
-        /// tuples does: few series and few timestamps, so ties and out-of-order rows abound.
+        /// The counting sort orders rows exactly as sorting `(key, row)` tuples does, in either
+        /// key order: few series and few timestamps, so ties and out-of-order rows abound.
         #[test]
         fn sort_order_is_the_tuple_order(
             rows in proptest::collection::vec((0u32..3, 0u32..4, 0u16..3, -3i64..4), 0..300),
+            pin_first in proptest::bool::ANY,
         ) {
+            let order = if pin_first { KeyOrder::PinDevice } else { KeyOrder::DevicePin };
             let org: Vec<u32> = rows.iter().map(|r| r.0).collect();
             let dev: Vec<u32> = rows.iter().map(|r| r.1).collect();
             let pin: Vec<u16> = rows.iter().map(|r| r.2).collect();
             let ts: Vec<i64> = rows.iter().map(|r| r.3).collect();
-            let mut tuples: Vec<_> =
-                rows.iter().enumerate().map(|(i, r)| (r.0, r.1, r.2, r.3, i as u32)).collect();
+            let mut tuples: Vec<_> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (order.key(r.0, r.1, r.2, r.3), i as u32))
+                .collect();
             tuples.sort_unstable();
-            let expected: Vec<u32> = tuples.iter().map(|t| t.4).collect();
-            proptest::prop_assert_eq!(sort_order(&org, &dev, &pin, &ts), expected);
+            let expected: Vec<u32> = tuples.iter().map(|t| t.1).collect();
+            proptest::prop_assert_eq!(sort_order(&org, &dev, &pin, &ts, order), expected);
         }
     }
 
@@ -589,31 +601,38 @@ mod tests {
             Point::from_text(1, 9, 3, 30, "later"),
             Point::number(1, 2, 7, 5, 4.0),
         ];
-        let sorted = sort_rows(&frozen(&pts)).unwrap();
-        let org = sorted
-            .column(0)
-            .as_primitive::<UInt32Type>()
-            .values()
-            .to_vec();
-        let ts = sorted
-            .column(3)
-            .as_primitive::<TimestampMicrosecondType>()
-            .values()
-            .to_vec();
-        assert_eq!(org, [1, 1, 1, 1, 2]);
-        assert_eq!(ts, [5, 20, 30, 30, 10]);
-        let last = last_values_of_sorted(&sorted);
-        assert_eq!(last.len(), 3);
-        assert_eq!(
-            last[1],
-            (
-                (1, 9, 3),
-                LastValue {
-                    ts_us: 30,
-                    value: Value::Text("later".into())
-                }
-            )
-        );
+        // Org 1 device 2 pin 7 comes before device 9 pin 3 by device, after it by pin.
+        for (order, ts_order, text_at) in [
+            (KeyOrder::DevicePin, [5, 20, 30, 30, 10], 1),
+            (KeyOrder::PinDevice, [20, 30, 30, 5, 10], 0),
+        ] {
+            let sorted = sort_rows(&frozen(&pts), order).unwrap();
+            let org = sorted
+                .column(0)
+                .as_primitive::<UInt32Type>()
+                .values()
+                .to_vec();
+            let ts = sorted
+                .column(3)
+                .as_primitive::<TimestampMicrosecondType>()
+                .values()
+                .to_vec();
+            assert_eq!(org, [1, 1, 1, 1, 2]);
+            assert_eq!(ts, ts_order, "{order:?}");
+            let last = last_values_of_sorted(&sorted);
+            assert_eq!(last.len(), 3);
+            assert_eq!(
+                last[text_at],
+                (
+                    (1, 9, 3),
+                    LastValue {
+                        ts_us: 30,
+                        value: Value::Text("later".into())
+                    }
+                )
+            );
+        }
+        let sorted = sort_rows(&frozen(&pts), KeyOrder::PinDevice).unwrap();
         let stats = batch_stats(&sorted);
         assert_eq!(stats.org_ids, [1, 2]);
         assert_eq!(
@@ -630,23 +649,25 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn sort_matches_a_reference_sort(
-            rows in proptest::collection::vec((0u32..3, 0u32..4, 0u16..3, -5i64..5), 0..200)
+            rows in proptest::collection::vec((0u32..3, 0u32..4, 0u16..3, -5i64..5), 0..200),
+            pin_first in proptest::bool::ANY,
         ) {
+            let order = if pin_first { KeyOrder::PinDevice } else { KeyOrder::DevicePin };
             let pts: Vec<Point> = rows
                 .iter()
                 .enumerate()
                 .map(|(i, &(o, d, p, t))| Point::number(o, d, p, t, i as f64))
                 .collect();
-            let sorted = sort_rows(&frozen_or_empty(&pts)).unwrap();
-            let mut expect: Vec<(u32, u32, u16, i64, usize)> = rows
+            let sorted = sort_rows(&frozen_or_empty(&pts), order).unwrap();
+            let mut expect: Vec<(SortKey, usize)> = rows
                 .iter()
                 .enumerate()
-                .map(|(i, &(o, d, p, t))| (o, d, p, t, i))
+                .map(|(i, &(o, d, p, t))| (order.key(o, d, p, t), i))
                 .collect();
             expect.sort();
             let val = sorted.column(4).as_primitive::<Float64Type>().values().to_vec();
             let got: Vec<usize> = val.iter().map(|v| *v as usize).collect();
-            let want: Vec<usize> = expect.iter().map(|e| e.4).collect();
+            let want: Vec<usize> = expect.iter().map(|e| e.1).collect();
             proptest::prop_assert_eq!(got, want);
         }
     }
@@ -665,13 +686,13 @@ mod tests {
             Point::number(1, 1, 0, 5, 2.0),
             Point::number(1, 1, 0, -5, 3.0),
         ];
-        let sorted = sort_rows(&frozen(&pts)).unwrap();
+        let sorted = sort_rows(&frozen(&pts), KeyOrder::PinDevice).unwrap();
         let parts = split_by_day(&sorted).unwrap();
         let days: Vec<i64> = parts.iter().map(|(d, _)| *d).collect();
         assert_eq!(days, [-1, 0, 1]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p/date=1970-01-02/1.parquet");
-        let bytes = write_parquet_file(&path, &parts[2].1).unwrap();
+        let bytes = write_parquet_file(&path, &parts[2].1, KeyOrder::PinDevice).unwrap();
         assert_eq!(bytes, std::fs::metadata(&path).unwrap().len());
         let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(
             File::open(&path).unwrap(),
@@ -692,7 +713,13 @@ mod tests {
                 .encodings()
                 .any(|e| e == Encoding::DELTA_BINARY_PACKED)
         );
-        assert_eq!(rg.sorting_columns().map(|s| s.len()), Some(4));
+        let sorting: Vec<usize> = rg
+            .sorting_columns()
+            .expect("sort order declared")
+            .iter()
+            .map(|c| c.column_idx as usize)
+            .collect();
+        assert_eq!(sorting, [COL_ORG, COL_PIN, COL_DEVICE, COL_TS]);
         // Key columns: statistics and a column index (readers prune by them); ids and time
         // delta-encoded without a dictionary, `pin` with one. `value` and `text`: no statistics.
         let column_index = reader
@@ -745,7 +772,7 @@ mod tests {
                 }
             })
             .collect();
-        let sorted = sort_rows(&frozen(&pts)).unwrap();
+        let sorted = sort_rows(&frozen(&pts), KeyOrder::PinDevice).unwrap();
         for scaled in [false, true] {
             let batch = if scaled {
                 value_encoding::encode(&sorted)
@@ -755,7 +782,7 @@ mod tests {
                 sorted.clone()
             };
             let props = || {
-                writer_properties(scaled)
+                writer_properties(scaled, KeyOrder::PinDevice)
                     .unwrap()
                     .into_builder()
                     .set_max_row_group_row_count(Some(PARALLEL_ENCODE_ROWS + 1000))
@@ -791,10 +818,10 @@ mod tests {
             Point::number(1, 1, 0, 5, 0.1 + 0.2),
             Point::number(1, 1, 0, 6, 2.5),
         ];
-        let sorted = sort_rows(&frozen(&pts)).unwrap();
+        let sorted = sort_rows(&frozen(&pts), KeyOrder::PinDevice).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p/1.parquet");
-        write_parquet_file(&path, &sorted).unwrap();
+        write_parquet_file(&path, &sorted, KeyOrder::PinDevice).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
         assert_eq!(reader.schema().as_ref(), schema().as_ref());
         let rg = reader.metadata().row_group(0);

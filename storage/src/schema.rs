@@ -75,9 +75,83 @@ pub(crate) fn key_columns(batch: &RecordBatch) -> (&[u32], &[u32], &[u16], &[i64
     )
 }
 
+/// The order of the rows of a store's data files: each file is sorted by it, merges rely on
+/// it. A store keeps the order it was created with (the catalog records it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyOrder {
+    /// `(org_id, device_id, pin, ts)`: stores of catalog format versions 1 and 2.
+    DevicePin,
+    /// `(org_id, pin, device_id, ts)`: new stores (catalog format version 3). Every series is
+    /// still one run of rows, and the rows of one pin across the fleet are one run too: a
+    /// query of a few pins (`WHERE pin = 3`, `GROUP BY pin`) reads long runs of one pin and of
+    /// nulls, where the device-major order alternated pins every few rows
+    /// (BENCHMARKS.md, "Files sorted pin first").
+    PinDevice,
+}
+
+/// A row's position in a [`KeyOrder`]: compared as a tuple.
+pub(crate) type SortKey = (u32, u32, u32, i64);
+
+impl KeyOrder {
+    /// The sort key of the row `(org, device, pin, ts)`.
+    #[inline]
+    pub(crate) fn key(self, org: u32, device: u32, pin: u16, ts: i64) -> SortKey {
+        match self {
+            KeyOrder::DevicePin => (org, device, u32::from(pin), ts),
+            KeyOrder::PinDevice => (org, u32::from(pin), device, ts),
+        }
+    }
+
+    /// The sort key of row `row` of a batch with the telemetry schema.
+    pub(crate) fn key_at(self, batch: &RecordBatch, row: usize) -> SortKey {
+        let (org, dev, pin, ts) = key_columns(batch);
+        self.key(org[row], dev[row], pin[row], ts[row])
+    }
+
+    /// The key columns in sort order (indices into the schema).
+    pub(crate) fn columns(self) -> [usize; 4] {
+        match self {
+            KeyOrder::DevicePin => [COL_ORG, COL_DEVICE, COL_PIN, COL_TS],
+            KeyOrder::PinDevice => [COL_ORG, COL_PIN, COL_DEVICE, COL_TS],
+        }
+    }
+
+    /// The order's name in messages: `(org_id, pin, device_id, ts)`.
+    pub(crate) fn describe(self) -> String {
+        let names: Vec<&str> = self
+            .columns()
+            .iter()
+            .map(|&c| match c {
+                COL_ORG => columns::ORG_ID,
+                COL_DEVICE => columns::DEVICE_ID,
+                COL_PIN => columns::PIN,
+                _ => columns::TS,
+            })
+            .collect();
+        format!("({})", names.join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_orders_compare_rows_by_their_columns() {
+        // Device 1 pin 2 against device 2 pin 1, same org and time.
+        let (a, b) = ((7, 1, 2, 5), (7, 2, 1, 5));
+        let key = |o: KeyOrder, (org, dev, pin, ts): (u32, u32, u16, i64)| o.key(org, dev, pin, ts);
+        assert!(key(KeyOrder::DevicePin, a) < key(KeyOrder::DevicePin, b));
+        assert!(key(KeyOrder::PinDevice, a) > key(KeyOrder::PinDevice, b));
+        assert_eq!(
+            KeyOrder::PinDevice.describe(),
+            "(org_id, pin, device_id, ts)"
+        );
+        assert_eq!(
+            KeyOrder::DevicePin.describe(),
+            "(org_id, device_id, pin, ts)"
+        );
+    }
 
     #[test]
     fn column_order_and_types() {

@@ -37,7 +37,7 @@ pub(crate) struct LiveFile {
 /// A consistent cut of the store: every row written (and acknowledged) before the snapshot is
 /// in exactly one of `batches` (memtables, including frozen ones being flushed) or `files`.
 /// Batches have the telemetry [`schema`](crate::schema()) and are in no particular order; files
-/// are sorted by `(org_id, device_id, pin, ts)` internally.
+/// are sorted by the store's key order internally (each series is one run of rows).
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     /// In-memory rows.

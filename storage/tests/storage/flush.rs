@@ -98,20 +98,21 @@ fn parquet_files_are_sorted_partitioned_and_compressed() {
             let pin = b.column(2).as_primitive::<UInt16Type>();
             let ts = b.column(3).as_primitive::<TimestampMicrosecondType>();
             for i in 0..b.num_rows() {
-                keys.push((org.value(i), dev.value(i), pin.value(i), ts.value(i)));
+                // A new store's files are sorted pin first.
+                keys.push((org.value(i), pin.value(i), dev.value(i), ts.value(i)));
             }
         }
         assert!(
             keys.windows(2).all(|w| w[0] <= w[1]),
-            "rows sorted by (org, device, pin, ts)"
+            "rows sorted by (org, pin, device, ts)"
         );
         assert_eq!(keys.len() as u64, f.rows);
         let day = (keys[0].3).div_euclid(DAY);
         assert!(keys.iter().all(|k| k.3.div_euclid(DAY) == day));
         assert_eq!(f.min_ts_us, keys.iter().map(|k| k.3).min().unwrap());
         assert_eq!(f.max_ts_us, keys.iter().map(|k| k.3).max().unwrap());
-        assert_eq!(f.min_device_id, keys.iter().map(|k| k.1).min().unwrap());
-        assert_eq!(f.max_device_id, keys.iter().map(|k| k.1).max().unwrap());
+        assert_eq!(f.min_device_id, keys.iter().map(|k| k.2).min().unwrap());
+        assert_eq!(f.max_device_id, keys.iter().map(|k| k.2).max().unwrap());
         let mut orgs: Vec<u32> = keys.iter().map(|k| k.0).collect();
         orgs.dedup();
         assert_eq!(f.org_ids, orgs);
@@ -121,7 +122,17 @@ fn parquet_files_are_sorted_partitioned_and_compressed() {
         let rg = reader.metadata().row_group(0);
         assert!(matches!(rg.column(0).compression(), Compression::ZSTD(_)));
         assert!(rg.column(3).statistics().is_some(), "statistics on");
-        assert_eq!(rg.sorting_columns().map(|s| s.len()), Some(4));
+        let sorting: Vec<i32> = rg
+            .sorting_columns()
+            .unwrap()
+            .iter()
+            .map(|c| c.column_idx)
+            .collect();
+        assert_eq!(
+            sorting,
+            [0, 2, 1, 3],
+            "declared: org_id, pin, device_id, ts"
+        );
     }
     assert_eq!(total, 5000);
     assert_eq!(all_rows(&s), expected(&pts));

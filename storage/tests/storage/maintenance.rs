@@ -93,6 +93,70 @@ fn compaction_merges_files_and_keeps_every_row() {
     assert_eq!(s.recovery().orphan_files_removed, 0);
 }
 
+/// `(org_id, device_id, pin, ts)` of a row.
+type Key = (u32, u32, u16, i64);
+
+/// The key columns of a data file's rows in the order they are stored, and the key columns its
+/// metadata declares it sorted by.
+fn file_keys(path: &std::path::Path) -> (Vec<Key>, Vec<i32>) {
+    let mut rows = Vec::new();
+    for b in read_parquet(path) {
+        rows_of_batch(&b, &mut rows);
+    }
+    let file = std::fs::File::open(path).unwrap();
+    let builder =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let declared = builder.metadata().row_group(0).sorting_columns().unwrap();
+    (
+        rows.into_iter().map(|r| (r.0, r.1, r.2, r.3)).collect(),
+        declared.iter().map(|c| c.column_idx).collect(),
+    )
+}
+
+/// A new store sorts its files pin first; a store created before (catalog format 2) keeps
+/// sorting device first through flushes, compaction and restarts, and stays at format 2.
+#[test]
+fn stores_keep_their_key_order_through_flush_and_compaction() {
+    for format_2 in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        if format_2 {
+            let doc = r#"{"format_version":2,"next_file_id":1,"flushed_wal_seq":0,"files":[]}"#;
+            std::fs::write(dir.path().join("catalog.json"), doc).unwrap();
+        }
+        let s = Storage::open(maint_config(dir.path())).unwrap();
+        let mut pts = fleet(&[1, 2], 1, 7);
+        pts.sort_by_key(|p| p.ts_us);
+        write_in_flushes(&s, &pts, 3);
+        assert_eq!(s.compact().unwrap().files_written, 1);
+        s.write(pts[..20].to_vec()).unwrap(); // repeats, flushed after the compaction
+        s.flush().unwrap();
+        s.close().unwrap();
+        let s = Storage::open(maint_config(dir.path())).unwrap();
+        let report = s.compact().unwrap();
+        assert_eq!((report.files_written, report.duplicates_removed), (1, 20));
+        assert_eq!(all_rows(&s), expected(&pts), "format 2: {format_2}");
+        let files = s.snapshot().files.clone();
+        assert_eq!(files.len(), 1);
+        let (keys, declared) = file_keys(&files[0].path);
+        if format_2 {
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "device first");
+            assert_eq!(declared, [0, 1, 2, 3]);
+        } else {
+            let pin_first = |k: &Key| (k.0, k.2, k.1, k.3);
+            assert!(
+                keys.windows(2).all(|w| pin_first(&w[0]) < pin_first(&w[1])),
+                "pin first"
+            );
+            assert_eq!(declared, [0, 2, 1, 3]);
+        }
+        s.close().unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("catalog.json")).unwrap())
+                .unwrap();
+        assert_eq!(doc["format_version"], if format_2 { 2 } else { 3 });
+    }
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
