@@ -243,6 +243,14 @@ pub(crate) fn batch_stats(batch: &RecordBatch) -> BatchStats {
 /// Statistics cost two comparisons per value; on a reading or a state they buy no pruning,
 /// since every page of a file spans many series and so nearly the whole range. Measured in
 /// BENCHMARKS.md ("Ids delta-encoded").
+///
+/// Sorted pin first, two columns are written without zstd, which does not pay on them: `pin`
+/// (a few runs per file, smaller uncompressed) and `value` stored as scaled integers (its
+/// bit-packed deltas of readings shrank by 4 % under zstd on the 100 M-row data set; reading
+/// it back cost a third of `GROUP BY pin`). Every column chunk read with zstd also creates a
+/// compression and a decompression context in the `parquet` crate, each asking the CPU for
+/// its features (`cpuid`, 6.5 µs under this VM's hypervisor). BENCHMARKS.md, "`pin` and
+/// `value` without zstd".
 pub(crate) fn writer_properties(scaled_values: bool, order: KeyOrder) -> Result<WriterProperties> {
     let sorting = order
         .columns()
@@ -271,6 +279,16 @@ pub(crate) fn writer_properties(scaled_values: bool, order: KeyOrder) -> Result<
     for payload in [schema::columns::VALUE, schema::columns::TEXT] {
         builder = builder
             .set_column_statistics_enabled(ColumnPath::from(payload), EnabledStatistics::None);
+    }
+    if order == KeyOrder::PinDevice {
+        let mut plain = vec![schema::columns::PIN];
+        if scaled_values {
+            plain.push(schema::columns::VALUE);
+        }
+        for col in plain {
+            builder =
+                builder.set_column_compression(ColumnPath::from(col), Compression::UNCOMPRESSED);
+        }
     }
     if scaled_values {
         let value_col = ColumnPath::from(schema::columns::VALUE);
@@ -749,6 +767,11 @@ mod tests {
         for col in [COL_VALUE, COL_TEXT] {
             assert!(rg.column(col).statistics().is_none(), "column {col}");
         }
+        // zstd where it pays: not on `pin` (sorted pin first) nor on scaled values.
+        for col in [COL_ORG, COL_DEVICE, COL_PIN, COL_TS, COL_VALUE, COL_TEXT] {
+            let zstd = matches!(rg.column(col).compression(), Compression::ZSTD(_));
+            assert_eq!(zstd, col != COL_PIN && col != COL_VALUE, "column {col}");
+        }
         let read: Vec<RecordBatch> = reader
             .build()
             .unwrap()
@@ -830,7 +853,26 @@ mod tests {
                 .encodings()
                 .any(|e| e == Encoding::RLE_DICTIONARY)
         );
+        assert!(matches!(
+            rg.column(COL_VALUE).compression(),
+            Compression::ZSTD(_)
+        ));
         let read: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
         assert_eq!(read, [sorted]);
+    }
+
+    /// A store sorted device first keeps zstd on every column (`pin` alternates every few
+    /// rows there, and zstd shrinks it).
+    #[test]
+    fn device_first_files_compress_every_column() {
+        let props = writer_properties(true, KeyOrder::DevicePin).unwrap();
+        for col in schema().fields() {
+            let path = ColumnPath::from(col.name().as_str());
+            assert!(
+                matches!(props.compression(&path), Compression::ZSTD(_)),
+                "{}",
+                col.name()
+            );
+        }
     }
 }
