@@ -142,8 +142,8 @@ impl RowFilter {
         }
     }
 
-    /// The rows of `batch` the filter keeps, in order.
-    fn kept_rows(&self, batch: &RecordBatch) -> Result<Vec<u32>> {
+    /// The rows of `batch` the filter keeps, in order; `None` when it keeps every row.
+    fn kept_rows(&self, batch: &RecordBatch) -> Result<Option<Vec<u32>>> {
         let rows = batch.num_rows();
         let Ok(_) = u32::try_from(rows) else {
             return internal_err!("DenseAggregateExec: a batch of {rows} rows");
@@ -152,26 +152,20 @@ impl RowFilter {
             Some((column, value)) => {
                 let column = cast(batch.column(column), &DataType::UInt16)?;
                 let column = column.as_primitive::<UInt16Type>();
-                // Every row's index is written, the count moves on past the kept ones only:
-                // no branch on the comparison.
-                let mut kept = vec![0u32; rows];
-                let mut n = 0;
-                for (i, &v) in column.values().iter().enumerate() {
-                    kept[n] = i as u32;
-                    n += usize::from(v == value);
-                }
-                kept.truncate(n);
                 // A null comparison keeps no row, as in `FilterExec`.
-                if let Some(nulls) = column.nulls() {
-                    kept.retain(|&i| nulls.is_valid(i as usize));
+                match (equal_rows(column.values(), value), column.nulls()) {
+                    (None, None) => None,
+                    (None, Some(nulls)) => Some(nulls.valid_indices().map(|i| i as u32).collect()),
+                    (Some(mut kept), Some(nulls)) => {
+                        kept.retain(|&i| nulls.is_valid(i as usize));
+                        Some(kept)
+                    }
+                    (Some(kept), None) => Some(kept),
                 }
-                kept
             }
             None => match self.predicate.evaluate(batch)? {
-                ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))) => {
-                    (0..rows as u32).collect()
-                }
-                ColumnarValue::Scalar(_) => Vec::new(),
+                ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))) => None,
+                ColumnarValue::Scalar(_) => Some(Vec::new()),
                 ColumnarValue::Array(array) => {
                     let Some(mask) = array.as_boolean_opt() else {
                         return internal_err!("DenseAggregateExec: the filter is not boolean");
@@ -180,11 +174,30 @@ impl RowFilter {
                         Some(nulls) => mask.values() & nulls.inner(),
                         None => mask.values().clone(),
                     };
-                    mask.set_indices().map(|i| i as u32).collect()
+                    (mask.count_set_bits() < rows)
+                        .then(|| mask.set_indices().map(|i| i as u32).collect())
                 }
             },
         })
     }
+}
+
+/// The rows whose value is `value`, in order; `None` when every row has it (files sorted pin
+/// first give whole batches of the pin a filter asks for). The check for that is one
+/// vectorized pass; otherwise every row's index is written and the count moves on past the
+/// kept ones only, with no branch on the comparison.
+fn equal_rows(values: &[u16], value: u16) -> Option<Vec<u32>> {
+    if values.iter().fold(true, |all, &v| all & (v == value)) {
+        return None;
+    }
+    let mut kept = vec![0u32; values.len()];
+    let mut n = 0;
+    for (i, &v) in values.iter().enumerate() {
+        kept[n] = i as u32;
+        n += usize::from(v == value);
+    }
+    kept.truncate(n);
+    Some(kept)
 }
 
 /// The physical optimizer rule putting [`DenseAggregateExec`] in place of eligible partial
@@ -620,14 +633,14 @@ impl Groups {
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
         let rows = batch.num_rows();
         let kept = match &self.filter {
-            Some(filter) => Some(filter.kept_rows(batch)?),
+            Some(filter) => filter.kept_rows(batch)?,
             None => None,
         };
         if rows == 0 || kept.as_ref().is_some_and(Vec::is_empty) {
             return Ok(());
         }
         // The key and arguments of the kept rows only (when the filter drops some).
-        let kept = kept.filter(|kept| kept.len() < rows).map(UInt32Array::from);
+        let kept = kept.map(UInt32Array::from);
         let pick = |array: ArrayRef| -> Result<ArrayRef> {
             Ok(match &kept {
                 Some(kept) => take(&array, kept, None)?,
@@ -1125,9 +1138,63 @@ mod tests {
                 "{predicate}"
             );
         }
+        // Kept rows, inline and through DataFusion: `None` is every row; a null pin keeps no row.
+        let pin_is_3 = binary(
+            col("pin", 0),
+            Operator::Eq,
+            lit(ScalarValue::UInt16(Some(3))),
+        );
+        let value_is_1 = binary(
+            col("value", 2),
+            Operator::Eq,
+            lit(ScalarValue::Float64(Some(1.0))),
+        );
+        let kept = |predicate: &Arc<dyn PhysicalExpr>, pins: Vec<Option<u16>>| {
+            let n = pins.len();
+            let values: Vec<Option<f64>> =
+                pins.iter().map(|p| p.map(|p| f64::from(p) - 2.0)).collect();
+            // A null pin's slot holds 3 (what a null slot holds is unspecified).
+            let nulls =
+                datafusion::arrow::buffer::NullBuffer::from_iter(pins.iter().map(Option::is_some));
+            let pins = UInt16Array::new(pins.iter().map(|p| p.unwrap_or(3)).collect(), Some(nulls));
+            let batch = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(pins),
+                    Arc::new(UInt8Array::from(vec![0u8; n])),
+                    Arc::new(Float64Array::from(values)),
+                ],
+            )
+            .unwrap();
+            RowFilter::new(predicate, &schema)
+                .kept_rows(&batch)
+                .unwrap()
+        };
+        for predicate in [&pin_is_3, &value_is_1] {
+            assert_eq!(kept(predicate, vec![Some(3), Some(3)]), None, "{predicate}");
+            assert_eq!(
+                kept(predicate, vec![Some(3), None, Some(3)]),
+                Some(vec![0, 2])
+            );
+            assert_eq!(kept(predicate, vec![Some(1), Some(3), None]), Some(vec![1]));
+            assert_eq!(kept(predicate, vec![Some(1), None]), Some(vec![]));
+        }
     }
 
     proptest::proptest! {
+        /// The rows equal to a value are found as comparing row by row finds them, whether all,
+        /// none or some rows are.
+        #[test]
+        fn equal_rows_are_the_rows_equal(
+            runs in proptest::collection::vec((0u16..3, 1usize..150), 0..12),
+            value in 0u16..3,
+        ) {
+            let values: Vec<u16> = runs.iter().flat_map(|&(v, n)| std::iter::repeat_n(v, n)).collect();
+            let want: Vec<u32> = (0..values.len() as u32).filter(|&i| values[i as usize] == value).collect();
+            let got = equal_rows(&values, value).unwrap_or_else(|| (0..values.len() as u32).collect());
+            proptest::prop_assert_eq!(got, want);
+        }
+
         /// Counts and sums kept over runs are, bit for bit, those of adding row by row (nulls
         /// skipped), whatever the runs, signed zeros and NaNs in null rows.
         #[test]
