@@ -21,6 +21,7 @@ mod dense_group_by;
 mod engine;
 mod error;
 pub mod history;
+mod local_files;
 pub mod postgres;
 mod rollup;
 mod scaled_values;

@@ -56,6 +56,7 @@ use parking_lot::RwLock;
 use pinhouse_storage::{FileMeta, Snapshot, Storage, columns};
 
 use crate::OrgScope;
+use crate::local_files::LocalFileReaderFactory;
 use crate::scaled_values::ScaledValueAdapterFactory;
 
 /// Column holding the tenant id; every scan filters on it.
@@ -300,13 +301,14 @@ impl TelemetryTable {
         // Files are never rewritten in place (a new file gets a new id), so a cached entry is
         // valid for as long as its path exists.
         let runtime = state.runtime_env();
-        let reader = CachedParquetFileReaderFactory::new(
+        // Byte ranges are read in place (`local_files.rs`).
+        let reader = LocalFileReaderFactory::new(CachedParquetFileReaderFactory::new(
             runtime.object_store(ObjectStoreUrl::local_filesystem())?,
             runtime.cache_manager.get_file_metadata_cache(),
-        );
+        ));
         let mut partitioned = Vec::with_capacity(files.len());
         for file in files {
-            let schema = read_schema(&reader, file).await?;
+            let schema = read_schema(reader.cached(), file).await?;
             partitioned.push(partitioned_file(file).with_arrow_schema(schema));
         }
         let mut source = ParquetSource::new(Arc::clone(&self.schema))
