@@ -242,19 +242,14 @@ impl<'a> Input<'a> {
                 continue;
             }
             // A merge of unsorted input would write an unsorted file: refuse it.
-            let (org, dev, pin, ts) = schema::key_columns(&batch);
-            let order = self.order;
-            let key = |i: usize| order.key(org[i], dev[i], pin[i], ts[i]);
-            let sorted =
-                self.last.is_none_or(|last| last <= key(0)) && (1..n).all(|i| key(i - 1) <= key(i));
-            if !sorted {
+            if !self.order.is_sorted(&batch, self.last) {
                 return Err(StorageError::InvalidInput(format!(
                     "{} is not sorted by {}; not merged",
                     self.path.display(),
-                    order.describe()
+                    self.order.describe()
                 )));
             }
-            self.last = Some(key(n - 1));
+            self.last = Some(self.order.key_at(&batch, n - 1));
             self.batch = batch;
             self.pos = 0;
             return Ok(true);

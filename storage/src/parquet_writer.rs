@@ -41,11 +41,10 @@ pub(crate) fn sort_rows(batches: &[RecordBatch], order: KeyOrder) -> Result<Reco
             "{n} rows do not fit one flush"
         )));
     }
-    let (org, dev, pin, ts) = schema::key_columns(&batch);
-    let key = |i: usize| order.key(org[i], dev[i], pin[i], ts[i]);
-    if (1..n).all(|i| key(i - 1) <= key(i)) {
+    if order.is_sorted(&batch, None) {
         return Ok(batch);
     }
+    let (org, dev, pin, ts) = schema::key_columns(&batch);
     let indices = UInt32Array::from(sort_order(org, dev, pin, ts, order));
     Ok(take_record_batch(&batch, &indices)?)
 }

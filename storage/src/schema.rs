@@ -108,6 +108,15 @@ impl KeyOrder {
         self.key(org[row], dev[row], pin[row], ts[row])
     }
 
+    /// Whether the rows of `batch` (telemetry schema) are in this order, and come after
+    /// `after` (the last key of a previous batch) when given.
+    pub(crate) fn is_sorted(self, batch: &RecordBatch, after: Option<SortKey>) -> bool {
+        let (org, dev, pin, ts) = key_columns(batch);
+        let key = |i: usize| self.key(org[i], dev[i], pin[i], ts[i]);
+        let n = ts.len();
+        (n == 0 || after.is_none_or(|last| last <= key(0))) && (1..n).all(|i| key(i - 1) <= key(i))
+    }
+
     /// The key columns in sort order (indices into the schema).
     pub(crate) fn columns(self) -> [usize; 4] {
         match self {
