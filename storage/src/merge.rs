@@ -59,11 +59,8 @@ pub(crate) fn merge_files(
     stop: &AtomicBool,
     order: KeyOrder,
 ) -> Result<Option<(Merged, u64)>> {
-    let group_rows = parquet_writer::writer_properties(false, order)?
-        .max_row_group_row_count()
-        .unwrap_or(usize::MAX);
     let shape = Shape {
-        group_rows,
+        group_rows: parquet_writer::ROW_GROUP_ROWS,
         fan_in: MAX_FAN_IN,
         order,
     };

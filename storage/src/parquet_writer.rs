@@ -30,6 +30,10 @@ pub(crate) type SeriesKey = (u32, u32, u16);
 /// zstd level used for every file (DESIGN.md measured level 3).
 const ZSTD_LEVEL: i32 = 3;
 
+/// Rows per row group of every data file (the `parquet` crate's default), which merges also
+/// cut their output by.
+pub(crate) const ROW_GROUP_ROWS: usize = parquet::file::properties::DEFAULT_MAX_ROW_GROUP_ROW_COUNT;
+
 /// Concatenates `batches` and sorts the rows by the store's key `order`. Rows with equal keys
 /// keep their write order, so the last row of a series is its newest and, among equal
 /// timestamps, its latest write.
@@ -263,6 +267,7 @@ pub(crate) fn writer_properties(scaled_values: bool, order: KeyOrder) -> Result<
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
         .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_sorting_columns(Some(sorting))
         .set_created_by(concat!("pinhouse-storage ", env!("CARGO_PKG_VERSION")).to_owned());
     for key in [
